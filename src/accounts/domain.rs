@@ -1,0 +1,192 @@
+//! Validated input types: parsed once at the edge, trusted afterwards.
+
+use rand::Rng;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// A server-generated customer id: a letter then 11 of `[a-z0-9]` (about 57 bits of randomness).
+/// It is a DNS-1123 label, so `customer-<id>` is a namespace and `<id>.<domain>` a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerId(String);
+
+impl CustomerId {
+    pub const LEN: usize = 12;
+
+    pub fn generate() -> Self {
+        const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+        const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = rand::thread_rng();
+        let mut id = String::with_capacity(Self::LEN);
+        id.push(LETTERS[rng.gen_range(0..LETTERS.len())] as char);
+        for _ in 1..Self::LEN {
+            id.push(ALNUM[rng.gen_range(0..ALNUM.len())] as char);
+        }
+        CustomerId(id)
+    }
+
+    /// Accepts an id from a path or token only if it has the generated shape.
+    pub fn parse(text: &str) -> Option<Self> {
+        let ok = text.len() == Self::LEN
+            && text.starts_with(|c: char| c.is_ascii_lowercase())
+            && text
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        ok.then(|| CustomerId(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An email address as given (trimmed), plus the form used for uniqueness: trimmed, lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub display: String,
+    pub normalized: String,
+}
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let display = raw.trim().to_string();
+        let invalid = |why: &str| ApiError::validation("invalid_email", "email", why.to_string());
+        if display.len() > 254 {
+            return Err(invalid("email must be at most 254 characters"));
+        }
+        let (local, domain) = display
+            .split_once('@')
+            .ok_or_else(|| invalid("email must look like name@example.com"))?;
+        let domain_ok = domain.contains('.')
+            && domain
+                .split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'));
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && local
+                .chars()
+                .all(|c| !c.is_whitespace() && !c.is_control() && !"@<>()[]\\,;:\"".contains(c));
+        if !domain_ok || !local_ok {
+            return Err(invalid("email must look like name@example.com"));
+        }
+        Ok(Email {
+            normalized: display.to_lowercase(),
+            display,
+        })
+    }
+}
+
+/// Reads request fields from a JSON object so that a missing or mistyped field names itself.
+pub struct Fields(Map<String, Value>);
+
+impl Fields {
+    pub fn from_value(value: Value) -> Result<Self, ApiError> {
+        match value {
+            Value::Object(map) => Ok(Fields(map)),
+            _ => Err(ApiError::MalformedJson("expected a JSON object".into())),
+        }
+    }
+
+    /// A string field, `None` when absent or null.
+    pub fn optional(&self, name: &'static str) -> Result<Option<String>, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => {
+                if s.contains('\0') {
+                    return Err(ApiError::validation(
+                        "invalid_value",
+                        name,
+                        format!("{name} must not contain NUL characters"),
+                    ));
+                }
+                Ok(Some(s.clone()))
+            }
+            Some(_) => Err(ApiError::validation(
+                "invalid_type",
+                name,
+                format!("{name} must be a string"),
+            )),
+        }
+    }
+
+    /// A string field that must be present and not blank.
+    pub fn required(&self, name: &'static str) -> Result<String, ApiError> {
+        match self.optional(name)? {
+            Some(s) if !s.trim().is_empty() => Ok(s),
+            _ => Err(ApiError::validation(
+                "missing_field",
+                name,
+                format!("{name} is required"),
+            )),
+        }
+    }
+}
+
+/// A free-text name (company, person): trimmed, bounded. Its content reaches manifests only as
+/// a quoted YAML scalar, so no characters beyond NUL need refusing here.
+pub fn parse_name(field: &'static str, raw: &str, max_chars: usize) -> Result<String, ApiError> {
+    let trimmed = raw.trim();
+    if trimmed.chars().count() > max_chars {
+        return Err(ApiError::validation(
+            "too_long",
+            field,
+            format!("{field} must be at most {max_chars} characters"),
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_dns_labels() {
+        for _ in 0..200 {
+            let id = CustomerId::generate();
+            let s = id.as_str();
+            assert_eq!(s.len(), CustomerId::LEN);
+            assert!(s.chars().next().unwrap().is_ascii_lowercase());
+            assert!(s
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+            assert_eq!(CustomerId::parse(s), Some(id.clone()));
+        }
+        assert_eq!(CustomerId::parse("Abc"), None);
+        assert_eq!(CustomerId::parse("../../etc/pa"), None);
+    }
+
+    #[test]
+    fn emails_are_trimmed_and_normalised() {
+        let e = Email::parse("  Ann.Lee+x@Example.COM ").unwrap();
+        assert_eq!(e.display, "Ann.Lee+x@Example.COM");
+        assert_eq!(e.normalized, "ann.lee+x@example.com");
+        for bad in [
+            "", "plain", "a@b", "a b@c.io", "@c.io", "a@.io", "a@b..io", "a@@b.io",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn fields_name_what_is_wrong() {
+        let f = Fields::from_value(serde_json::json!({"a": 1, "b": "  ", "c": "x"})).unwrap();
+        let field_of = |e: ApiError| match e {
+            ApiError::Validation { field, code, .. } => (field, code),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field_of(f.required("a").unwrap_err()),
+            (Some("a"), "invalid_type")
+        );
+        assert_eq!(
+            field_of(f.required("b").unwrap_err()),
+            (Some("b"), "missing_field")
+        );
+        assert_eq!(
+            field_of(f.required("z").unwrap_err()),
+            (Some("z"), "missing_field")
+        );
+        assert_eq!(f.required("c").unwrap(), "x");
+    }
+}

@@ -1,0 +1,15 @@
+//! Customer accounts: signup, login, sessions and the views returned to clients.
+
+pub mod domain;
+pub mod login;
+pub mod password;
+pub mod session;
+pub mod signup;
+pub mod view;
+
+/// Where a request came from, for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}

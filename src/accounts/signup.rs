@@ -1,0 +1,203 @@
+//! Signup: validate, hash, then write customer, trial subscription, license record, deployment
+//! status and audit entry in one transaction.
+
+use chrono::{Duration, Utc};
+use serde::Serialize;
+use serde_json::json;
+
+use super::domain::{parse_name, CustomerId, Email, Fields};
+use super::view::{CustomerView, DeploymentView, LicenseView, SubscriptionView};
+use super::{password, RequestMeta};
+use crate::app::App;
+use crate::db::{self, accounts, audit, licenses};
+use crate::error::{is_unique_violation, ApiError};
+use crate::license::{self, LicenseSubject};
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// A validated signup request.
+pub struct SignupRequest {
+    pub email: Email,
+    pub password: String,
+    pub company_name: String,
+    pub full_name: Option<String>,
+}
+
+impl SignupRequest {
+    pub fn from_json(body: serde_json::Value) -> Result<Self, ApiError> {
+        let f = Fields::from_value(body)?;
+        let email = Email::parse(&f.required("email")?)?;
+        let password = parse_password(f.required("password")?)?;
+        let company_name = parse_name("company_name", &f.required("company_name")?, 200)?;
+        let full_name = f
+            .optional("full_name")?
+            .map(|n| parse_name("full_name", &n, 200))
+            .transpose()?
+            .filter(|n| !n.is_empty());
+        Ok(SignupRequest {
+            email,
+            password,
+            company_name,
+            full_name,
+        })
+    }
+}
+
+pub fn parse_password(password: String) -> Result<String, ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::validation(
+            "weak_password",
+            "password",
+            format!("password must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::validation(
+            "password_too_long",
+            "password",
+            format!("password must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    Ok(password)
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignupResponse {
+    pub message: &'static str,
+    pub customer: CustomerView,
+    pub subscription: SubscriptionView,
+    pub license: LicenseView,
+    pub deployment: DeploymentView,
+}
+
+pub async fn signup(
+    app: &App,
+    req: SignupRequest,
+    meta: &RequestMeta,
+) -> Result<SignupResponse, ApiError> {
+    let password = req.password;
+    let password_hash = tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(anyhow::Error::from)??;
+
+    let now = Utc::now();
+    let now_text = db::ts(now);
+    let id = CustomerId::generate();
+    let (plan_name, plan) = app.plans.default_plan();
+    let trial_ends_at = now + Duration::days(app.plans.trial_days);
+    let status = "trialing";
+    let issued = license::issue(
+        &app.keys,
+        &app.config.license_issuer,
+        &LicenseSubject {
+            customer_id: id.as_str(),
+            customer_name: &req.company_name,
+            plan_name,
+            plan,
+            subscription_status: status,
+            trial_ends_at: Some(trial_ends_at),
+            current_period_ends_at: None,
+        },
+        now,
+    )?;
+    let instance_url = app.config.instance_url(id.as_str());
+    let subscription = accounts::SubscriptionRow {
+        plan: plan_name.to_string(),
+        status: status.to_string(),
+        trial_ends_at: Some(db::ts(trial_ends_at)),
+        current_period_ends_at: None,
+    };
+    let license_record = licenses::LicenseRecord {
+        customer_id: id.as_str().to_string(),
+        action: "issued".into(),
+        plan: plan_name.to_string(),
+        kid: issued.kid.clone(),
+        jti: issued.claims.jti.clone(),
+        token_sha256: issued.token_sha256.clone(),
+        issued_at: now_text.clone(),
+        expires_at: db::ts(trial_ends_at),
+    };
+    let entry = audit::AuditEntry {
+        action: "customer.signup",
+        customer_id: Some(id.as_str().to_string()),
+        actor: format!("customer:{}", id.as_str()),
+        client_ip: meta.client_ip.clone(),
+        user_agent: meta.user_agent.clone(),
+        details: json!({
+            "email": req.email.display,
+            "company_name": req.company_name,
+            "plan": plan_name,
+            "subscription_status": status,
+            "trial_ends_at": subscription.trial_ends_at,
+            "license_jti": issued.claims.jti,
+            "license_kid": issued.kid,
+        }),
+    };
+
+    let mut tx = app.db.pool.begin().await?;
+    // The customer row goes first: it takes SQLite's write lock before any read, and its
+    // unique email index is what turns a concurrent duplicate into a clean 409.
+    let inserted = accounts::insert_customer(
+        &mut *tx,
+        &accounts::NewCustomer {
+            id: id.as_str(),
+            email: &req.email.display,
+            email_normalized: &req.email.normalized,
+            password_hash: &password_hash,
+            company_name: &req.company_name,
+            full_name: req.full_name.as_deref(),
+            now: &now_text,
+        },
+    )
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) && e.to_string().contains("email") => {
+            return Err(ApiError::EmailTaken)
+        }
+        other => other?,
+    }
+    accounts::insert_subscription(&mut *tx, id.as_str(), &subscription, &now_text).await?;
+    licenses::insert(&mut *tx, &license_record).await?;
+    accounts::insert_deployment(&mut *tx, id.as_str(), "pending", &instance_url, &now_text).await?;
+    audit::record(&mut *tx, &now_text, &entry).await?;
+    tx.commit().await?;
+    tracing::info!(
+        customer_id = id.as_str(),
+        plan = plan_name,
+        "customer signed up"
+    );
+
+    Ok(SignupResponse {
+        message: "Signup successful",
+        customer: CustomerView {
+            customer_id: id.as_str().to_string(),
+            email: req.email.display,
+            company_name: req.company_name,
+            full_name: req.full_name,
+            created_at: now_text.clone(),
+        },
+        subscription: SubscriptionView {
+            plan: subscription.plan,
+            status: subscription.status,
+            trial_ends_at: subscription.trial_ends_at,
+            trial_days_remaining: app.plans.trial_days,
+            current_period_ends_at: None,
+        },
+        license: LicenseView {
+            jwt: Some(issued.jwt),
+            plan: plan_name.to_string(),
+            issued_at: now_text.clone(),
+            expires_at: license_record.expires_at,
+            features: Some(plan.features.clone()),
+            limits: Some(plan.limits.clone()),
+        },
+        deployment: DeploymentView {
+            status: "pending".into(),
+            instance_url,
+            committed_revision: None,
+            error: None,
+            updated_at: now_text,
+        },
+    })
+}

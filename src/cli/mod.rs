@@ -1,0 +1,131 @@
+//! The operator's subcommands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{key_paths, App};
+use crate::config::Config;
+use crate::license::keys::{self, KeyRing};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "billing",
+    version,
+    about = "Billing and GitOps control plane of the IoT SaaS"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (migrates the database first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// License tools.
+    #[command(subcommand)]
+    License(LicenseCommand),
+    /// License signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Verify a license JWT against the configured keys: print its claims, or why it is invalid.
+    Verify {
+        /// The license token.
+        token: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new RSA-2048 license key pair.
+    Generate {
+        /// Directory for license-private.pem and license-public.pem.
+        /// Default: the configured key paths.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// Overwrite existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Retire the current key (its public half keeps verifying old licenses) and make a new one.
+    Rotate,
+}
+
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.config;
+    match cli.command {
+        Command::Serve => {
+            let app = App::start(config).await?;
+            crate::http::serve(app).await?;
+        }
+        Command::Migrate => {
+            let db = crate::db::Db::connect(&config.database_url()).await?;
+            db.migrate().await?;
+            println!("migrations applied");
+        }
+        Command::License(LicenseCommand::Verify { token }) => {
+            let ring = KeyRing::load_verifying(&key_paths(&config))?;
+            return Ok(
+                match crate::license::verify(&ring, &config.license_issuer, token.trim()) {
+                    Ok(claims) => {
+                        println!("{}", serde_json::to_string_pretty(&claims)?);
+                        ExitCode::SUCCESS
+                    }
+                    Err(why) => {
+                        eprintln!("invalid license: {why}");
+                        ExitCode::FAILURE
+                    }
+                },
+            );
+        }
+        Command::Keys(KeysCommand::Generate { out_dir, force }) => {
+            let (private, public) = match out_dir {
+                Some(dir) => (
+                    dir.join("license-private.pem"),
+                    dir.join("license-public.pem"),
+                ),
+                None => (
+                    config.license_private_key_path(),
+                    config.license_public_key_path(),
+                ),
+            };
+            for path in [&private, &public] {
+                if path.exists() && !force {
+                    anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
+                }
+            }
+            let kid = keys::write_new_pair(&private, &public)?;
+            println!(
+                "wrote {} and {} (kid {kid})",
+                private.display(),
+                public.display()
+            );
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let (old, new) = keys::rotate(&key_paths(&config))?;
+            println!("retired key {old}; new signing key {new}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

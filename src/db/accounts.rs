@@ -1,0 +1,182 @@
+//! Queries on customers, their subscription and their deployment status.
+
+use sqlx::{Any, Executor, FromRow};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CustomerRow {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub company_name: String,
+    pub full_name: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SubscriptionRow {
+    pub plan: String,
+    pub status: String,
+    pub trial_ends_at: Option<String>,
+    pub current_period_ends_at: Option<String>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct DeploymentRow {
+    pub status: String,
+    pub instance_url: String,
+    pub committed_revision: Option<String>,
+    pub error: Option<String>,
+    pub updated_at: String,
+}
+
+pub struct NewCustomer<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub email_normalized: &'a str,
+    pub password_hash: &'a str,
+    pub company_name: &'a str,
+    pub full_name: Option<&'a str>,
+    pub now: &'a str,
+}
+
+const CUSTOMER_COLUMNS: &str = "id, email, password_hash, company_name, full_name, created_at";
+
+pub async fn insert_customer<'c>(
+    db: impl Executor<'c, Database = Any>,
+    c: &NewCustomer<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO customers (id, email, email_normalized, password_hash, company_name, \
+         full_name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(c.id)
+    .bind(c.email)
+    .bind(c.email_normalized)
+    .bind(c.password_hash)
+    .bind(c.company_name)
+    .bind(c.full_name)
+    .bind(c.now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn customer_by_email<'c>(
+    db: impl Executor<'c, Database = Any>,
+    email_normalized: &str,
+) -> Result<Option<CustomerRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email_normalized = $1"
+    ))
+    .bind(email_normalized)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn customer_by_id<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+) -> Result<Option<CustomerRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn list_customers<'c>(
+    db: impl Executor<'c, Database = Any>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<CustomerRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY created_at, id LIMIT $1 OFFSET $2"
+    ))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn update_password_hash<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+    password_hash: &str,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE customers SET password_hash = $1, updated_at = $2 WHERE id = $3")
+        .bind(password_hash)
+        .bind(now)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn insert_subscription<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+    sub: &SubscriptionRow,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO subscriptions (customer_id, plan, status, trial_ends_at, \
+         current_period_ends_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(customer_id)
+    .bind(&sub.plan)
+    .bind(&sub.status)
+    .bind(&sub.trial_ends_at)
+    .bind(&sub.current_period_ends_at)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn subscription<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT plan, status, trial_ends_at, current_period_ends_at \
+         FROM subscriptions WHERE customer_id = $1",
+    )
+    .bind(customer_id)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn insert_deployment<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+    status: &str,
+    instance_url: &str,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO deployments (customer_id, status, instance_url, updated_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(customer_id)
+    .bind(status)
+    .bind(instance_url)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn deployment<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+) -> Result<Option<DeploymentRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT status, instance_url, committed_revision, error, updated_at \
+         FROM deployments WHERE customer_id = $1",
+    )
+    .bind(customer_id)
+    .fetch_optional(db)
+    .await
+}

@@ -1,0 +1,153 @@
+//! Database access through sqlx's `Any` driver, so one set of queries serves SQLite and
+//! PostgreSQL. Queries use `$n` placeholders (both backends accept them) and only portable
+//! types: TEXT, BIGINT/INTEGER, and timestamps as fixed-width RFC 3339 text.
+
+pub mod accounts;
+pub mod audit;
+pub mod licenses;
+pub mod login_throttle;
+
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            bail!("DATABASE_URL must start with sqlite:, postgres:// or postgresql://")
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Connects (creating a SQLite file and its directory when needed); does not migrate.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        if backend == Backend::Sqlite {
+            ensure_sqlite_parent_dir(url)?;
+        }
+        let options = AnyConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the single writer; the busy timeout makes
+                        // concurrent writers queue instead of failing with SQLITE_BUSY.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .context("connecting to the database")?;
+        Ok(Db { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .context("applying migrations")?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+fn ensure_sqlite_parent_dir(url: &str) -> anyhow::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating database directory {}", parent.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Timestamps are stored as `2026-11-24T15:35:44.123Z`: fixed width, so text order is time order.
+pub fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn parse_ts(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(text)
+        .with_context(|| format!("bad timestamp {text:?} in database"))?
+        .with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_and_sort_as_text() {
+        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.006Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let b = a + chrono::Duration::milliseconds(995);
+        assert_eq!(ts(a), "2026-01-02T03:04:05.006Z");
+        assert_eq!(parse_ts(&ts(b)).unwrap(), b);
+        assert!(ts(a) < ts(b));
+    }
+
+    #[test]
+    fn backend_is_taken_from_the_url_scheme() {
+        assert_eq!(Backend::of_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::of_url("postgresql://h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert!(Backend::of_url("mysql://h/db").is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! Request extractors: JSON bodies with the API's error shape, request metadata for the
+//! audit log, and the two kinds of caller authentication (admin token, customer session).
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
+use axum::http::request::Parts;
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use crate::accounts::RequestMeta;
+use crate::app::SharedApp;
+use crate::error::ApiError;
+
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON body of at most [`MAX_BODY_BYTES`], whatever its content type: the old clients did
+/// not all send `application/json`.
+pub struct JsonBody(pub serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge {
+                    limit: MAX_BODY_BYTES,
+                }
+            } else {
+                ApiError::MalformedJson(e.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::MalformedJson(e.to_string()))
+    }
+}
+
+impl FromRequestParts<SharedApp> for RequestMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &SharedApp,
+    ) -> Result<Self, Self::Rejection> {
+        let forwarded = app
+            .config
+            .trust_forwarded_for
+            .then(|| parts.headers.get("x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_string());
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(512).collect());
+        Ok(RequestMeta {
+            client_ip: forwarded.or(peer),
+            user_agent,
+        })
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Proof that the caller presented `ADMIN_API_TOKEN`.
+pub struct Admin;
+
+impl FromRequestParts<SharedApp> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &SharedApp) -> Result<Self, ApiError> {
+        let Some(expected) = &app.config.admin_api_token else {
+            return Err(ApiError::AdminDisabled);
+        };
+        let given = bearer(parts).ok_or(ApiError::Unauthorized("admin bearer token required"))?;
+        if bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::Unauthorized("invalid admin token"))
+        }
+    }
+}
+
+/// The customer whose valid session token was presented.
+pub struct CustomerSession(pub String);
+
+impl FromRequestParts<SharedApp> for CustomerSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &SharedApp) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or(ApiError::Unauthorized("session token required"))?;
+        app.sessions
+            .verify(&app.config.license_issuer, token)
+            .map(CustomerSession)
+            .ok_or(ApiError::Unauthorized("invalid or expired session token"))
+    }
+}

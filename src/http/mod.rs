@@ -1,0 +1,82 @@
+//! The HTTP layer: routes, middleware and the server loop. Handlers stay thin; the work lives
+//! in `accounts`, `license` and friends.
+
+pub mod customers;
+pub mod extract;
+pub mod health;
+pub mod licenses;
+
+use std::net::SocketAddr;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::app::SharedApp;
+use crate::error::{ApiError, InternalErrorDetail};
+
+pub fn router(app: SharedApp) -> Router {
+    Router::new()
+        .route("/health", get(health::live))
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/api/customers/signup", post(customers::signup))
+        .route("/api/customers/login", post(customers::login))
+        .route("/api/customers/me", get(customers::me))
+        .route("/api/customers", get(customers::list))
+        .route("/api/customers/{id}", get(customers::get))
+        .route("/api/licenses/public-key", get(licenses::public_key))
+        .route("/api/licenses/verify", post(licenses::verify))
+        .route("/.well-known/jwks.json", get(licenses::jwks))
+        .fallback(|| async { ApiError::NotFound("no such endpoint") })
+        .layer(axum::middleware::map_response(log_internal_errors))
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// 500s carry their cause in an extension; it is logged here and never sent to the client.
+async fn log_internal_errors(response: Response) -> Response {
+    if let Some(InternalErrorDetail(detail)) = response.extensions().get::<InternalErrorDetail>() {
+        tracing::error!(error = %detail, "request failed");
+    }
+    response
+}
+
+pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
+    if app.config.admin_api_token.is_none() {
+        tracing::warn!("ADMIN_API_TOKEN is not set: admin endpoints will refuse every request");
+    }
+    let listener = tokio::net::TcpListener::bind(app.config.listen_addr).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!("listening on http://{addr}");
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

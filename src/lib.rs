@@ -1,0 +1,11 @@
+//! Billing and tenant control plane of the IoT SaaS. See README.md for the architecture.
+
+pub mod accounts;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod license;
+pub mod plans;

@@ -1,0 +1,22 @@
+//! `billing`: the binary. Parses the command line and hands over to `cli`.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = billing::cli::Cli::parse();
+    billing::cli::init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(billing::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
