@@ -96,6 +96,14 @@ impl Config {
         })
     }
 
+    /// The admin token, if one is configured; an empty value counts as none.
+    pub fn admin_token(&self) -> Option<&SecretString> {
+        use secrecy::ExposeSecret;
+        self.admin_api_token
+            .as_ref()
+            .filter(|t| !t.expose_secret().is_empty())
+    }
+
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
     }

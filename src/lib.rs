@@ -9,3 +9,5 @@ pub mod error;
 pub mod http;
 pub mod license;
 pub mod plans;
+pub mod render;
+pub mod seal;

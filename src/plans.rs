@@ -35,12 +35,27 @@ pub struct Limits {
     pub max_users: i64,
 }
 
+/// What a tenant's Kubernetes stack gets on this plan (quantities in Kubernetes notation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    pub quota_cpu: String,
+    pub quota_memory: String,
+    pub quota_storage: String,
+    pub quota_pods: i64,
+    pub postgres_storage: String,
+    pub backup_storage: String,
+    pub api_replicas: i64,
+    pub dashboard_replicas: i64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub display_name: String,
     pub features: Features,
     pub limits: Limits,
+    pub resources: Resources,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -87,7 +87,7 @@ impl FromRequestParts<SharedApp> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &SharedApp) -> Result<Self, ApiError> {
-        let Some(expected) = &app.config.admin_api_token else {
+        let Some(expected) = app.config.admin_token() else {
             return Err(ApiError::AdminDisabled);
         };
         let given = bearer(parts).ok_or(ApiError::Unauthorized("admin bearer token required"))?;

@@ -46,7 +46,7 @@ async fn log_internal_errors(response: Response) -> Response {
 }
 
 pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
-    if app.config.admin_api_token.is_none() {
+    if app.config.admin_token().is_none() {
         tracing::warn!("ADMIN_API_TOKEN is not set: admin endpoints will refuse every request");
     }
     let listener = tokio::net::TcpListener::bind(app.config.listen_addr).await?;

@@ -1,0 +1,147 @@
+//! The operator's commands: key generation, rotation (old licenses keep verifying), license
+//! verification from the command line, and admin endpoints without a configured token.
+
+mod common;
+
+use common::{billing_command, Backend, TestServer};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_key_keeps_old_licenses_verifiable() {
+    let mut s = TestServer::start(Backend::Sqlite).await.unwrap();
+    let (_, body) = s
+        .signup("rot@acme.example", "correct-horse-battery", "Rotors")
+        .await;
+    let old_license = body["license"]["jwt"].as_str().unwrap().to_string();
+    let old_kid = jsonwebtoken::decode_header(&old_license)
+        .unwrap()
+        .kid
+        .unwrap();
+
+    s.stop();
+    let out = s.command().args(["keys", "rotate"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&old_kid));
+    s.restart().await;
+
+    let (_, jwks) = s.get_json("/.well-known/jwks.json", None).await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 2, "{jwks}");
+    assert!(kids.contains(&old_kid.as_str()));
+
+    let (status, verified) = s
+        .post_json("/api/licenses/verify", &json!({ "license": old_license }))
+        .await;
+    assert_eq!(status, 200, "{verified}");
+    let (_, fresh) = s
+        .signup("rot2@acme.example", "correct-horse-battery", "Rotors 2")
+        .await;
+    let new_kid = jsonwebtoken::decode_header(fresh["license"]["jwt"].as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap();
+    assert_ne!(new_kid, old_kid, "new licenses are signed with the new key");
+    assert_eq!(kids[0], new_kid, "the current key comes first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn license_verify_command_prints_claims_or_why_not() {
+    let s = TestServer::start(Backend::Sqlite).await.unwrap();
+    let (_, body) = s
+        .signup("cli@acme.example", "correct-horse-battery", "Cli Co")
+        .await;
+    let license = body["license"]["jwt"].as_str().unwrap();
+
+    let out = s
+        .command()
+        .args(["license", "verify", license])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["customerName"], "Cli Co");
+
+    let out = s
+        .command()
+        .args(["license", "verify", "a.b.c"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid license: malformed"));
+
+    // A license from another installation's key is named as such.
+    let other = tempfile::tempdir().unwrap();
+    let out = billing_command(other.path(), "sqlite::memory:")
+        .args(["keys", "generate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = billing_command(other.path(), "sqlite::memory:")
+        .args(["license", "verify", license])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown key id"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // generate refuses to overwrite without --force.
+    let out = billing_command(other.path(), "sqlite::memory:")
+        .args(["keys", "generate"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_refuses_everything_without_a_configured_token() {
+    let s = TestServer::start_with(Backend::Sqlite, &[("ADMIN_API_TOKEN", "")])
+        .await
+        .unwrap();
+    let (status, err) = s.get_json("/api/customers", Some("")).await;
+    assert_eq!(status, 401);
+    assert_eq!(err["code"], "admin_disabled");
+    assert!(s.log().contains("ADMIN_API_TOKEN is not set"));
+}
+
+#[test]
+fn migrate_command_creates_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+    let out = billing_command(dir.path(), &url)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("m.db").exists());
+    let bad = billing_command(dir.path(), "mysql://nope")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("DATABASE_URL must start with"));
+}

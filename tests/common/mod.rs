@@ -1,0 +1,278 @@
+//! Test harness: runs the real `billing` binary on an ephemeral port against a fresh database
+//! (a SQLite file, or a new PostgreSQL database when TEST_DATABASE_URL is set) and talks HTTP.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::AnyPool;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub struct TestServer {
+    pub base: String,
+    pub database_url: String,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    extra_env: Vec<(String, String)>,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+fn random_suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..10)
+        .map(|_| (b'a' + rng.gen_range(0..26)) as char)
+        .collect()
+}
+
+/// A new, empty PostgreSQL database next to the one TEST_DATABASE_URL names.
+async fn fresh_postgres_database(admin_url: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let admin = AnyPool::connect(admin_url)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    let name = format!("billing_t_{}", random_suffix());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let (prefix, rest) = admin_url.rsplit_once('/').expect("database URL has a path");
+    let query = rest
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    format!("{prefix}/{name}{query}")
+}
+
+pub fn billing_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_billing")
+}
+
+/// A `billing` command with a clean environment pointing at `data_dir`.
+pub fn billing_command(data_dir: &Path, database_url: &str) -> Command {
+    let mut cmd = Command::new(billing_bin());
+    for var in [
+        "DATABASE_URL",
+        "ADMIN_API_TOKEN",
+        "SESSION_SECRET",
+        "LICENSE_PRIVATE_KEY_PATH",
+        "LICENSE_PUBLIC_KEY_PATH",
+        "LICENSE_RETIRED_KEYS_DIR",
+        "PLANS_FILE",
+        "LISTEN_ADDR",
+        "BASE_DOMAIN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("DATA_DIR", data_dir)
+        .env("DATABASE_URL", database_url);
+    cmd
+}
+
+impl TestServer {
+    /// Starts a server, or returns None (after saying so) when PostgreSQL is not configured.
+    /// On CI a missing TEST_DATABASE_URL is an error, never a silent skip.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, &[]).await
+    }
+
+    pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = match backend {
+            Backend::Sqlite => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("billing.db").display()
+            ),
+            Backend::Postgres => match std::env::var("TEST_DATABASE_URL") {
+                Ok(url) => fresh_postgres_database(&url).await,
+                Err(_) if std::env::var_os("CI").is_some() => {
+                    panic!("TEST_DATABASE_URL must be set on CI for the PostgreSQL tests")
+                }
+                Err(_) => {
+                    eprintln!("skipped: TEST_DATABASE_URL is not set");
+                    return None;
+                }
+            },
+        };
+        let mut server = TestServer {
+            base: String::new(),
+            database_url,
+            log_path: dir.path().join("server.log"),
+            dir,
+            client: reqwest::Client::new(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+        };
+        server.spawn().await;
+        Some(server)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn command(&self) -> Command {
+        billing_command(self.data_dir(), &self.database_url)
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut cmd = self.command();
+        cmd.arg("serve")
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("ADMIN_API_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "debug,sqlx=warn,hyper=info,h2=info,tower=info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn billing serve"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+            let fresh = text.get(offset as usize..).unwrap_or_default();
+            if let Some(pos) = fresh.find("listening on http://") {
+                let addr: String = fresh[pos + "listening on http://".len()..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                self.base = format!("http://{addr}");
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("billing serve exited with {status}:\n{text}");
+            }
+            assert!(Instant::now() < deadline, "server did not start:\n{text}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    /// Everything the server has written to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn db(&self) -> AnyPool {
+        sqlx::any::install_default_drivers();
+        AnyPool::connect(&self.database_url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = self.client.get(self.url(path));
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn signup(
+        &self,
+        email: &str,
+        password: &str,
+        company: &str,
+    ) -> (u16, serde_json::Value) {
+        self.post_json(
+            "/api/customers/signup",
+            &serde_json::json!({ "email": email, "password": password, "company_name": company }),
+        )
+        .await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub async fn count(pool: &AnyPool, sql: &str, arg: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(sql)
+        .bind(arg)
+        .fetch_one(pool)
+        .await
+        .expect(sql)
+        .get::<i64, _>(0)
+}
+
+/// Runs the same test body on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = $crate::common::TestServer::start($crate::common::Backend::Sqlite).await.unwrap();
+                    super::$name(server).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(server) = $crate::common::TestServer::start($crate::common::Backend::Postgres).await {
+                        super::$name(server).await;
+                    }
+                }
+            )*
+        }
+    };
+}
