@@ -1,0 +1,204 @@
+//! The GitOps repository: a bare repository written with git2 through in-memory tree updates.
+//! It knows Git, not HTTP and not customers: it takes "these paths, these bytes, this message"
+//! and returns a revision.
+
+pub mod push;
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository, RepositoryInitOptions, Signature};
+
+pub use push::{PushAuth, PushOutcome, Remote};
+pub use tree::{Changes, Entry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitOpsError {
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error("{0}")]
+    Remote(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = GitOpsError> = std::result::Result<T, E>;
+
+/// Who commits.
+#[derive(Debug, Clone)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
+
+pub struct GitOpsRepo {
+    repo: Repository,
+    path: PathBuf,
+    branch: String,
+    author: Author,
+}
+
+/// The top-level README that `billing init` and the first commit put in a new repository.
+pub const OPERATOR_README: &str = include_str!("operator_readme.md");
+
+impl GitOpsRepo {
+    /// Opens the bare repository at `path`, creating it (with the layout's README) if missing.
+    pub fn open_or_init(path: &Path, branch: &str, author: Author) -> Result<Self> {
+        let repo = match Repository::open_bare(path) {
+            Ok(repo) => repo,
+            Err(_) => {
+                std::fs::create_dir_all(path)?;
+                let mut opts = RepositoryInitOptions::new();
+                opts.bare(true).initial_head(branch).mkpath(true);
+                Repository::init_opts(path, &opts)?
+            }
+        };
+        let this = GitOpsRepo {
+            repo,
+            path: path.to_path_buf(),
+            branch: branch.to_string(),
+            author,
+        };
+        if this.head()?.is_none() {
+            let mut layout = Changes::new();
+            layout.insert(
+                "README.md".into(),
+                Entry::File(OPERATOR_README.as_bytes().to_vec()),
+            );
+            this.commit(&layout, "Initialise the GitOps repository layout")?;
+        }
+        Ok(this)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn branch_ref(&self) -> String {
+        format!("refs/heads/{}", self.branch)
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The branch tip, or None in an empty repository.
+    pub fn head(&self) -> Result<Option<Oid>> {
+        match self.repo.refname_to_id(&self.branch_ref()) {
+            Ok(oid) => Ok(Some(oid)),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Commits `changes` on top of the branch tip. Returns None, and writes no commit, when the
+    /// resulting tree is the tip's tree: re-applying what is already there is free.
+    pub fn commit(&self, changes: &Changes, message: &str) -> Result<Option<Oid>> {
+        let parent = self
+            .head()?
+            .map(|oid| self.repo.find_commit(oid))
+            .transpose()?;
+        let base = parent.as_ref().map(|c| c.tree()).transpose()?;
+        let tree_id = match tree::apply(&self.repo, base.as_ref(), changes)? {
+            Some(id) => id,
+            None => self.repo.treebuilder(None)?.write()?,
+        };
+        if base.as_ref().map(|t| t.id()) == Some(tree_id) {
+            return Ok(None);
+        }
+        let tree = self.repo.find_tree(tree_id)?;
+        let sig = Signature::now(&self.author.name, &self.author.email)?;
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        // Updating the ref through commit() fails if the tip moved meanwhile: no lost update.
+        let oid = self.repo.commit(
+            Some(&self.branch_ref()),
+            &sig,
+            &sig,
+            message,
+            &tree,
+            &parents,
+        )?;
+        Ok(Some(oid))
+    }
+
+    /// A file's bytes at the branch tip.
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let Some(head) = self.head()? else {
+            return Ok(None);
+        };
+        let tree = self.repo.find_commit(head)?.tree()?;
+        let Some(id) = tree::entry_id(&tree, path) else {
+            return Ok(None);
+        };
+        Ok(self.repo.find_blob(id).ok().map(|b| b.content().to_vec()))
+    }
+
+    /// Whether `descendant` is `ancestor` or has it in its history.
+    pub fn contains(&self, descendant: Oid, ancestor: Oid) -> Result<bool> {
+        Ok(descendant == ancestor || self.repo.graph_descendant_of(descendant, ancestor)?)
+    }
+}
+
+/// Builds a commit message with the trailers later tools parse (`Tenant-Id:`, `Change-Id:`).
+pub fn message(subject: &str, body: &[String], trailers: &[(&str, String)]) -> String {
+    let mut msg = subject.trim().to_string();
+    msg.push('\n');
+    if !body.is_empty() {
+        msg.push('\n');
+        for line in body {
+            msg.push_str(line);
+            msg.push('\n');
+        }
+    }
+    if !trailers.is_empty() {
+        msg.push('\n');
+        for (key, value) in trailers {
+            msg.push_str(&format!("{key}: {value}\n"));
+        }
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn author() -> Author {
+        Author {
+            name: "billing".into(),
+            email: "billing@localhost".into(),
+        }
+    }
+
+    #[test]
+    fn init_commits_layout_and_unchanged_content_makes_no_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author()).unwrap();
+        let first = repo.head().unwrap().expect("layout commit");
+        assert!(repo.read("README.md").unwrap().is_some());
+
+        let mut c = Changes::new();
+        c.insert(
+            "tenants/t1".into(),
+            Entry::Dir([("a.yaml".into(), b"a: 1\n".to_vec())].into()),
+        );
+        let msg = message("tenant t1: create", &[], &[("Tenant-Id", "t1".into())]);
+        let second = repo.commit(&c, &msg).unwrap().expect("a change commits");
+        assert!(repo.contains(second, first).unwrap());
+        assert_eq!(
+            repo.commit(&c, &msg).unwrap(),
+            None,
+            "same content, no commit"
+        );
+        assert_eq!(repo.head().unwrap(), Some(second));
+
+        let reopened =
+            GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author()).unwrap();
+        assert_eq!(reopened.head().unwrap(), Some(second));
+        let commit = reopened.repository().find_commit(second).unwrap();
+        assert_eq!(
+            commit.message().unwrap(),
+            "tenant t1: create\n\nTenant-Id: t1\n"
+        );
+    }
+}

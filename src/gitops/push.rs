@@ -1,0 +1,426 @@
+//! Pushing to the remote the cluster syncs from. A non-fast-forward (libgit2's local check or
+//! the server's, reported through the push-update-reference callback) is resolved by fetching
+//! and re-applying our own commits on the new tip: we own only `tenants/<id>/` and
+//! `flux-tenants/<id>.yaml`, so another writer's changes elsewhere are kept as they are.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use git2::{
+    Cred, CredentialType, ErrorCode, FetchOptions, Oid, PushOptions, RemoteCallbacks, Signature,
+    Sort,
+};
+
+use super::tree::{self, Changes, Entry};
+use super::{GitOpsError, GitOpsRepo, Result};
+
+/// The directories whose children the service owns (one child per tenant).
+pub const OWNED_DIRS: [&str; 2] = ["tenants", "flux-tenants"];
+
+#[derive(Clone, Default)]
+pub struct PushAuth {
+    pub ssh_key_path: Option<PathBuf>,
+    pub ssh_key_passphrase: Option<String>,
+    pub https_username: Option<String>,
+    pub https_token: Option<String>,
+}
+
+impl std::fmt::Debug for PushAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushAuth")
+            .field("ssh_key_path", &self.ssh_key_path)
+            .field("https_username", &self.https_username)
+            .field(
+                "https_token",
+                &self.https_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub url: String,
+    pub auth: PushAuth,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The remote branch now points at this commit.
+    Pushed(Oid),
+    /// The remote already had it.
+    UpToDate(Oid),
+}
+
+enum Attempt {
+    Done,
+    NonFastForward,
+}
+
+fn callbacks<'a>(
+    auth: &'a PushAuth,
+    rejection: Option<&'a RefCell<Option<String>>>,
+) -> RemoteCallbacks<'a> {
+    let mut cbs = RemoteCallbacks::new();
+    let mut tries = 0;
+    cbs.credentials(move |_url, username, allowed| {
+        tries += 1;
+        if tries > 3 {
+            return Err(git2::Error::from_str("remote refused our credentials"));
+        }
+        if allowed.contains(CredentialType::SSH_KEY) {
+            if let Some(key) = &auth.ssh_key_path {
+                return Cred::ssh_key(
+                    username.unwrap_or("git"),
+                    None,
+                    key,
+                    auth.ssh_key_passphrase.as_deref(),
+                );
+            }
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some(token) = &auth.https_token {
+                let user = auth.https_username.as_deref().unwrap_or("x-access-token");
+                return Cred::userpass_plaintext(user, token);
+            }
+        }
+        Cred::default()
+    });
+    if let Some(cell) = rejection {
+        cbs.push_update_reference(move |_refname, status| {
+            if let Some(msg) = status {
+                *cell.borrow_mut() = Some(msg.to_string());
+            }
+            Ok(())
+        });
+    }
+    cbs
+}
+
+fn is_non_fast_forward(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("non-fast-forward")
+        || m.contains("fetch first")
+        || m.contains("not present locally")
+        || m.contains("fastforward")
+}
+
+impl GitOpsRepo {
+    fn remote_tracking_ref(&self) -> String {
+        format!("refs/remotes/origin/{}", self.branch)
+    }
+
+    fn ensure_origin(&self, url: &str) -> Result<git2::Remote<'_>> {
+        match self.repo.find_remote("origin") {
+            Ok(r) if r.url() == Some(url) => Ok(r),
+            Ok(_) => {
+                self.repo.remote_set_url("origin", url)?;
+                Ok(self.repo.find_remote("origin")?)
+            }
+            Err(_) => Ok(self.repo.remote("origin", url)?),
+        }
+    }
+
+    /// Fetches the remote branch; returns its tip (None when the remote branch does not exist).
+    pub fn fetch(&self, remote: &Remote) -> Result<Option<Oid>> {
+        let mut origin = self.ensure_origin(&remote.url)?;
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(callbacks(&remote.auth, None));
+        let refspec = format!("+{}:{}", self.branch_ref(), self.remote_tracking_ref());
+        origin.fetch(&[refspec.as_str()], Some(&mut opts), None)?;
+        match self.repo.refname_to_id(&self.remote_tracking_ref()) {
+            Ok(oid) => Ok(Some(oid)),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn try_push(&self, remote: &Remote) -> Result<Attempt> {
+        let mut origin = self.ensure_origin(&remote.url)?;
+        let rejection = RefCell::new(None);
+        let mut opts = PushOptions::new();
+        opts.remote_callbacks(callbacks(&remote.auth, Some(&rejection)));
+        let refspec = format!("{0}:{0}", self.branch_ref());
+        match origin.push(&[refspec.as_str()], Some(&mut opts)) {
+            Err(e) if e.code() == ErrorCode::NotFastForward || is_non_fast_forward(e.message()) => {
+                return Ok(Attempt::NonFastForward)
+            }
+            Err(e) => return Err(e.into()),
+            Ok(()) => {}
+        }
+        drop(opts);
+        match rejection.into_inner() {
+            None => Ok(Attempt::Done),
+            Some(msg) if is_non_fast_forward(&msg) => Ok(Attempt::NonFastForward),
+            Some(msg) => Err(GitOpsError::Remote(format!(
+                "remote rejected the push: {msg}"
+            ))),
+        }
+    }
+
+    /// Pushes the branch. On a non-fast-forward, fetches, re-applies our commits on the remote
+    /// tip and tries again (up to `max_rebases` times).
+    pub fn push(&self, remote: &Remote, max_rebases: usize) -> Result<PushOutcome> {
+        let Some(local) = self.head()? else {
+            return Err(GitOpsError::Remote(
+                "nothing to push: the branch is empty".into(),
+            ));
+        };
+        for _ in 0..=max_rebases {
+            match self.try_push(remote)? {
+                Attempt::Done => {
+                    let tip = self.head()?.unwrap_or(local);
+                    self.repo
+                        .reference(&self.remote_tracking_ref(), tip, true, "pushed")?;
+                    return Ok(PushOutcome::Pushed(tip));
+                }
+                Attempt::NonFastForward => {
+                    let Some(upstream) = self.fetch(remote)? else {
+                        continue;
+                    };
+                    let tip = self.head()?.unwrap_or(local);
+                    if self.contains(upstream, tip)? {
+                        // Someone (another replica) already pushed everything we have.
+                        self.repo.reference(
+                            &self.branch_ref(),
+                            upstream,
+                            true,
+                            "fast-forward to remote",
+                        )?;
+                        return Ok(PushOutcome::UpToDate(upstream));
+                    }
+                    self.rebase_onto(upstream)?;
+                }
+            }
+        }
+        Err(GitOpsError::Remote(format!(
+            "push still rejected after {max_rebases} re-applications"
+        )))
+    }
+
+    /// Brings the local branch up to date with the remote before new work (start-up, replicas).
+    pub fn sync_from(&self, remote: &Remote) -> Result<Option<Oid>> {
+        let Some(upstream) = self.fetch(remote)? else {
+            return Ok(self.head()?);
+        };
+        match self.head()? {
+            Some(local) if self.contains(local, upstream)? => {}
+            Some(_) => {
+                self.rebase_onto(upstream)?;
+            }
+            None => {
+                self.repo
+                    .reference(&self.branch_ref(), upstream, true, "initial fetch")?;
+            }
+        }
+        Ok(self.head()?)
+    }
+
+    /// Re-creates the local-only commits on top of `upstream`, each carrying only the owned
+    /// entries it changed. Commits whose change is already upstream vanish. Returns the new tip.
+    pub fn rebase_onto(&self, upstream: Oid) -> Result<Oid> {
+        let Some(local) = self.head()? else {
+            self.repo
+                .reference(&self.branch_ref(), upstream, true, "reset to remote")?;
+            return Ok(upstream);
+        };
+        let mut walk = self.repo.revwalk()?;
+        walk.push(local)?;
+        walk.hide(upstream)?;
+        walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
+        let mut tip = self.repo.find_commit(upstream)?;
+        for oid in walk {
+            let commit = self.repo.find_commit(oid?)?;
+            let new_tree = commit.tree()?;
+            let old_tree = commit.parent(0).ok().map(|p| p.tree()).transpose()?;
+            let mut changes = Changes::new();
+            for dir in OWNED_DIRS {
+                for name in tree::changed_children(&self.repo, old_tree.as_ref(), &new_tree, dir)? {
+                    let path = format!("{dir}/{name}");
+                    changes.insert(path.clone(), self.entry_of(&new_tree, &path)?);
+                }
+            }
+            let base = tip.tree()?;
+            let Some(tree_id) = tree::apply(&self.repo, Some(&base), &changes)? else {
+                continue;
+            };
+            if tree_id == base.id() {
+                continue;
+            }
+            let tree = self.repo.find_tree(tree_id)?;
+            let committer = Signature::now(&self.author.name, &self.author.email)?;
+            let msg = commit.message().unwrap_or_default();
+            let id = self
+                .repo
+                .commit(None, &commit.author(), &committer, msg, &tree, &[&tip])?;
+            tip = self.repo.find_commit(id)?;
+        }
+        self.repo.reference(
+            &self.branch_ref(),
+            tip.id(),
+            true,
+            "re-applied on the remote tip",
+        )?;
+        Ok(tip.id())
+    }
+
+    /// The entry at `path` as a change to copy: a tree is copied whole by id.
+    fn entry_of(&self, tree: &git2::Tree<'_>, path: &str) -> Result<Entry> {
+        let Some(id) = tree::entry_id(tree, path) else {
+            return Ok(Entry::Removed);
+        };
+        if let Ok(blob) = self.repo.find_blob(id) {
+            return Ok(Entry::File(blob.content().to_vec()));
+        }
+        let sub = self.repo.find_tree(id)?;
+        let mut files = std::collections::BTreeMap::new();
+        sub.walk(git2::TreeWalkMode::PreOrder, |root, e| {
+            if let (Some(name), Ok(blob)) = (e.name(), self.repo.find_blob(e.id())) {
+                files.insert(format!("{root}{name}"), blob.content().to_vec());
+            }
+            git2::TreeWalkResult::Ok
+        })?;
+        Ok(Entry::Dir(files))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{message, Author};
+    use super::*;
+
+    fn author(name: &str) -> Author {
+        Author {
+            name: name.into(),
+            email: format!("{name}@localhost"),
+        }
+    }
+
+    fn tenant(id: &str, body: &str) -> Changes {
+        let mut c = Changes::new();
+        c.insert(
+            format!("tenants/{id}"),
+            Entry::Dir([("a.yaml".into(), body.as_bytes().to_vec())].into()),
+        );
+        c.insert(
+            format!("flux-tenants/{id}.yaml"),
+            Entry::File(format!("name: {id}\n").into_bytes()),
+        );
+        c
+    }
+
+    fn files_at(repo: &git2::Repository, commit: Oid) -> Vec<String> {
+        let tree = repo.find_commit(commit).unwrap().tree().unwrap();
+        let mut out = Vec::new();
+        tree.walk(git2::TreeWalkMode::PreOrder, |root, e| {
+            if e.kind() == Some(git2::ObjectType::Blob) {
+                out.push(format!("{root}{}", e.name().unwrap()));
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn two_writers_race_and_both_changes_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote_path = dir.path().join("remote.git");
+        let bare = git2::Repository::init_bare(&remote_path).unwrap();
+        let remote = Remote {
+            url: remote_path.display().to_string(),
+            auth: PushAuth::default(),
+        };
+
+        let a = GitOpsRepo::open_or_init(&dir.path().join("a.git"), "main", author("a")).unwrap();
+        a.sync_from(&remote).unwrap();
+        a.commit(
+            &tenant("t1", "one"),
+            &message("tenant t1: create", &[], &[("Tenant-Id", "t1".into())]),
+        )
+        .unwrap();
+        assert!(matches!(
+            a.push(&remote, 3).unwrap(),
+            PushOutcome::Pushed(_)
+        ));
+
+        let b = GitOpsRepo::open_or_init(&dir.path().join("b.git"), "main", author("b")).unwrap();
+        b.sync_from(&remote).unwrap();
+        assert_eq!(
+            b.head().unwrap(),
+            a.head().unwrap(),
+            "a new writer starts from the remote tip"
+        );
+
+        // Both commit on the same base; A pushes first, B is rejected as non-fast-forward.
+        b.commit(
+            &tenant("t2", "two"),
+            &message("tenant t2: create", &[], &[("Tenant-Id", "t2".into())]),
+        )
+        .unwrap();
+        a.commit(
+            &tenant("t3", "three"),
+            &message("tenant t3: create", &[], &[("Tenant-Id", "t3".into())]),
+        )
+        .unwrap();
+        a.push(&remote, 3).unwrap();
+        let PushOutcome::Pushed(tip) = b.push(&remote, 3).unwrap() else {
+            panic!("B should push")
+        };
+
+        let remote_tip = bare.refname_to_id("refs/heads/main").unwrap();
+        assert_eq!(remote_tip, tip);
+        let files = files_at(&bare, remote_tip);
+        for f in [
+            "tenants/t1/a.yaml",
+            "tenants/t2/a.yaml",
+            "tenants/t3/a.yaml",
+            "flux-tenants/t2.yaml",
+            "README.md",
+        ] {
+            assert!(files.contains(&f.to_string()), "{f} missing from {files:?}");
+        }
+        let head = bare.find_commit(remote_tip).unwrap();
+        assert!(
+            head.message().unwrap().contains("Tenant-Id: t2"),
+            "the re-applied commit keeps its message"
+        );
+        // History is linear: three tenant commits and one layout commit, nothing duplicated.
+        let mut walk = bare.revwalk().unwrap();
+        walk.push(remote_tip).unwrap();
+        let subjects: Vec<String> = walk
+            .map(|o| {
+                bare.find_commit(o.unwrap())
+                    .unwrap()
+                    .summary()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            subjects,
+            [
+                "tenant t2: create",
+                "tenant t3: create",
+                "tenant t1: create",
+                "Initialise the GitOps repository layout"
+            ]
+        );
+    }
+
+    #[test]
+    fn unreachable_remote_is_an_error_and_local_commits_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Remote {
+            url: dir.path().join("missing.git").display().to_string(),
+            auth: PushAuth::default(),
+        };
+        let a = GitOpsRepo::open_or_init(&dir.path().join("a.git"), "main", author("a")).unwrap();
+        let c = a
+            .commit(&tenant("t1", "one"), "tenant t1: create")
+            .unwrap()
+            .unwrap();
+        assert!(a.push(&remote, 3).is_err());
+        assert_eq!(a.head().unwrap(), Some(c));
+    }
+}
