@@ -9,8 +9,12 @@ use secrecy::ExposeSecret;
 use crate::accounts::session::SessionKeys;
 use crate::config::Config;
 use crate::db::Db;
+use crate::deploy::{GitHealth, Gitops};
+use crate::gitops::{Author, GitOpsRepo, PushAuth, Remote};
 use crate::license::keys::{KeyPaths, KeyRing};
 use crate::plans::Catalogue;
+use crate::render::{RenderSettings, Renderer};
+use crate::seal::SealingKey;
 
 pub struct App {
     pub config: Config,
@@ -18,6 +22,7 @@ pub struct App {
     pub keys: KeyRing,
     pub plans: Catalogue,
     pub sessions: SessionKeys,
+    pub gitops: Gitops,
 }
 
 pub type SharedApp = Arc<App>;
@@ -44,12 +49,93 @@ impl App {
             Some(secret) => SessionKeys::from_secret(secret.expose_secret().as_bytes())?,
             None => SessionKeys::load_or_generate(&config.keys_dir().join("session.key"))?,
         };
+        let gitops = open_gitops(&config).await?;
         Ok(Arc::new(App {
             config,
             db,
             keys,
             plans,
             sessions,
+            gitops,
         }))
     }
+}
+
+pub fn remote(config: &Config) -> Option<Remote> {
+    let url = config
+        .gitops_remote
+        .clone()
+        .filter(|u| !u.trim().is_empty())?;
+    Some(Remote {
+        url,
+        auth: PushAuth {
+            ssh_key_path: config.gitops_ssh_key_path.clone(),
+            ssh_key_passphrase: config
+                .gitops_ssh_key_passphrase
+                .as_ref()
+                .map(|s| s.expose_secret().to_string()),
+            https_username: config.gitops_https_username.clone(),
+            https_token: config
+                .gitops_https_token
+                .as_ref()
+                .map(|s| s.expose_secret().to_string()),
+        },
+    })
+}
+
+pub fn open_repo(config: &Config) -> anyhow::Result<GitOpsRepo> {
+    let author = Author {
+        name: config.gitops_author_name.clone(),
+        email: config.gitops_author_email.clone(),
+    };
+    let path = config.gitops_repo();
+    GitOpsRepo::open_or_init(&path, &config.gitops_branch, author)
+        .with_context(|| format!("opening the GitOps repository {}", path.display()))
+}
+
+pub fn renderer(config: &Config) -> anyhow::Result<Renderer> {
+    Ok(match &config.templates_dir {
+        Some(dir) => Renderer::from_dir(dir)?,
+        None => Renderer::builtin(),
+    })
+}
+
+pub fn render_settings(config: &Config) -> RenderSettings {
+    RenderSettings {
+        base_domain: config.base_domain.clone(),
+        ..RenderSettings::default()
+    }
+}
+
+/// Opens the repository and brings it up to date with the remote (a failure there only delays
+/// pushes).
+async fn open_gitops(config: &Config) -> anyhow::Result<Gitops> {
+    let repo = open_repo(config)?;
+    let remote = remote(config);
+    let mut health = GitHealth {
+        remote_configured: remote.is_some(),
+        last_commit: repo.head()?.map(|o| o.to_string()),
+        ..GitHealth::default()
+    };
+    if let Some(remote) = &remote {
+        match repo.sync_from(remote) {
+            Ok(tip) => health.last_commit = tip.map(|o| o.to_string()),
+            Err(e) => {
+                tracing::warn!(error = %e, "GitOps remote unavailable at start-up; pushes will retry");
+                health.remote_error = Some(format!("sync from the GitOps remote failed: {e}"));
+            }
+        }
+    }
+    let sealing =
+        SealingKey::load_or_generate(config.sealed_secrets_cert.as_deref(), &config.data_dir)?;
+    Ok(Gitops {
+        repo: std::sync::Mutex::new(repo),
+        remote,
+        renderer: renderer(config)?,
+        settings: render_settings(config),
+        sealing,
+        wake: tokio::sync::Notify::new(),
+        health: std::sync::RwLock::new(health),
+        owner: format!("worker-{}", uuid::Uuid::new_v4()),
+    })
 }

@@ -76,6 +76,93 @@ pub struct Config {
     #[arg(long, env = "PLANS_FILE", global = true)]
     pub plans_file: Option<PathBuf>,
 
+    /// The GitOps repository (bare; created with its layout on first run).
+    /// Default: `<data-dir>/gitops.git`.
+    #[arg(long, env = "GITOPS_REPO", global = true)]
+    pub gitops_repo: Option<PathBuf>,
+
+    /// Branch that Flux or Argo CD syncs.
+    #[arg(long, env = "GITOPS_BRANCH", default_value = "main", global = true)]
+    pub gitops_branch: String,
+
+    /// Remote to push to (ssh://, https://, file:// or a path). Unset: commit locally only.
+    #[arg(long, env = "GITOPS_REMOTE", global = true)]
+    pub gitops_remote: Option<String>,
+
+    /// SSH private key for the remote.
+    #[arg(long, env = "GITOPS_SSH_KEY_PATH", global = true)]
+    pub gitops_ssh_key_path: Option<PathBuf>,
+
+    /// Passphrase of that SSH key.
+    #[arg(
+        long,
+        env = "GITOPS_SSH_KEY_PASSPHRASE",
+        global = true,
+        hide_env_values = true
+    )]
+    pub gitops_ssh_key_passphrase: Option<SecretString>,
+
+    /// HTTPS user name for the remote (token auth; default `x-access-token`).
+    #[arg(long, env = "GITOPS_HTTPS_USERNAME", global = true)]
+    pub gitops_https_username: Option<String>,
+
+    /// HTTPS token (password) for the remote.
+    #[arg(
+        long,
+        env = "GITOPS_HTTPS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub gitops_https_token: Option<SecretString>,
+
+    /// Commit author name.
+    #[arg(
+        long,
+        env = "GITOPS_AUTHOR_NAME",
+        default_value = "billing",
+        global = true
+    )]
+    pub gitops_author_name: String,
+
+    /// Commit author email.
+    #[arg(
+        long,
+        env = "GITOPS_AUTHOR_EMAIL",
+        default_value = "billing@iotistic.cloud",
+        global = true
+    )]
+    pub gitops_author_email: String,
+
+    /// Most render jobs folded into one commit.
+    #[arg(long, env = "GITOPS_BATCH_MAX", default_value_t = 500, global = true)]
+    pub gitops_batch_max: i64,
+
+    /// Attempts before a job that fails to render is given up (`failed`).
+    #[arg(long, env = "GITOPS_MAX_ATTEMPTS", default_value_t = 5, global = true)]
+    pub gitops_max_attempts: i64,
+
+    /// Seconds a worker holds a claimed job before another may take it over.
+    #[arg(
+        long,
+        env = "GITOPS_LEASE_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub gitops_lease_seconds: i64,
+
+    /// URL poked (POST) after each successful push: a Flux Receiver or Argo CD webhook.
+    #[arg(long, env = "SYNC_WEBHOOK_URL", global = true)]
+    pub sync_webhook_url: Option<String>,
+
+    /// PEM certificate of the cluster's sealed-secrets controller (`kubeseal --fetch-cert`).
+    /// Default: a local sealing key pair generated under `<data-dir>/sealing/`.
+    #[arg(long, env = "SEALED_SECRETS_CERT", global = true)]
+    pub sealed_secrets_cert: Option<PathBuf>,
+
+    /// Directory of tenant templates. Default: the templates built into the binary.
+    #[arg(long, env = "TEMPLATES_DIR", global = true)]
+    pub templates_dir: Option<PathBuf>,
+
     /// Take the client IP for the audit log from `X-Forwarded-For` (only behind a trusted proxy).
     #[arg(
         long,
@@ -102,6 +189,12 @@ impl Config {
         self.admin_api_token
             .as_ref()
             .filter(|t| !t.expose_secret().is_empty())
+    }
+
+    pub fn gitops_repo(&self) -> PathBuf {
+        self.gitops_repo
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("gitops.git"))
     }
 
     pub fn keys_dir(&self) -> PathBuf {

@@ -12,6 +12,7 @@ use crate::app::App;
 use crate::db::{self, accounts, audit, licenses};
 use crate::error::{is_unique_violation, ApiError};
 use crate::license::{self, LicenseSubject};
+use crate::outbox;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -101,6 +102,8 @@ pub async fn signup(
         },
         now,
     )?;
+    let sealed_secrets =
+        crate::deploy::secrets::initial(&app.gitops.sealing, id.as_str(), &issued.jwt)?;
     let instance_url = app.config.instance_url(id.as_str());
     let subscription = accounts::SubscriptionRow {
         plan: plan_name.to_string(),
@@ -160,8 +163,14 @@ pub async fn signup(
     accounts::insert_subscription(&mut *tx, id.as_str(), &subscription, &now_text).await?;
     licenses::insert(&mut *tx, &license_record).await?;
     accounts::insert_deployment(&mut *tx, id.as_str(), "pending", &instance_url, &now_text).await?;
+    for (name, sealed) in &sealed_secrets {
+        db::secrets::upsert(&mut *tx, id.as_str(), name, sealed, &now_text).await?;
+    }
+    // The outbox job commits with the customer: a 201 always comes with a stack to build.
+    outbox::enqueue(&mut *tx, id.as_str(), outbox::Action::Create, now).await?;
     audit::record(&mut *tx, &now_text, &entry).await?;
     tx.commit().await?;
+    app.gitops.wake.notify_one();
     tracing::info!(
         customer_id = id.as_str(),
         plan = plan_name,

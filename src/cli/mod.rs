@@ -34,6 +34,31 @@ pub enum Command {
     /// License signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Create a GitOps repository with the tenant layout and an operator's README.
+    Init {
+        /// Where to create it (bare). Default: GITOPS_REPO.
+        #[arg(long)]
+        repo: Option<PathBuf>,
+    },
+    /// Tenant stacks.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Print a tenant's manifests as they would be committed.
+    Render {
+        /// The customer id.
+        #[arg(required_unless_present = "demo")]
+        id: Option<String>,
+        /// Rewrite the golden demo tenant (tenants/demo/, flux-tenants/demo.yaml) in --out.
+        #[arg(long, conflicts_with = "id")]
+        demo: bool,
+        /// Checkout to write the golden files into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +102,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             let app = App::start(config).await?;
+            if app.db.backend == crate::db::Backend::Sqlite {
+                // One server owns a SQLite database: leases left by a killed run are stale.
+                crate::outbox::release_all_leases(&app.db).await?;
+            }
             crate::http::serve(app).await?;
         }
         Command::Migrate => {
@@ -121,6 +150,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 private.display(),
                 public.display()
             );
+        }
+        Command::Init { repo } => {
+            let mut config = config;
+            if repo.is_some() {
+                config.gitops_repo = repo;
+            }
+            let repo = crate::app::open_repo(&config)?;
+            let head = repo.head()?.map(|o| o.to_string()).unwrap_or_default();
+            println!(
+                "GitOps repository ready at {} (branch {}, {head})",
+                repo.path().display(),
+                config.gitops_branch
+            );
+        }
+        Command::Tenant(TenantCommand::Render { id, demo, out }) => {
+            let renderer = crate::app::renderer(&config)?;
+            let plans = crate::plans::Catalogue::load(config.plans_file.as_deref())?;
+            if demo {
+                let rendered = crate::deploy::demo::render_demo(&renderer, &plans)?;
+                crate::deploy::demo::write_golden(&out, &rendered)?;
+                println!(
+                    "wrote {} golden files under {}",
+                    rendered.files.len(),
+                    out.display()
+                );
+            } else {
+                let id = id.unwrap_or_default();
+                let app = App::start(config).await?;
+                let (changes, _) = crate::deploy::render_tenant(&app, &id).await?;
+                print!("{}", crate::deploy::describe_changes(&changes));
+            }
         }
         Command::Keys(KeysCommand::Rotate) => {
             let (old, new) = keys::rotate(&key_paths(&config))?;

@@ -4,8 +4,10 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod deployments;
 pub mod licenses;
 pub mod login_throttle;
+pub mod secrets;
 
 use std::str::FromStr;
 

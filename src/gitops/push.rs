@@ -201,7 +201,7 @@ impl GitOpsRepo {
     /// Brings the local branch up to date with the remote before new work (start-up, replicas).
     pub fn sync_from(&self, remote: &Remote) -> Result<Option<Oid>> {
         let Some(upstream) = self.fetch(remote)? else {
-            return Ok(self.head()?);
+            return self.head();
         };
         match self.head()? {
             Some(local) if self.contains(local, upstream)? => {}
@@ -213,7 +213,7 @@ impl GitOpsRepo {
                     .reference(&self.branch_ref(), upstream, true, "initial fetch")?;
             }
         }
-        Ok(self.head()?)
+        self.head()
     }
 
     /// Re-creates the local-only commits on top of `upstream`, each carrying only the owned

@@ -113,3 +113,33 @@ impl FromRequestParts<SharedApp> for CustomerSession {
             .ok_or(ApiError::Unauthorized("invalid or expired session token"))
     }
 }
+
+/// Either the admin or a customer with a session: for resources both may read.
+pub enum Caller {
+    Admin,
+    Customer(String),
+}
+
+impl Caller {
+    /// Admins see every tenant; a customer only their own (others look nonexistent).
+    pub fn may_see(&self, customer_id: &str) -> Result<(), ApiError> {
+        match self {
+            Caller::Admin => Ok(()),
+            Caller::Customer(own) if own == customer_id => Ok(()),
+            Caller::Customer(_) => Err(ApiError::NotFound("no such customer")),
+        }
+    }
+}
+
+impl FromRequestParts<SharedApp> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &SharedApp) -> Result<Self, ApiError> {
+        if Admin::from_request_parts(parts, app).await.is_ok() {
+            return Ok(Caller::Admin);
+        }
+        CustomerSession::from_request_parts(parts, app)
+            .await
+            .map(|CustomerSession(id)| Caller::Customer(id))
+    }
+}

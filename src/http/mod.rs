@@ -2,6 +2,7 @@
 //! in `accounts`, `license` and friends.
 
 pub mod customers;
+pub mod deployments;
 pub mod extract;
 pub mod health;
 pub mod licenses;
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
@@ -27,6 +28,15 @@ pub fn router(app: SharedApp) -> Router {
         .route("/api/customers/me", get(customers::me))
         .route("/api/customers", get(customers::list))
         .route("/api/customers/{id}", get(customers::get))
+        .route(
+            "/api/customers/{id}/deployment/status",
+            get(deployments::status),
+        )
+        .route("/api/customers/{id}/deploy", post(deployments::deploy))
+        .route(
+            "/api/customers/{id}/deployment",
+            delete(deployments::delete),
+        )
         .route("/api/licenses/public-key", get(licenses::public_key))
         .route("/api/licenses/verify", post(licenses::verify))
         .route("/.well-known/jwks.json", get(licenses::jwks))
@@ -49,6 +59,7 @@ pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
     if app.config.admin_token().is_none() {
         tracing::warn!("ADMIN_API_TOKEN is not set: admin endpoints will refuse every request");
     }
+    tokio::spawn(crate::deploy::run_worker(app.clone()));
     let listener = tokio::net::TcpListener::bind(app.config.listen_addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");

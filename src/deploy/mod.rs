@@ -1,0 +1,371 @@
+//! From the outbox to Git: claim render jobs, render each tenant (pure), fold the batch into
+//! one commit, push, then mark jobs done and move each deployment through the state machine.
+
+pub mod demo;
+pub mod requests;
+pub mod secrets;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::db::{self, accounts, deployments};
+use crate::gitops::{self, Changes, Entry, GitOpsRepo, Remote};
+use crate::outbox::{self, Action, Job};
+use crate::render::{RenderSettings, Renderer, SealedValues, TenantSpec, SECRET_NAME};
+use crate::seal::SealingKey;
+use crate::status::Event;
+
+/// What the GitOps side looks like from outside: shown by `/readyz` and the status endpoint.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GitHealth {
+    pub remote_configured: bool,
+    pub last_commit: Option<String>,
+    pub last_push_at: Option<String>,
+    /// Set while the last push (or sync) failed: the remote is unreachable or diverged.
+    pub remote_error: Option<String>,
+}
+
+pub struct Gitops {
+    pub repo: Mutex<GitOpsRepo>,
+    pub remote: Option<Remote>,
+    pub renderer: Renderer,
+    pub settings: RenderSettings,
+    pub sealing: SealingKey,
+    pub wake: tokio::sync::Notify,
+    pub health: RwLock<GitHealth>,
+    /// This process's name on the job leases.
+    pub owner: String,
+}
+
+impl Gitops {
+    pub fn health(&self) -> GitHealth {
+        self.health.read().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    fn set_health(&self, update: impl FnOnce(&mut GitHealth)) {
+        if let Ok(mut h) = self.health.write() {
+            update(&mut h);
+        }
+    }
+}
+
+/// The repository changes of one tenant's rendered files: its directory replaced whole, and
+/// its files elsewhere (the Flux Kustomization) written.
+pub fn tenant_changes(customer_id: &str, files: BTreeMap<String, Vec<u8>>) -> Changes {
+    let dir = crate::render::tenant_dir(customer_id);
+    let prefix = format!("{dir}/");
+    let mut own = BTreeMap::new();
+    let mut changes = Changes::new();
+    for (path, bytes) in files {
+        match path.strip_prefix(&prefix) {
+            Some(rel) => {
+                own.insert(rel.to_string(), bytes);
+            }
+            None => {
+                changes.insert(path, Entry::File(bytes));
+            }
+        }
+    }
+    changes.insert(dir, Entry::Dir(own));
+    changes
+}
+
+pub fn removal_changes(customer_id: &str) -> Changes {
+    let mut changes = Changes::new();
+    changes.insert(crate::render::tenant_dir(customer_id), Entry::Removed);
+    changes.insert(
+        crate::render::flux_kustomization_path(customer_id),
+        Entry::Removed,
+    );
+    changes
+}
+
+/// The files of a change set as one YAML stream, each preceded by a `# path` comment.
+pub fn describe_changes(changes: &Changes) -> String {
+    let mut out = String::new();
+    let mut emit = |path: &str, bytes: &[u8]| {
+        out.push_str(&format!(
+            "---\n# {path}\n{}",
+            String::from_utf8_lossy(bytes)
+        ));
+    };
+    for (path, entry) in changes {
+        match entry {
+            Entry::File(bytes) => emit(path, bytes),
+            Entry::Dir(files) => files
+                .iter()
+                .for_each(|(name, bytes)| emit(&format!("{path}/{name}"), bytes)),
+            Entry::Removed => {}
+        }
+    }
+    out
+}
+
+/// Loads what the renderer needs for one tenant from the database.
+pub async fn load_spec(app: &App, customer_id: &str) -> anyhow::Result<(TenantSpec, SealedValues)> {
+    let pool = &app.db.pool;
+    let customer = accounts::customer_by_id(pool, customer_id)
+        .await?
+        .with_context(|| format!("customer {customer_id} not found"))?;
+    let subscription = accounts::subscription(pool, customer_id)
+        .await?
+        .with_context(|| format!("customer {customer_id} has no subscription"))?;
+    let encrypted = db::secrets::all(pool, customer_id).await?;
+    let spec = TenantSpec {
+        id: customer.id,
+        plan: subscription.plan,
+        subscription_status: subscription.status,
+        company_name: customer.company_name,
+        email: customer.email,
+        full_name: customer.full_name,
+    };
+    Ok((
+        spec,
+        SealedValues {
+            secret_name: SECRET_NAME.to_string(),
+            encrypted,
+        },
+    ))
+}
+
+/// Renders one tenant into repository changes.
+pub async fn render_tenant(app: &App, customer_id: &str) -> anyhow::Result<(Changes, String)> {
+    let (spec, sealed) = load_spec(app, customer_id).await?;
+    let plan = app
+        .plans
+        .get(&spec.plan)
+        .with_context(|| format!("unknown plan {:?}", spec.plan))?;
+    let rendered = app
+        .gitops
+        .renderer
+        .render(&spec, plan, &app.gitops.settings, &sealed)?;
+    let summary = format!("{}, {}", spec.plan, spec.subscription_status);
+    Ok((tenant_changes(customer_id, rendered.files), summary))
+}
+
+/// One job's part of a commit.
+struct Prepared {
+    job: Job,
+    action: Action,
+    changes: Changes,
+    summary: String,
+}
+
+fn commit_message(prepared: &[Prepared]) -> String {
+    let trailers: Vec<(&str, String)> = prepared
+        .iter()
+        .flat_map(|p| {
+            [
+                ("Tenant-Id", p.job.customer_id.clone()),
+                ("Change-Id", p.job.change_id.clone()),
+            ]
+        })
+        .collect();
+    let describe = |p: &Prepared| match p.action {
+        Action::Delete => format!("tenant {}: delete", p.job.customer_id),
+        action => format!(
+            "tenant {}: {} ({})",
+            p.job.customer_id,
+            action.as_str(),
+            p.summary
+        ),
+    };
+    if let [only] = prepared {
+        return gitops::message(&describe(only), &[], &trailers);
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in prepared {
+        *counts.entry(p.action.as_str()).or_default() += 1;
+    }
+    let subject = counts
+        .iter()
+        .map(|(action, n)| format!("{action} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let body: Vec<String> = prepared.iter().map(describe).collect();
+    gitops::message(&format!("tenants: {subject}"), &body, &trailers)
+}
+
+/// Claims one batch and takes it all the way to Git. Returns how many jobs it handled.
+pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
+    let cfg = &app.config;
+    let gitops = &app.gitops;
+    let jobs = outbox::claim(
+        &app.db,
+        &gitops.owner,
+        cfg.gitops_batch_max,
+        Duration::seconds(cfg.gitops_lease_seconds),
+        Utc::now(),
+    )
+    .await?;
+    if jobs.is_empty() {
+        return Ok(0);
+    }
+    let claimed = jobs.len();
+
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let action = Action::parse(&job.action).unwrap_or(Action::Update);
+        let result = match action {
+            Action::Delete => Ok((removal_changes(&job.customer_id), String::new())),
+            _ => render_tenant(app, &job.customer_id).await,
+        };
+        match result {
+            Ok((changes, summary)) => prepared.push(Prepared {
+                job,
+                action,
+                changes,
+                summary,
+            }),
+            Err(err) => give_up_or_retry(app, &job, &format!("{err:#}")).await?,
+        }
+    }
+    if prepared.is_empty() {
+        return Ok(claimed);
+    }
+
+    // Later jobs of the same tenant win: changes are applied in job order.
+    let mut changes = Changes::new();
+    for p in &prepared {
+        changes.extend(p.changes.clone());
+    }
+    let message = commit_message(&prepared);
+    let app2 = app.clone();
+    let outcome = tokio::task::spawn_blocking(move || commit_and_push(&app2, &changes, &message))
+        .await
+        .context("git task panicked")?;
+    let revision = match outcome {
+        Ok(revision) => revision,
+        Err(err) => {
+            let jobs: Vec<Job> = prepared.into_iter().map(|p| p.job).collect();
+            outbox::postpone(&app.db, &jobs, &err, Duration::seconds(5), Utc::now()).await?;
+            anyhow::bail!(err);
+        }
+    };
+
+    let now = db::ts(Utc::now());
+    for p in &prepared {
+        let mut tx = app.db.pool.begin().await?;
+        if outbox::complete(&mut *tx, &p.job, &gitops.owner, &revision, Utc::now()).await? {
+            let event = if p.action == Action::Delete {
+                Event::Removed
+            } else {
+                Event::Committed
+            };
+            deployments::apply_event(
+                &mut tx,
+                &p.job.customer_id,
+                event,
+                Some(&revision),
+                None,
+                &now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    tracing::info!(jobs = prepared.len(), %revision, "render jobs committed");
+    Ok(claimed)
+}
+
+async fn give_up_or_retry(app: &App, job: &Job, error: &str) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let backoff = Duration::seconds(2i64.saturating_pow(job.attempts.clamp(0, 8) as u32));
+    let mut tx = app.db.pool.begin().await?;
+    let gave_up = outbox::retry(
+        &mut *tx,
+        job,
+        error,
+        app.config.gitops_max_attempts,
+        backoff,
+        now,
+    )
+    .await?;
+    if gave_up {
+        deployments::apply_event(
+            &mut tx,
+            &job.customer_id,
+            Event::GaveUp,
+            None,
+            Some(error),
+            &db::ts(now),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::warn!(customer_id = %job.customer_id, change_id = %job.change_id, gave_up, error, "render job failed");
+    Ok(())
+}
+
+/// Commits (a no-op when nothing changed) and pushes; returns the revision that contains the
+/// changes. Errors are strings: they are stored on the jobs and shown to operators.
+fn commit_and_push(app: &App, changes: &Changes, message: &str) -> Result<String, String> {
+    let gitops = &app.gitops;
+    let repo = gitops
+        .repo
+        .lock()
+        .map_err(|_| "git repository lock poisoned".to_string())?;
+    repo.commit(changes, message)
+        .map_err(|e| format!("commit failed: {e}"))?;
+    let head = repo
+        .head()
+        .map_err(|e| e.to_string())?
+        .ok_or("the branch is empty")?
+        .to_string();
+    let Some(remote) = &gitops.remote else {
+        gitops.set_health(|h| h.last_commit = Some(head.clone()));
+        return Ok(head);
+    };
+    match repo.push(remote, 5) {
+        Ok(outcome) => {
+            let tip = match outcome {
+                gitops::PushOutcome::Pushed(oid) | gitops::PushOutcome::UpToDate(oid) => {
+                    oid.to_string()
+                }
+            };
+            gitops.set_health(|h| {
+                h.last_commit = Some(tip.clone());
+                h.last_push_at = Some(db::ts(Utc::now()));
+                h.remote_error = None;
+            });
+            Ok(tip)
+        }
+        Err(err) => {
+            let msg = format!("push to the GitOps remote failed: {err}");
+            gitops.set_health(|h| {
+                h.last_commit = Some(head.clone());
+                h.remote_error = Some(msg.clone());
+            });
+            Err(msg)
+        }
+    }
+}
+
+/// The worker: runs batches until the process ends; wakes on new jobs or every second.
+pub async fn run_worker(app: Arc<App>) {
+    let mut failures: u32 = 0;
+    loop {
+        match process_batch(&app).await {
+            Ok(0) => {
+                failures = 0;
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    app.gitops.wake.notified(),
+                )
+                .await;
+            }
+            Ok(_) => failures = 0,
+            Err(err) => {
+                failures = failures.saturating_add(1);
+                let delay = std::time::Duration::from_millis(250 * 2u64.pow(failures.min(6)));
+                tracing::warn!(error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "GitOps worker");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Operator requests on a tenant's deployment (redeploy, delete) and its status view.
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
+
+use super::GitHealth;
+use crate::accounts::RequestMeta;
+use crate::app::App;
+use crate::db::{self, accounts, audit, deployments};
+use crate::error::ApiError;
+use crate::outbox::{self, Action};
+use crate::status::Event;
+
+#[derive(Debug, Serialize)]
+pub struct DeploymentStatusView {
+    pub customer_id: String,
+    pub status: String,
+    pub instance_url: String,
+    pub committed_revision: Option<String>,
+    pub error: Option<String>,
+    pub updated_at: String,
+    /// Jobs of this tenant not yet in Git.
+    pub pending_changes: i64,
+    /// The GitOps side as a whole: a failing remote shows here, never silently.
+    pub gitops: GitHealth,
+}
+
+pub async fn status(app: &App, customer_id: &str) -> Result<DeploymentStatusView, ApiError> {
+    use sqlx::Row;
+    let row = accounts::deployment(&app.db.pool, customer_id)
+        .await?
+        .ok_or(ApiError::NotFound("no such customer"))?;
+    let pending: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM render_jobs WHERE customer_id = $1 AND status = 'pending'",
+    )
+    .bind(customer_id)
+    .fetch_one(&app.db.pool)
+    .await?
+    .try_get(0)?;
+    Ok(DeploymentStatusView {
+        customer_id: customer_id.to_string(),
+        status: row.status,
+        instance_url: row.instance_url,
+        committed_revision: row.committed_revision,
+        error: row.error,
+        updated_at: row.updated_at,
+        pending_changes: pending,
+        gitops: app.gitops.health(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub customer_id: String,
+    pub change_id: String,
+    pub action: &'static str,
+    pub status: String,
+}
+
+/// Queues a re-render or a removal of the tenant's stack; the worker commits it.
+pub async fn request(
+    app: &App,
+    customer_id: &str,
+    action: Action,
+    meta: &RequestMeta,
+) -> Result<Accepted, ApiError> {
+    let now = Utc::now();
+    let now_text = db::ts(now);
+    let mut tx = app.db.pool.begin().await?;
+    if accounts::customer_by_id(&mut *tx, customer_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::NotFound("no such customer"));
+    }
+    let change_id = outbox::enqueue(&mut *tx, customer_id, action, now).await?;
+    let status =
+        deployments::apply_event(&mut tx, customer_id, Event::Queued, None, None, &now_text)
+            .await?
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+    audit::record(
+        &mut *tx,
+        &now_text,
+        &audit::AuditEntry {
+            action: match action {
+                Action::Delete => "deployment.delete_requested",
+                _ => "deployment.redeploy_requested",
+            },
+            customer_id: Some(customer_id.to_string()),
+            actor: "admin".into(),
+            client_ip: meta.client_ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            details: json!({ "change_id": change_id }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    app.gitops.wake.notify_one();
+    Ok(Accepted {
+        customer_id: customer_id.to_string(),
+        change_id,
+        action: action.as_str(),
+        status,
+    })
+}

@@ -1,0 +1,49 @@
+//! Deployment endpoints: status (admin or the customer), redeploy and delete (admin).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+
+use super::extract::{Admin, Caller};
+use crate::accounts::domain::CustomerId;
+use crate::accounts::RequestMeta;
+use crate::app::SharedApp;
+use crate::deploy::requests::{self, Accepted, DeploymentStatusView};
+use crate::error::{ApiError, Result};
+use crate::outbox::Action;
+
+fn customer_id(raw: &str) -> Result<CustomerId> {
+    CustomerId::parse(raw).ok_or(ApiError::NotFound("no such customer"))
+}
+
+pub async fn status(
+    State(app): State<SharedApp>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeploymentStatusView>> {
+    let id = customer_id(&id)?;
+    caller.may_see(id.as_str())?;
+    Ok(Json(requests::status(&app, id.as_str()).await?))
+}
+
+pub async fn deploy(
+    State(app): State<SharedApp>,
+    _: Admin,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let id = customer_id(&id)?;
+    let accepted = requests::request(&app, id.as_str(), Action::Update, &meta).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+pub async fn delete(
+    State(app): State<SharedApp>,
+    _: Admin,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let id = customer_id(&id)?;
+    let accepted = requests::request(&app, id.as_str(), Action::Delete, &meta).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}

@@ -1,0 +1,182 @@
+//! The transactional outbox of render jobs: inserted in the same transaction as the change
+//! that needs them, claimed under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
+//! replicas never take the same job), completed with the commit that contains them.
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::{Any, Executor, FromRow};
+
+use crate::db::{self, Backend, Db};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Action::Create, Action::Update, Action::Delete]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Job {
+    pub id: i64,
+    pub change_id: String,
+    pub customer_id: String,
+    pub action: String,
+    pub attempts: i64,
+}
+
+/// Queues a change; returns its change id (the `Change-Id:` trailer of the commit).
+pub async fn enqueue<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+    action: Action,
+    now: DateTime<Utc>,
+) -> Result<String, sqlx::Error> {
+    let change_id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
+    )
+    .bind(&change_id)
+    .bind(customer_id)
+    .bind(action.as_str())
+    .bind(db::ts(now))
+    .execute(db)
+    .await?;
+    Ok(change_id)
+}
+
+/// Takes up to `limit` pending jobs whose lease is free or expired, oldest first.
+pub async fn claim(
+    db: &Db,
+    owner: &str,
+    limit: i64,
+    lease: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<Job>, sqlx::Error> {
+    let lock = match db.backend {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        // SQLite has one writer at a time: the UPDATE itself is the lock.
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE render_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
+         WHERE id IN (SELECT id FROM render_jobs WHERE status = 'pending' \
+                      AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4 {lock}) \
+         RETURNING id, change_id, customer_id, action, attempts"
+    );
+    let mut jobs: Vec<Job> = sqlx::query_as(&sql)
+        .bind(owner)
+        .bind(db::ts(now + lease))
+        .bind(db::ts(now))
+        .bind(limit)
+        .fetch_all(&db.pool)
+        .await?;
+    jobs.sort_by_key(|j| j.id);
+    Ok(jobs)
+}
+
+/// Marks a job done with the commit that contains its change (only while we hold its lease).
+pub async fn complete<'c>(
+    db: impl Executor<'c, Database = Any>,
+    job: &Job,
+    owner: &str,
+    commit_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE render_jobs SET status = 'done', commit_id = $1, lease_owner = NULL, lease_until = NULL, \
+         last_error = NULL, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status = 'pending'",
+    )
+    .bind(commit_id)
+    .bind(db::ts(now))
+    .bind(job.id)
+    .bind(owner)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a failed attempt. Past `max_attempts` the job is failed for good; otherwise it is
+/// retried after `backoff`. Returns true when the job gave up.
+pub async fn retry<'c>(
+    db: impl Executor<'c, Database = Any>,
+    job: &Job,
+    error: &str,
+    max_attempts: i64,
+    backoff: Duration,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let attempts = job.attempts + 1;
+    let gave_up = attempts >= max_attempts;
+    sqlx::query(
+        "UPDATE render_jobs SET attempts = $1, last_error = $2, status = $3, lease_owner = NULL, \
+         lease_until = $4, updated_at = $5 WHERE id = $6",
+    )
+    .bind(attempts)
+    .bind(error)
+    .bind(if gave_up { "failed" } else { "pending" })
+    .bind(db::ts(now + backoff))
+    .bind(db::ts(now))
+    .bind(job.id)
+    .execute(db)
+    .await?;
+    Ok(gave_up)
+}
+
+/// Puts jobs back without counting an attempt (Git or the remote was unavailable): they are
+/// claimable again after `delay`.
+pub async fn postpone(
+    db: &Db,
+    jobs: &[Job],
+    error: &str,
+    delay: Duration,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for job in jobs {
+        sqlx::query(
+            "UPDATE render_jobs SET lease_owner = NULL, lease_until = $1, last_error = $2, updated_at = $3 \
+             WHERE id = $4 AND status = 'pending'",
+        )
+        .bind(db::ts(now + delay))
+        .bind(error)
+        .bind(db::ts(now))
+        .bind(job.id)
+        .execute(&db.pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Frees every lease: only for a single-process SQLite deployment starting up, where no other
+/// worker can hold one.
+pub async fn release_all_leases(db: &Db) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE render_jobs SET lease_owner = NULL, lease_until = NULL WHERE status = 'pending'",
+    )
+    .execute(&db.pool)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+pub async fn pending_count(db: &Db) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT COUNT(*) FROM render_jobs WHERE status = 'pending'")
+        .fetch_one(&db.pool)
+        .await?;
+    row.try_get(0)
+}

@@ -1,0 +1,98 @@
+//! How `{{ expr }}` reaches YAML: as a JSON scalar literal (a valid YAML flow scalar), further
+//! escaped for the characters YAML parsers treat differently from JSON.
+//!
+//! JSON allows U+2028/U+2029 raw, but YAML 1.1 parsers (libyaml, go-yaml v2 in the API server)
+//! read them and U+0085 as line breaks and fold them inside quoted scalars, and they reject DEL,
+//! C1 controls and U+FFFE/U+FFFF outright. Escaping them as `\uXXXX` (valid in both JSON and YAML
+//! double-quoted scalars) makes customer text round-trip exactly.
+
+use std::fmt::Write as _;
+
+use minijinja::value::{Value, ValueKind};
+use minijinja::{AutoEscape, Error, ErrorKind, Output, State};
+
+/// minijinja formatter: values marked safe (macro output, `|safe`) pass through; everything else is
+/// printed as one quoted/escaped scalar. Maps and sequences are refused, so a template can never
+/// splice a structure into a document by accident.
+pub(super) fn yaml_formatter(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
+    if value.is_safe() || state.auto_escape() == AutoEscape::None {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    match value.kind() {
+        ValueKind::String | ValueKind::Number | ValueKind::Bool | ValueKind::None => {}
+        kind => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("only scalars may be printed into YAML, got {kind}"),
+            ))
+        }
+    }
+    let json = serde_json::to_string(value).map_err(|err| {
+        Error::new(
+            ErrorKind::BadSerialization,
+            "value cannot be written as JSON",
+        )
+        .with_source(err)
+    })?;
+    out.write_str(&yaml_safe(&json)).map_err(Error::from)
+}
+
+/// Characters that are valid raw in JSON strings but not read back verbatim by YAML parsers.
+fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+    )
+}
+
+/// Escapes [`needs_escape`] characters of a JSON literal; they can only occur inside its strings.
+pub(super) fn yaml_safe(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if needs_escape(c) {
+            // All such characters are in the BMP: one \uXXXX, never a surrogate pair.
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> String {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn line_separators_and_controls_round_trip_through_yaml() {
+        let text = "a\u{2028}b\u{2029}c\u{85}d\u{7f}e\u{9b}f\u{feff}g\n\t\"'\\";
+        let literal = yaml_safe(&serde_json::to_string(text).unwrap());
+        assert!(!literal.contains('\u{2028}') && !literal.contains('\u{85}'));
+        assert_eq!(parse(&literal), text);
+        // Still valid JSON, so the same literal is read identically by JSON parsers.
+        assert_eq!(serde_json::from_str::<String>(&literal).unwrap(), text);
+    }
+
+    #[test]
+    fn astral_characters_stay_raw() {
+        let text = "emoji 🚀 and RTL \u{202e}שלום";
+        let literal = yaml_safe(&serde_json::to_string(text).unwrap());
+        assert!(literal.contains('🚀'));
+        assert_eq!(parse(&literal), text);
+    }
+
+    #[test]
+    fn formatter_refuses_structures() {
+        let mut env = minijinja::Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::Json);
+        env.set_formatter(yaml_formatter);
+        let out = env.render_str("k: {{ v }}", minijinja::context! { v => "x: y\n- z" });
+        assert_eq!(out.unwrap(), r#"k: "x: y\n- z""#);
+        let err = env.render_str("k: {{ v }}", minijinja::context! { v => vec!["a"] });
+        assert!(err.unwrap_err().to_string().contains("only scalars"));
+    }
+}

@@ -1,0 +1,128 @@
+//! The one state machine of a tenant's deployment, used by the outbox worker (and the watcher):
+//! pending -> committed -> ready, or failed / stalled, or deleted.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentStatus {
+    /// Accepted; its stack is not in Git yet.
+    Pending,
+    /// Its stack is committed (and pushed, when a remote is configured).
+    Committed,
+    /// The cluster reports it synced and healthy at (a descendant of) the committed revision.
+    Ready,
+    /// Rendering failed past the retry budget, or the cluster reported a failure.
+    Failed,
+    /// Committed, but no success reported in time.
+    Stalled,
+    /// Removed from Git.
+    Deleted,
+}
+
+/// What happened to a tenant's deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A change was queued (signup, redeploy, deletion).
+    Queued,
+    /// The stack was committed.
+    Committed,
+    /// The removal was committed.
+    Removed,
+    /// Rendering or committing gave up.
+    GaveUp,
+    Synced,
+    SyncFailed,
+    TimedOut,
+}
+
+impl DeploymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Committed => "committed",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+            Self::Stalled => "stalled",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    /// The next status, or None when the event does not apply in this status (e.g. a late
+    /// sync report for a deleted tenant): callers then leave the status alone.
+    pub fn on(self, event: Event) -> Option<Self> {
+        use DeploymentStatus::*;
+        match (self, event) {
+            (Deleted, Event::Queued) => Some(Pending),
+            (Deleted, Event::Removed) => Some(Deleted),
+            (Deleted, _) => None,
+            (_, Event::Queued) => Some(self),
+            (_, Event::Committed) => Some(Committed),
+            (_, Event::Removed) => Some(Deleted),
+            (Pending, Event::GaveUp) => Some(Failed),
+            (_, Event::GaveUp) => Some(self),
+            (Committed | Stalled | Failed | Ready, Event::Synced) => Some(Ready),
+            (Committed | Stalled | Ready, Event::SyncFailed) => Some(Failed),
+            (Committed, Event::TimedOut) => Some(Stalled),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DeploymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeploymentStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        use DeploymentStatus::*;
+        [Pending, Committed, Ready, Failed, Stalled, Deleted]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown deployment status {s:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeploymentStatus::*;
+    use super::*;
+
+    #[test]
+    fn the_happy_path_and_its_detours() {
+        assert_eq!(Pending.on(Event::Committed), Some(Committed));
+        assert_eq!(Committed.on(Event::Synced), Some(Ready));
+        assert_eq!(Committed.on(Event::TimedOut), Some(Stalled));
+        assert_eq!(Stalled.on(Event::Synced), Some(Ready));
+        assert_eq!(Pending.on(Event::GaveUp), Some(Failed));
+        assert_eq!(
+            Committed.on(Event::GaveUp),
+            Some(Committed),
+            "a failed redeploy keeps what runs"
+        );
+        assert_eq!(Ready.on(Event::Removed), Some(Deleted));
+        assert_eq!(
+            Deleted.on(Event::Synced),
+            None,
+            "late reports do not resurrect a deleted tenant"
+        );
+        assert_eq!(
+            Pending.on(Event::Synced),
+            None,
+            "nothing can be synced before it is committed"
+        );
+        assert_eq!(Ready.on(Event::TimedOut), None);
+    }
+
+    #[test]
+    fn parses_what_it_prints() {
+        for s in [Pending, Committed, Ready, Failed, Stalled, Deleted] {
+            assert_eq!(s.as_str().parse::<DeploymentStatus>().unwrap(), s);
+        }
+        assert!("bogus".parse::<DeploymentStatus>().is_err());
+    }
+}

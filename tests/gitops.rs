@@ -1,0 +1,451 @@
+//! Signup to Git, through the real server: the stack is committed within seconds with its
+//! trailers, nothing secret reaches history, no-op re-renders make no commit, deletion is a
+//! commit, a down or racing remote only delays, and a killed server loses nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestServer, ADMIN_TOKEN};
+use git2::Repository;
+use serde_json::Value;
+
+on_both_backends!(
+    signup_commits_the_stack_and_nothing_secret,
+    redeploy_is_idempotent_and_delete_is_a_commit
+);
+
+const PASSWORD: &str = "correct-horse-battery";
+
+fn gitops_repo(s: &TestServer) -> Repository {
+    Repository::open_bare(s.data_dir().join("gitops.git"))
+        .expect("the server created its GitOps repository")
+}
+
+async fn status(s: &TestServer, id: &str) -> Value {
+    let (code, body) = s
+        .get_json(
+            &format!("/api/customers/{id}/deployment/status"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+/// Waits until the tenant's status is `want` and nothing is pending for it.
+async fn wait_for(s: &TestServer, id: &str, want: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let body = status(s, id).await;
+        if body["status"] == want && body["pending_changes"] == 0 {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never became {want}: {body}\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn signup(s: &TestServer, email: &str, company: &str) -> (String, Value) {
+    let (code, body) = s.signup(email, PASSWORD, company).await;
+    assert_eq!(code, 201, "{body}");
+    (
+        body["customer"]["customer_id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        body,
+    )
+}
+
+/// Every file at `rev`: path -> content.
+fn files_at(repo: &Repository, rev: &str) -> BTreeMap<String, String> {
+    let tree = repo
+        .revparse_single(rev)
+        .unwrap()
+        .peel_to_commit()
+        .unwrap()
+        .tree()
+        .unwrap();
+    let mut out = BTreeMap::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |root, e| {
+        if let Ok(blob) = repo.find_blob(e.id()) {
+            out.insert(
+                format!("{root}{}", e.name().unwrap()),
+                String::from_utf8_lossy(blob.content()).into_owned(),
+            );
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .unwrap();
+    out
+}
+
+/// Every blob of every commit reachable from `rev`, concatenated: the whole history's text.
+fn history_text(repo: &Repository, rev: &str) -> String {
+    let mut walk = repo.revwalk().unwrap();
+    walk.push(repo.revparse_single(rev).unwrap().id()).unwrap();
+    let mut text = String::new();
+    for oid in walk {
+        let commit = repo.find_commit(oid.unwrap()).unwrap();
+        text.push_str(commit.message().unwrap_or_default());
+        for content in files_at(repo, &commit.id().to_string()).values() {
+            text.push_str(content);
+        }
+    }
+    text
+}
+
+fn commits_touching(repo: &Repository, rev: &str, tenant: &str) -> Vec<String> {
+    let mut walk = repo.revwalk().unwrap();
+    walk.push(repo.revparse_single(rev).unwrap().id()).unwrap();
+    walk.map(|o| {
+        repo.find_commit(o.unwrap())
+            .unwrap()
+            .message()
+            .unwrap()
+            .to_string()
+    })
+    .filter(|m| m.lines().any(|l| l == format!("Tenant-Id: {tenant}")))
+    .collect()
+}
+
+async fn signup_commits_the_stack_and_nothing_secret(s: TestServer) {
+    let (id, body) = signup(&s, "git@acme.example", "Acme \"GitOps\" Ltd").await;
+    let committed = wait_for(&s, &id, "committed", Duration::from_secs(30)).await;
+    let repo = gitops_repo(&s);
+    let head = repo.refname_to_id("refs/heads/main").unwrap().to_string();
+    assert_eq!(committed["committed_revision"], head.as_str());
+    assert_eq!(
+        committed["instance_url"],
+        format!("https://{id}.iotistic.cloud")
+    );
+
+    let commit = repo
+        .find_commit(git2::Oid::from_str(&head).unwrap())
+        .unwrap();
+    let message = commit.message().unwrap();
+    assert!(
+        message.starts_with(&format!("tenant {id}: create (starter, trialing)\n")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("\nTenant-Id: {id}\n")),
+        "{message}"
+    );
+    assert!(
+        message
+            .lines()
+            .any(|l| l.starts_with("Change-Id: ") && l.len() > 20),
+        "{message}"
+    );
+
+    let files = files_at(&repo, &head);
+    let dir = format!("tenants/{id}/");
+    for name in [
+        "kustomization.yaml",
+        "namespace.yaml",
+        "sealedsecret.yaml",
+        "postgres.yaml",
+        "ingress.yaml",
+    ] {
+        assert!(
+            files.contains_key(&format!("{dir}{name}")),
+            "{name} missing: {:?}",
+            files.keys()
+        );
+    }
+    assert!(files.contains_key(&format!("flux-tenants/{id}.yaml")));
+    assert!(files[&format!("{dir}namespace.yaml")].contains(&format!("customer-{id}")));
+    let sealed = &files[&format!("{dir}sealedsecret.yaml")];
+    for key in ["DATABASE_PASSWORD", "MQTT_ADMIN_PASSWORD", "LICENSE_KEY"] {
+        assert!(sealed.contains(key), "{key} not sealed");
+    }
+
+    // No plaintext license, password or hash anywhere in history.
+    let history = history_text(&repo, &head);
+    let license = body["license"]["jwt"].as_str().unwrap();
+    let db = s.db().await;
+    let hash: (String,) = sqlx::query_as("SELECT password_hash FROM customers")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    for secret in [license, &license[license.len() - 40..], PASSWORD, &hash.0] {
+        assert!(!history.contains(secret), "a secret reached Git history");
+    }
+    let sealed_in_db: Vec<(String,)> = sqlx::query_as("SELECT sealed_value FROM tenant_secrets")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(sealed_in_db.len(), 3);
+    for (value,) in &sealed_in_db {
+        assert!(
+            sealed.contains(value.as_str()),
+            "the committed SealedSecret is the stored one"
+        );
+    }
+}
+
+async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
+    let (id, _) = signup(&s, "idem@acme.example", "Idempotent Inc").await;
+    wait_for(&s, &id, "committed", Duration::from_secs(30)).await;
+    let repo = gitops_repo(&s);
+    let before = repo.refname_to_id("refs/heads/main").unwrap();
+
+    let (code, accepted) = s
+        .client
+        .post(s.url(&format!("/api/customers/{id}/deploy")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    assert_eq!(code, 202);
+    let accepted: Value = accepted.json().await.unwrap();
+    assert!(accepted["change_id"].as_str().is_some());
+    wait_for(&s, &id, "committed", Duration::from_secs(30)).await;
+    assert_eq!(
+        repo.refname_to_id("refs/heads/main").unwrap(),
+        before,
+        "a re-render without change made a commit"
+    );
+
+    // Only the admin may redeploy or delete.
+    let code = s
+        .client
+        .delete(s.url(&format!("/api/customers/{id}/deployment")))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(code.as_u16(), 401);
+
+    let code = s
+        .client
+        .delete(s.url(&format!("/api/customers/{id}/deployment")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(code.as_u16(), 202);
+    let deleted = wait_for(&s, &id, "deleted", Duration::from_secs(30)).await;
+    let head = repo.refname_to_id("refs/heads/main").unwrap();
+    assert_ne!(head, before);
+    assert_eq!(deleted["committed_revision"], head.to_string().as_str());
+    let files = files_at(&repo, &head.to_string());
+    assert!(
+        !files.keys().any(|p| p.contains(&id)),
+        "tenant files remain after delete"
+    );
+    let message = repo
+        .find_commit(head)
+        .unwrap()
+        .message()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with(&format!("tenant {id}: delete")),
+        "{message}"
+    );
+    // `git revert` of the deletion brings the stack back: it is all in the parent commit.
+    let parent = repo.find_commit(head).unwrap().parent(0).unwrap();
+    assert!(files_at(&repo, &parent.id().to_string())
+        .contains_key(&format!("tenants/{id}/kustomization.yaml")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_see_only_their_own_deployment_status() {
+    let s = TestServer::start(Backend::Sqlite).await.unwrap();
+    let (id, _) = signup(&s, "own@acme.example", "Own Co").await;
+    let (other, _) = signup(&s, "other@acme.example", "Other Co").await;
+    let (_, login) = s
+        .post_json(
+            "/api/customers/login",
+            &serde_json::json!({"email": "own@acme.example", "password": PASSWORD}),
+        )
+        .await;
+    let token = login["token"].as_str().unwrap();
+    let (code, body) = s
+        .get_json(
+            &format!("/api/customers/{id}/deployment/status"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["customer_id"], id.as_str());
+    let (code, _) = s
+        .get_json(
+            &format!("/api/customers/{other}/deployment/status"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        s.get_json(&format!("/api/customers/{id}/deployment/status"), None)
+            .await
+            .0,
+        401
+    );
+}
+
+fn file_url(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_down_then_up_and_a_racing_writer() {
+    let remote_dir = tempfile::tempdir().unwrap();
+    let remote_path = remote_dir.path().join("tenants.git");
+    let url = file_url(&remote_path);
+    let s = TestServer::start_with(Backend::Sqlite, &[("GITOPS_REMOTE", &url)])
+        .await
+        .unwrap();
+
+    // The remote does not exist yet: signups still succeed and wait.
+    let (first, _) = signup(&s, "down@acme.example", "Down Co").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pending = status(&s, &first).await;
+    assert_eq!(pending["status"], "pending", "{pending}");
+    assert!(
+        pending["gitops"]["remote_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("push")),
+        "{pending}"
+    );
+    let (_, ready) = s.get_json("/readyz", None).await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+
+    // The remote comes up: the commit lands.
+    let remote = Repository::init_opts(
+        &remote_path,
+        git2::RepositoryInitOptions::new()
+            .bare(true)
+            .initial_head("main"),
+    )
+    .unwrap();
+    let committed = wait_for(&s, &first, "committed", Duration::from_secs(60)).await;
+    let tip = remote.refname_to_id("refs/heads/main").unwrap();
+    assert_eq!(committed["committed_revision"], tip.to_string().as_str());
+    assert!(files_at(&remote, "refs/heads/main")
+        .contains_key(&format!("tenants/{first}/kustomization.yaml")));
+    assert_eq!(s.get_json("/readyz", None).await.1["status"], "ready");
+
+    // Another writer pushes to the remote behind the server's back (an operator's commit).
+    let other = tempfile::tempdir().unwrap();
+    let clone = git2::build::RepoBuilder::new()
+        .bare(true)
+        .clone(&url, other.path())
+        .unwrap();
+    let parent = clone.head().unwrap().peel_to_commit().unwrap();
+    let mut builder = clone.treebuilder(Some(&parent.tree().unwrap())).unwrap();
+    builder
+        .insert(
+            "OPERATOR_NOTES.md",
+            clone.blob(b"hand-written\n").unwrap(),
+            0o100644,
+        )
+        .unwrap();
+    let tree = clone.find_tree(builder.write().unwrap()).unwrap();
+    let sig = git2::Signature::now("operator", "op@example.com").unwrap();
+    clone
+        .commit(
+            Some("HEAD"),
+            &sig,
+            &sig,
+            "operator notes",
+            &tree,
+            &[&parent],
+        )
+        .unwrap();
+    clone
+        .find_remote("origin")
+        .unwrap()
+        .push(&["refs/heads/main:refs/heads/main"], None)
+        .unwrap();
+
+    // The server's next push is a non-fast-forward: it re-applies its change on the new tip.
+    let (second, _) = signup(&s, "race@acme.example", "Race Co").await;
+    wait_for(&s, &second, "committed", Duration::from_secs(60)).await;
+    let files = files_at(&remote, "refs/heads/main");
+    assert!(
+        files.contains_key("OPERATOR_NOTES.md"),
+        "the other writer's commit was lost"
+    );
+    assert!(files.contains_key(&format!("tenants/{first}/kustomization.yaml")));
+    assert!(files.contains_key(&format!("tenants/{second}/kustomization.yaml")));
+    assert_eq!(
+        commits_touching(&remote, "refs/heads/main", &second).len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_server_loses_nothing_and_commits_each_tenant_once() {
+    let mut s = TestServer::start(Backend::Sqlite).await.unwrap();
+    let mut created = Vec::new();
+    for round in 0..3 {
+        // Fire signups and kill the server while they and their commits are in flight.
+        let base = s.base.clone();
+        let client = s.client.clone();
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let (base, client) = (base.clone(), client.clone());
+                tokio::spawn(async move {
+                    let body = serde_json::json!({"email": format!("k{round}-{i}@acme.example"), "password": PASSWORD, "company_name": "Killed"});
+                    let resp = client.post(format!("{base}/api/customers/signup")).json(&body).send().await.ok()?;
+                    if resp.status().as_u16() != 201 {
+                        return None;
+                    }
+                    let v: Value = resp.json().await.ok()?;
+                    Some(v["customer"]["customer_id"].as_str()?.to_string())
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(150 + round * 120)).await;
+        s.stop();
+        for t in tasks {
+            if let Some(id) = t.await.unwrap() {
+                created.push(id);
+            }
+        }
+        s.restart().await;
+    }
+    assert!(!created.is_empty(), "no signup got a 201 before the kills");
+    let db = s.db().await;
+    for id in &created {
+        wait_for(&s, id, "committed", Duration::from_secs(60)).await;
+    }
+    let repo = gitops_repo(&s);
+    let files = files_at(&repo, "refs/heads/main");
+    for id in &created {
+        assert!(
+            files.contains_key(&format!("tenants/{id}/kustomization.yaml")),
+            "{id} has no stack"
+        );
+        assert_eq!(
+            commits_touching(&repo, "refs/heads/main", id).len(),
+            1,
+            "{id} committed more than once"
+        );
+        assert_eq!(
+            common::count(&db, "SELECT COUNT(*) FROM customers WHERE id = $1", id).await,
+            1
+        );
+    }
+    // Customers whose 201 was lost in the kill still get exactly one stack, never two.
+    let all: Vec<(String,)> = sqlx::query_as("SELECT id FROM customers")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    for (id,) in &all {
+        wait_for(&s, id, "committed", Duration::from_secs(60)).await;
+        assert_eq!(commits_touching(&repo, "refs/heads/main", id).len(), 1);
+    }
+}
