@@ -145,3 +145,81 @@ fn migrate_command_creates_the_schema() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("DATABASE_URL must start with"));
 }
+
+#[test]
+fn init_creates_a_bare_repository_with_the_layout_readme() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_path = dir.path().join("tenants.git");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
+    let run = || {
+        billing_command(dir.path(), &url)
+            .args(["init", "--repo"])
+            .arg(&repo_path)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let repo = git2::Repository::open_bare(&repo_path).unwrap();
+    let head = repo.refname_to_id("refs/heads/main").unwrap();
+    let tree = repo.find_commit(head).unwrap().tree().unwrap();
+    let readme = repo
+        .find_blob(tree.get_name("README.md").unwrap().id())
+        .unwrap();
+    let text = String::from_utf8_lossy(readme.content());
+    assert!(
+        text.contains("tenants/<customer_id>/") && text.contains("flux-tenants/"),
+        "{text}"
+    );
+    // Running it again changes nothing.
+    assert!(run().status.success());
+    assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_render_prints_a_customers_manifests() {
+    let s = TestServer::start(Backend::Sqlite).await.unwrap();
+    let (_, body) = s
+        .signup("render@acme.example", "correct-horse-battery", "Render Co")
+        .await;
+    let id = body["customer"]["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = s
+        .command()
+        .env("SEALED_SECRETS_CERT", common::sealing_cert_path())
+        .args(["tenant", "render", &id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("# tenants/{id}/namespace.yaml")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("# flux-tenants/{id}.yaml")));
+    assert!(text.contains("Render Co"));
+    let docs: Vec<serde_json::Value> = text
+        .split("\n---\n")
+        .filter_map(|d| serde_norway::from_str::<serde_json::Value>(d).ok())
+        .filter(|d| d.get("kind").is_some())
+        .collect();
+    assert!(docs.iter().any(|d| d["kind"] == "SealedSecret"));
+
+    let missing = s
+        .command()
+        .args(["tenant", "render", "zzzzzzzzzzzz"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+}

@@ -179,6 +179,44 @@ async fn signup_commits_the_stack_and_nothing_secret(s: TestServer) {
     for secret in [license, &license[license.len() - 40..], PASSWORD, &hash.0] {
         assert!(!history.contains(secret), "a secret reached Git history");
     }
+    // The cluster's controller (here: the test holding its private key) gets the real values back.
+    let doc: serde_json::Value = serde_norway::from_str(sealed).unwrap();
+    assert_eq!(doc["apiVersion"], "bitnami.com/v1alpha1");
+    let data = &doc["spec"]["encryptedData"];
+    let private = common::sealing_private_key();
+    let namespace = format!("customer-{id}");
+    let open = |key: &str| {
+        let bytes = billing::seal::unseal(
+            &private,
+            &namespace,
+            "tenant-secrets",
+            data[key].as_str().unwrap(),
+        )
+        .unwrap();
+        String::from_utf8(bytes).unwrap()
+    };
+    assert_eq!(open("LICENSE_KEY"), license);
+    let (db_password, mqtt_password) = (open("DATABASE_PASSWORD"), open("MQTT_ADMIN_PASSWORD"));
+    for p in [&db_password, &mqtt_password] {
+        assert_eq!(p.len(), 32);
+        assert!(p.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert!(
+            !history.contains(p.as_str()),
+            "a generated password reached Git in plain text"
+        );
+    }
+    assert_ne!(db_password, mqtt_password);
+    assert!(
+        billing::seal::unseal(
+            &private,
+            "customer-someoneelse",
+            "tenant-secrets",
+            data["LICENSE_KEY"].as_str().unwrap()
+        )
+        .is_err(),
+        "strict scope: another namespace cannot open it"
+    );
+
     let sealed_in_db: Vec<(String,)> = sqlx::query_as("SELECT sealed_value FROM tenant_secrets")
         .fetch_all(&db)
         .await

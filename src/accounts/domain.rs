@@ -50,6 +50,7 @@ pub struct Email {
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
         let display = raw.trim().to_string();
+        reject_untransportable("email", &display)?;
         let invalid = |why: &str| ApiError::validation("invalid_email", "email", why.to_string());
         if display.len() > 254 {
             return Err(invalid("email must be at most 254 characters"));
@@ -122,10 +123,24 @@ impl Fields {
     }
 }
 
+/// Refuses the few characters Kubernetes tooling (kustomize, so Flux and Argo CD) cannot
+/// carry through YAML however they are quoted: a tenant with them would never sync.
+fn reject_untransportable(field: &'static str, text: &str) -> Result<(), ApiError> {
+    if text.chars().any(crate::render::untransportable) {
+        return Err(ApiError::validation(
+            "invalid_characters",
+            field,
+            format!("{field} contains control characters that cannot be stored"),
+        ));
+    }
+    Ok(())
+}
+
 /// A free-text name (company, person): trimmed, bounded. Its content reaches manifests only as
 /// a quoted YAML scalar, so no characters beyond NUL need refusing here.
 pub fn parse_name(field: &'static str, raw: &str, max_chars: usize) -> Result<String, ApiError> {
     let trimmed = raw.trim();
+    reject_untransportable(field, trimmed)?;
     if trimmed.chars().count() > max_chars {
         return Err(ApiError::validation(
             "too_long",
@@ -188,5 +203,25 @@ mod tests {
             (Some("z"), "missing_field")
         );
         assert_eq!(f.required("c").unwrap(), "x");
+    }
+
+    #[test]
+    fn names_keep_hostile_text_but_not_untransportable_characters() {
+        let hostile = "Acme\n---\nkind: Secret {{ x }} {% if %} \"'# & *a !!str ünï 🚀";
+        assert_eq!(parse_name("company_name", hostile, 200).unwrap(), hostile);
+        for bad in ["A\u{7f}B", "A\u{85}B", "A\u{9b}B", "A\u{fffe}"] {
+            let err = parse_name("company_name", bad, 200).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ApiError::Validation {
+                        code: "invalid_characters",
+                        ..
+                    }
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(Email::parse("a\u{85}b@c.io").is_err());
     }
 }

@@ -7,17 +7,23 @@
 
 mod check;
 mod escape;
+mod spec;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::plans::{Plan, Resources};
 
 pub use check::parse_documents;
+pub use spec::{
+    demo_sealed_values, demo_spec, flux_kustomization_path, namespace_of, tenant_dir, Images,
+    RenderError, RenderSettings, RenderedTenant, SealedValues, TenantSpec,
+};
+pub use validate::untransportable;
 
 /// Name of the Secret (and of the SealedSecret that produces it) every workload reads.
 pub const SECRET_NAME: &str = "tenant-secrets";
@@ -49,155 +55,6 @@ pub const TENANT_MANIFESTS: [&str; 12] = [
 ];
 const KUSTOMIZATION_TEMPLATE: &str = "kustomization.yaml";
 const FLUX_TEMPLATE: &str = "flux-kustomization.yaml";
-
-/// Everything about one tenant that the manifests depend on. Customer text: company_name, email,
-/// full_name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantSpec {
-    pub id: String,
-    pub plan: String,
-    pub subscription_status: String,
-    pub company_name: String,
-    pub email: String,
-    pub full_name: Option<String>,
-}
-
-/// Container images of a tenant stack; each must carry a tag other than `latest` or a digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Images {
-    pub postgres: String,
-    pub mosquitto: String,
-    pub api: String,
-    pub dashboard: String,
-    pub exporter: String,
-    pub backup: String,
-}
-
-impl Default for Images {
-    fn default() -> Self {
-        // The backup job only needs pg_dump of the same major version: reuse the database image.
-        let postgres = "docker.io/library/postgres:15.10-alpine".to_string();
-        Self {
-            backup: postgres.clone(),
-            postgres,
-            mosquitto: "docker.io/iegomez/mosquitto-go-auth:3.0.0-mosquitto_2.0.18".into(),
-            api: "ghcr.io/iotistic/api:1.0.0".into(),
-            dashboard: "ghcr.io/iotistic/dashboard:1.0.0".into(),
-            exporter: "ghcr.io/iotistic/billing-exporter:1.0.0".into(),
-        }
-    }
-}
-
-/// Cluster-wide settings (from config).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RenderSettings {
-    pub base_domain: String,
-    pub images: Images,
-    pub cluster_issuer: String,
-    pub ingress_class: String,
-    pub storage_class: Option<String>,
-    /// Name of the Flux GitRepository (in flux-system) holding the tenants repository.
-    pub gitops_source_name: String,
-    /// ServiceAccount Flux impersonates (in flux-system), also the namespace-admin account
-    /// created inside each tenant namespace.
-    pub reconciler_service_account: String,
-}
-
-impl Default for RenderSettings {
-    fn default() -> Self {
-        Self {
-            base_domain: "iotistic.cloud".into(),
-            images: Images::default(),
-            cluster_issuer: "letsencrypt-prod".into(),
-            ingress_class: "nginx".into(),
-            storage_class: None,
-            gitops_source_name: "tenants".into(),
-            reconciler_service_account: "tenant-reconciler".into(),
-        }
-    }
-}
-
-/// Already-sealed secret values (base64 ciphertexts from kubeseal-compatible sealing, strict
-/// scope) for Secret `secret_name` in the tenant namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealedValues {
-    pub secret_name: String,
-    pub encrypted: BTreeMap<String, String>,
-}
-
-/// Repo-relative path -> file bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RenderedTenant {
-    pub files: BTreeMap<String, Vec<u8>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RenderError {
-    #[error("invalid tenant spec: {field}: {reason}")]
-    InvalidSpec { field: &'static str, reason: String },
-    #[error("invalid render settings: {field}: {reason}")]
-    InvalidSettings { field: &'static str, reason: String },
-    #[error("invalid plan resources: {field}: {reason}")]
-    InvalidPlan { field: &'static str, reason: String },
-    #[error("template {template}: {source}")]
-    Template {
-        template: String,
-        #[source]
-        source: minijinja::Error,
-    },
-    #[error("reading templates from {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("post-render check failed in {file} (document {doc}): {reason}")]
-    Check {
-        file: String,
-        doc: usize,
-        reason: String,
-    },
-}
-
-/// `tenants/<id>`: the tenant's directory in the GitOps repository.
-pub fn tenant_dir(id: &str) -> String {
-    format!("tenants/{id}")
-}
-
-/// `customer-<id>`: the tenant's Kubernetes namespace.
-pub fn namespace_of(id: &str) -> String {
-    format!("customer-{id}")
-}
-
-/// `flux-tenants/<id>.yaml`: the tenant's Flux Kustomization, beside (not inside) its directory.
-pub fn flux_kustomization_path(id: &str) -> String {
-    format!("flux-tenants/{id}.yaml")
-}
-
-/// The fixed demo customer used by golden tests and local demos.
-pub fn demo_spec() -> TenantSpec {
-    TenantSpec {
-        id: "demo".into(),
-        plan: "starter".into(),
-        subscription_status: "trialing".into(),
-        company_name: "Demo Industries".into(),
-        email: "demo@example.com".into(),
-        full_name: None,
-    }
-}
-
-/// Fixed, obviously fake ciphertexts for the required keys: deterministic input for golden tests
-/// (real sealing is randomised).
-pub fn demo_sealed_values() -> SealedValues {
-    let encrypted = REQUIRED_SECRET_KEYS
-        .iter()
-        .map(|key| (key.to_string(), format!("AgDEMO{}==", key.replace('_', ""))))
-        .collect();
-    SealedValues {
-        secret_name: SECRET_NAME.into(),
-        encrypted,
-    }
-}
 
 /// The loaded templates.
 pub struct Renderer {

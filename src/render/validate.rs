@@ -57,7 +57,7 @@ fn is_dns_subdomain(s: &str) -> bool {
 /// Characters kustomize (kyaml/go-yaml, used by Flux and Argo CD) cannot round-trip however they
 /// are escaped: it re-emits them raw and then rejects its own output (DEL, C1 controls,
 /// U+FFFE/U+FFFF) or folds them into a space (U+0085). Nothing legitimate in a name or an email.
-pub(super) fn untransportable(c: char) -> bool {
+pub fn untransportable(c: char) -> bool {
     matches!(c, '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
 }
 

@@ -54,6 +54,29 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
     format!("{prefix}/{name}{query}")
 }
 
+/// One sealing key pair for every server of this test binary: generating RSA-4096 per server
+/// would dominate the run. Tests that unseal read the private key from here.
+pub fn shared_sealing_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        billing::seal::SealingKey::load_or_generate(None, dir.path()).expect("sealing key");
+        dir
+    })
+    .path()
+}
+
+pub fn sealing_cert_path() -> PathBuf {
+    shared_sealing_dir().join("sealing/sealing-cert.pem")
+}
+
+pub fn sealing_private_key() -> rsa::RsaPrivateKey {
+    use rsa::pkcs8::DecodePrivateKey;
+    let pem =
+        std::fs::read_to_string(shared_sealing_dir().join("sealing/sealing-private.pem")).unwrap();
+    rsa::RsaPrivateKey::from_pkcs8_pem(&pem).expect("PKCS#8 sealing key")
+}
+
 pub fn billing_bin() -> &'static str {
     env!("CARGO_BIN_EXE_billing")
 }
@@ -71,6 +94,10 @@ pub fn billing_command(data_dir: &Path, database_url: &str) -> Command {
         "PLANS_FILE",
         "LISTEN_ADDR",
         "BASE_DOMAIN",
+        "GITOPS_REPO",
+        "GITOPS_REMOTE",
+        "SEALED_SECRETS_CERT",
+        "TEMPLATES_DIR",
     ] {
         cmd.env_remove(var);
     }
@@ -120,6 +147,26 @@ impl TestServer {
         Some(server)
     }
 
+    /// A second server on the same database, with its own data directory (and so its own
+    /// local GitOps repository): a replica.
+    pub async fn start_replica(&self, env: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut replica = TestServer {
+            base: String::new(),
+            database_url: self.database_url.clone(),
+            log_path: dir.path().join("server.log"),
+            dir,
+            client: reqwest::Client::new(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+        };
+        replica.spawn().await;
+        replica
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -139,6 +186,7 @@ impl TestServer {
         cmd.arg("serve")
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("ADMIN_API_TOKEN", ADMIN_TOKEN)
+            .env("SEALED_SECRETS_CERT", sealing_cert_path())
             .env("RUST_LOG", "debug,sqlx=warn,hyper=info,h2=info,tower=info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
