@@ -94,31 +94,53 @@ impl GitOpsRepo {
     /// Commits `changes` on top of the branch tip. Returns None, and writes no commit, when the
     /// resulting tree is the tip's tree: re-applying what is already there is free.
     pub fn commit(&self, changes: &Changes, message: &str) -> Result<Option<Oid>> {
-        let parent = self
-            .head()?
-            .map(|oid| self.repo.find_commit(oid))
-            .transpose()?;
-        let base = parent.as_ref().map(|c| c.tree()).transpose()?;
-        let tree_id = match tree::apply(&self.repo, base.as_ref(), changes)? {
-            Some(id) => id,
-            None => self.repo.treebuilder(None)?.write()?,
+        let parent = self.head()?;
+        let built = if tree::file_count(changes) >= BULK_FILES {
+            self.build_packed(parent, changes, message)?
+        } else {
+            build_commit(&self.repo, &self.author, parent, changes, message)?
         };
-        if base.as_ref().map(|t| t.id()) == Some(tree_id) {
-            return Ok(None);
-        }
-        let tree = self.repo.find_tree(tree_id)?;
-        let sig = Signature::now(&self.author.name, &self.author.email)?;
-        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        // Updating the ref through commit() fails if the tip moved meanwhile: no lost update.
-        let oid = self.repo.commit(
-            Some(&self.branch_ref()),
-            &sig,
-            &sig,
-            message,
-            &tree,
-            &parents,
-        )?;
+        let Some(oid) = built else { return Ok(None) };
+        // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
+        match parent {
+            Some(old) => self.repo.reference_matching(
+                &self.branch_ref(),
+                oid,
+                true,
+                old,
+                message_subject(message),
+            )?,
+            None => {
+                self.repo
+                    .reference(&self.branch_ref(), oid, false, message_subject(message))?
+            }
+        };
         Ok(Some(oid))
+    }
+
+    /// Large change sets (a full re-render, a big group commit) are built in libgit2's in-memory
+    /// object store and written as one packfile: thousands of loose objects would cost far more
+    /// time and disk. A private repository handle carries the in-memory backend.
+    fn build_packed(
+        &self,
+        parent: Option<Oid>,
+        changes: &Changes,
+        message: &str,
+    ) -> Result<Option<Oid>> {
+        let repo = Repository::open_bare(&self.path)?;
+        let odb = repo.odb()?;
+        let mempack = odb.add_new_mempack_backend(1000)?;
+        let built = build_commit(&repo, &self.author, parent, changes, message)?;
+        if built.is_some() {
+            let mut pack = git2::Buf::new();
+            mempack.dump(&repo, &mut pack)?;
+            let mut writer = odb.packwriter()?;
+            std::io::Write::write_all(&mut writer, &pack)?;
+            writer.commit()?;
+        }
+        mempack.reset()?;
+        self.repo.odb()?.refresh()?;
+        Ok(built)
     }
 
     /// A file's bytes at the branch tip.
@@ -137,6 +159,39 @@ impl GitOpsRepo {
     pub fn contains(&self, descendant: Oid, ancestor: Oid) -> Result<bool> {
         Ok(descendant == ancestor || self.repo.graph_descendant_of(descendant, ancestor)?)
     }
+}
+
+/// Change sets with at least this many files are written as one packfile.
+pub const BULK_FILES: usize = 256;
+
+fn message_subject(message: &str) -> &str {
+    message.lines().next().unwrap_or("commit")
+}
+
+/// Writes the trees and the commit object for `changes` on `parent` without moving any ref.
+/// None when the tree would not change.
+fn build_commit(
+    repo: &Repository,
+    author: &Author,
+    parent: Option<Oid>,
+    changes: &Changes,
+    message: &str,
+) -> Result<Option<Oid>> {
+    let parent = parent.map(|oid| repo.find_commit(oid)).transpose()?;
+    let base = parent.as_ref().map(|c| c.tree()).transpose()?;
+    let tree_id = match tree::apply(repo, base.as_ref(), changes)? {
+        Some(id) => id,
+        None => repo.treebuilder(None)?.write()?,
+    };
+    if base.as_ref().map(|t| t.id()) == Some(tree_id) {
+        return Ok(None);
+    }
+    let tree = repo.find_tree(tree_id)?;
+    let sig = Signature::now(&author.name, &author.email)?;
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    Ok(Some(
+        repo.commit(None, &sig, &sig, message, &tree, &parents)?,
+    ))
 }
 
 /// Builds a commit message with the trailers later tools parse (`Tenant-Id:`, `Change-Id:`).
@@ -163,11 +218,57 @@ pub fn message(subject: &str, body: &[String], trailers: &[(&str, String)]) -> S
 mod tests {
     use super::*;
 
+    fn count_loose(objects: &std::path::Path) -> usize {
+        std::fs::read_dir(objects)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().len() == 2)
+            .map(|e| std::fs::read_dir(e.path()).unwrap().count())
+            .sum()
+    }
+
     pub fn author() -> Author {
         Author {
             name: "billing".into(),
             email: "billing@localhost".into(),
         }
+    }
+
+    #[test]
+    fn large_change_sets_are_written_as_one_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author()).unwrap();
+        let first = repo.head().unwrap().unwrap();
+        let objects = dir.path().join("r.git/objects");
+        let loose_before = count_loose(&objects);
+        let mut bulk = Changes::new();
+        for i in 0..40 {
+            let files = (0..10)
+                .map(|f| (format!("f{f}.yaml"), format!("t{i} f{f}\n").into_bytes()))
+                .collect();
+            bulk.insert(format!("tenants/b{i}"), Entry::Dir(files));
+        }
+        assert!(tree::file_count(&bulk) >= BULK_FILES);
+        let packed = repo.commit(&bulk, "bulk").unwrap().expect("bulk commit");
+        assert_eq!(
+            count_loose(&objects),
+            loose_before,
+            "bulk objects went to a pack"
+        );
+        assert_eq!(repo.head().unwrap(), Some(packed));
+        assert_eq!(
+            repo.read("tenants/b39/f9.yaml").unwrap().as_deref(),
+            Some(&b"t39 f9\n"[..])
+        );
+        assert!(repo.contains(packed, first).unwrap());
+        assert_eq!(
+            repo.commit(&bulk, "bulk").unwrap(),
+            None,
+            "same content, no commit"
+        );
+        // A fresh handle (another process) sees the packed objects too.
+        let other = git2::Repository::open_bare(dir.path().join("r.git")).unwrap();
+        assert_eq!(other.find_commit(packed).unwrap().summary(), Some("bulk"));
     }
 
     #[test]

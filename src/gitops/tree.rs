@@ -17,6 +17,18 @@ pub enum Entry {
 /// What a commit changes: repo-relative path -> new entry.
 pub type Changes = BTreeMap<String, Entry>;
 
+/// How many files a change set writes.
+pub fn file_count(changes: &Changes) -> usize {
+    changes
+        .values()
+        .map(|e| match e {
+            Entry::File(_) => 1,
+            Entry::Dir(files) => files.len(),
+            Entry::Removed => 0,
+        })
+        .sum()
+}
+
 /// A resolved leaf: an object id and its mode, or removal.
 type Leaf = Option<(Oid, i32)>;
 

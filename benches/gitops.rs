@@ -1,0 +1,281 @@
+//! GitOps benchmark: render cost, one-tenant commit cost at 100 and 10,000 tenants (against the
+//! scripted `git add` + `git commit` way on a work tree of the same repository), full re-renders
+//! into one commit (cold, and after one template changed), and the repository's size on disk.
+//! Run with `cargo bench --bench gitops` (BENCH_TENANTS overrides 10,000). Prints a table;
+//! every figure is a median over repeated runs.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use billing::deploy::tenant_changes;
+use billing::gitops::{Author, Changes, GitOpsRepo};
+use billing::plans::Catalogue;
+use billing::render::{demo_sealed_values, RenderSettings, Renderer, TenantSpec};
+
+fn spec(i: usize, company: &str) -> TenantSpec {
+    TenantSpec {
+        id: format!("t{i:011}"),
+        plan: "starter".into(),
+        subscription_status: "trialing".into(),
+        company_name: company.into(),
+        email: format!("ops{i}@example.com"),
+        full_name: None,
+    }
+}
+
+struct Ctx {
+    renderer: Renderer,
+    plans: Catalogue,
+    settings: RenderSettings,
+}
+
+impl Ctx {
+    fn changes(&self, i: usize, company: &str) -> Changes {
+        let spec = spec(i, company);
+        let plan = self.plans.get(&spec.plan).unwrap();
+        let rendered = self
+            .renderer
+            .render(&spec, plan, &self.settings, &demo_sealed_values())
+            .unwrap();
+        tenant_changes(&spec.id, rendered.files)
+    }
+
+    fn all_changes(&self, n: usize, company: &str) -> Changes {
+        let mut all = Changes::new();
+        for i in 0..n {
+            all.extend(self.changes(i, company));
+        }
+        all
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            dir_size(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+fn author() -> Author {
+    Author {
+        name: "bench".into(),
+        email: "bench@localhost".into(),
+    }
+}
+
+/// A repository holding `n` tenants, built as one packed commit; returns it and the build time.
+fn repo_with(ctx: &Ctx, dir: &Path, n: usize) -> (GitOpsRepo, Duration) {
+    let repo = GitOpsRepo::open_or_init(&dir.join(format!("r{n}.git")), "main", author()).unwrap();
+    let started = Instant::now();
+    let all = ctx.all_changes(n, "Bench Co");
+    repo.commit(&all, &format!("tenants: create {n}")).unwrap();
+    (repo, started.elapsed())
+}
+
+/// Median time to render and commit a change to one tenant.
+fn one_tenant_commit(ctx: &Ctx, repo: &GitOpsRepo, rounds: usize) -> Duration {
+    let times = (0..rounds)
+        .map(|r| {
+            let started = Instant::now();
+            let changes = ctx.changes(r % 7, &format!("Renamed {r}"));
+            repo.commit(&changes, "tenant: update")
+                .unwrap()
+                .expect("a real change");
+            started.elapsed()
+        })
+        .collect();
+    median(times)
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("git CLI");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The scripted way: a work tree, write the tenant's files, `git add`, `git commit`.
+fn cli_commit(ctx: &Ctx, bare: &Path, scratch: &Path, rounds: usize) -> Option<Duration> {
+    Command::new("git").arg("--version").output().ok()?;
+    let work = scratch.join("worktree");
+    let out = Command::new("git")
+        .args(["clone", "-q"])
+        .arg(bare)
+        .arg(&work)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    git(&work, &["config", "user.email", "bench@localhost"]);
+    git(&work, &["config", "user.name", "bench"]);
+    let times = (0..rounds)
+        .map(|r| {
+            let started = Instant::now();
+            let changes = ctx.changes(r % 7, &format!("Scripted {r}"));
+            let id = format!("t{:011}", r % 7);
+            for (path, entry) in &changes {
+                if let billing::gitops::Entry::Dir(files) = entry {
+                    for (name, bytes) in files {
+                        std::fs::write(work.join(path).join(name), bytes).unwrap();
+                    }
+                } else if let billing::gitops::Entry::File(bytes) = entry {
+                    std::fs::write(work.join(path), bytes).unwrap();
+                }
+            }
+            git(
+                &work,
+                &[
+                    "add",
+                    &format!("tenants/{id}"),
+                    &format!("flux-tenants/{id}.yaml"),
+                ],
+            );
+            git(&work, &["commit", "-q", "-m", "tenant: update"]);
+            started.elapsed()
+        })
+        .collect();
+    Some(median(times))
+}
+
+fn main() {
+    let big: usize = std::env::var("BENCH_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ctx = Ctx {
+        renderer: Renderer::from_dir(&root.join("templates")).unwrap(),
+        plans: Catalogue::builtin().unwrap(),
+        settings: RenderSettings::default(),
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!(
+        "machine: {} cores, {cpu}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!(
+        "inputs: starter tenants, {} files each, {big} tenants for the large repository\n",
+        ctx.changes(0, "x").len() + 12
+    );
+
+    let render_times: Vec<Duration> = (0..500)
+        .map(|i| {
+            let started = Instant::now();
+            std::hint::black_box(ctx.changes(i, "Render Co"));
+            started.elapsed()
+        })
+        .collect();
+    let render = median(render_times);
+
+    let (small, _) = repo_with(&ctx, scratch.path(), 100);
+    let at_100 = one_tenant_commit(&ctx, &small, 60);
+    let (large, cold) = repo_with(&ctx, scratch.path(), big);
+    let at_big = one_tenant_commit(&ctx, &large, 60);
+    let cli = cli_commit(&ctx, large.path(), scratch.path(), 15);
+
+    // One template changed: every tenant's namespace gains an annotation.
+    let changed_templates = scratch.path().join("templates");
+    std::fs::create_dir_all(&changed_templates).unwrap();
+    for entry in std::fs::read_dir(root.join("templates")).unwrap().flatten() {
+        std::fs::copy(entry.path(), changed_templates.join(entry.file_name())).unwrap();
+    }
+    let ns = changed_templates.join("namespace.yaml");
+    let text = std::fs::read_to_string(&ns).unwrap().replace(
+        "  annotations:\n",
+        "  annotations:\n    iotistic.io/bench: \"changed\"\n",
+    );
+    std::fs::write(&ns, text).unwrap();
+    let changed = Ctx {
+        renderer: Renderer::from_dir(&changed_templates).unwrap(),
+        ..ctx
+    };
+    let started = Instant::now();
+    let all = changed.all_changes(big, "Bench Co");
+    large
+        .commit(&all, "templates: namespace annotation")
+        .unwrap()
+        .expect("template change commits");
+    let template_change = started.elapsed();
+    let size = dir_size(large.path());
+
+    println!("| measure | value |");
+    println!("| --- | --- |");
+    println!(
+        "| render one tenant | {:.0} µs |",
+        render.as_secs_f64() * 1e6
+    );
+    println!(
+        "| tenants rendered per second (1 core) | {:.0} |",
+        1.0 / render.as_secs_f64()
+    );
+    println!(
+        "| render + commit one tenant, 100 tenants in repo | {} |",
+        ms(at_100)
+    );
+    println!(
+        "| render + commit one tenant, {big} tenants in repo | {} |",
+        ms(at_big)
+    );
+    println!(
+        "| ratio {big} / 100 | {:.2}x |",
+        at_big.as_secs_f64() / at_100.as_secs_f64()
+    );
+    match cli {
+        Some(cli) => {
+            println!(
+                "| same commit, `git add` + `git commit` CLI on a work tree, {big} tenants | {} |",
+                ms(cli)
+            );
+            println!(
+                "| CLI / git2 tree update | {:.0}x |",
+                cli.as_secs_f64() / at_big.as_secs_f64()
+            );
+        }
+        None => println!("| git CLI comparison | skipped: no git CLI |"),
+    }
+    println!(
+        "| cold render of {big} tenants into one commit | {} |",
+        ms(cold)
+    );
+    println!(
+        "| one template changed, re-render {big} tenants into one commit | {} |",
+        ms(template_change)
+    );
+    println!(
+        "| repository size on disk after these runs | {:.1} MB |",
+        size as f64 / 1e6
+    );
+}
