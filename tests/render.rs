@@ -378,18 +378,67 @@ fn hostile_texts() -> Vec<String> {
     texts
 }
 
+const PLACEHOLDERS: [&str; 3] = ["PLAIN-COMPANY", "plain@example.com", "PLAIN-NAME"];
+
+/// Renders a tenant whose company, email and full name are `values`, and asserts that every
+/// document has the structure of a plain tenant's, with exactly those scalars replaced and
+/// round-tripped byte for byte.
+fn assert_only_its_own_scalars_change(label: &str, plain: &[(String, Value)], values: [String; 3]) {
+    let spec = TenantSpec {
+        company_name: values[0].clone(),
+        email: values[1].clone(),
+        full_name: Some(values[2].clone()),
+        ..demo_spec()
+    };
+    let hostile = objects(&render(&spec));
+    assert_eq!(
+        hostile.len(),
+        plain.len(),
+        "{label}: document count changed"
+    );
+    let mut appearances = [0; 3];
+    for ((file, plain_doc), (hostile_file, hostile_doc)) in plain.iter().zip(&hostile) {
+        assert_eq!(file, hostile_file);
+        let mut found = Vec::new();
+        find_strings(plain_doc, &PLACEHOLDERS, &mut Vec::new(), &mut found);
+        let mut substituted = hostile_doc.clone();
+        for (path, which) in found {
+            let slot = at_mut(&mut substituted, &path)
+                .unwrap_or_else(|| panic!("{label}: {file}: path {path:?} gone"));
+            assert_eq!(
+                slot.as_str(),
+                Some(values[which].as_str()),
+                "{label}: {file}: not round-tripped"
+            );
+            *slot = Value::String(PLACEHOLDERS[which].into());
+            appearances[which] += 1;
+        }
+        assert_eq!(
+            &substituted, plain_doc,
+            "{label}: {file}: structure changed"
+        );
+    }
+    assert!(
+        appearances.iter().all(|n| *n > 0),
+        "{label}: every field appears"
+    );
+}
+
+fn plain_objects() -> Vec<(String, Value)> {
+    let plain_spec = TenantSpec {
+        company_name: PLACEHOLDERS[0].into(),
+        email: PLACEHOLDERS[1].into(),
+        full_name: Some(PLACEHOLDERS[2].into()),
+        ..demo_spec()
+    };
+    objects(&render(&plain_spec))
+}
+
 /// Hostile customer text renders, leaves every document's structure identical to a plain
 /// tenant's, and round-trips exactly: compare the parse trees with the text fields substituted.
 #[test]
 fn hostile_customer_text_changes_only_its_own_scalars() {
-    let placeholders = ["PLAIN-COMPANY", "plain@example.com", "PLAIN-NAME"];
-    let plain_spec = TenantSpec {
-        company_name: placeholders[0].into(),
-        email: placeholders[1].into(),
-        full_name: Some(placeholders[2].into()),
-        ..demo_spec()
-    };
-    let plain = objects(&render(&plain_spec));
+    let plain = plain_objects();
     let texts = hostile_texts();
     for (i, text) in texts.iter().enumerate() {
         // Each field gets a different hostile text, so a mix-up between fields would show.
@@ -398,44 +447,31 @@ fn hostile_customer_text_changes_only_its_own_scalars() {
             texts[(i + 1) % texts.len()].clone(),
             texts[(i + 2) % texts.len()].clone(),
         ];
-        let spec = TenantSpec {
-            company_name: values[0].clone(),
-            email: values[1].clone(),
-            full_name: Some(values[2].clone()),
-            ..demo_spec()
-        };
-        let hostile = objects(&render(&spec));
-        assert_eq!(
-            hostile.len(),
-            plain.len(),
-            "text {i}: document count changed"
-        );
-        let mut appearances = [0; 3];
-        for ((file, plain_doc), (hostile_file, hostile_doc)) in plain.iter().zip(&hostile) {
-            assert_eq!(file, hostile_file);
-            let mut found = Vec::new();
-            find_strings(plain_doc, &placeholders, &mut Vec::new(), &mut found);
-            let mut substituted = hostile_doc.clone();
-            for (path, which) in found {
-                let slot = at_mut(&mut substituted, &path)
-                    .unwrap_or_else(|| panic!("text {i}: {file}: path {path:?} gone"));
-                assert_eq!(
-                    slot.as_str(),
-                    Some(values[which].as_str()),
-                    "text {i}: {file}: not round-tripped"
-                );
-                *slot = Value::String(placeholders[which].into());
-                appearances[which] += 1;
-            }
-            assert_eq!(
-                &substituted, plain_doc,
-                "text {i}: {file}: structure changed"
-            );
+        assert_only_its_own_scalars_change(&format!("text {i}"), &plain, values);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Arbitrary text (any Unicode, YAML and Jinja syntax mixed in) never changes a manifest's
+    /// structure; the few characters kustomize cannot carry are refused with an error, never a panic.
+    #[test]
+    fn arbitrary_customer_text_changes_only_its_own_scalars(
+        company in "(\\PC|[\\n\\r\\t\\x00-\\x1f\\x7f-\\x9f\\u{fffe}:#&*!|>'\"{}%\\[\\]-]|---|\\{\\{|\\{%){0,40}",
+        email in "\\PC{0,30}",
+        name in "(\\PC|[\\n:#\\-{}]){0,30}",
+    ) {
+        let values = [company, email, name];
+        if values.iter().any(|v| v.chars().any(billing::render::untransportable)) {
+            let spec = TenantSpec { company_name: values[0].clone(), email: values[1].clone(), full_name: Some(values[2].clone()), ..demo_spec() };
+            let catalogue = catalogue();
+            let plan = catalogue.get(&spec.plan).unwrap();
+            let result = Renderer::builtin().render(&spec, plan, &RenderSettings::default(), &demo_sealed_values());
+            proptest::prop_assert!(result.is_err());
+        } else {
+            assert_only_its_own_scalars_change("arbitrary", &plain_objects(), values);
         }
-        assert!(
-            appearances.iter().all(|n| *n > 0),
-            "text {i}: every field appears"
-        );
     }
 }
 
