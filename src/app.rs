@@ -137,5 +137,6 @@ async fn open_gitops(config: &Config) -> anyhow::Result<Gitops> {
         wake: tokio::sync::Notify::new(),
         health: std::sync::RwLock::new(health),
         owner: format!("worker-{}", uuid::Uuid::new_v4()),
+        http: reqwest::Client::new(),
     })
 }

@@ -154,6 +154,32 @@ pub struct Config {
     #[arg(long, env = "SYNC_WEBHOOK_URL", global = true)]
     pub sync_webhook_url: Option<String>,
 
+    /// What listens at SYNC_WEBHOOK_URL: `flux` (a Receiver of type `generic` or
+    /// `generic-hmac`, URL `.../hook/<digest>`) or `argocd` (URL `.../api/webhook`).
+    #[arg(
+        long,
+        env = "SYNC_WEBHOOK_KIND",
+        value_enum,
+        default_value = "flux",
+        global = true
+    )]
+    pub sync_webhook_kind: crate::deploy::poke::PokeKind,
+
+    /// Signing key of the sync webhook: the Flux Receiver's token (`generic-hmac`) or Argo CD's
+    /// `webhook.github.secret`. Unset: requests are not signed.
+    #[arg(
+        long,
+        env = "SYNC_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub sync_webhook_secret: Option<SecretString>,
+
+    /// The GitOps repository's URL as the Git provider shows it (what Argo CD apps use as
+    /// `repoURL`). Default: GITOPS_REMOTE.
+    #[arg(long, env = "SYNC_WEBHOOK_REPO_URL", global = true)]
+    pub sync_webhook_repo_url: Option<String>,
+
     /// PEM certificate of the cluster's sealed-secrets controller (`kubeseal --fetch-cert`).
     /// Default: a local sealing key pair generated under `<data-dir>/sealing/`.
     #[arg(long, env = "SEALED_SECRETS_CERT", global = true)]
@@ -171,6 +197,62 @@ pub struct Config {
         global = true
     )]
     pub trust_forwarded_for: bool,
+
+    /// Shared secret of the Flux Provider (type generic-hmac) that signs the events posted to
+    /// `/api/gitops/flux/events`. Unset: that endpoint refuses every request.
+    #[arg(
+        long,
+        env = "FLUX_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub flux_webhook_secret: Option<SecretString>,
+
+    /// Bearer token argocd-notifications sends to `/api/gitops/argocd/events`. Unset: that
+    /// endpoint refuses every request.
+    #[arg(
+        long,
+        env = "ARGOCD_WEBHOOK_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub argocd_webhook_token: Option<SecretString>,
+
+    /// Poll the Kubernetes API for Flux Kustomization / Argo CD Application status: `auto`
+    /// when a kubeconfig (KUBECONFIG, ~/.kube/config) or in-cluster config is found, or `off`.
+    #[arg(
+        long,
+        env = "WATCHER_KUBE_POLL",
+        value_enum,
+        default_value = "auto",
+        global = true
+    )]
+    pub watcher_kube_poll: KubePoll,
+
+    /// Seconds between two polls of the Kubernetes API.
+    #[arg(
+        long,
+        env = "WATCHER_POLL_INTERVAL_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub watcher_poll_interval_seconds: u64,
+
+    /// Seconds after a commit without a successful sync report before a tenant is `stalled`.
+    #[arg(
+        long,
+        env = "WATCHER_STALL_SECONDS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub watcher_stall_seconds: u64,
+}
+
+/// Whether the sync watcher polls the Kubernetes API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KubePoll {
+    Auto,
+    Off,
 }
 
 impl Config {
@@ -221,5 +303,31 @@ impl Config {
 
     pub fn instance_url(&self, customer_id: &str) -> String {
         format!("https://{customer_id}.{}", self.base_domain)
+    }
+
+    /// Where to announce pushes, if SYNC_WEBHOOK_URL is set (an empty value counts as unset).
+    pub fn sync_webhook(&self) -> Option<crate::deploy::poke::PokeTarget> {
+        use secrecy::ExposeSecret;
+        let url = self
+            .sync_webhook_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())?;
+        let non_empty = |s: &Option<String>| {
+            s.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        Some(crate::deploy::poke::PokeTarget {
+            url: url.to_string(),
+            kind: self.sync_webhook_kind,
+            secret: self
+                .sync_webhook_secret
+                .clone()
+                .filter(|s| !s.expose_secret().is_empty()),
+            repo_url: non_empty(&self.sync_webhook_repo_url)
+                .or_else(|| non_empty(&self.gitops_remote)),
+        })
     }
 }

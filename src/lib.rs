@@ -15,3 +15,4 @@ pub mod plans;
 pub mod render;
 pub mod seal;
 pub mod status;
+pub mod watcher;

@@ -27,12 +27,19 @@ pub enum Event {
     Queued,
     /// The stack was committed.
     Committed,
+    /// The worker finished a job whose tree was already at the tenant's committed revision (a
+    /// no-op redeploy, a retried job): nothing new reaches the cluster, so a ready, failed or
+    /// stalled tenant keeps its status (and a committed one its stall clock).
+    CommittedUnchanged,
     /// The removal was committed.
     Removed,
     /// Rendering or committing gave up.
     GaveUp,
+    /// The cluster reports the tenant synced and healthy at (a descendant of) its commit.
     Synced,
+    /// The cluster reports a failure on a revision that contains the tenant's commit.
     SyncFailed,
+    /// No success was reported within the stall timeout after the commit.
     TimedOut,
 }
 
@@ -58,6 +65,8 @@ impl DeploymentStatus {
             (Deleted, _) => None,
             (_, Event::Queued) => Some(self),
             (_, Event::Committed) => Some(Committed),
+            (Pending, Event::CommittedUnchanged) => Some(Committed),
+            (_, Event::CommittedUnchanged) => Some(self),
             (_, Event::Removed) => Some(Deleted),
             (Pending, Event::GaveUp) => Some(Failed),
             (_, Event::GaveUp) => Some(self),
@@ -116,6 +125,14 @@ mod tests {
             "nothing can be synced before it is committed"
         );
         assert_eq!(Ready.on(Event::TimedOut), None);
+        assert_eq!(
+            Ready.on(Event::CommittedUnchanged),
+            Some(Ready),
+            "a no-op redeploy does not send a ready tenant back to waiting"
+        );
+        assert_eq!(Pending.on(Event::CommittedUnchanged), Some(Committed));
+        assert_eq!(Deleted.on(Event::CommittedUnchanged), None);
+        assert_eq!(Failed.on(Event::SyncFailed), None);
     }
 
     #[test]

@@ -605,10 +605,12 @@ fn operator_manifests_validate() {
     assert_eq!(
         kinds,
         [
+            "Alert/billing",
             "AppProject/tenants",
             "ApplicationSet/tenants",
             "GitRepository/tenants",
-            "Kustomization/tenants"
+            "Kustomization/tenants",
+            "Provider/billing"
         ]
     );
     for doc in &custom {
@@ -629,6 +631,18 @@ fn operator_manifests_validate() {
                     "customer-{{path.basename}}"
                 );
             }
+            // The sync watcher's wiring (src/watcher/flux.rs parses what these send).
+            "Provider" => assert_eq!(
+                (s(spec, &["type"]), s(spec, &["secretRef", "name"])),
+                ("generic-hmac", "billing-webhook")
+            ),
+            "Alert" => assert_eq!(
+                (
+                    s(spec, &["eventSeverity"]),
+                    s(&spec["eventSources"][0], &["kind"])
+                ),
+                ("info", "Kustomization")
+            ),
             _ => assert_eq!(s(&spec["destinations"][0], &["namespace"]), "customer-*"),
         }
     }

@@ -2,6 +2,7 @@
 //! one commit, push, then mark jobs done and move each deployment through the state machine.
 
 pub mod demo;
+pub mod poke;
 pub mod requests;
 pub mod secrets;
 
@@ -40,6 +41,8 @@ pub struct Gitops {
     pub health: RwLock<GitHealth>,
     /// This process's name on the job leases.
     pub owner: String,
+    /// For the sync webhook poke.
+    pub http: reqwest::Client,
 }
 
 impl Gitops {
@@ -156,38 +159,52 @@ struct Prepared {
     summary: String,
 }
 
-fn commit_message(prepared: &[Prepared]) -> String {
-    let trailers: Vec<(&str, String)> = prepared
+/// The commit message of a batch: what changed per tenant, one `Tenant-Id:` trailer per tenant
+/// changed and one `Change-Id:` per job folded in.
+fn commit_message(prepared: &[&Prepared]) -> String {
+    let mut tenants: Vec<&str> = Vec::new();
+    let mut described: BTreeMap<&str, String> = BTreeMap::new();
+    for p in prepared {
+        let id = p.job.customer_id.as_str();
+        if !tenants.contains(&id) {
+            tenants.push(id);
+        }
+        // A later job of the same tenant describes its final state.
+        described.insert(
+            id,
+            match p.action {
+                Action::Delete => format!("tenant {id}: delete"),
+                action => format!("tenant {id}: {} ({})", action.as_str(), p.summary),
+            },
+        );
+    }
+    let mut trailers: Vec<(&str, String)> = tenants
         .iter()
-        .flat_map(|p| {
-            [
-                ("Tenant-Id", p.job.customer_id.clone()),
-                ("Change-Id", p.job.change_id.clone()),
-            ]
-        })
+        .map(|id| ("Tenant-Id", id.to_string()))
         .collect();
-    let describe = |p: &Prepared| match p.action {
-        Action::Delete => format!("tenant {}: delete", p.job.customer_id),
-        action => format!(
-            "tenant {}: {} ({})",
-            p.job.customer_id,
-            action.as_str(),
-            p.summary
-        ),
-    };
-    if let [only] = prepared {
-        return gitops::message(&describe(only), &[], &trailers);
+    trailers.extend(
+        prepared
+            .iter()
+            .map(|p| ("Change-Id", p.job.change_id.clone())),
+    );
+    if let [only] = tenants.as_slice() {
+        return gitops::message(&described[only], &[], &trailers);
     }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for p in prepared {
-        *counts.entry(p.action.as_str()).or_default() += 1;
+    for line in described.values() {
+        let action = line
+            .split(": ")
+            .nth(1)
+            .and_then(|a| a.split(' ').next())
+            .unwrap_or("update");
+        *counts.entry(action).or_default() += 1;
     }
     let subject = counts
         .iter()
         .map(|(action, n)| format!("{action} {n}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let body: Vec<String> = prepared.iter().map(describe).collect();
+    let body: Vec<String> = tenants.iter().map(|id| described[id].clone()).collect();
     gitops::message(&format!("tenants: {subject}"), &body, &trailers)
 }
 
@@ -229,16 +246,13 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
         return Ok(claimed);
     }
 
-    // Later jobs of the same tenant win: changes are applied in job order.
-    let mut changes = Changes::new();
-    for p in &prepared {
-        changes.extend(p.changes.clone());
-    }
-    let message = commit_message(&prepared);
     let app2 = app.clone();
-    let outcome = tokio::task::spawn_blocking(move || commit_and_push(&app2, &changes, &message))
-        .await
-        .context("git task panicked")?;
+    let (outcome, prepared) = tokio::task::spawn_blocking(move || {
+        let outcome = commit_and_push(&app2, &prepared);
+        (outcome, prepared)
+    })
+    .await
+    .context("git task panicked")?;
     let revision = match outcome {
         Ok(revision) => revision,
         Err(err) => {
@@ -270,7 +284,28 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
         tx.commit().await?;
     }
     tracing::info!(jobs = prepared.len(), %revision, "render jobs committed");
+    if gitops.remote.is_some() {
+        poke_cluster(app, &revision).await;
+    }
     Ok(claimed)
+}
+
+/// Tells Flux or Argo CD that the branch moved, so it syncs now rather than at its next
+/// interval. Best effort: the interval is the fallback, so a failure is only logged.
+async fn poke_cluster(app: &App, revision: &str) {
+    let Some(target) = app.config.sync_webhook() else {
+        return;
+    };
+    if let Err(err) = poke::poke(
+        &app.gitops.http,
+        &target,
+        &app.config.gitops_branch,
+        revision,
+    )
+    .await
+    {
+        tracing::warn!(error = %format!("{err:#}"), "sync webhook poke failed");
+    }
 }
 
 async fn give_up_or_retry(app: &App, job: &Job, error: &str) -> anyhow::Result<()> {
@@ -304,14 +339,29 @@ async fn give_up_or_retry(app: &App, job: &Job, error: &str) -> anyhow::Result<(
 
 /// Commits (a no-op when nothing changed) and pushes; returns the revision that contains the
 /// changes. Errors are strings: they are stored on the jobs and shown to operators.
-fn commit_and_push(app: &App, changes: &Changes, message: &str) -> Result<String, String> {
+fn commit_and_push(app: &App, prepared: &[Prepared]) -> Result<String, String> {
     let gitops = &app.gitops;
     let repo = gitops
         .repo
         .lock()
         .map_err(|_| "git repository lock poisoned".to_string())?;
-    repo.commit(changes, message)
-        .map_err(|e| format!("commit failed: {e}"))?;
+    // Jobs whose change is already in Git (a retry after a crash between commit and
+    // bookkeeping) are done without being named again: each change is in exactly one commit.
+    let mut effective = Vec::new();
+    for p in prepared {
+        if !repo.unchanged(&p.changes).map_err(|e| e.to_string())? {
+            effective.push(p);
+        }
+    }
+    if !effective.is_empty() {
+        // Later jobs of the same tenant win: changes are applied in job order.
+        let mut changes = Changes::new();
+        for p in &effective {
+            changes.extend(p.changes.clone());
+        }
+        repo.commit(&changes, &commit_message(&effective))
+            .map_err(|e| format!("commit failed: {e}"))?;
+    }
     let head = repo
         .head()
         .map_err(|e| e.to_string())?

@@ -18,13 +18,24 @@ pub struct DeploymentStatusView {
     pub status: String,
     pub instance_url: String,
     pub committed_revision: Option<String>,
+    /// The newest revision the cluster reported ready (Flux, Argo CD or the poller).
+    pub applied_revision: Option<String>,
+    /// The cluster's last word on health (Argo CD's vocabulary: Healthy, Progressing, Degraded).
+    pub health: Option<String>,
+    /// The last accepted sync report's message.
+    pub message: Option<String>,
     pub error: Option<String>,
     pub updated_at: String,
     /// Jobs of this tenant not yet in Git.
     pub pending_changes: i64,
     /// The GitOps side as a whole: a failing remote shows here, never silently.
     pub gitops: GitHealth,
+    /// Sync reports and billing's own transitions, newest first.
+    pub history: Vec<deployments::HistoryRow>,
 }
+
+/// How many history rows the status view shows.
+const HISTORY_SHOWN: i64 = 50;
 
 pub async fn status(app: &App, customer_id: &str) -> Result<DeploymentStatusView, ApiError> {
     use sqlx::Row;
@@ -38,15 +49,24 @@ pub async fn status(app: &App, customer_id: &str) -> Result<DeploymentStatusView
     .fetch_one(&app.db.pool)
     .await?
     .try_get(0)?;
+    let watch = deployments::watch_row(&app.db.pool, customer_id).await?;
+    let history = deployments::history(&app.db.pool, customer_id, HISTORY_SHOWN).await?;
+    let (applied_revision, health, message) = watch
+        .map(|w| (w.applied_revision, w.health, w.message))
+        .unwrap_or_default();
     Ok(DeploymentStatusView {
         customer_id: customer_id.to_string(),
         status: row.status,
         instance_url: row.instance_url,
         committed_revision: row.committed_revision,
+        applied_revision,
+        health,
+        message,
         error: row.error,
         updated_at: row.updated_at,
         pending_changes: pending,
         gitops: app.gitops.health(),
+        history,
     })
 }
 

@@ -143,6 +143,43 @@ impl GitOpsRepo {
         Ok(built)
     }
 
+    /// Whether committing `changes` would leave the tip's tree as it is. Hashes only: writes
+    /// nothing, so a later packed commit is not defeated by loose copies.
+    pub fn unchanged(&self, changes: &Changes) -> Result<bool> {
+        let Some(head) = self.head()? else {
+            return Ok(changes.is_empty());
+        };
+        let tree = self.repo.find_commit(head)?.tree()?;
+        for (path, entry) in changes {
+            let current = tree::entry_id(&tree, path);
+            let same = match entry {
+                Entry::Removed => current.is_none(),
+                Entry::File(bytes) => {
+                    current == Some(Oid::hash_object(git2::ObjectType::Blob, bytes)?)
+                }
+                Entry::Dir(files) => match current.and_then(|id| self.repo.find_tree(id).ok()) {
+                    None => false,
+                    Some(sub) => {
+                        let mut blobs = 0;
+                        sub.walk(git2::TreeWalkMode::PreOrder, |_, e| {
+                            blobs += usize::from(e.kind() == Some(git2::ObjectType::Blob));
+                            git2::TreeWalkResult::Ok
+                        })?;
+                        blobs == files.len()
+                            && files.iter().all(|(name, bytes)| {
+                                let want = Oid::hash_object(git2::ObjectType::Blob, bytes).ok();
+                                tree::entry_id(&sub, name) == want
+                            })
+                    }
+                },
+            };
+            if !same {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// A file's bytes at the branch tip.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
         let Some(head) = self.head()? else {
@@ -286,11 +323,40 @@ mod tests {
         let msg = message("tenant t1: create", &[], &[("Tenant-Id", "t1".into())]);
         let second = repo.commit(&c, &msg).unwrap().expect("a change commits");
         assert!(repo.contains(second, first).unwrap());
+        assert!(repo.unchanged(&c).unwrap());
         assert_eq!(
             repo.commit(&c, &msg).unwrap(),
             None,
             "same content, no commit"
         );
+        let mut other = c.clone();
+        other.insert(
+            "tenants/t1".into(),
+            Entry::Dir([("a.yaml".into(), b"a: 2\n".to_vec())].into()),
+        );
+        assert!(!repo.unchanged(&other).unwrap());
+        let mut extra = c.clone();
+        extra.insert(
+            "tenants/t1".into(),
+            Entry::Dir(
+                [
+                    ("a.yaml".into(), b"a: 1\n".to_vec()),
+                    ("b.yaml".into(), b"b\n".to_vec()),
+                ]
+                .into(),
+            ),
+        );
+        assert!(
+            !repo.unchanged(&extra).unwrap(),
+            "an added file is a change"
+        );
+        let mut gone = Changes::new();
+        gone.insert("tenants/t1".into(), Entry::Removed);
+        assert!(!repo.unchanged(&gone).unwrap());
+        gone.insert("tenants/t1".into(), Entry::Removed);
+        let mut absent = Changes::new();
+        absent.insert("tenants/nope".into(), Entry::Removed);
+        assert!(repo.unchanged(&absent).unwrap());
         assert_eq!(repo.head().unwrap(), Some(second));
 
         let reopened =

@@ -4,6 +4,7 @@
 pub mod customers;
 pub mod deployments;
 pub mod extract;
+pub mod gitops_events;
 pub mod health;
 pub mod licenses;
 
@@ -37,6 +38,11 @@ pub fn router(app: SharedApp) -> Router {
             "/api/customers/{id}/deployment",
             delete(deployments::delete),
         )
+        .route("/api/gitops/flux/events", post(gitops_events::flux_event))
+        .route(
+            "/api/gitops/argocd/events",
+            post(gitops_events::argocd_event),
+        )
         .route("/api/licenses/public-key", get(licenses::public_key))
         .route("/api/licenses/verify", post(licenses::verify))
         .route("/.well-known/jwks.json", get(licenses::jwks))
@@ -60,6 +66,8 @@ pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
         tracing::warn!("ADMIN_API_TOKEN is not set: admin endpoints will refuse every request");
     }
     tokio::spawn(crate::deploy::run_worker(app.clone()));
+    tokio::spawn(crate::watcher::stall::run(app.clone()));
+    tokio::spawn(crate::watcher::poller::run(app.clone()));
     let listener = tokio::net::TcpListener::bind(app.config.listen_addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");

@@ -215,6 +215,10 @@ impl TestServer {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -264,7 +268,10 @@ impl TestServer {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        let resp = req.send().await.expect("request");
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => panic!("GET {path}: {e}\nserver log:\n{}", self.log()),
+        };
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }

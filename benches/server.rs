@@ -1,0 +1,218 @@
+//! Server benchmark, over real HTTP against the release binary: signup latency (p50/p99) and
+//! throughput at 1 and 20 concurrent clients on SQLite and PostgreSQL (BENCH_DATABASE_URL or
+//! TEST_DATABASE_URL), a burst of signups until every one is committed (group commit), and the
+//! server's peak RSS once it holds many tenants. `cargo bench --bench server`;
+//! BENCH_BURST (default 1000) and BENCH_RSS_TENANTS (default 10000) size the runs.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestServer, ADMIN_TOKEN};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// `total` signups spread over `clients` concurrent clients: (sorted latencies, wall time).
+async fn signups(
+    s: &TestServer,
+    prefix: &str,
+    total: usize,
+    clients: usize,
+) -> (Vec<Duration>, Duration) {
+    let started = Instant::now();
+    let per_client = total.div_ceil(clients);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (base, client, prefix) = (s.base.clone(), s.client.clone(), prefix.to_string());
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                for i in 0..per_client {
+                    let body = serde_json::json!({"email": format!("{prefix}-{c}-{i}@bench.example"), "password": "bench-password-1", "company_name": "Bench"});
+                    let t = Instant::now();
+                    let resp = client.post(format!("{base}/api/customers/signup")).json(&body).send().await.unwrap();
+                    assert_eq!(resp.status().as_u16(), 201);
+                    times.push(t.elapsed());
+                }
+                times
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    (all, started.elapsed())
+}
+
+async fn pending(s: &TestServer) -> i64 {
+    let (_, ready) = s.get_json("/readyz", None).await;
+    ready["pending_render_jobs"].as_i64().unwrap_or(i64::MAX)
+}
+
+async fn wait_all_committed(s: &TestServer) {
+    while pending(s).await > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn row(name: &str, value: String) {
+    println!("| {name} | {value} |");
+}
+
+async fn latency_rows(backend: Backend, label: &str) {
+    let Some(s) = TestServer::start(backend).await else {
+        row(
+            &format!("signup on {label}"),
+            "skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL".into(),
+        );
+        return;
+    };
+    for clients in [1usize, 20] {
+        let total = if clients == 1 { 100 } else { 400 };
+        let (lat, wall) = signups(&s, &format!("{label}{clients}"), total, clients).await;
+        row(
+            &format!("signup, {label}, {clients} client(s), {total} signups"),
+            format!(
+                "p50 {:.1} ms, p99 {:.1} ms, {:.0} signups/s",
+                percentile(&lat, 0.5).as_secs_f64() * 1e3,
+                percentile(&lat, 0.99).as_secs_f64() * 1e3,
+                total as f64 / wall.as_secs_f64()
+            ),
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
+        std::env::set_var("TEST_DATABASE_URL", url);
+    }
+    let burst = env_usize("BENCH_BURST", 1000);
+    let rss_tenants = env_usize("BENCH_RSS_TENANTS", 10_000);
+    println!(
+        "machine: {} cores; server: release build, argon2id m=19 MiB t=2 p=1\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!("| measure | value |");
+    println!("| --- | --- |");
+    latency_rows(Backend::Sqlite, "SQLite").await;
+    latency_rows(Backend::Postgres, "PostgreSQL").await;
+
+    // A burst of signups, all at once, until the last stack is committed.
+    let s = TestServer::start(Backend::Sqlite).await.unwrap();
+    let repo_path = s.data_dir().join("gitops.git");
+    let commits_before = count_commits(&repo_path);
+    let started = Instant::now();
+    let (_, accepted) = signups(&s, "burst", burst, 50).await;
+    wait_all_committed(&s).await;
+    let total = started.elapsed();
+    let commits = count_commits(&repo_path) - commits_before;
+    row(
+        &format!("burst of {burst} signups (50 clients), SQLite"),
+        format!(
+            "all 201 after {:.1} s, all committed after {:.1} s, in {commits} commits",
+            accepted.as_secs_f64(),
+            total.as_secs_f64()
+        ),
+    );
+
+    // Peak RSS holding many tenants: tenants beyond the burst are inserted directly (hashing
+    // 10,000 passwords would measure argon2, not the server), then the worker renders them all.
+    let pid = s.pid();
+    let db = s.db().await;
+    let started = Instant::now();
+    let existing =
+        common::count(&db, "SELECT COUNT(*) FROM customers WHERE id <> $1", "").await as usize;
+    let template: (String,) = sqlx::query_as("SELECT customer_id FROM tenant_secrets LIMIT 1")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    for i in existing..rss_tenants {
+        clone_customer(&db, &template.0, &format!("r{i:011}")).await;
+    }
+    s.post_json("/api/customers/signup", &serde_json::json!({"email": "wake@bench.example", "password": "bench-password-1", "company_name": "Wake"})).await;
+    wait_all_committed(&s).await;
+    let _ = s
+        .get_json("/api/customers?limit=1000", Some(ADMIN_TOKEN))
+        .await;
+    row(
+        &format!("server peak RSS holding {rss_tenants} tenants (all rendered and committed)"),
+        format!(
+            "{:.0} MB (render + commit of the extra tenants took {:.1} s)",
+            peak_rss_mb(pid),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    row(
+        "GitOps repository on disk",
+        format!("{:.1} MB", dir_size(&repo_path) as f64 / 1e6),
+    );
+}
+
+fn count_commits(path: &std::path::Path) -> usize {
+    let repo = git2::Repository::open_bare(path).unwrap();
+    let mut walk = repo.revwalk().unwrap();
+    walk.push_ref("refs/heads/main").unwrap();
+    walk.count()
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let m = e.metadata().unwrap();
+                    if m.is_dir() {
+                        dir_size(&e.path())
+                    } else {
+                        m.len()
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Copies a customer (and its subscription, secrets, deployment and a render job) under a new id.
+async fn clone_customer(db: &sqlx::AnyPool, from: &str, id: &str) {
+    let now = "2026-01-01T00:00:00.000Z";
+    let mut tx = db.begin().await.unwrap();
+    for sql in [
+        "INSERT INTO customers (id, email, email_normalized, password_hash, company_name, full_name, created_at, updated_at) SELECT $1, $1 || '@bench.example', $1 || '@bench.example', password_hash, company_name, full_name, created_at, updated_at FROM customers WHERE id = $2",
+        "INSERT INTO subscriptions (customer_id, plan, status, trial_ends_at, current_period_ends_at, created_at, updated_at) SELECT $1, plan, status, trial_ends_at, current_period_ends_at, created_at, updated_at FROM subscriptions WHERE customer_id = $2",
+        "INSERT INTO tenant_secrets (customer_id, name, sealed_value, updated_at) SELECT $1, name, sealed_value, updated_at FROM tenant_secrets WHERE customer_id = $2",
+        "INSERT INTO deployments (customer_id, status, instance_url, updated_at) SELECT $1, 'pending', instance_url, updated_at FROM deployments WHERE customer_id = $2",
+    ] {
+        sqlx::query(sql).bind(id).bind(from).execute(&mut *tx).await.unwrap();
+    }
+    sqlx::query("INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, created_at, updated_at) VALUES ($1, $1, 'create', 'pending', 0, $2, $2)")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}

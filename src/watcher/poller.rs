@@ -1,0 +1,173 @@
+//! The Kubernetes API poller: the fallback for lost webhooks. Every
+//! `WATCHER_POLL_INTERVAL_SECONDS` it lists the per-tenant Flux Kustomizations
+//! (`kustomize.toolkit.fluxcd.io/v1`, namespace flux-system) and Argo CD Applications
+//! (`argoproj.io/v1alpha1`, namespace argocd) with kube's dynamic API and records what their
+//! status says. A kind whose CRD is not installed (404) is skipped. Runs when
+//! `WATCHER_KUBE_POLL=auto` and kube finds a kubeconfig (KUBECONFIG, ~/.kube/config) or an
+//! in-cluster service account.
+//!
+//! The core of a pass is pure ([`reports`] over a list response as JSON), so a recorded
+//! KustomizationList or ApplicationList can be replayed without a cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::Client;
+use serde_json::Value;
+
+use super::{argocd, flux, record, Outcome, Report, Source};
+use crate::app::App;
+use crate::config::KubePoll;
+
+/// The kinds the poller lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Kustomization,
+    Application,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Kustomization, Kind::Application];
+
+    pub fn resource(self) -> ApiResource {
+        let gvk = match self {
+            Kind::Kustomization => GroupVersionKind::gvk(flux::GROUP, "v1", "Kustomization"),
+            Kind::Application => GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"),
+        };
+        ApiResource::from_gvk(&gvk)
+    }
+
+    pub fn namespace(self) -> &'static str {
+        match self {
+            Kind::Kustomization => flux::NAMESPACE,
+            Kind::Application => argocd::NAMESPACE,
+        }
+    }
+
+    /// Labels every per-tenant object carries (templates/_macros.jinja, the ApplicationSet).
+    pub fn selector(self) -> &'static str {
+        match self {
+            Kind::Kustomization => "app.kubernetes.io/managed-by=billing",
+            Kind::Application => "app.kubernetes.io/part-of=iotistic",
+        }
+    }
+}
+
+/// The reports a list response (`{"items": [...]}`) makes; items of no tenant are skipped.
+pub fn reports(kind: Kind, list: &Value) -> Vec<Report> {
+    let items = list.get("items").and_then(Value::as_array);
+    items
+        .into_iter()
+        .flatten()
+        .filter_map(|item| match kind {
+            Kind::Kustomization => flux::kustomization_report(item),
+            Kind::Application => argocd::AppStatus::from_application(item)
+                .report(Source::KubePoller)
+                .ok(),
+        })
+        .collect()
+}
+
+/// One list of `kind`, all pages, as the JSON the API server sent; None without the CRD.
+pub async fn list(client: &Client, kind: Kind) -> anyhow::Result<Option<Value>> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), kind.namespace(), &kind.resource());
+    let mut params = ListParams::default().labels(kind.selector()).limit(500);
+    let mut items = Vec::new();
+    loop {
+        let page = match api.list(&params).await {
+            Ok(page) => page,
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        items.extend(
+            page.items
+                .into_iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    Ok(Some(serde_json::json!({ "items": items })))
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub reports: usize,
+    pub recorded: usize,
+}
+
+/// Records each report; one tenant's failure does not stop the others.
+pub async fn record_reports(app: &Arc<App>, reports: &[Report]) -> Pass {
+    let mut pass = Pass {
+        reports: reports.len(),
+        ..Pass::default()
+    };
+    for report in reports {
+        match record(app, report).await {
+            Ok(Outcome::Recorded { .. }) => pass.recorded += 1,
+            Ok(Outcome::Ignored { reason }) => {
+                tracing::trace!(customer_id = %report.customer_id, reason, "poller report ignored")
+            }
+            Err(err) => {
+                tracing::warn!(customer_id = %report.customer_id, error = %format!("{err:#}"), "poller report failed")
+            }
+        }
+    }
+    pass
+}
+
+/// Lists every kind once and records what it says.
+pub async fn pass(app: &Arc<App>, client: &Client) -> anyhow::Result<Pass> {
+    let mut total = Pass::default();
+    for kind in Kind::ALL {
+        let Some(list) = list(client, kind).await? else {
+            tracing::debug!(?kind, "CRD not installed; skipped");
+            continue;
+        };
+        let done = record_reports(app, &reports(kind, &list)).await;
+        total.reports += done.reports;
+        total.recorded += done.recorded;
+    }
+    Ok(total)
+}
+
+/// The poller task: finds the cluster configuration once, then polls until the process ends.
+pub async fn run(app: Arc<App>) {
+    if app.config.watcher_kube_poll == KubePoll::Off {
+        tracing::info!("Kubernetes poller off (WATCHER_KUBE_POLL=off)");
+        return;
+    }
+    let client = match kube::Config::infer().await {
+        Ok(config) => match Client::try_from(config) {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::warn!(error = %err, "Kubernetes poller off: cannot build a client");
+                return;
+            }
+        },
+        Err(err) => {
+            tracing::info!(reason = %err, "Kubernetes poller off: no kubeconfig or in-cluster config");
+            return;
+        }
+    };
+    let every = Duration::from_secs(app.config.watcher_poll_interval_seconds.max(1));
+    tracing::info!(interval_s = every.as_secs(), "Kubernetes poller on");
+    loop {
+        match pass(&app, &client).await {
+            Ok(p) => tracing::debug!(reports = p.reports, recorded = p.recorded, "poller pass"),
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "poller pass failed"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+#[path = "poller_tests.rs"]
+mod tests;

@@ -1,0 +1,534 @@
+//! The sync watcher through the real server: Flux notification-controller events (signed
+//! exactly as its generic-hmac forwarder signs), argocd-notifications webhooks (the body
+//! flux/argocd/notifications.yaml renders) and a Kubernetes API poller pass over a recorded
+//! KustomizationList served on 127.0.0.1, each judged against the tenant's commit in Git.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestServer, ADMIN_TOKEN};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+
+const FLUX_SECRET: &str = "flux-hmac-test-secret-0123456789abcdef";
+const ARGO_TOKEN: &str = "argocd-test-token-0123456789abcdef";
+const PASSWORD: &str = "correct-horse-battery";
+/// The tenant id and revision the recorded fixtures name; replaced by the test tenant's.
+const FIXTURE_ID: &str = "k3x9m2p7q4wz";
+const FIXTURE_REV: &str = "5d0c1f7a3be8e2a94d6c0b7f18e3a2c9d4b6f071";
+
+const WEBHOOKS: &[(&str, &str)] = &[
+    ("FLUX_WEBHOOK_SECRET", FLUX_SECRET),
+    ("ARGOCD_WEBHOOK_TOKEN", ARGO_TOKEN),
+    ("WATCHER_KUBE_POLL", "off"),
+];
+
+/// Each test on SQLite and PostgreSQL, with the watcher's settings.
+macro_rules! watcher_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await; }
+        )* }
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await; }
+        )* }
+    };
+}
+
+watcher_tests!(
+    signed_flux_event_makes_the_tenant_ready,
+    unsigned_or_badly_signed_events_are_refused_and_not_recorded,
+    success_on_an_older_revision_does_not_count,
+    failure_on_the_tenant_revision_fails_it_with_the_message,
+    out_of_order_events_never_move_a_tenant_back,
+    no_report_in_time_is_stalled,
+    argocd_notification_with_the_bearer_token,
+    poller_pass_over_a_recorded_list_response,
+);
+
+async fn start(backend: Backend, extra: &[(&str, &str)]) -> Option<TestServer> {
+    let env: Vec<(&str, &str)> = WEBHOOKS.iter().chain(extra).copied().collect();
+    TestServer::start_with(backend, &env).await
+}
+
+fn fixture(name: &str, id: &str, rev: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(path)
+        .unwrap()
+        .replace(FIXTURE_ID, id)
+        .replace(FIXTURE_REV, rev)
+}
+
+/// `X-Signature` as notification-controller computes it: HMAC-SHA256 of the body, hex.
+fn flux_signature(body: &[u8], key: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+async fn post(s: &TestServer, path: &str, body: &str, headers: &[(&str, String)]) -> (u16, Value) {
+    let mut req = s.client.post(s.url(path)).body(body.to_string());
+    req = req.header("Content-Type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = req.send().await.unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn flux_event(s: &TestServer, body: &str) -> (u16, Value) {
+    let sig = flux_signature(body.as_bytes(), FLUX_SECRET);
+    let headers = [
+        ("X-Signature", sig),
+        ("Gotk-Component", "kustomize-controller".into()),
+    ];
+    post(s, "/api/gitops/flux/events", body, &headers).await
+}
+
+async fn status(s: &TestServer, id: &str) -> Value {
+    let path = format!("/api/customers/{id}/deployment/status");
+    let (code, body) = s.get_json(&path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+async fn wait_for(s: &TestServer, id: &str, want: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let body = status(s, id).await;
+        if body["status"] == want && body["pending_changes"] == 0 {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never became {want}: {body}\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A new tenant, committed: its id and committed revision.
+async fn committed_tenant(s: &TestServer, email: &str) -> (String, String) {
+    let (code, body) = s.signup(email, PASSWORD, "Watcher Co").await;
+    assert_eq!(code, 201, "{body}");
+    let id = body["customer"]["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let st = wait_for(s, &id, "committed", Duration::from_secs(30)).await;
+    (id, st["committed_revision"].as_str().unwrap().to_string())
+}
+
+async fn history_rows(s: &TestServer, id: &str) -> i64 {
+    let sql = "SELECT COUNT(*) FROM deployment_history WHERE customer_id = $1";
+    common::count(&s.db().await, sql, id).await
+}
+
+async fn signed_flux_event_makes_the_tenant_ready(backend: Backend) {
+    let Some(s) = start(backend, &[]).await else {
+        return;
+    };
+    let (id, rev) = committed_tenant(&s, "ready@acme.example").await;
+    let before = status(&s, &id).await;
+    assert_eq!(before["history"][0]["source"], "billing");
+    assert_eq!(before["history"][0]["state"], "committed");
+    assert_eq!(before["applied_revision"], Value::Null);
+
+    let (code, body) = flux_event(
+        &s,
+        &fixture("flux-event-reconciliation-succeeded.json", &id, &rev),
+    )
+    .await;
+    assert_eq!(
+        (code, &body["outcome"]),
+        (202, &Value::from("recorded")),
+        "{body}"
+    );
+    let st = status(&s, &id).await;
+    assert_eq!(st["status"], "ready", "{st}");
+    assert_eq!(st["applied_revision"], rev.as_str());
+    assert_eq!(st["health"], "Healthy");
+    assert_eq!(
+        st["message"],
+        "ReconciliationSucceeded: Reconciliation finished in 38.213s, next run in 5m0s"
+    );
+    let newest = &st["history"][0];
+    assert_eq!(
+        (&newest["source"], &newest["state"]),
+        (&"flux-event".into(), &"ready".into())
+    );
+    assert_eq!(newest["revision"], rev.as_str());
+    assert!(newest["at"].as_str().unwrap() >= st["history"][1]["at"].as_str().unwrap());
+
+    // Redelivery of the same event changes nothing; an event about no tenant is ignored.
+    let again = fixture("flux-event-reconciliation-succeeded.json", &id, &rev);
+    assert_eq!(flux_event(&s, &again).await.1["outcome"], "ignored");
+    let stranger = fixture(
+        "flux-event-reconciliation-succeeded.json",
+        "zzzzzzzzzzzz",
+        &rev,
+    );
+    let (code, body) = flux_event(&s, &stranger).await;
+    assert_eq!(
+        (code, &body["outcome"]),
+        (202, &Value::from("ignored")),
+        "{body}"
+    );
+    assert_eq!(history_rows(&s, "zzzzzzzzzzzz").await, 0);
+    assert_eq!(history_rows(&s, &id).await, 2);
+}
+
+async fn unsigned_or_badly_signed_events_are_refused_and_not_recorded(backend: Backend) {
+    let Some(s) = start(backend, &[]).await else {
+        return;
+    };
+    let (id, rev) = committed_tenant(&s, "unsigned@acme.example").await;
+    let body = fixture("flux-event-reconciliation-succeeded.json", &id, &rev);
+    let rows = history_rows(&s, &id).await;
+    let good = flux_signature(body.as_bytes(), FLUX_SECRET);
+    let tampered = body.replace("Reconciliation finished", "Reconciliation finishe");
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        (&body, vec![]),
+        (
+            &body,
+            vec![(
+                "X-Signature",
+                flux_signature(body.as_bytes(), "another-secret"),
+            )],
+        ),
+        (
+            &body,
+            vec![("X-Signature", "sha256=".to_string() + &"0".repeat(64))],
+        ),
+        (
+            &body,
+            vec![("X-Signature", good.replace("sha256=", "sha512="))],
+        ),
+        (&body, vec![("X-Signature", "garbage".into())]),
+        (&tampered, vec![("X-Signature", good.clone())]),
+    ];
+    for (payload, headers) in cases {
+        let (code, answer) = post(&s, "/api/gitops/flux/events", payload, &headers).await;
+        assert_eq!(code, 401, "{headers:?}: {answer}");
+        assert_eq!(
+            (&answer["error"], &answer["code"]),
+            (&"Unauthorized".into(), &"unauthorized".into())
+        );
+        assert!(
+            answer["message"].as_str().unwrap().contains("X-Signature"),
+            "{answer}"
+        );
+    }
+    assert_eq!(history_rows(&s, &id).await, rows, "nothing recorded");
+    assert_eq!(status(&s, &id).await["status"], "committed");
+
+    // Without FLUX_WEBHOOK_SECRET (or ARGOCD_WEBHOOK_TOKEN) every request is refused.
+    let Some(bare) = TestServer::start_with(backend, &[("WATCHER_KUBE_POLL", "off")]).await else {
+        return;
+    };
+    let (code, answer) = post(
+        &bare,
+        "/api/gitops/flux/events",
+        &body,
+        &[("X-Signature", good)],
+    )
+    .await;
+    assert_eq!(code, 401, "{answer}");
+    let argo = fixture("argocd-notification-deployed.json", &id, &rev);
+    let auth = [("Authorization", format!("Bearer {ARGO_TOKEN}"))];
+    assert_eq!(
+        post(&bare, "/api/gitops/argocd/events", &argo, &auth)
+            .await
+            .0,
+        401
+    );
+}
+
+fn parent_of(s: &TestServer, rev: &str) -> String {
+    let repo = git2::Repository::open_bare(s.data_dir().join("gitops.git")).unwrap();
+    let commit = repo.find_commit(git2::Oid::from_str(rev).unwrap()).unwrap();
+    commit.parent_id(0).unwrap().to_string()
+}
+
+async fn success_on_an_older_revision_does_not_count(backend: Backend) {
+    let Some(s) = start(backend, &[]).await else {
+        return;
+    };
+    let (id, rev) = committed_tenant(&s, "older@acme.example").await;
+    // The parent of the tenant's commit (here the layout commit): everything but the tenant.
+    let parent = parent_of(&s, &rev);
+    // In the legacy form older notification-controllers send: `<branch>/<sha>`, unstripped key.
+    let (code, body) = flux_event(
+        &s,
+        &fixture("flux-event-legacy-revision.json", &id, &parent),
+    )
+    .await;
+    assert_eq!(
+        (code, &body["outcome"]),
+        (202, &Value::from("recorded")),
+        "{body}"
+    );
+    let st = status(&s, &id).await;
+    assert_eq!(st["status"], "committed", "{st}");
+    assert_eq!(
+        st["applied_revision"],
+        parent.as_str(),
+        "what the cluster runs is shown"
+    );
+    assert_eq!(st["history"][0]["revision"], parent.as_str());
+
+    let (code, _) = flux_event(&s, &fixture("flux-event-legacy-revision.json", &id, &rev)).await;
+    assert_eq!(code, 202);
+    assert_eq!(status(&s, &id).await["status"], "ready");
+}
+
+async fn failure_on_the_tenant_revision_fails_it_with_the_message(backend: Backend) {
+    let Some(s) = start(backend, &[]).await else {
+        return;
+    };
+    let (id, rev) = committed_tenant(&s, "failing@acme.example").await;
+    // Progress reports are recorded but change nothing.
+    let (code, _) = flux_event(&s, &fixture("flux-event-progressing.json", &id, &rev)).await;
+    assert_eq!(code, 202);
+    assert_eq!(status(&s, &id).await["status"], "committed");
+
+    let (code, body) = flux_event(
+        &s,
+        &fixture("flux-event-health-check-failed.json", &id, &rev),
+    )
+    .await;
+    assert_eq!(
+        (code, &body["status"]),
+        (202, &Value::from("failed")),
+        "{body}"
+    );
+    let st = status(&s, &id).await;
+    assert_eq!(st["status"], "failed");
+    let expected = format!("HealthCheckFailed: health check failed after 5m0.014s: timeout waiting for: [Deployment/customer-{id}/api status: 'InProgress']");
+    assert_eq!(st["error"], expected.as_str());
+    assert_eq!(st["message"], expected.as_str());
+    assert_eq!(st["health"], "Degraded");
+    assert_eq!(
+        st["applied_revision"],
+        Value::Null,
+        "a failure applies nothing"
+    );
+    let states: Vec<&str> = st["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["failed", "progressing", "committed"]);
+}
+
+async fn out_of_order_events_never_move_a_tenant_back(backend: Backend) {
+    let Some(s) = start(backend, &[]).await else {
+        return;
+    };
+    let (id, rev_n) = committed_tenant(&s, "order@acme.example").await;
+    // Another tenant's signup makes revision N+1, which still contains this tenant's stack.
+    let (_, rev_n1) = committed_tenant(&s, "later@acme.example").await;
+    assert_eq!(parent_of(&s, &rev_n1), rev_n);
+
+    flux_event(
+        &s,
+        &fixture("flux-event-reconciliation-succeeded.json", &id, &rev_n1),
+    )
+    .await;
+    let st = status(&s, &id).await;
+    assert_eq!(
+        (&st["status"], &st["applied_revision"]),
+        (&"ready".into(), &rev_n1.as_str().into())
+    );
+    let rows = history_rows(&s, &id).await;
+
+    // A failure (and a success) about revision N arrive late: ignored, nothing regresses.
+    let late_failure = fixture("flux-event-health-check-failed.json", &id, &rev_n);
+    let (code, body) = flux_event(&s, &late_failure).await;
+    assert_eq!(
+        (code, &body["outcome"]),
+        (202, &Value::from("ignored")),
+        "{body}"
+    );
+    let late_ok = fixture("argocd-notification-deployed.json", &id, &rev_n);
+    let auth = [("Authorization", format!("Bearer {ARGO_TOKEN}"))];
+    assert_eq!(
+        post(&s, "/api/gitops/argocd/events", &late_ok, &auth)
+            .await
+            .1["outcome"],
+        "ignored"
+    );
+    let st = status(&s, &id).await;
+    assert_eq!(
+        (&st["status"], &st["applied_revision"]),
+        (&"ready".into(), &rev_n1.as_str().into())
+    );
+    assert_eq!(st["error"], Value::Null);
+    assert_eq!(history_rows(&s, &id).await, rows);
+}
+
+async fn no_report_in_time_is_stalled(backend: Backend) {
+    let Some(s) = start(backend, &[("WATCHER_STALL_SECONDS", "1")]).await else {
+        return;
+    };
+    let (code, body) = s.signup("stall@acme.example", PASSWORD, "Stall Co").await;
+    assert_eq!(code, 201, "{body}");
+    let id = body["customer"]["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let st = wait_for(&s, &id, "stalled", Duration::from_secs(30)).await;
+    assert_eq!(st["history"][0]["state"], "stalled");
+    assert_eq!(st["history"][0]["source"], "billing");
+    assert!(st["error"].as_str().unwrap().contains("within 1s"), "{st}");
+    // A late success still makes it ready.
+    let rev = st["committed_revision"].as_str().unwrap().to_string();
+    flux_event(
+        &s,
+        &fixture("flux-event-reconciliation-succeeded.json", &id, &rev),
+    )
+    .await;
+    let st = status(&s, &id).await;
+    assert_eq!(
+        (&st["status"], &st["error"]),
+        (&"ready".into(), &Value::Null)
+    );
+}
+
+async fn argocd_notification_with_the_bearer_token(backend: Backend) {
+    let Some(s) = start(backend, &[]).await else {
+        return;
+    };
+    let (id, rev) = committed_tenant(&s, "argo@acme.example").await;
+    let body = fixture("argocd-notification-deployed.json", &id, &rev);
+    for auth in [
+        vec![],
+        vec![("Authorization", "Bearer wrong-token".to_string())],
+        vec![("Authorization", ARGO_TOKEN.to_string())],
+    ] {
+        let (code, answer) = post(&s, "/api/gitops/argocd/events", &body, &auth).await;
+        assert_eq!(
+            (code, &answer["code"]),
+            (401, &"unauthorized".into()),
+            "{auth:?}"
+        );
+    }
+    assert_eq!(status(&s, &id).await["status"], "committed");
+
+    let auth = [("Authorization", format!("Bearer {ARGO_TOKEN}"))];
+    let (code, answer) = post(&s, "/api/gitops/argocd/events", &body, &auth).await;
+    assert_eq!(
+        (code, &answer["status"]),
+        (202, &"ready".into()),
+        "{answer}"
+    );
+    let st = status(&s, &id).await;
+    assert_eq!(
+        (&st["health"], &st["applied_revision"]),
+        (&"Healthy".into(), &rev.as_str().into())
+    );
+    assert_eq!(st["history"][0]["source"], "argocd-event");
+
+    // The same revision later fails to sync: the tenant is failed, with Argo CD's message.
+    let failed = fixture("argocd-notification-sync-failed.json", &id, &rev);
+    let (code, _) = post(&s, "/api/gitops/argocd/events", &failed, &auth).await;
+    assert_eq!(code, 202);
+    let st = status(&s, &id).await;
+    assert_eq!(st["status"], "failed");
+    assert!(
+        st["error"]
+            .as_str()
+            .unwrap()
+            .contains("one or more objects failed to apply"),
+        "{st}"
+    );
+}
+
+/// A stand-in Kubernetes API server: answers the Kustomization list path with whatever list the
+/// test set (an empty list before), every other path 404 like a cluster without that CRD.
+async fn fake_api_server() -> (String, Arc<Mutex<Option<String>>>, Arc<Mutex<Vec<String>>>) {
+    use axum::extract::OriginalUri;
+    let list: Arc<Mutex<Option<String>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (l, sn) = (list.clone(), seen.clone());
+    let app = axum::Router::new().fallback(move |OriginalUri(uri): OriginalUri| {
+        let (list, seen) = (l.clone(), sn.clone());
+        async move {
+            seen.lock().unwrap().push(uri.to_string());
+            let empty = r#"{"apiVersion":"kustomize.toolkit.fluxcd.io/v1","kind":"KustomizationList","metadata":{"resourceVersion":"1"},"items":[]}"#;
+            let (code, body) = if uri.path() == "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations" {
+                (200, list.lock().unwrap().clone().unwrap_or(empty.into()))
+            } else {
+                (404, r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","details":{},"code":404}"#.to_string())
+            };
+            let status = axum::http::StatusCode::from_u16(code).unwrap();
+            (status, [("content-type", "application/json")], body)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), list, seen)
+}
+
+async fn poller_pass_over_a_recorded_list_response(backend: Backend) {
+    let (url, list, seen) = fake_api_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\ncurrent-context: test\nusers:\n- name: test\n  user:\n    token: local-test-token\n"
+    );
+    std::fs::write(&kubeconfig, config).unwrap();
+    let env = [
+        ("WATCHER_KUBE_POLL", "auto"),
+        ("WATCHER_POLL_INTERVAL_SECONDS", "1"),
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+    ];
+    let Some(s) = TestServer::start_with(backend, &env).await else {
+        return;
+    };
+    let (id, rev) = committed_tenant(&s, "poller@acme.example").await;
+    *list.lock().unwrap() = Some(fixture("kube-kustomization-list.json", &id, &rev));
+    let st = wait_for(&s, &id, "ready", Duration::from_secs(30)).await;
+    assert_eq!(st["applied_revision"], rev.as_str());
+    assert_eq!(
+        (&st["history"][0]["source"], &st["history"][0]["state"]),
+        (&"kube-poller".into(), &"ready".into())
+    );
+    assert_eq!(
+        st["message"],
+        format!("ReconciliationSucceeded: Applied revision: main@sha1:{rev}").as_str()
+    );
+
+    // Later passes repeat the same status: recorded once. The other items are no tenant of ours.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(history_rows(&s, &id).await, 2);
+    let requests = seen.lock().unwrap().clone();
+    let kustomizations =
+        "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations?";
+    assert!(
+        requests.iter().any(|r| r.starts_with(kustomizations)
+            && r.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dbilling")),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("/apis/argoproj.io/v1alpha1/namespaces/argocd/applications?")),
+        "{requests:?}"
+    );
+    assert!(s.log().contains("Kubernetes poller on"));
+}
