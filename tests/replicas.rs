@@ -9,16 +9,11 @@ use common::{Backend, TestServer, ADMIN_TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_the_work_without_doing_any_twice() {
-    let remote_dir = tempfile::tempdir().unwrap();
-    let remote_path = remote_dir.path().join("tenants.git");
-    let remote = git2::Repository::init_opts(
-        &remote_path,
-        git2::RepositoryInitOptions::new()
-            .bare(true)
-            .initial_head("main"),
-    )
-    .unwrap();
-    let url = format!("file://{}", remote_path.display());
+    // A real git daemon: its receive-pack locks and checks each ref update, as Git hosts do
+    // (libgit2's own file:// transport overwrites refs without that check).
+    let daemon = common::GitDaemon::start("tenants.git").expect("git daemon");
+    let remote = daemon.repo("tenants.git");
+    let url = daemon.url("tenants.git");
     let env = [("GITOPS_REMOTE", url.as_str()), ("GITOPS_BATCH_MAX", "3")];
     let Some(a) = TestServer::start_with(Backend::Postgres, &env).await else {
         return;

@@ -99,10 +99,19 @@ fn callbacks<'a>(
 
 fn is_non_fast_forward(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
-    m.contains("non-fast-forward")
-        || m.contains("fetch first")
-        || m.contains("not present locally")
-        || m.contains("fastforward")
+    // Git servers word it differently: a rejected update, a stale expectation, a lost lock race.
+    [
+        "non-fast-forward",
+        "fetch first",
+        "not present locally",
+        "fastforward",
+        "stale info",
+        "failed to lock",
+        "cannot lock ref",
+        "failed to update ref",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
 }
 
 impl GitOpsRepo {

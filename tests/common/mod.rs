@@ -331,3 +331,72 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// A real `git daemon` serving bare repositories under a temporary directory on 127.0.0.1,
+/// with receive-pack enabled: the server side checks and locks ref updates like any Git host.
+pub struct GitDaemon {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl GitDaemon {
+    /// Starts the daemon with an empty bare repository `name` (branch `main`).
+    pub fn start(name: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git2::Repository::init_opts(
+            dir.path().join(name),
+            git2::RepositoryInitOptions::new()
+                .bare(true)
+                .initial_head("main"),
+        )
+        .expect("bare repository");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = Command::new("git")
+            .arg("daemon")
+            .arg("--reuseaddr")
+            .arg("--export-all")
+            .arg("--enable=receive-pack")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", dir.path().display()))
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(_) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: no git daemon");
+                return None;
+            }
+            Err(e) => panic!("git daemon: {e}"),
+        };
+        let daemon = GitDaemon { dir, port, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "git daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(daemon)
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("git://127.0.0.1:{}/{name}", self.port)
+    }
+
+    pub fn repo(&self, name: &str) -> git2::Repository {
+        git2::Repository::open_bare(self.dir.path().join(name)).expect("served repository")
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
