@@ -254,6 +254,27 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
         "a re-render without change made a commit"
     );
 
+    // Redeploying every tenant over HTTP: queued for all, still no commit without a change.
+    let resp = s
+        .client
+        .post(s.url("/api/admin/tenants/redeploy"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let all: Value = resp.json().await.unwrap();
+    assert_eq!(all["queued"], 1);
+    wait_for(&s, &id, "committed", Duration::from_secs(30)).await;
+    assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), before);
+    let resp = s
+        .client
+        .post(s.url("/api/admin/tenants/redeploy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+
     // Only the admin may redeploy or delete.
     let code = s
         .client

@@ -128,3 +128,60 @@ async fn an_unrenderable_tenant_fails_after_its_budget_and_others_still_commit()
     assert_eq!(failed.pending_changes, 0);
     assert_eq!(billing::deploy::process_batch(&app).await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_upgrade_reaches_every_tenant_in_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    for entry in std::fs::read_dir(&source).unwrap().flatten() {
+        std::fs::copy(entry.path(), templates.join(entry.file_name())).unwrap();
+    }
+    let templates_arg = templates.display().to_string();
+    let app_v1 = app(dir.path(), &["--templates-dir", &templates_arg]).await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(new_customer(&app_v1, n).await);
+    }
+    assert_eq!(billing::deploy::process_batch(&app_v1).await.unwrap(), 4);
+    let meta = RequestMeta::default();
+
+    // Without a template change, redeploying everyone commits nothing.
+    let before = commit_count(&app_v1);
+    let queued = billing::deploy::requests::redeploy_all(&app_v1, &meta)
+        .await
+        .unwrap();
+    assert_eq!(queued.queued, 4);
+    assert_eq!(billing::deploy::process_batch(&app_v1).await.unwrap(), 4);
+    assert_eq!(commit_count(&app_v1), before);
+
+    // A template upgrade: every tenant changes, all in one commit.
+    let ns = templates.join("namespace.yaml");
+    let text = std::fs::read_to_string(&ns).unwrap().replace(
+        "  annotations:\n",
+        "  annotations:\n    iotistic.io/template-version: \"2\"\n",
+    );
+    std::fs::write(&ns, text).unwrap();
+    drop(app_v1);
+    let app_v2 = app(dir.path(), &["--templates-dir", &templates_arg]).await;
+    billing::deploy::requests::redeploy_all(&app_v2, &meta)
+        .await
+        .unwrap();
+    assert_eq!(billing::deploy::process_batch(&app_v2).await.unwrap(), 4);
+    assert_eq!(commit_count(&app_v2), before + 1);
+    let message = head_message(&app_v2);
+    assert!(message.starts_with("tenants: update 4\n"), "{message}");
+    let repo = git2::Repository::open_bare(app_v2.config.gitops_repo()).unwrap();
+    let tree = repo.head().unwrap().peel_to_tree().unwrap();
+    for id in &ids {
+        assert!(message.contains(&format!("Tenant-Id: {id}\n")));
+        let entry = tree
+            .get_path(std::path::Path::new(&format!(
+                "tenants/{id}/namespace.yaml"
+            )))
+            .unwrap();
+        let blob = repo.find_blob(entry.id()).unwrap();
+        assert!(String::from_utf8_lossy(blob.content()).contains("template-version"));
+    }
+}

@@ -125,3 +125,44 @@ pub async fn request(
         status,
     })
 }
+
+#[derive(Debug, Serialize)]
+pub struct AcceptedAll {
+    /// Prefix of the queued jobs' change ids (`<change_set>-<customer_id>`).
+    pub change_set: String,
+    pub queued: u64,
+}
+
+/// Queues a re-render of every tenant that is not deleted: how a template upgrade reaches all
+/// tenants. Tenants whose manifests do not change are done without a commit.
+pub async fn redeploy_all(app: &App, meta: &RequestMeta) -> Result<AcceptedAll, ApiError> {
+    let now_text = db::ts(Utc::now());
+    let change_set = uuid::Uuid::new_v4().to_string();
+    let mut tx = app.db.pool.begin().await?;
+    let queued = sqlx::query(
+        "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, created_at, updated_at) \
+         SELECT $1 || '-' || customer_id, customer_id, 'update', 'pending', 0, $2, $2 \
+         FROM deployments WHERE status <> 'deleted'",
+    )
+    .bind(&change_set)
+    .bind(&now_text)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    audit::record(
+        &mut *tx,
+        &now_text,
+        &audit::AuditEntry {
+            action: "deployment.redeploy_all_requested",
+            customer_id: None,
+            actor: "admin".into(),
+            client_ip: meta.client_ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            details: json!({ "change_set": change_set, "queued": queued }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    app.gitops.wake.notify_one();
+    Ok(AcceptedAll { change_set, queued })
+}

@@ -8,7 +8,7 @@ use super::extract::{Admin, Caller};
 use crate::accounts::domain::CustomerId;
 use crate::accounts::RequestMeta;
 use crate::app::SharedApp;
-use crate::deploy::requests::{self, Accepted, DeploymentStatusView};
+use crate::deploy::requests::{self, Accepted, AcceptedAll, DeploymentStatusView};
 use crate::error::{ApiError, Result};
 use crate::outbox::Action;
 
@@ -45,5 +45,15 @@ pub async fn delete(
 ) -> Result<(StatusCode, Json<Accepted>)> {
     let id = customer_id(&id)?;
     let accepted = requests::request(&app, id.as_str(), Action::Delete, &meta).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Re-render every tenant (after a template or plan change); unchanged tenants make no commit.
+pub async fn redeploy_all(
+    State(app): State<SharedApp>,
+    _: Admin,
+    meta: RequestMeta,
+) -> Result<(StatusCode, Json<AcceptedAll>)> {
+    let accepted = requests::redeploy_all(&app, &meta).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }

@@ -35,6 +35,10 @@ pub fn router(app: SharedApp) -> Router {
         )
         .route("/api/customers/{id}/deploy", post(deployments::deploy))
         .route(
+            "/api/admin/tenants/redeploy",
+            post(deployments::redeploy_all),
+        )
+        .route(
             "/api/customers/{id}/deployment",
             delete(deployments::delete),
         )
