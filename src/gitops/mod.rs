@@ -120,7 +120,9 @@ impl GitOpsRepo {
 
     /// Large change sets (a full re-render, a big group commit) are built in libgit2's in-memory
     /// object store and written as one packfile: thousands of loose objects would cost far more
-    /// time and disk. A private repository handle carries the in-memory backend.
+    /// time and disk. A private repository handle carries the in-memory backend. The pack holds
+    /// only the objects new since `parent` (libgit2's own mempack dump would pack the commit's
+    /// whole tree, i.e. every tenant again).
     fn build_packed(
         &self,
         parent: Option<Oid>,
@@ -131,9 +133,17 @@ impl GitOpsRepo {
         let odb = repo.odb()?;
         let mempack = odb.add_new_mempack_backend(1000)?;
         let built = build_commit(&repo, &self.author, parent, changes, message)?;
-        if built.is_some() {
+        if let Some(oid) = built {
+            let mut walk = repo.revwalk()?;
+            walk.push(oid)?;
+            if let Some(parent) = parent {
+                walk.hide(parent)?;
+            }
+            let mut builder = repo.packbuilder()?;
+            builder.set_threads(0);
+            builder.insert_walk(&mut walk)?;
             let mut pack = git2::Buf::new();
-            mempack.dump(&repo, &mut pack)?;
+            builder.write_buf(&mut pack)?;
             let mut writer = odb.packwriter()?;
             std::io::Write::write_all(&mut writer, &pack)?;
             writer.commit()?;
@@ -303,6 +313,35 @@ mod tests {
             None,
             "same content, no commit"
         );
+        // A second bulk change packs only what is new, not every tenant again.
+        let pack_bytes = |dir: &std::path::Path| -> Vec<u64> {
+            let mut sizes: Vec<u64> = std::fs::read_dir(dir.join("pack"))
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .map(|e| e.metadata().unwrap().len())
+                .collect();
+            sizes.sort();
+            sizes
+        };
+        let first_pack = pack_bytes(&objects)[0];
+        let mut small = Changes::new();
+        for i in 0..26 {
+            let mut files: std::collections::BTreeMap<String, Vec<u8>> = (0..10)
+                .map(|f| (format!("f{f}.yaml"), format!("t{i} f{f}\n").into_bytes()))
+                .collect();
+            files.insert("f0.yaml".into(), format!("changed {i}\n").into_bytes());
+            small.insert(format!("tenants/b{i}"), Entry::Dir(files));
+        }
+        assert!(tree::file_count(&small) >= BULK_FILES);
+        repo.commit(&small, "small bulk").unwrap().expect("changed");
+        let sizes = pack_bytes(&objects);
+        assert_eq!(sizes.len(), 2);
+        assert!(
+            sizes[0] * 2 < first_pack.max(sizes[1]),
+            "second pack {sizes:?} vs first {first_pack}"
+        );
+
         // A fresh handle (another process) sees the packed objects too.
         let other = git2::Repository::open_bare(dir.path().join("r.git")).unwrap();
         assert_eq!(other.find_commit(packed).unwrap().summary(), Some("bulk"));
