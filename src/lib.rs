@@ -12,6 +12,7 @@ pub mod http;
 pub mod license;
 pub mod outbox;
 pub mod plans;
+pub mod pool;
 pub mod render;
 pub mod seal;
 pub mod status;

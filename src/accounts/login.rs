@@ -109,12 +109,12 @@ pub async fn login(
         |c| c.password_hash.clone(),
     );
     let password = req.password;
-    let (verdict, password) = tokio::task::spawn_blocking(move || {
-        let verdict = password::verify(&password, &stored);
-        (verdict, password)
-    })
-    .await
-    .map_err(anyhow::Error::from)?;
+    let (verdict, password) = crate::pool::HASHING
+        .run(move || {
+            let verdict = password::verify(&password, &stored);
+            (verdict, password)
+        })
+        .await?;
 
     let (customer, needs_rehash) = match (customer, verdict) {
         (Some(c), Verdict::Match { needs_rehash }) => (c, needs_rehash),
@@ -139,9 +139,9 @@ pub async fn login(
 
     let at = db::ts(now);
     if needs_rehash {
-        let new_hash = tokio::task::spawn_blocking(move || password::hash(&password))
-            .await
-            .map_err(anyhow::Error::from)??;
+        let new_hash = crate::pool::HASHING
+            .run(move || password::hash(&password))
+            .await??;
         accounts::update_password_hash(&app.db.pool, &customer.id, &new_hash, &at).await?;
         audit::record(
             &app.db.pool,

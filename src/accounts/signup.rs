@@ -78,9 +78,9 @@ pub async fn signup(
     meta: &RequestMeta,
 ) -> Result<SignupResponse, ApiError> {
     let password = req.password;
-    let password_hash = tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(anyhow::Error::from)??;
+    let password_hash = crate::pool::HASHING
+        .run(move || password::hash(&password))
+        .await??;
 
     let now = Utc::now();
     let now_text = db::ts(now);

@@ -247,12 +247,13 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     }
 
     let app2 = app.clone();
-    let (outcome, prepared) = tokio::task::spawn_blocking(move || {
-        let outcome = commit_and_push(&app2, &prepared);
-        (outcome, prepared)
-    })
-    .await
-    .context("git task panicked")?;
+    let (outcome, prepared) = crate::pool::GIT
+        .run(move || {
+            let outcome = commit_and_push(&app2, &prepared);
+            (outcome, prepared)
+        })
+        .await
+        .context("git task panicked")?;
     let revision = match outcome {
         Ok(revision) => revision,
         Err(err) => {

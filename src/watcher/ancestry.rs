@@ -52,22 +52,23 @@ pub async fn facts(app: &Arc<App>, commit: &str, row: &WatchRow) -> anyhow::Resu
     let commit = commit.to_string();
     let committed = row.committed_revision.clone();
     let applied = row.applied_revision.clone();
-    tokio::task::spawn_blocking(move || {
-        let gitops = &app.gitops;
-        let repo = gitops
-            .repo
-            .lock()
-            .map_err(|_| anyhow::anyhow!("git repository lock poisoned"))?;
-        judge(
-            &repo,
-            gitops.remote.as_ref(),
-            &commit,
-            committed.as_deref(),
-            applied.as_deref(),
-        )
-    })
-    .await
-    .context("git task panicked")?
+    crate::pool::GIT
+        .run(move || {
+            let gitops = &app.gitops;
+            let repo = gitops
+                .repo
+                .lock()
+                .map_err(|_| anyhow::anyhow!("git repository lock poisoned"))?;
+            judge(
+                &repo,
+                gitops.remote.as_ref(),
+                &commit,
+                committed.as_deref(),
+                applied.as_deref(),
+            )
+        })
+        .await
+        .context("git task panicked")?
 }
 
 fn oid(hex: &str) -> Option<Oid> {
