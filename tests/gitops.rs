@@ -24,34 +24,6 @@ fn gitops_repo(s: &TestServer) -> Repository {
         .expect("the server created its GitOps repository")
 }
 
-async fn status(s: &TestServer, id: &str) -> Value {
-    let (code, body) = s
-        .get_json(
-            &format!("/api/customers/{id}/deployment/status"),
-            Some(ADMIN_TOKEN),
-        )
-        .await;
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
-/// Waits until the tenant's status is `want` and nothing is pending for it.
-async fn wait_for(s: &TestServer, id: &str, want: &str, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let body = status(s, id).await;
-        if body["status"] == want && body["pending_changes"] == 0 {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} never became {want}: {body}\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn signup(s: &TestServer, email: &str, company: &str) -> (String, Value) {
     let (code, body) = s.signup(email, PASSWORD, company).await;
     assert_eq!(code, 201, "{body}");
@@ -118,7 +90,9 @@ fn commits_touching(repo: &Repository, rev: &str, tenant: &str) -> Vec<String> {
 
 async fn signup_commits_the_stack_and_nothing_secret(s: TestServer) {
     let (id, body) = signup(&s, "git@acme.example", "Acme \"GitOps\" Ltd").await;
-    let committed = wait_for(&s, &id, "committed", Duration::from_secs(30)).await;
+    let committed = s
+        .wait_for_status(&id, "committed", Duration::from_secs(30))
+        .await;
     let repo = gitops_repo(&s);
     let head = repo.refname_to_id("refs/heads/main").unwrap().to_string();
     assert_eq!(committed["committed_revision"], head.as_str());
@@ -232,7 +206,8 @@ async fn signup_commits_the_stack_and_nothing_secret(s: TestServer) {
 
 async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
     let (id, _) = signup(&s, "idem@acme.example", "Idempotent Inc").await;
-    wait_for(&s, &id, "committed", Duration::from_secs(30)).await;
+    s.wait_for_status(&id, "committed", Duration::from_secs(30))
+        .await;
     let repo = gitops_repo(&s);
     let before = repo.refname_to_id("refs/heads/main").unwrap();
 
@@ -247,7 +222,8 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
     assert_eq!(code, 202);
     let accepted: Value = accepted.json().await.unwrap();
     assert!(accepted["change_id"].as_str().is_some());
-    wait_for(&s, &id, "committed", Duration::from_secs(30)).await;
+    s.wait_for_status(&id, "committed", Duration::from_secs(30))
+        .await;
     assert_eq!(
         repo.refname_to_id("refs/heads/main").unwrap(),
         before,
@@ -265,7 +241,8 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
     assert_eq!(resp.status().as_u16(), 202);
     let all: Value = resp.json().await.unwrap();
     assert_eq!(all["queued"], 1);
-    wait_for(&s, &id, "committed", Duration::from_secs(30)).await;
+    s.wait_for_status(&id, "committed", Duration::from_secs(30))
+        .await;
     assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), before);
     let resp = s
         .client
@@ -294,7 +271,9 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
         .unwrap()
         .status();
     assert_eq!(code.as_u16(), 202);
-    let deleted = wait_for(&s, &id, "deleted", Duration::from_secs(30)).await;
+    let deleted = s
+        .wait_for_status(&id, "deleted", Duration::from_secs(30))
+        .await;
     let head = repo.refname_to_id("refs/heads/main").unwrap();
     assert_ne!(head, before);
     assert_eq!(deleted["committed_revision"], head.to_string().as_str());
@@ -370,7 +349,7 @@ async fn remote_down_then_up_and_a_racing_writer() {
     // The remote does not exist yet: signups still succeed and wait.
     let (first, _) = signup(&s, "down@acme.example", "Down Co").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let pending = status(&s, &first).await;
+    let pending = s.deployment_status(&first).await;
     assert_eq!(pending["status"], "pending", "{pending}");
     assert!(
         pending["gitops"]["remote_error"]
@@ -389,7 +368,9 @@ async fn remote_down_then_up_and_a_racing_writer() {
             .initial_head("main"),
     )
     .unwrap();
-    let committed = wait_for(&s, &first, "committed", Duration::from_secs(60)).await;
+    let committed = s
+        .wait_for_status(&first, "committed", Duration::from_secs(60))
+        .await;
     let tip = remote.refname_to_id("refs/heads/main").unwrap();
     assert_eq!(committed["committed_revision"], tip.to_string().as_str());
     assert!(files_at(&remote, "refs/heads/main")
@@ -431,7 +412,8 @@ async fn remote_down_then_up_and_a_racing_writer() {
 
     // The server's next push is a non-fast-forward: it re-applies its change on the new tip.
     let (second, _) = signup(&s, "race@acme.example", "Race Co").await;
-    wait_for(&s, &second, "committed", Duration::from_secs(60)).await;
+    s.wait_for_status(&second, "committed", Duration::from_secs(60))
+        .await;
     let files = files_at(&remote, "refs/heads/main");
     assert!(
         files.contains_key("OPERATOR_NOTES.md"),
@@ -484,7 +466,9 @@ async fn a_push_pokes_the_flux_receiver_with_the_new_revision() {
     .await
     .unwrap();
     let (id, _) = signup(&s, "poke@acme.example", "Poke Co").await;
-    let committed = wait_for(&s, &id, "committed", Duration::from_secs(30)).await;
+    let committed = s
+        .wait_for_status(&id, "committed", Duration::from_secs(30))
+        .await;
     let revision = committed["committed_revision"]
         .as_str()
         .unwrap()

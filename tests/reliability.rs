@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestServer, ADMIN_TOKEN};
+use common::{Backend, TestServer};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -36,26 +36,6 @@ fn history(repo: &git2::Repository) -> String {
             .unwrap();
     }
     text
-}
-
-async fn wait_committed(s: &TestServer, id: &str, deadline: Instant) -> Value {
-    loop {
-        let (_, st) = s
-            .get_json(
-                &format!("/api/customers/{id}/deployment/status"),
-                Some(ADMIN_TOKEN),
-            )
-            .await;
-        if st["status"] == "committed" && st["pending_changes"] == 0 {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} not committed: {st}\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +106,12 @@ async fn two_hundred_signups_through_random_kills() {
     }
     // Every customer row, acknowledged or not, ends committed exactly once.
     for id in &ids {
-        wait_committed(&s, id, deadline).await;
+        s.wait_for_status(
+            id,
+            "committed",
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await;
     }
     let repo = git2::Repository::open_bare(s.data_dir().join("gitops.git")).unwrap();
     let head = repo.refname_to_id("refs/heads/main").unwrap();

@@ -6,9 +6,9 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Backend, TestServer, ADMIN_TOKEN};
+use common::{Backend, TestServer};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 
@@ -96,29 +96,6 @@ async fn flux_event(s: &TestServer, body: &str) -> (u16, Value) {
     post(s, "/api/gitops/flux/events", body, &headers).await
 }
 
-async fn status(s: &TestServer, id: &str) -> Value {
-    let path = format!("/api/customers/{id}/deployment/status");
-    let (code, body) = s.get_json(&path, Some(ADMIN_TOKEN)).await;
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
-async fn wait_for(s: &TestServer, id: &str, want: &str, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let body = status(s, id).await;
-        if body["status"] == want && body["pending_changes"] == 0 {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} never became {want}: {body}\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A new tenant, committed: its id and committed revision.
 async fn committed_tenant(s: &TestServer, email: &str) -> (String, String) {
     let (code, body) = s.signup(email, PASSWORD, "Watcher Co").await;
@@ -127,7 +104,9 @@ async fn committed_tenant(s: &TestServer, email: &str) -> (String, String) {
         .as_str()
         .unwrap()
         .to_string();
-    let st = wait_for(s, &id, "committed", Duration::from_secs(30)).await;
+    let st = s
+        .wait_for_status(&id, "committed", Duration::from_secs(30))
+        .await;
     (id, st["committed_revision"].as_str().unwrap().to_string())
 }
 
@@ -141,7 +120,7 @@ async fn signed_flux_event_makes_the_tenant_ready(backend: Backend) {
         return;
     };
     let (id, rev) = committed_tenant(&s, "ready@acme.example").await;
-    let before = status(&s, &id).await;
+    let before = s.deployment_status(&id).await;
     assert_eq!(before["history"][0]["source"], "billing");
     assert_eq!(before["history"][0]["state"], "committed");
     assert_eq!(before["applied_revision"], Value::Null);
@@ -156,7 +135,7 @@ async fn signed_flux_event_makes_the_tenant_ready(backend: Backend) {
         (202, &Value::from("recorded")),
         "{body}"
     );
-    let st = status(&s, &id).await;
+    let st = s.deployment_status(&id).await;
     assert_eq!(st["status"], "ready", "{st}");
     assert_eq!(st["applied_revision"], rev.as_str());
     assert_eq!(st["health"], "Healthy");
@@ -232,7 +211,7 @@ async fn unsigned_or_badly_signed_events_are_refused_and_not_recorded(backend: B
         );
     }
     assert_eq!(history_rows(&s, &id).await, rows, "nothing recorded");
-    assert_eq!(status(&s, &id).await["status"], "committed");
+    assert_eq!(s.deployment_status(&id).await["status"], "committed");
 
     // Without FLUX_WEBHOOK_SECRET (or ARGOCD_WEBHOOK_TOKEN) every request is refused.
     let Some(bare) = TestServer::start_with(backend, &[("WATCHER_KUBE_POLL", "off")]).await else {
@@ -280,7 +259,7 @@ async fn success_on_an_older_revision_does_not_count(backend: Backend) {
         (202, &Value::from("recorded")),
         "{body}"
     );
-    let st = status(&s, &id).await;
+    let st = s.deployment_status(&id).await;
     assert_eq!(st["status"], "committed", "{st}");
     assert_eq!(
         st["applied_revision"],
@@ -291,7 +270,7 @@ async fn success_on_an_older_revision_does_not_count(backend: Backend) {
 
     let (code, _) = flux_event(&s, &fixture("flux-event-legacy-revision.json", &id, &rev)).await;
     assert_eq!(code, 202);
-    assert_eq!(status(&s, &id).await["status"], "ready");
+    assert_eq!(s.deployment_status(&id).await["status"], "ready");
 }
 
 async fn failure_on_the_tenant_revision_fails_it_with_the_message(backend: Backend) {
@@ -302,7 +281,7 @@ async fn failure_on_the_tenant_revision_fails_it_with_the_message(backend: Backe
     // Progress reports are recorded but change nothing.
     let (code, _) = flux_event(&s, &fixture("flux-event-progressing.json", &id, &rev)).await;
     assert_eq!(code, 202);
-    assert_eq!(status(&s, &id).await["status"], "committed");
+    assert_eq!(s.deployment_status(&id).await["status"], "committed");
 
     let (code, body) = flux_event(
         &s,
@@ -314,7 +293,7 @@ async fn failure_on_the_tenant_revision_fails_it_with_the_message(backend: Backe
         (202, &Value::from("failed")),
         "{body}"
     );
-    let st = status(&s, &id).await;
+    let st = s.deployment_status(&id).await;
     assert_eq!(st["status"], "failed");
     let expected = format!("HealthCheckFailed: health check failed after 5m0.014s: timeout waiting for: [Deployment/customer-{id}/api status: 'InProgress']");
     assert_eq!(st["error"], expected.as_str());
@@ -348,7 +327,7 @@ async fn out_of_order_events_never_move_a_tenant_back(backend: Backend) {
         &fixture("flux-event-reconciliation-succeeded.json", &id, &rev_n1),
     )
     .await;
-    let st = status(&s, &id).await;
+    let st = s.deployment_status(&id).await;
     assert_eq!(
         (&st["status"], &st["applied_revision"]),
         (&"ready".into(), &rev_n1.as_str().into())
@@ -371,7 +350,7 @@ async fn out_of_order_events_never_move_a_tenant_back(backend: Backend) {
             .1["outcome"],
         "ignored"
     );
-    let st = status(&s, &id).await;
+    let st = s.deployment_status(&id).await;
     assert_eq!(
         (&st["status"], &st["applied_revision"]),
         (&"ready".into(), &rev_n1.as_str().into())
@@ -390,7 +369,9 @@ async fn no_report_in_time_is_stalled(backend: Backend) {
         .as_str()
         .unwrap()
         .to_string();
-    let st = wait_for(&s, &id, "stalled", Duration::from_secs(30)).await;
+    let st = s
+        .wait_for_status(&id, "stalled", Duration::from_secs(30))
+        .await;
     assert_eq!(st["history"][0]["state"], "stalled");
     assert_eq!(st["history"][0]["source"], "billing");
     assert!(st["error"].as_str().unwrap().contains("within 1s"), "{st}");
@@ -401,7 +382,7 @@ async fn no_report_in_time_is_stalled(backend: Backend) {
         &fixture("flux-event-reconciliation-succeeded.json", &id, &rev),
     )
     .await;
-    let st = status(&s, &id).await;
+    let st = s.deployment_status(&id).await;
     assert_eq!(
         (&st["status"], &st["error"]),
         (&"ready".into(), &Value::Null)
@@ -426,7 +407,7 @@ async fn argocd_notification_with_the_bearer_token(backend: Backend) {
             "{auth:?}"
         );
     }
-    assert_eq!(status(&s, &id).await["status"], "committed");
+    assert_eq!(s.deployment_status(&id).await["status"], "committed");
 
     let auth = [("Authorization", format!("Bearer {ARGO_TOKEN}"))];
     let (code, answer) = post(&s, "/api/gitops/argocd/events", &body, &auth).await;
@@ -435,7 +416,7 @@ async fn argocd_notification_with_the_bearer_token(backend: Backend) {
         (202, &"ready".into()),
         "{answer}"
     );
-    let st = status(&s, &id).await;
+    let st = s.deployment_status(&id).await;
     assert_eq!(
         (&st["health"], &st["applied_revision"]),
         (&"Healthy".into(), &rev.as_str().into())
@@ -446,7 +427,7 @@ async fn argocd_notification_with_the_bearer_token(backend: Backend) {
     let failed = fixture("argocd-notification-sync-failed.json", &id, &rev);
     let (code, _) = post(&s, "/api/gitops/argocd/events", &failed, &auth).await;
     assert_eq!(code, 202);
-    let st = status(&s, &id).await;
+    let st = s.deployment_status(&id).await;
     assert_eq!(st["status"], "failed");
     assert!(
         st["error"]
@@ -502,7 +483,9 @@ async fn poller_pass_over_a_recorded_list_response(backend: Backend) {
     };
     let (id, rev) = committed_tenant(&s, "poller@acme.example").await;
     *list.lock().unwrap() = Some(fixture("kube-kustomization-list.json", &id, &rev));
-    let st = wait_for(&s, &id, "ready", Duration::from_secs(30)).await;
+    let st = s
+        .wait_for_status(&id, "ready", Duration::from_secs(30))
+        .await;
     assert_eq!(st["applied_revision"], rev.as_str());
     assert_eq!(
         (&st["history"][0]["source"], &st["history"][0]["state"]),

@@ -26,15 +26,24 @@ pub async fn status(
     Ok(Json(requests::status(&app, id.as_str()).await?))
 }
 
+async fn accept(
+    app: &SharedApp,
+    raw_id: &str,
+    action: Action,
+    meta: &RequestMeta,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let id = customer_id(raw_id)?;
+    let accepted = requests::request(app, id.as_str(), action, meta).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
 pub async fn deploy(
     State(app): State<SharedApp>,
     _: Admin,
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
-    let id = customer_id(&id)?;
-    let accepted = requests::request(&app, id.as_str(), Action::Update, &meta).await?;
-    Ok((StatusCode::ACCEPTED, Json(accepted)))
+    accept(&app, &id, Action::Update, &meta).await
 }
 
 pub async fn delete(
@@ -43,9 +52,7 @@ pub async fn delete(
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
-    let id = customer_id(&id)?;
-    let accepted = requests::request(&app, id.as_str(), Action::Delete, &meta).await?;
-    Ok((StatusCode::ACCEPTED, Json(accepted)))
+    accept(&app, &id, Action::Delete, &meta).await
 }
 
 /// Re-render every tenant (after a template or plan change); unchanged tenants make no commit.

@@ -276,6 +276,36 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// The admin view of a tenant's deployment status.
+    pub async fn deployment_status(&self, id: &str) -> serde_json::Value {
+        let path = format!("/api/customers/{id}/deployment/status");
+        let (code, body) = self.get_json(&path, Some(ADMIN_TOKEN)).await;
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    /// Waits until the tenant's status is `want` and nothing is pending for it.
+    pub async fn wait_for_status(
+        &self,
+        id: &str,
+        want: &str,
+        timeout: Duration,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let body = self.deployment_status(id).await;
+            if body["status"] == want && body["pending_changes"] == 0 {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} never became {want}: {body}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn signup(
         &self,
         email: &str,
