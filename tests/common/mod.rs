@@ -131,6 +131,15 @@ impl TestServer {
                 }
             },
         };
+        Some(Self::launch(dir, database_url, env).await)
+    }
+
+    /// Starts `billing serve` with its data in `dir` against `database_url`.
+    async fn launch(
+        dir: tempfile::TempDir,
+        database_url: String,
+        env: &[(&str, &str)],
+    ) -> TestServer {
         let mut server = TestServer {
             base: String::new(),
             database_url,
@@ -144,27 +153,14 @@ impl TestServer {
             child: None,
         };
         server.spawn().await;
-        Some(server)
+        server
     }
 
     /// A second server on the same database, with its own data directory (and so its own
     /// local GitOps repository): a replica.
     pub async fn start_replica(&self, env: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut replica = TestServer {
-            base: String::new(),
-            database_url: self.database_url.clone(),
-            log_path: dir.path().join("server.log"),
-            dir,
-            client: reqwest::Client::new(),
-            extra_env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            child: None,
-        };
-        replica.spawn().await;
-        replica
+        Self::launch(dir, self.database_url.clone(), env).await
     }
 
     pub fn data_dir(&self) -> &Path {
