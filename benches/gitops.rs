@@ -41,12 +41,29 @@ impl Ctx {
         tenant_changes(&spec.id, rendered.files)
     }
 
+    /// Renders tenants 0..n on every core, as the worker's compute pool does.
     fn all_changes(&self, n: usize, company: &str) -> Changes {
-        let mut all = Changes::new();
-        for i in 0..n {
-            all.extend(self.changes(i, company));
-        }
-        all
+        let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
+        let chunk = n.div_ceil(cores).max(1);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|start| {
+                    scope.spawn(move || {
+                        let mut part = Changes::new();
+                        for i in start..(start + chunk).min(n) {
+                            part.extend(self.changes(i, company));
+                        }
+                        part
+                    })
+                })
+                .collect();
+            let mut all = Changes::new();
+            for part in parts {
+                all.extend(part.join().unwrap());
+            }
+            all
+        })
     }
 }
 

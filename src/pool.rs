@@ -1,6 +1,6 @@
 //! Small fixed thread pools for blocking work, in place of tokio's blocking pool (hundreds of
 //! threads): password hashing gets one thread per core (each argon2 run takes 19 MiB and a
-//! whole core, so more at once only adds latency), Git gets one thread (libgit2 work is
+//! whole core, so more at once only adds latency), rendering one per core, Git one thread (libgit2 work is
 //! serialised by the repository lock anyway). Few threads mean few malloc arenas: on the
 //! blocking pool a signup burst left gigabytes of per-thread arenas behind. Jobs queue in
 //! arrival order.
@@ -18,6 +18,12 @@ pub struct Pool {
 pub static HASHING: LazyLock<Pool> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     Pool::new("password-hash", cores)
+});
+
+/// CPU-bound rendering: one thread per core.
+pub static COMPUTE: LazyLock<Pool> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Pool::new("compute", cores)
 });
 
 /// Git work (commits, pushes, ancestry checks): one thread.

@@ -139,6 +139,15 @@ pub async fn load_spec(app: &App, customer_id: &str) -> anyhow::Result<(TenantSp
 /// Renders one tenant into repository changes.
 pub async fn render_tenant(app: &App, customer_id: &str) -> anyhow::Result<(Changes, String)> {
     let (spec, sealed) = load_spec(app, customer_id).await?;
+    render_loaded(app, &spec, &sealed)
+}
+
+/// Renders a tenant whose data is loaded: CPU work only, for the compute pool.
+fn render_loaded(
+    app: &App,
+    spec: &TenantSpec,
+    sealed: &SealedValues,
+) -> anyhow::Result<(Changes, String)> {
     let plan = app
         .plans
         .get(&spec.plan)
@@ -146,9 +155,49 @@ pub async fn render_tenant(app: &App, customer_id: &str) -> anyhow::Result<(Chan
     let rendered = app
         .gitops
         .renderer
-        .render(&spec, plan, &app.gitops.settings, &sealed)?;
+        .render(spec, plan, &app.gitops.settings, sealed)?;
     let summary = format!("{}, {}", spec.plan, spec.subscription_status);
-    Ok((tenant_changes(customer_id, rendered.files), summary))
+    Ok((tenant_changes(&spec.id, rendered.files), summary))
+}
+
+type Loaded = (
+    Job,
+    Action,
+    anyhow::Result<Option<(TenantSpec, SealedValues)>>,
+);
+type Rendered = (Job, Action, anyhow::Result<(Changes, String)>);
+
+/// Renders a batch on the compute pool, one chunk per core, off the async runtime's threads.
+async fn render_all(app: &Arc<App>, loaded: Vec<Loaded>) -> anyhow::Result<Vec<Rendered>> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk_len = loaded.len().div_ceil(cores).max(1);
+    let mut rest = loaded.into_iter();
+    let mut handles = Vec::new();
+    loop {
+        let chunk: Vec<Loaded> = rest.by_ref().take(chunk_len).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let app = app.clone();
+        // Spawned so every chunk is queued at once rather than one after another.
+        handles.push(tokio::spawn(crate::pool::COMPUTE.run(move || {
+            chunk
+                .into_iter()
+                .map(|(job, action, data)| {
+                    let result = data.and_then(|data| match data {
+                        None => Ok((removal_changes(&job.customer_id), String::new())),
+                        Some((spec, sealed)) => render_loaded(&app, &spec, &sealed),
+                    });
+                    (job, action, result)
+                })
+                .collect::<Vec<Rendered>>()
+        })));
+    }
+    let mut rendered = Vec::new();
+    for handle in handles {
+        rendered.extend(handle.await.context("render task")??);
+    }
+    Ok(rendered)
 }
 
 /// One job's part of a commit.
@@ -225,13 +274,17 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     }
     let claimed = jobs.len();
 
-    let mut prepared: Vec<Prepared> = Vec::with_capacity(jobs.len());
+    let mut loaded: Vec<Loaded> = Vec::with_capacity(jobs.len());
     for job in jobs {
         let action = Action::parse(&job.action).unwrap_or(Action::Update);
-        let result = match action {
-            Action::Delete => Ok((removal_changes(&job.customer_id), String::new())),
-            _ => render_tenant(app, &job.customer_id).await,
+        let data = match action {
+            Action::Delete => Ok(None),
+            _ => load_spec(app, &job.customer_id).await.map(Some),
         };
+        loaded.push((job, action, data));
+    }
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(loaded.len());
+    for (job, action, result) in render_all(app, loaded).await? {
         match result {
             Ok((changes, summary)) => prepared.push(Prepared {
                 job,
