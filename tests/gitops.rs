@@ -296,6 +296,26 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
     let parent = repo.find_commit(head).unwrap().parent(0).unwrap();
     assert!(files_at(&repo, &parent.id().to_string())
         .contains_key(&format!("tenants/{id}/kustomization.yaml")));
+
+    // Once idle, the worker packs what the small commits wrote loose.
+    let objects = s.data_dir().join("gitops.git/objects");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while loose_objects(&objects) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(loose_objects(&objects), 0, "the idle worker repacked");
+    let repo = gitops_repo(&s);
+    assert!(files_at(&repo, &parent.id().to_string())
+        .contains_key(&format!("tenants/{id}/namespace.yaml")));
+}
+
+fn loose_objects(objects: &Path) -> usize {
+    std::fs::read_dir(objects)
+        .unwrap()
+        .flatten()
+        .filter(|d| d.file_name().len() == 2)
+        .map(|d| std::fs::read_dir(d.path()).map_or(0, |f| f.count()))
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -450,6 +450,41 @@ fn commit_and_push(app: &App, prepared: &[Prepared]) -> Result<String, String> {
     }
 }
 
+/// Small commits write loose objects; a busy worker packs them after this many commits, an
+/// idle one as soon as it has nothing else to do.
+const REPACK_WHEN_BUSY: usize = 64;
+
+/// Packs loose objects when at least `min_commits` commits are unpacked. Maintenance: a
+/// failure is logged and retried later, never surfaced to a job.
+async fn repack(app: &Arc<App>, min_commits: usize) {
+    let app2 = app.clone();
+    let outcome = crate::pool::GIT
+        .run(move || {
+            let repo = app2
+                .gitops
+                .repo
+                .lock()
+                .map_err(|_| "lock poisoned".to_string())?;
+            if repo.unpacked_commits() < min_commits.max(1) {
+                return Ok(None);
+            }
+            repo.repack().map(Some).map_err(|e| e.to_string())
+        })
+        .await;
+    match outcome {
+        Ok(Ok(Some(done))) => {
+            tracing::info!(
+                objects = done.objects,
+                loose_removed = done.loose_removed,
+                "repacked"
+            )
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "repack failed"),
+        Err(err) => tracing::warn!(error = %err, "repack task failed"),
+    }
+}
+
 /// The worker: runs batches until the process ends; wakes on new jobs or every second.
 pub async fn run_worker(app: Arc<App>) {
     let mut failures: u32 = 0;
@@ -457,13 +492,17 @@ pub async fn run_worker(app: Arc<App>) {
         match process_batch(&app).await {
             Ok(0) => {
                 failures = 0;
+                repack(&app, 1).await;
                 let _ = tokio::time::timeout(
                     std::time::Duration::from_secs(1),
                     app.gitops.wake.notified(),
                 )
                 .await;
             }
-            Ok(_) => failures = 0,
+            Ok(_) => {
+                failures = 0;
+                repack(&app, REPACK_WHEN_BUSY).await;
+            }
             Err(err) => {
                 failures = failures.saturating_add(1);
                 let delay = std::time::Duration::from_millis(250 * 2u64.pow(failures.min(6)));

@@ -2,6 +2,7 @@
 //! It knows Git, not HTTP and not customers: it takes "these paths, these bytes, this message"
 //! and returns a revision.
 
+pub mod pack;
 pub mod push;
 pub mod tree;
 
@@ -11,6 +12,7 @@ use git2::{Oid, Repository, RepositoryInitOptions, Signature};
 
 pub use push::{PushAuth, PushOutcome, Remote};
 pub use tree::{Changes, Entry};
+use tree::{Sink, Trees};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitOpsError {
@@ -36,6 +38,9 @@ pub struct GitOpsRepo {
     path: PathBuf,
     branch: String,
     author: Author,
+    trees: Trees,
+    /// Commits not yet in a pack written by [`GitOpsRepo::repack`].
+    unpacked: std::cell::Cell<usize>,
 }
 
 /// The top-level README that `billing init` and the first commit put in a new repository.
@@ -58,7 +63,11 @@ impl GitOpsRepo {
             path: path.to_path_buf(),
             branch: branch.to_string(),
             author,
+            trees: Trees::default(),
+            unpacked: std::cell::Cell::new(0),
         };
+        this.unpacked
+            .set(pack::count_unpacked(&this.repo, &this.branch_ref()));
         if this.head()?.is_none() {
             let mut layout = Changes::new();
             layout.insert(
@@ -95,12 +104,23 @@ impl GitOpsRepo {
     /// resulting tree is the tip's tree: re-applying what is already there is free.
     pub fn commit(&self, changes: &Changes, message: &str) -> Result<Option<Oid>> {
         let parent = self.head()?;
-        let built = if tree::file_count(changes) >= BULK_FILES {
+        let bulk = tree::file_count(changes) >= BULK_FILES;
+        let built = if bulk {
             self.build_packed(parent, changes, message)?
         } else {
-            build_commit(&self.repo, &self.author, parent, changes, message)?
+            build_commit(
+                &self.repo,
+                &self.trees,
+                &self.author,
+                parent,
+                changes,
+                message,
+            )?
         };
         let Some(oid) = built else { return Ok(None) };
+        if !bulk {
+            self.unpacked.set(self.unpacked.get() + 1);
+        }
         // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
         match parent {
             Some(old) => self.repo.reference_matching(
@@ -121,8 +141,8 @@ impl GitOpsRepo {
     /// Large change sets (a full re-render, a big group commit) are built in libgit2's in-memory
     /// object store and written as one packfile: thousands of loose objects would cost far more
     /// time and disk. A private repository handle carries the in-memory backend. The pack holds
-    /// only the objects new since `parent` (libgit2's own mempack dump would pack the commit's
-    /// whole tree, i.e. every tenant again).
+    /// only the objects new since the last pack (libgit2's own mempack dump would pack the
+    /// commit's whole tree, i.e. every tenant again).
     fn build_packed(
         &self,
         parent: Option<Oid>,
@@ -132,58 +152,29 @@ impl GitOpsRepo {
         let repo = Repository::open_bare(&self.path)?;
         let odb = repo.odb()?;
         let mempack = odb.add_new_mempack_backend(1000)?;
-        let built = build_commit(&repo, &self.author, parent, changes, message)?;
+        let built = build_commit(&repo, &self.trees, &self.author, parent, changes, message)?;
         if let Some(oid) = built {
-            let mut walk = repo.revwalk()?;
-            walk.push(oid)?;
-            if let Some(parent) = parent {
-                walk.hide(parent)?;
-            }
-            let mut builder = repo.packbuilder()?;
-            builder.set_threads(0);
-            builder.insert_walk(&mut walk)?;
-            let mut pack = git2::Buf::new();
-            builder.write_buf(&mut pack)?;
-            let mut writer = odb.packwriter()?;
-            std::io::Write::write_all(&mut writer, &pack)?;
-            writer.commit()?;
+            // Everything not yet packed goes into this pack, so it doubles as a repack.
+            pack::write_new_objects(&repo, &self.path, &[oid])?;
         }
         mempack.reset()?;
         self.repo.odb()?.refresh()?;
+        if built.is_some() {
+            self.unpacked.set(0);
+        }
         Ok(built)
     }
 
     /// Whether committing `changes` would leave the tip's tree as it is. Hashes only: writes
     /// nothing, so a later packed commit is not defeated by loose copies.
     pub fn unchanged(&self, changes: &Changes) -> Result<bool> {
-        let Some(head) = self.head()? else {
+        let Some(root) = self.head_tree()? else {
             return Ok(changes.is_empty());
         };
-        let tree = self.repo.find_commit(head)?.tree()?;
+        let odb = self.repo.odb()?;
         for (path, entry) in changes {
-            let current = tree::entry_id(&tree, path);
-            let same = match entry {
-                Entry::Removed => current.is_none(),
-                Entry::File(bytes) => {
-                    current == Some(Oid::hash_object(git2::ObjectType::Blob, bytes)?)
-                }
-                Entry::Dir(files) => match current.and_then(|id| self.repo.find_tree(id).ok()) {
-                    None => false,
-                    Some(sub) => {
-                        let mut blobs = 0;
-                        sub.walk(git2::TreeWalkMode::PreOrder, |_, e| {
-                            blobs += usize::from(e.kind() == Some(git2::ObjectType::Blob));
-                            git2::TreeWalkResult::Ok
-                        })?;
-                        blobs == files.len()
-                            && files.iter().all(|(name, bytes)| {
-                                let want = Oid::hash_object(git2::ObjectType::Blob, bytes).ok();
-                                tree::entry_id(&sub, name) == want
-                            })
-                    }
-                },
-            };
-            if !same {
+            let current = self.trees.entry(&odb, root, path)?.map(|(id, _)| id);
+            if current != self.trees.entry_id_of(entry)? {
                 return Ok(false);
             }
         }
@@ -192,14 +183,21 @@ impl GitOpsRepo {
 
     /// A file's bytes at the branch tip.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let Some(root) = self.head_tree()? else {
+            return Ok(None);
+        };
+        let odb = self.repo.odb()?;
+        match self.trees.entry(&odb, root, path)? {
+            Some((id, false)) => Ok(Some(odb.read(id)?.data().to_vec())),
+            _ => Ok(None),
+        }
+    }
+
+    fn head_tree(&self) -> Result<Option<Oid>> {
         let Some(head) = self.head()? else {
             return Ok(None);
         };
-        let tree = self.repo.find_commit(head)?.tree()?;
-        let Some(id) = tree::entry_id(&tree, path) else {
-            return Ok(None);
-        };
-        Ok(self.repo.find_blob(id).ok().map(|b| b.content().to_vec()))
+        Ok(Some(self.repo.find_commit(head)?.tree_id()))
     }
 
     /// Whether `descendant` is `ancestor` or has it in its history.
@@ -219,18 +217,20 @@ fn message_subject(message: &str) -> &str {
 /// None when the tree would not change.
 fn build_commit(
     repo: &Repository,
+    trees: &Trees,
     author: &Author,
     parent: Option<Oid>,
     changes: &Changes,
     message: &str,
 ) -> Result<Option<Oid>> {
     let parent = parent.map(|oid| repo.find_commit(oid)).transpose()?;
-    let base = parent.as_ref().map(|c| c.tree()).transpose()?;
-    let tree_id = match tree::apply(repo, base.as_ref(), changes)? {
+    let base = parent.as_ref().map(|c| c.tree_id());
+    let odb = repo.odb()?;
+    let tree_id = match trees.apply(&odb, &Sink::Write(&odb), base, changes)? {
         Some(id) => id,
         None => repo.treebuilder(None)?.write()?,
     };
-    if base.as_ref().map(|t| t.id()) == Some(tree_id) {
+    if base == Some(tree_id) {
         return Ok(None);
     }
     let tree = repo.find_tree(tree_id)?;
@@ -265,7 +265,7 @@ pub fn message(subject: &str, body: &[String], trailers: &[(&str, String)]) -> S
 mod tests {
     use super::*;
 
-    fn count_loose(objects: &std::path::Path) -> usize {
+    pub fn count_loose(objects: &std::path::Path) -> usize {
         std::fs::read_dir(objects)
             .unwrap()
             .filter_map(|e| e.ok())
@@ -297,10 +297,11 @@ mod tests {
         }
         assert!(tree::file_count(&bulk) >= BULK_FILES);
         let packed = repo.commit(&bulk, "bulk").unwrap().expect("bulk commit");
+        assert!(loose_before > 0);
         assert_eq!(
             count_loose(&objects),
-            loose_before,
-            "bulk objects went to a pack"
+            0,
+            "bulk objects went to a pack, and the loose ones before them too"
         );
         assert_eq!(repo.head().unwrap(), Some(packed));
         assert_eq!(

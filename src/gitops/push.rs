@@ -115,7 +115,7 @@ fn is_non_fast_forward(msg: &str) -> bool {
 }
 
 impl GitOpsRepo {
-    fn remote_tracking_ref(&self) -> String {
+    pub(super) fn remote_tracking_ref(&self) -> String {
         format!("refs/remotes/origin/{}", self.branch)
     }
 
@@ -249,11 +249,15 @@ impl GitOpsRepo {
                     changes.insert(path.clone(), self.entry_of(&new_tree, &path)?);
                 }
             }
-            let base = tip.tree()?;
-            let Some(tree_id) = tree::apply(&self.repo, Some(&base), &changes)? else {
+            let base = tip.tree_id();
+            let odb = self.repo.odb()?;
+            let applied = self
+                .trees
+                .apply(&odb, &tree::Sink::Write(&odb), Some(base), &changes)?;
+            let Some(tree_id) = applied else {
                 continue;
             };
-            if tree_id == base.id() {
+            if tree_id == base {
                 continue;
             }
             let tree = self.repo.find_tree(tree_id)?;

@@ -1,0 +1,217 @@
+//! Keeping the repository packed. Small commits write loose objects (one file each, and at
+//! 10,000 tenants two ~1 MB listings per commit); [`GitOpsRepo::repack`] moves everything
+//! written since the last repack into one delta-compressed pack and deletes the loose copies,
+//! the way `git gc` would, without a work tree or the git CLI.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use git2::{Oid, Repository};
+
+use super::{GitOpsRepo, Result};
+
+/// Marks what is already packed: a repack packs only what is reachable from the branch (and its
+/// remote-tracking ref) but not from here. Local only: never pushed.
+const PACKED_REF: &str = "refs/billing/packed";
+
+/// What a repack did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Repacked {
+    pub objects: usize,
+    pub loose_removed: usize,
+}
+
+impl GitOpsRepo {
+    /// Commits made since the last repack (or since this handle was opened, with leftovers from
+    /// before counted once at open).
+    pub fn unpacked_commits(&self) -> usize {
+        self.unpacked.get()
+    }
+
+    /// Writes every object new since the last repack into one pack and removes their loose
+    /// copies. Cheap when there is nothing to do.
+    pub fn repack(&self) -> Result<Repacked> {
+        let Some(head) = self.head()? else {
+            return Ok(Repacked::default());
+        };
+        let mut tips = vec![head];
+        tips.extend(self.repo.refname_to_id(&self.remote_tracking_ref()).ok());
+        let done = write_new_objects(&self.repo, &self.path, &tips)?;
+        self.unpacked.set(0);
+        Ok(done)
+    }
+}
+
+/// Packs the objects reachable from `tips` but not from the last pack mark, deletes their
+/// loose copies and moves the mark to the first tip.
+pub(super) fn write_new_objects(repo: &Repository, path: &Path, tips: &[Oid]) -> Result<Repacked> {
+    let mut walk = repo.revwalk()?;
+    for tip in tips {
+        walk.push(*tip)?;
+    }
+    let packed = repo.refname_to_id(PACKED_REF).ok();
+    if let Some(packed) = packed.filter(|id| repo.find_commit(*id).is_ok()) {
+        walk.hide(packed)?;
+    }
+    let mut builder = repo.packbuilder()?;
+    builder.set_threads(0);
+    builder.insert_walk(&mut walk)?;
+    let objects = builder.object_count();
+    let mut loose_removed = 0;
+    if objects > 0 {
+        let mut pack = git2::Buf::new();
+        builder.write_buf(&mut pack)?;
+        let odb = repo.odb()?;
+        let mut writer = odb.packwriter()?;
+        std::io::Write::write_all(&mut writer, &pack)?;
+        writer.commit()?;
+        // The indexer names the pack after its trailing checksum.
+        let checksum = Oid::from_bytes(&pack[pack.len() - 20..])?;
+        let idx = path.join(format!("objects/pack/pack-{checksum}.idx"));
+        let in_pack = pack_index_ids(&std::fs::read(idx)?)?;
+        loose_removed = remove_loose(&path.join("objects"), &in_pack)?;
+        odb.refresh()?;
+    }
+    if let Some(first) = tips.first() {
+        repo.reference(PACKED_REF, *first, true, "billing: packed")?;
+    }
+    Ok(Repacked {
+        objects,
+        loose_removed,
+    })
+}
+
+/// How many commits are reachable from the branch but not from the last repack, counted
+/// when a repository is opened so leftovers from an earlier process are packed too.
+pub(super) fn count_unpacked(repo: &Repository, branch_ref: &str) -> usize {
+    let Ok(head) = repo.refname_to_id(branch_ref) else {
+        return 0;
+    };
+    let Ok(mut walk) = repo.revwalk() else {
+        return 0;
+    };
+    if walk.push(head).is_err() {
+        return 0;
+    }
+    if let Ok(packed) = repo.refname_to_id(PACKED_REF) {
+        let _ = walk.hide(packed);
+    }
+    walk.take(10_000).count()
+}
+
+/// The object ids listed in a version-2 pack index.
+fn pack_index_ids(idx: &[u8]) -> Result<HashSet<Oid>> {
+    let bad = || super::GitOpsError::Remote("unreadable pack index".into());
+    if idx.get(..8) != Some(&[0xff, b't', b'O', b'c', 0, 0, 0, 2][..]) {
+        return Err(bad());
+    }
+    let count = idx
+        .get(8 + 255 * 4..8 + 256 * 4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(bad)?;
+    let ids = idx
+        .get(8 + 256 * 4..8 + 256 * 4 + count * 20)
+        .ok_or_else(bad)?;
+    ids.chunks_exact(20)
+        .map(|id| Oid::from_bytes(id).map_err(Into::into))
+        .collect()
+}
+
+/// Deletes loose objects (`objects/xx/<38 hex>`) that `packed` holds; returns how many.
+fn remove_loose(objects: &Path, packed: &HashSet<Oid>) -> Result<usize> {
+    let mut removed = 0;
+    for dir in std::fs::read_dir(objects)?.flatten() {
+        let prefix = dir.file_name().to_string_lossy().into_owned();
+        if prefix.len() != 2 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            continue;
+        }
+        for file in std::fs::read_dir(dir.path())?.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            let Ok(id) = Oid::from_str(&format!("{prefix}{name}")) else {
+                continue;
+            };
+            if packed.contains(&id) && std::fs::remove_file(file.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{author, count_loose};
+    use super::super::{Changes, Entry};
+    use super::*;
+
+    #[test]
+    fn repack_packs_small_commits_and_keeps_history_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.git");
+        let repo = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
+        let objects = path.join("objects");
+        let mut commits = Vec::new();
+        for i in 0..12 {
+            let mut c = Changes::new();
+            c.insert(
+                format!("tenants/t{}", i % 4),
+                Entry::Dir([("a.yaml".into(), format!("v{i}\n").into_bytes())].into()),
+            );
+            commits.push(repo.commit(&c, &format!("c{i}")).unwrap().unwrap());
+        }
+        assert_eq!(
+            repo.unpacked_commits(),
+            13,
+            "the layout commit and twelve more"
+        );
+        assert!(count_loose(&objects) > 12 * 3);
+
+        let first = repo.repack().unwrap();
+        assert_eq!(count_loose(&objects), 0, "every loose object was packed");
+        assert!(
+            first.objects >= 12 * 4 && first.loose_removed >= 12 * 4,
+            "{first:?}"
+        );
+        assert_eq!(repo.unpacked_commits(), 0);
+        assert_eq!(
+            repo.repack().unwrap().objects,
+            0,
+            "nothing new, nothing packed"
+        );
+
+        // Later commits are packed on their own, not with everything again.
+        let mut c = Changes::new();
+        c.insert(
+            "tenants/t9".into(),
+            Entry::Dir([("a.yaml".into(), b"new\n".to_vec())].into()),
+        );
+        let last = repo.commit(&c, "c12").unwrap().unwrap();
+        let second = repo.repack().unwrap();
+        assert!(second.objects <= 6, "{second:?}");
+        assert_eq!(count_loose(&objects), 0);
+
+        // Another process sees the whole history, and Git itself finds nothing missing.
+        let other = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
+        assert_eq!(other.unpacked_commits(), 0);
+        assert_eq!(
+            other.read("tenants/t9/a.yaml").unwrap().as_deref(),
+            Some(&b"new\n"[..])
+        );
+        for (i, id) in commits.iter().enumerate() {
+            let commit = other.repository().find_commit(*id).unwrap();
+            assert_eq!(commit.summary(), Some(format!("c{i}").as_str()));
+            assert!(other.contains(last, *id).unwrap());
+        }
+        if let Ok(out) = std::process::Command::new("git")
+            .args(["fsck", "--strict", "--no-dangling"])
+            .current_dir(&path)
+            .output()
+        {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
