@@ -307,6 +307,12 @@ fn post_render_check_catches_template_mistakes() {
             "unpinned",
         ),
         (
+            "backup.yaml",
+            "image: {{ settings.images.backup }}",
+            "image: postgres",
+            "CronJob/postgres-backup uses unpinned image",
+        ),
+        (
             "rbac.yaml",
             "automountServiceAccountToken: false\n---",
             "automountServiceAccountToken: false\n---\n: [",
