@@ -1,11 +1,12 @@
 //! Password hashing: argon2id with the crate's defaults (OWASP: m=19 MiB, t=2, p=1); legacy
 //! bcrypt hashes imported from the old service verify too and are flagged for rehashing.
 
+use std::cell::RefCell;
 use std::sync::LazyLock;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, SaltString};
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -13,12 +14,82 @@ pub enum Verdict {
     Mismatch,
 }
 
+thread_local! {
+    /// Each hashing thread keeps its argon2 working memory (19 MiB) for the next hash. A fresh
+    /// allocation per hash either faults in 19 MiB of zeroed pages every time or, once glibc
+    /// raises its mmap threshold, strands it in per-thread malloc arenas (hundreds of MB).
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// argon2id (or the `algorithm` of a stored hash) of `password` into `out`, in this thread's
+/// reused working memory.
+fn argon2_into(
+    algorithm: Algorithm,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let blocks = params.block_count();
+    let hasher = Argon2::new(algorithm, Version::V0x13, params);
+    BLOCKS.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::new());
+        }
+        hasher.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+    })
+}
+
 pub fn hash(password: &str) -> anyhow::Result<String> {
+    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("hashing password: {e}");
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| fail(&e))?;
+    let params = Params::default();
+    let mut out = vec![0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2_into(
+        Algorithm::Argon2id,
+        params.clone(),
+        password.as_bytes(),
+        salt_bytes,
+        &mut out,
+    )
+    .map_err(|e| fail(&e))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| fail(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| fail(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches an argon2 PHC string (constant-time comparison).
+fn argon2_matches(password: &str, parsed: &PasswordHash<'_>) -> bool {
+    let (Some(expected), Some(salt)) = (parsed.hash, parsed.salt) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(parsed) else {
+        return false;
+    };
+    if parsed
+        .version
+        .is_some_and(|v| v != u32::from(Version::V0x13))
+    {
+        return false;
+    }
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    argon2_into(algorithm, params, password.as_bytes(), salt, &mut out).is_ok()
+        && Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 fn is_bcrypt(stored: &str) -> bool {
@@ -38,17 +109,17 @@ pub fn verify(password: &str, stored: &str) -> Verdict {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return Verdict::Mismatch;
     };
-    match Argon2::default().verify_password(password.as_bytes(), &parsed) {
-        Ok(()) => Verdict::Match {
+    match argon2_matches(password, &parsed) {
+        true => Verdict::Match {
             // Hashes made with other parameters are upgraded on the next login too.
             needs_rehash: parsed.algorithm != argon2::ARGON2ID_IDENT
                 || argon2::Params::try_from(&parsed).map_or(true, |p| {
-                    let want = Argon2::default().params().clone();
+                    let want = Params::default();
                     (p.m_cost(), p.t_cost(), p.p_cost())
                         != (want.m_cost(), want.t_cost(), want.p_cost())
                 }),
         },
-        Err(_) => Verdict::Mismatch,
+        false => Verdict::Mismatch,
     }
 }
 
@@ -64,6 +135,45 @@ pub fn dummy_hash() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hashes made by the argon2 crate's own PHC API verify here, and ours verify there.
+    #[test]
+    fn interoperates_with_the_argon2_crate() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default()
+            .hash_password(b"interop", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            verify("interop", &theirs),
+            Verdict::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(verify("interop!", &theirs), Verdict::Mismatch);
+        let ours = hash("interop").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"interop", &parsed)
+            .is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"other", &parsed)
+            .is_err());
+        // Other parameters (an older, cheaper hash) still verify, and are flagged for rehashing.
+        let cheap = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8192, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"interop", &salt)
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            verify("interop", &cheap),
+            Verdict::Match { needs_rehash: true }
+        );
+    }
 
     #[test]
     fn argon2id_round_trip() {
