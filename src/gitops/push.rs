@@ -267,6 +267,8 @@ impl GitOpsRepo {
                 .repo
                 .commit(None, &commit.author(), &committer, msg, &tree, &[&tip])?;
             tip = self.repo.find_commit(id)?;
+            // Re-applied commits are loose too: the next repack must see them.
+            self.unpacked.set(self.unpacked.get() + 1);
         }
         self.repo.reference(
             &self.branch_ref(),
