@@ -238,19 +238,19 @@ impl GitOpsRepo {
         walk.hide(upstream)?;
         walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
         let mut tip = self.repo.find_commit(upstream)?;
+        let odb = self.repo.odb()?;
         for oid in walk {
             let commit = self.repo.find_commit(oid?)?;
-            let new_tree = commit.tree()?;
-            let old_tree = commit.parent(0).ok().map(|p| p.tree()).transpose()?;
+            let new_tree = commit.tree_id();
+            let old_tree = commit.parent(0).ok().map(|p| p.tree_id());
             let mut changes = Changes::new();
             for dir in OWNED_DIRS {
-                for name in tree::changed_children(&self.repo, old_tree.as_ref(), &new_tree, dir)? {
+                for name in self.trees.changed_children(&odb, old_tree, new_tree, dir)? {
                     let path = format!("{dir}/{name}");
-                    changes.insert(path.clone(), self.entry_of(&new_tree, &path)?);
+                    changes.insert(path.clone(), self.entry_of(&odb, new_tree, &path)?);
                 }
             }
             let base = tip.tree_id();
-            let odb = self.repo.odb()?;
             let applied = self
                 .trees
                 .apply(&odb, &tree::Sink::Write(&odb), Some(base), &changes)?;
@@ -280,13 +280,12 @@ impl GitOpsRepo {
     }
 
     /// The entry at `path` as a change to copy: a tree is copied whole by id.
-    fn entry_of(&self, tree: &git2::Tree<'_>, path: &str) -> Result<Entry> {
-        let Some(id) = tree::entry_id(tree, path) else {
-            return Ok(Entry::Removed);
+    fn entry_of(&self, odb: &git2::Odb<'_>, tree: Oid, path: &str) -> Result<Entry> {
+        let id = match self.trees.entry(odb, tree, path)? {
+            None => return Ok(Entry::Removed),
+            Some((id, false)) => return Ok(Entry::File(odb.read(id)?.data().to_vec())),
+            Some((id, true)) => id,
         };
-        if let Ok(blob) = self.repo.find_blob(id) {
-            return Ok(Entry::File(blob.content().to_vec()));
-        }
         let sub = self.repo.find_tree(id)?;
         let mut files = std::collections::BTreeMap::new();
         sub.walk(git2::TreeWalkMode::PreOrder, |root, e| {

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use git2::{ObjectType, Odb, Oid, Repository, Tree};
+use git2::{ObjectType, Odb, Oid};
 
 /// The new content at one path: a file, a whole directory (replacing what was there), or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,8 +197,7 @@ impl Trees {
             };
             leaves.push((split(path), leaf));
         }
-        let refs: Vec<(&[&str], Leaf)> = leaves.iter().map(|(p, l)| (p.as_slice(), *l)).collect();
-        self.update(odb, sink, base, &refs)
+        self.update_paths(Some(odb), sink, base, &leaves)
     }
 
     /// The tree of a directory holding exactly `files` (None when empty).
@@ -209,36 +208,39 @@ impl Trees {
     ) -> Result<Option<Oid>, git2::Error> {
         let mut leaves: Vec<(Vec<&str>, Leaf)> = Vec::with_capacity(files.len());
         for (path, bytes) in files {
-            leaves.push((
-                split(path),
-                Some((sink.put(ObjectType::Blob, bytes)?, BLOB_MODE)),
-            ));
+            let blob = sink.put(ObjectType::Blob, bytes)?;
+            leaves.push((split(path), Some((blob, BLOB_MODE))));
         }
-        let refs: Vec<(&[&str], Leaf)> = leaves.iter().map(|(p, l)| (p.as_slice(), *l)).collect();
         // A new directory has no base, so no object store is read.
-        self.update_entries(None, sink, Vec::new(), &refs)
+        self.update_paths(None, sink, None, &leaves)
+    }
+
+    fn update_paths(
+        &self,
+        odb: Option<&Odb<'_>>,
+        sink: &Sink<'_>,
+        base: Option<Oid>,
+        leaves: &[(Vec<&str>, Leaf)],
+    ) -> Result<Option<Oid>, git2::Error> {
+        let refs: Vec<(&[&str], Leaf)> = leaves.iter().map(|(p, l)| (p.as_slice(), *l)).collect();
+        self.update(odb, sink, base, &refs)
     }
 
     /// Applies leaves (paths relative to `base`) in one pass: each touched tree is rebuilt once.
+    /// Reading `base` needs the object store; a tree built from nothing does not.
     fn update(
         &self,
-        odb: &Odb<'_>,
+        odb: Option<&Odb<'_>>,
         sink: &Sink<'_>,
         base: Option<Oid>,
         leaves: &[(&[&str], Leaf)],
     ) -> Result<Option<Oid>, git2::Error> {
-        let raw = base.map(|id| self.raw(odb, id)).transpose()?;
+        let raw = match (base, odb) {
+            (Some(id), Some(odb)) => Some(self.raw(odb, id)?),
+            (Some(id), None) => return Err(corrupt(&format!("{id} read without a store"))),
+            (None, _) => None,
+        };
         let entries = raw.as_deref().map(parse).transpose()?.unwrap_or_default();
-        self.update_entries(Some(odb), sink, entries, leaves)
-    }
-
-    fn update_entries(
-        &self,
-        odb: Option<&Odb<'_>>,
-        sink: &Sink<'_>,
-        entries: Vec<RawEntry<'_>>,
-        leaves: &[(&[&str], Leaf)],
-    ) -> Result<Option<Oid>, git2::Error> {
         // Last change to a name wins, as with a sequence of inserts.
         let mut direct: BTreeMap<&str, Leaf> = BTreeMap::new();
         let mut nested: BTreeMap<&str, Vec<(&[&str], Leaf)>> = BTreeMap::new();
@@ -253,16 +255,15 @@ impl Trees {
             }
         }
         for (name, children) in nested {
-            let child_base = entries
-                .iter()
-                .find(|e| e.name == name.as_bytes() && e.is_tree())
-                .map(|e| e.id);
-            let merged = match (direct.remove(name), odb) {
-                // A file or removal at `name` followed by paths below it: start from nothing.
-                (Some(_), _) => self.update_entries(odb, sink, Vec::new(), &children)?,
-                (None, Some(odb)) => self.update(odb, sink, child_base, &children)?,
-                (None, None) => self.update_entries(None, sink, Vec::new(), &children)?,
+            // A file or removal at `name` followed by paths below it: start from nothing.
+            let child_base = match direct.remove(name) {
+                Some(_) => None,
+                None => entries
+                    .iter()
+                    .find(|e| e.name == name.as_bytes() && e.is_tree())
+                    .map(|e| e.id),
             };
+            let merged = self.update(odb, sink, child_base, &children)?;
             direct.insert(name, merged.map(|id| (id, TREE_MODE)));
         }
         for name in direct.keys() {
@@ -319,6 +320,39 @@ impl Trees {
         Ok(Some((root, true)))
     }
 
+    /// Names of entries directly under `dir` whose ids differ between the trees `old` and `new`.
+    pub fn changed_children(
+        &self,
+        odb: &Odb<'_>,
+        old: Option<Oid>,
+        new: Oid,
+        dir: &str,
+    ) -> Result<Vec<String>, git2::Error> {
+        let children = |root: Option<Oid>| -> Result<BTreeMap<String, Oid>, git2::Error> {
+            let Some(root) = root else {
+                return Ok(BTreeMap::new());
+            };
+            let Some((id, true)) = self.entry(odb, root, dir)? else {
+                return Ok(BTreeMap::new());
+            };
+            let raw = self.raw(odb, id)?;
+            Ok(parse(&raw)?
+                .into_iter()
+                .map(|e| (String::from_utf8_lossy(e.name).into_owned(), e.id))
+                .collect())
+        };
+        let (a, b) = (children(old)?, children(Some(new))?);
+        let mut names: Vec<String> = a
+            .keys()
+            .chain(b.keys())
+            .filter(|n| a.get(*n) != b.get(*n))
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// The id an [`Entry`] would have once written (None for a removal or an empty directory).
     pub fn entry_id_of(&self, entry: &Entry) -> Result<Option<Oid>, git2::Error> {
         match entry {
@@ -352,48 +386,10 @@ fn split(path: &str) -> Vec<&str> {
     path.split('/').filter(|p| !p.is_empty()).collect()
 }
 
-/// The id of the entry at `path` in `tree`, if any.
-pub fn entry_id(tree: &Tree<'_>, path: &str) -> Option<Oid> {
-    tree.get_path(std::path::Path::new(path))
-        .ok()
-        .map(|e| e.id())
-}
-
-/// Names of entries directly under `dir` whose ids differ between two trees.
-pub fn changed_children(
-    repo: &Repository,
-    old: Option<&Tree<'_>>,
-    new: &Tree<'_>,
-    dir: &str,
-) -> Result<Vec<String>, git2::Error> {
-    let children = |tree: Option<&Tree<'_>>| -> Result<BTreeMap<String, Oid>, git2::Error> {
-        let Some(id) = tree.and_then(|t| entry_id(t, dir)) else {
-            return Ok(BTreeMap::new());
-        };
-        let Ok(sub) = repo.find_tree(id) else {
-            return Ok(BTreeMap::new());
-        };
-        Ok(sub
-            .iter()
-            .filter_map(|e| Some((e.name()?.to_string(), e.id())))
-            .collect())
-    };
-    let (a, b) = (children(old)?, children(Some(new))?);
-    let mut names: Vec<String> = a
-        .keys()
-        .chain(b.keys())
-        .filter(|n| a.get(*n) != b.get(*n))
-        .cloned()
-        .collect();
-    names.sort();
-    names.dedup();
-    Ok(names)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use git2::FileMode;
+    use git2::{FileMode, Repository, Tree};
     use proptest::prelude::*;
 
     fn read(repo: &Repository, tree: Oid, path: &str) -> Option<String> {
@@ -441,15 +437,16 @@ mod tests {
         assert_eq!(read(&repo, t2, "tenants/a/x.yaml").as_deref(), Some("9"));
         assert_eq!(read(&repo, t2, "tenants/a/y.yaml"), None);
         assert_eq!(read(&repo, t2, "tenants/b/x.yaml").as_deref(), Some("3"));
-        let (base, new) = (repo.find_tree(t1).unwrap(), repo.find_tree(t2).unwrap());
+        let odb = repo.odb().unwrap();
         assert_eq!(
-            changed_children(&repo, Some(&base), &new, "tenants").unwrap(),
+            trees
+                .changed_children(&odb, Some(t1), t2, "tenants")
+                .unwrap(),
             vec!["a".to_string()]
         );
 
         // Same content, same tree id: this is how "nothing changed" is detected.
         assert_eq!(apply(&repo, &trees, Some(t2), &c), Some(t2));
-        let odb = repo.odb().unwrap();
         assert_eq!(
             trees
                 .entry(&odb, t2, "tenants/a")
