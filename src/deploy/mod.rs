@@ -395,7 +395,7 @@ async fn give_up_or_retry(app: &App, job: &Job, error: &str) -> anyhow::Result<(
 /// changes. Errors are strings: they are stored on the jobs and shown to operators.
 fn commit_and_push(app: &App, prepared: &[Prepared]) -> Result<String, String> {
     let gitops = &app.gitops;
-    let repo = gitops
+    let mut repo = gitops
         .repo
         .lock()
         .map_err(|_| "git repository lock poisoned".to_string())?;
@@ -460,7 +460,7 @@ async fn repack(app: &Arc<App>, min_commits: usize) {
     let app2 = app.clone();
     let outcome = crate::pool::GIT
         .run(move || {
-            let repo = app2
+            let mut repo = app2
                 .gitops
                 .repo
                 .lock()

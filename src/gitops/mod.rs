@@ -3,6 +3,7 @@
 //! and returns a revision.
 
 pub mod pack;
+pub mod packfile;
 pub mod push;
 pub mod tree;
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository, RepositoryInitOptions, Signature};
 
+use packfile::NewPack;
 pub use push::{PushAuth, PushOutcome, Remote};
 pub use tree::{Changes, Entry};
 use tree::{Sink, Trees};
@@ -58,7 +60,7 @@ impl GitOpsRepo {
                 Repository::init_opts(path, &opts)?
             }
         };
-        let this = GitOpsRepo {
+        let mut this = GitOpsRepo {
             repo,
             path: path.to_path_buf(),
             branch: branch.to_string(),
@@ -102,25 +104,31 @@ impl GitOpsRepo {
 
     /// Commits `changes` on top of the branch tip. Returns None, and writes no commit, when the
     /// resulting tree is the tip's tree: re-applying what is already there is free.
-    pub fn commit(&self, changes: &Changes, message: &str) -> Result<Option<Oid>> {
-        let parent = self.head()?;
+    ///
+    /// The commit's new objects are written as one pack (two files, not one per object). Large
+    /// change sets (a full re-render, a big group commit) are delta-compressed in that pack and
+    /// count as packed; small ones wait for [`GitOpsRepo::repack`].
+    pub fn commit(&mut self, changes: &Changes, message: &str) -> Result<Option<Oid>> {
         let bulk = tree::file_count(changes) >= BULK_FILES;
-        let built = if bulk {
-            self.build_packed(parent, changes, message)?
-        } else {
-            build_commit(
-                &self.repo,
-                &self.trees,
-                &self.author,
-                parent,
-                changes,
-                message,
-            )?
-        };
-        let Some(oid) = built else { return Ok(None) };
-        if !bulk {
-            self.unpacked.set(self.unpacked.get() + 1);
+        if bulk && self.unpacked.get() > 0 {
+            // Everything before a bulk pack is consolidated first, so the pack mark can move
+            // past it.
+            self.repack()?;
         }
+        let parent = self.head()?;
+        let odb = self.repo.odb()?;
+        let pack = NewPack::new(&odb, bulk);
+        let built = build_commit(
+            &self.repo,
+            &self.trees,
+            &self.author,
+            parent,
+            changes,
+            message,
+            &pack,
+        )?;
+        let Some(oid) = built else { return Ok(None) };
+        pack.write(&self.path)?;
         // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
         match parent {
             Some(old) => self.repo.reference_matching(
@@ -135,34 +143,13 @@ impl GitOpsRepo {
                     .reference(&self.branch_ref(), oid, false, message_subject(message))?
             }
         };
-        Ok(Some(oid))
-    }
-
-    /// Large change sets (a full re-render, a big group commit) are built in libgit2's in-memory
-    /// object store and written as one packfile: thousands of loose objects would cost far more
-    /// time and disk. A private repository handle carries the in-memory backend. The pack holds
-    /// only the objects new since the last pack (libgit2's own mempack dump would pack the
-    /// commit's whole tree, i.e. every tenant again).
-    fn build_packed(
-        &self,
-        parent: Option<Oid>,
-        changes: &Changes,
-        message: &str,
-    ) -> Result<Option<Oid>> {
-        let repo = Repository::open_bare(&self.path)?;
-        let odb = repo.odb()?;
-        let mempack = odb.add_new_mempack_backend(1000)?;
-        let built = build_commit(&repo, &self.trees, &self.author, parent, changes, message)?;
-        if let Some(oid) = built {
-            // Everything not yet packed goes into this pack, so it doubles as a repack.
-            pack::write_new_objects(&repo, &self.path, &[oid])?;
-        }
-        mempack.reset()?;
-        self.repo.odb()?.refresh()?;
-        if built.is_some() {
+        if bulk {
+            pack::mark_packed(&self.repo, oid)?;
             self.unpacked.set(0);
+        } else {
+            self.unpacked.set(self.unpacked.get() + 1);
         }
-        Ok(built)
+        Ok(Some(oid))
     }
 
     /// Whether committing `changes` would leave the tip's tree as it is. Hashes only: writes
@@ -213,7 +200,7 @@ fn message_subject(message: &str) -> &str {
     message.lines().next().unwrap_or("commit")
 }
 
-/// Writes the trees and the commit object for `changes` on `parent` without moving any ref.
+/// Puts the trees and the commit object for `changes` on `parent` into `pack`, moving no ref.
 /// None when the tree would not change.
 fn build_commit(
     repo: &Repository,
@@ -222,23 +209,44 @@ fn build_commit(
     parent: Option<Oid>,
     changes: &Changes,
     message: &str,
+    pack: &NewPack<'_>,
 ) -> Result<Option<Oid>> {
-    let parent = parent.map(|oid| repo.find_commit(oid)).transpose()?;
-    let base = parent.as_ref().map(|c| c.tree_id());
+    let base = parent
+        .map(|oid| repo.find_commit(oid).map(|c| c.tree_id()))
+        .transpose()?;
     let odb = repo.odb()?;
-    let tree_id = match trees.apply(&odb, &Sink::Write(&odb), base, changes)? {
+    let sink = Sink::Pack(pack);
+    let tree_id = match trees.apply(&odb, &sink, base, changes)? {
         Some(id) => id,
-        None => repo.treebuilder(None)?.write()?,
+        None => pack.put(git2::ObjectType::Tree, &[], None),
     };
     if base == Some(tree_id) {
         return Ok(None);
     }
-    let tree = repo.find_tree(tree_id)?;
     let sig = Signature::now(&author.name, &author.email)?;
-    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-    Ok(Some(
-        repo.commit(None, &sig, &sig, message, &tree, &parents)?,
-    ))
+    let body = commit_object(tree_id, parent, &sig, message);
+    Ok(Some(pack.put(git2::ObjectType::Commit, &body, None)))
+}
+
+/// A commit object's bytes, exactly as `git commit-tree` (and libgit2) would write them.
+fn commit_object(tree: Oid, parent: Option<Oid>, sig: &Signature<'_>, message: &str) -> Vec<u8> {
+    let when = sig.when();
+    let minutes = when.offset_minutes();
+    let person = format!(
+        "{} <{}> {} {}{:02}{:02}",
+        String::from_utf8_lossy(sig.name_bytes()),
+        String::from_utf8_lossy(sig.email_bytes()),
+        when.seconds(),
+        if minutes < 0 { '-' } else { '+' },
+        minutes.abs() / 60,
+        minutes.abs() % 60
+    );
+    let mut body = format!("tree {tree}\n");
+    if let Some(parent) = parent {
+        body.push_str(&format!("parent {parent}\n"));
+    }
+    body.push_str(&format!("author {person}\ncommitter {person}\n\n{message}"));
+    body.into_bytes()
 }
 
 /// Builds a commit message with the trailers later tools parse (`Tenant-Id:`, `Change-Id:`).
@@ -274,6 +282,16 @@ mod tests {
             .sum()
     }
 
+    /// Pack files (by name) under `objects/pack`.
+    pub fn packs(objects: &std::path::Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+        std::fs::read_dir(objects.join("pack"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+            .collect()
+    }
+
     pub fn author() -> Author {
         Author {
             name: "billing".into(),
@@ -284,10 +302,11 @@ mod tests {
     #[test]
     fn large_change_sets_are_written_as_one_pack() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author()).unwrap();
+        let mut repo =
+            GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author()).unwrap();
         let first = repo.head().unwrap().unwrap();
         let objects = dir.path().join("r.git/objects");
-        let loose_before = count_loose(&objects);
+        assert_eq!(count_loose(&objects), 0, "even the first commit is a pack");
         let mut bulk = Changes::new();
         for i in 0..40 {
             let files = (0..10)
@@ -296,13 +315,16 @@ mod tests {
             bulk.insert(format!("tenants/b{i}"), Entry::Dir(files));
         }
         assert!(tree::file_count(&bulk) >= BULK_FILES);
+        let before = packs(&objects);
         let packed = repo.commit(&bulk, "bulk").unwrap().expect("bulk commit");
-        assert!(loose_before > 0);
+        let after = packs(&objects);
+        assert_eq!(count_loose(&objects), 0);
         assert_eq!(
-            count_loose(&objects),
-            0,
-            "bulk objects went to a pack, and the loose ones before them too"
+            after.difference(&before).count(),
+            2,
+            "what came before was consolidated into one pack, the bulk change is another"
         );
+        assert_eq!(repo.unpacked_commits(), 0, "a bulk pack needs no repack");
         assert_eq!(repo.head().unwrap(), Some(packed));
         assert_eq!(
             repo.read("tenants/b39/f9.yaml").unwrap().as_deref(),
@@ -315,17 +337,8 @@ mod tests {
             "same content, no commit"
         );
         // A second bulk change packs only what is new, not every tenant again.
-        let pack_bytes = |dir: &std::path::Path| -> Vec<u64> {
-            let mut sizes: Vec<u64> = std::fs::read_dir(dir.join("pack"))
-                .unwrap()
-                .flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
-                .map(|e| e.metadata().unwrap().len())
-                .collect();
-            sizes.sort();
-            sizes
-        };
-        let first_pack = pack_bytes(&objects)[0];
+        let size = |p: &std::path::PathBuf| std::fs::metadata(p).unwrap().len();
+        let first_pack = after.iter().map(size).max().unwrap();
         let mut small = Changes::new();
         for i in 0..26 {
             let mut files: std::collections::BTreeMap<String, Vec<u8>> = (0..10)
@@ -336,11 +349,13 @@ mod tests {
         }
         assert!(tree::file_count(&small) >= BULK_FILES);
         repo.commit(&small, "small bulk").unwrap().expect("changed");
-        let sizes = pack_bytes(&objects);
-        assert_eq!(sizes.len(), 2);
+        let last = packs(&objects);
+        let new: Vec<_> = last.difference(&after).collect();
+        assert_eq!(new.len(), 1);
         assert!(
-            sizes[0] * 2 < first_pack.max(sizes[1]),
-            "second pack {sizes:?} vs first {first_pack}"
+            size(new[0]) * 2 < first_pack,
+            "second pack {} vs first {first_pack}",
+            size(new[0])
         );
 
         // A fresh handle (another process) sees the packed objects too.
@@ -351,7 +366,8 @@ mod tests {
     #[test]
     fn init_commits_layout_and_unchanged_content_makes_no_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author()).unwrap();
+        let mut repo =
+            GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author()).unwrap();
         let first = repo.head().unwrap().expect("layout commit");
         assert!(repo.read("README.md").unwrap().is_some());
 

@@ -1,7 +1,8 @@
-//! Keeping the repository packed. Small commits write loose objects (one file each, and at
-//! 10,000 tenants two ~1 MB listings per commit); [`GitOpsRepo::repack`] moves everything
-//! written since the last repack into one delta-compressed pack and deletes the loose copies,
-//! the way `git gc` would, without a work tree or the git CLI.
+//! Keeping the repository packed. Each small commit writes a small pack of its own (at 10,000
+//! tenants with the two ~0.4 MB listings stored whole), and re-applied commits write loose
+//! objects; [`GitOpsRepo::repack`] moves everything written since the last repack into one
+//! delta-compressed pack and deletes the small packs and loose copies it supersedes, the way
+//! `git gc` would, without a work tree or the git CLI.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -19,6 +20,7 @@ const PACKED_REF: &str = "refs/billing/packed";
 pub struct Repacked {
     pub objects: usize,
     pub loose_removed: usize,
+    pub packs_removed: usize,
 }
 
 impl GitOpsRepo {
@@ -28,18 +30,29 @@ impl GitOpsRepo {
         self.unpacked.get()
     }
 
-    /// Writes every object new since the last repack into one pack and removes their loose
-    /// copies. Cheap when there is nothing to do.
-    pub fn repack(&self) -> Result<Repacked> {
+    /// Writes every object new since the last repack into one pack and removes the small packs
+    /// and loose copies it supersedes. Cheap when there is nothing to do.
+    pub fn repack(&mut self) -> Result<Repacked> {
         let Some(head) = self.head()? else {
             return Ok(Repacked::default());
         };
         let mut tips = vec![head];
         tips.extend(self.repo.refname_to_id(&self.remote_tracking_ref()).ok());
         let done = write_new_objects(&self.repo, &self.path, &tips)?;
+        if done.packs_removed > 0 {
+            // libgit2 keeps every pack it has seen open, deleted or not; a fresh handle lets go
+            // of the removed ones.
+            self.repo = Repository::open_bare(&self.path)?;
+        }
         self.unpacked.set(0);
         Ok(done)
     }
+}
+
+/// Records that everything reachable from `commit` is in consolidated packs.
+pub(super) fn mark_packed(repo: &Repository, commit: Oid) -> Result<()> {
+    repo.reference(PACKED_REF, commit, true, "billing: packed")?;
+    Ok(())
 }
 
 /// Packs the objects reachable from `tips` but not from the last pack mark, deletes their
@@ -58,6 +71,7 @@ pub(super) fn write_new_objects(repo: &Repository, path: &Path, tips: &[Oid]) ->
     builder.insert_walk(&mut walk)?;
     let objects = builder.object_count();
     let mut loose_removed = 0;
+    let mut packs_removed = 0;
     if objects > 0 {
         let mut pack = git2::Buf::new();
         builder.write_buf(&mut pack)?;
@@ -67,18 +81,54 @@ pub(super) fn write_new_objects(repo: &Repository, path: &Path, tips: &[Oid]) ->
         writer.commit()?;
         // The indexer names the pack after its trailing checksum.
         let checksum = Oid::from_bytes(&pack[pack.len() - 20..])?;
-        let idx = path.join(format!("objects/pack/pack-{checksum}.idx"));
+        let name = format!("pack-{checksum}");
+        let idx = path.join(format!("objects/pack/{name}.idx"));
         let in_pack = pack_index_ids(&std::fs::read(idx)?)?;
         loose_removed = remove_loose(&path.join("objects"), &in_pack)?;
+        packs_removed = remove_superseded_packs(&path.join("objects/pack"), &name, &in_pack)?;
         odb.refresh()?;
     }
     if let Some(first) = tips.first() {
-        repo.reference(PACKED_REF, *first, true, "billing: packed")?;
+        mark_packed(repo, *first)?;
     }
     Ok(Repacked {
         objects,
         loose_removed,
+        packs_removed,
     })
+}
+
+/// Deletes every pack other than `kept` whose objects all are in `packed` (the small packs of
+/// single commits); returns how many. Packs with objects found nowhere else stay.
+fn remove_superseded_packs(dir: &Path, kept: &str, packed: &HashSet<Oid>) -> Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_none_or(|e| e != "idx")
+            || stem == kept
+            || dir.join(format!("{stem}.keep")).exists()
+        {
+            continue;
+        }
+        let Ok(ids) = std::fs::read(&path)
+            .map_err(Into::into)
+            .and_then(|b| pack_index_ids(&b))
+        else {
+            continue;
+        };
+        if ids.iter().all(|id| packed.contains(id)) {
+            // The index first: without it the pack is invisible, so no reader is left half-way.
+            std::fs::remove_file(&path)?;
+            for ext in ["pack", "rev"] {
+                let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
+            }
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// How many commits are reachable from the branch but not from the last repack, counted
@@ -140,7 +190,7 @@ fn remove_loose(objects: &Path, packed: &HashSet<Oid>) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{author, count_loose};
+    use super::super::tests::{author, count_loose, packs};
     use super::super::{Changes, Entry};
     use super::*;
 
@@ -148,7 +198,7 @@ mod tests {
     fn repack_packs_small_commits_and_keeps_history_readable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.git");
-        let repo = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
+        let mut repo = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
         let objects = path.join("objects");
         let mut commits = Vec::new();
         for i in 0..12 {
@@ -164,12 +214,13 @@ mod tests {
             13,
             "the layout commit and twelve more"
         );
-        assert!(count_loose(&objects) > 12 * 3);
+        assert_eq!(count_loose(&objects), 0, "each commit wrote a pack");
+        assert_eq!(packs(&objects).len(), 13);
 
         let first = repo.repack().unwrap();
-        assert_eq!(count_loose(&objects), 0, "every loose object was packed");
+        assert_eq!(packs(&objects).len(), 1, "one pack replaced them all");
         assert!(
-            first.objects >= 12 * 4 && first.loose_removed >= 12 * 4,
+            first.objects >= 12 * 4 && first.packs_removed == 13,
             "{first:?}"
         );
         assert_eq!(repo.unpacked_commits(), 0);
@@ -188,7 +239,7 @@ mod tests {
         let last = repo.commit(&c, "c12").unwrap().unwrap();
         let second = repo.repack().unwrap();
         assert!(second.objects <= 6, "{second:?}");
-        assert_eq!(count_loose(&objects), 0);
+        assert_eq!(packs(&objects).len(), 2, "the first repack's pack stays");
 
         // Another process sees the whole history, and Git itself finds nothing missing.
         let other = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();

@@ -346,7 +346,8 @@ mod tests {
             auth: PushAuth::default(),
         };
 
-        let a = GitOpsRepo::open_or_init(&dir.path().join("a.git"), "main", author("a")).unwrap();
+        let mut a =
+            GitOpsRepo::open_or_init(&dir.path().join("a.git"), "main", author("a")).unwrap();
         a.sync_from(&remote).unwrap();
         a.commit(
             &tenant("t1", "one"),
@@ -358,7 +359,8 @@ mod tests {
             PushOutcome::Pushed(_)
         ));
 
-        let b = GitOpsRepo::open_or_init(&dir.path().join("b.git"), "main", author("b")).unwrap();
+        let mut b =
+            GitOpsRepo::open_or_init(&dir.path().join("b.git"), "main", author("b")).unwrap();
         b.sync_from(&remote).unwrap();
         assert_eq!(
             b.head().unwrap(),
@@ -429,7 +431,8 @@ mod tests {
             url: dir.path().join("missing.git").display().to_string(),
             auth: PushAuth::default(),
         };
-        let a = GitOpsRepo::open_or_init(&dir.path().join("a.git"), "main", author("a")).unwrap();
+        let mut a =
+            GitOpsRepo::open_or_init(&dir.path().join("a.git"), "main", author("a")).unwrap();
         let c = a
             .commit(&tenant("t1", "one"), "tenant t1: create")
             .unwrap()

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use git2::{ObjectType, Odb, Oid};
 
+use super::packfile::{object_id, NewPack};
+
 /// The new content at one path: a file, a whole directory (replacing what was there), or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -132,20 +134,28 @@ fn check_name(name: &str) -> Result<(), git2::Error> {
     Ok(())
 }
 
-/// Where new objects go: written to a repository's object store, or only hashed.
+/// Where new objects go: a repository's object store (loose), a new pack, or nowhere (only
+/// hashed).
 pub enum Sink<'a> {
     Write(&'a Odb<'a>),
+    Pack(&'a NewPack<'a>),
     HashOnly,
 }
 
 impl Sink<'_> {
-    fn put(&self, kind: ObjectType, bytes: &[u8]) -> Result<Oid, git2::Error> {
+    /// Stores an object; `name` is its file name, a hint for delta compression.
+    fn put(&self, kind: ObjectType, bytes: &[u8], name: Option<&str>) -> Result<Oid, git2::Error> {
         match self {
             // `Odb::write` hashes first and skips objects already stored; `Repository::blob`
             // streams through a temporary file even when the blob exists.
             Sink::Write(odb) => odb.write(kind, bytes),
-            Sink::HashOnly => Oid::hash_object(kind, bytes),
+            Sink::Pack(pack) => Ok(pack.put(kind, bytes, name)),
+            Sink::HashOnly => Ok(object_id(kind, bytes)),
         }
+    }
+
+    fn writes(&self) -> bool {
+        !matches!(self, Sink::HashOnly)
     }
 }
 
@@ -191,7 +201,10 @@ impl Trees {
         let mut leaves: Vec<(Vec<&str>, Leaf)> = Vec::with_capacity(changes.len());
         for (path, entry) in changes {
             let leaf = match entry {
-                Entry::File(bytes) => Some((sink.put(ObjectType::Blob, bytes)?, BLOB_MODE)),
+                Entry::File(bytes) => {
+                    let name = path.rsplit('/').next();
+                    Some((sink.put(ObjectType::Blob, bytes, name)?, BLOB_MODE))
+                }
                 Entry::Dir(files) => self.dir(sink, files)?.map(|id| (id, TREE_MODE)),
                 Entry::Removed => None,
             };
@@ -208,7 +221,7 @@ impl Trees {
     ) -> Result<Option<Oid>, git2::Error> {
         let mut leaves: Vec<(Vec<&str>, Leaf)> = Vec::with_capacity(files.len());
         for (path, bytes) in files {
-            let blob = sink.put(ObjectType::Blob, bytes)?;
+            let blob = sink.put(ObjectType::Blob, bytes, Some(path))?;
             leaves.push((split(path), Some((blob, BLOB_MODE))));
         }
         // A new directory has no base, so no object store is read.
@@ -288,8 +301,8 @@ impl Trees {
             return Ok(None);
         }
         let raw: Arc<[u8]> = serialize(&merged).into();
-        let id = sink.put(ObjectType::Tree, &raw)?;
-        if matches!(sink, Sink::Write(_)) {
+        let id = sink.put(ObjectType::Tree, &raw, None)?;
+        if sink.writes() {
             self.remember(id, &raw);
         }
         Ok(Some(id))
@@ -356,7 +369,7 @@ impl Trees {
     /// The id an [`Entry`] would have once written (None for a removal or an empty directory).
     pub fn entry_id_of(&self, entry: &Entry) -> Result<Option<Oid>, git2::Error> {
         match entry {
-            Entry::File(bytes) => Oid::hash_object(ObjectType::Blob, bytes).map(Some),
+            Entry::File(bytes) => Ok(Some(object_id(ObjectType::Blob, bytes))),
             Entry::Dir(files) => self.dir(&Sink::HashOnly, files),
             Entry::Removed => Ok(None),
         }

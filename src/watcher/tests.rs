@@ -187,9 +187,9 @@ fn git_facts_follow_ancestry_in_the_repository() {
         name: "t".into(),
         email: "t@localhost".into(),
     };
-    let repo = GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author).unwrap();
+    let mut repo = GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author).unwrap();
     let layout = repo.head().unwrap().unwrap().to_string();
-    let commit = |n: u8| {
+    let mut commit = |n: u8| {
         let mut c = Changes::new();
         c.insert(
             format!("tenants/t{n}"),
