@@ -20,8 +20,8 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 use git2::{ObjectType, Odb, OdbLookupFlags, Oid};
 use sha1::{Digest, Sha1};
 
-/// Objects at least this large are stored, not deflated, in a commit's pack: at 10,000 tenants
-/// the two listings are ~0.4 MB each and rewritten by every commit, and deflating them costs
+/// Blobs at least this large are stored, not deflated (trees always are): at 10,000 tenants the
+/// two listings are ~0.4 MB each and rewritten by every commit, and deflating them would cost
 /// more than the rest of the commit. The periodic repack (`pack.rs`) re-packs them as deltas.
 const STORE_WHOLE_BYTES: usize = 64 * 1024;
 
@@ -56,8 +56,7 @@ struct State {
     index: Vec<IndexEntry>,
     ids: HashSet<Oid>,
     bases: HashMap<String, Base>,
-    fast: Compress,
-    stored: Compress,
+    compress: Compress,
 }
 
 struct IndexEntry {
@@ -71,7 +70,7 @@ struct Base {
     offset: u64,
     data: Vec<u8>,
     /// First offset of each line of `data`.
-    lines: HashMap<Vec<u8>, usize>,
+    lines: HashMap<Vec<u8>, usize, foldhash::fast::RandomState>,
 }
 
 const PACK_HEADER: usize = 12;
@@ -96,8 +95,7 @@ impl<'a> NewPack<'a> {
                 index: Vec::new(),
                 ids: HashSet::new(),
                 bases: HashMap::new(),
-                fast: Compress::new(Compression::fast(), true),
-                stored: Compress::new(Compression::none(), true),
+                compress: Compress::new(Compression::fast(), true),
             }),
         }
     }
@@ -182,12 +180,12 @@ impl State {
         if let Some(distance) = base_distance {
             self.body.extend_from_slice(&ofs_distance(distance));
         }
-        let compress = if data.len() >= STORE_WHOLE_BYTES {
-            &mut self.stored
+        // Only blobs stored whole are worth deflating: deltas are short, trees mostly hashes.
+        if code == type_code(ObjectType::Blob) && data.len() < STORE_WHOLE_BYTES {
+            deflate(&mut self.compress, data, &mut self.body);
         } else {
-            &mut self.fast
-        };
-        deflate(compress, data, &mut self.body);
+            store(data, &mut self.body);
+        }
         crc32fast::hash(&self.body[start..])
     }
 }
@@ -205,24 +203,68 @@ fn ofs_distance(mut distance: u64) -> Vec<u8> {
     bytes
 }
 
+/// Appends `data` to `out` as a zlib stream of stored (uncompressed) blocks. Written by hand:
+/// zlib implementations clear their match tables (64 KiB and more) on every reset, which costs
+/// more than storing a small delta or tree.
+fn store(data: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut blocks = data.chunks(0xffff).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        let len = block.len() as u16;
+        out.push(u8::from(blocks.peek().is_none()));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&adler32(data).to_be_bytes());
+}
+
+fn adler32(data: &[u8]) -> u32 {
+    const MOD: u32 = 65521;
+    // 5552 bytes is the most that cannot overflow `b` before the modulo (zlib's NMAX).
+    let (mut a, mut b) = (1u32, 0u32);
+    for chunk in data.chunks(5552) {
+        for byte in chunk {
+            a += u32::from(*byte);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
+}
+
+/// Appends the zlib stream of `data` to `out`. Deflates into the bytes just past the end: flate2's
+/// `compress_vec` would zero-fill the whole spare capacity of the growing body on every call.
 fn deflate(compress: &mut Compress, data: &[u8], out: &mut Vec<u8>) {
     compress.reset();
-    out.reserve(data.len() / 2 + 64);
+    let start = out.len();
+    let mut room = data.len() + data.len() / 8 + 64;
     loop {
+        let written = compress.total_out() as usize;
         let consumed = compress.total_in() as usize;
+        out.resize(start + room, 0);
         let status = compress
-            .compress_vec(&data[consumed..], out, FlushCompress::Finish)
+            .compress(
+                &data[consumed..],
+                &mut out[start + written..],
+                FlushCompress::Finish,
+            )
             .expect("deflate into memory cannot fail");
         if status == Status::StreamEnd {
+            out.truncate(start + compress.total_out() as usize);
             return;
         }
-        out.reserve(out.capacity().max(4096));
+        room *= 2;
     }
 }
 
 impl Base {
     fn new(offset: u64, data: &[u8]) -> Self {
-        let mut lines = HashMap::new();
+        let mut lines = HashMap::default();
         let mut at = 0;
         for line in data.split_inclusive(|b| *b == b'\n') {
             lines.entry(line.to_vec()).or_insert(at);
@@ -236,50 +278,107 @@ impl Base {
     }
 }
 
-/// A Git delta rebuilding `target` from `base`, line by line: runs of lines found in the base
-/// become copies, the rest literal inserts.
+/// A Git delta rebuilding `target` from `base`, line by line. A line found in the base becomes a
+/// copy (runs of them one copy); a line that differs from the base line at the same place in
+/// the sequence (a tenant id in a name, say) copies their common prefix and suffix and inserts
+/// only the middle; anything else is inserted.
 fn encode_delta(base: &Base, target: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(target.len() / 4 + 16);
-    varint(&mut out, base.data.len());
-    varint(&mut out, target.len());
-    let mut copy: Option<(usize, usize)> = None;
-    let mut literal_from: Option<usize> = None;
-    let mut pos = 0;
+    let mut ops = DeltaOps::default();
+    varint(&mut ops.out, base.data.len());
+    varint(&mut ops.out, target.len());
+    // Where the base line aligned with the next target line starts.
+    let mut aligned = 0;
     for line in target.split_inclusive(|b| *b == b'\n') {
-        // Continuing the current copy is best; otherwise any occurrence in the base will do.
-        let continued = copy.filter(|(at, len)| base.data[at + len..].starts_with(line));
-        let found = match continued {
-            None if line.len() >= MIN_COPY_LINE => base.lines.get(line).copied(),
-            _ => None,
-        };
-        if let Some((at, len)) = continued {
-            if let Some(from) = literal_from.take() {
-                insert_op(&mut out, &target[from..pos]);
-            }
-            copy = Some((at, len + line.len()));
-        } else if let Some(at) = found {
-            if let Some(from) = literal_from.take() {
-                insert_op(&mut out, &target[from..pos]);
-            }
-            if let Some((at, len)) = copy {
-                copy_op(&mut out, at, len);
-            }
-            copy = Some((at, line.len()));
-        } else {
-            if let Some((at, len)) = copy.take() {
-                copy_op(&mut out, at, len);
-            }
-            literal_from.get_or_insert(pos);
+        let continued = ops
+            .copy
+            .map(|(at, len)| at + len)
+            .filter(|end| base.data[*end..].starts_with(line));
+        let exact = continued.or_else(|| match line.len() >= MIN_COPY_LINE {
+            true => base.lines.get(line).copied(),
+            false => None,
+        });
+        if let Some(at) = exact {
+            ops.copy(at, line.len());
+            aligned = at + line.len();
+            continue;
         }
-        pos += line.len();
+        let base_line = base.data[aligned.min(base.data.len())..]
+            .split_inclusive(|b| *b == b'\n')
+            .next()
+            .unwrap_or_default();
+        let prefix = common_prefix(line, base_line);
+        let suffix = common_prefix_rev(&line[prefix..], &base_line[prefix..]);
+        if prefix + suffix >= MIN_COPY_LINE {
+            ops.copy(aligned, prefix);
+            ops.insert(&line[prefix..line.len() - suffix]);
+            ops.copy(aligned + base_line.len() - suffix, suffix);
+            aligned += base_line.len();
+        } else {
+            ops.insert(line);
+        }
     }
-    if let Some((at, len)) = copy {
-        copy_op(&mut out, at, len);
+    ops.finish()
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn common_prefix_rev(a: &[u8], b: &[u8]) -> usize {
+    a.iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// Delta instructions with adjacent copies merged and inserts buffered.
+#[derive(Default)]
+struct DeltaOps {
+    out: Vec<u8>,
+    copy: Option<(usize, usize)>,
+    literal: Vec<u8>,
+}
+
+impl DeltaOps {
+    fn copy(&mut self, at: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        self.flush_literal();
+        match &mut self.copy {
+            Some((start, run)) if *start + *run == at => *run += len,
+            _ => {
+                self.flush_copy();
+                self.copy = Some((at, len));
+            }
+        }
     }
-    if let Some(from) = literal_from {
-        insert_op(&mut out, &target[from..]);
+
+    fn insert(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.flush_copy();
+        self.literal.extend_from_slice(bytes);
     }
-    out
+
+    fn flush_copy(&mut self) {
+        if let Some((at, len)) = self.copy.take() {
+            copy_op(&mut self.out, at, len);
+        }
+    }
+
+    fn flush_literal(&mut self) {
+        insert_op(&mut self.out, &self.literal);
+        self.literal.clear();
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.flush_copy();
+        self.flush_literal();
+        self.out
+    }
 }
 
 fn varint(out: &mut Vec<u8>, mut n: usize) {
