@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use billing::deploy::tenant_changes;
 use billing::gitops::{Author, Changes, GitOpsRepo};
 use billing::plans::Catalogue;
-use billing::render::{demo_sealed_values, RenderSettings, Renderer, TenantSpec};
+use billing::render::{
+    demo_sealed_values, render_lock_path, RenderLock, RenderSettings, Renderer, TenantSpec,
+};
 
 fn spec(i: usize, company: &str) -> TenantSpec {
     TenantSpec {
@@ -32,17 +34,23 @@ struct Ctx {
 
 impl Ctx {
     fn changes(&self, i: usize, company: &str) -> Changes {
+        self.changes_since(i, company, None)
+    }
+
+    /// Renders what changed since the tenant's render lock `previous`, as the worker does.
+    fn changes_since(&self, i: usize, company: &str, previous: Option<&RenderLock>) -> Changes {
         let spec = spec(i, company);
         let plan = self.plans.get(&spec.plan).unwrap();
         let rendered = self
             .renderer
-            .render(&spec, plan, &self.settings, &demo_sealed_values())
+            .render_update(&spec, plan, &self.settings, &demo_sealed_values(), previous)
             .unwrap();
-        tenant_changes(&spec.id, rendered.files)
+        tenant_changes(&spec.id, rendered)
     }
 
-    /// Renders tenants 0..n on every core, as the worker's compute pool does.
-    fn all_changes(&self, n: usize, company: &str) -> Changes {
+    /// Renders tenants 0..n on every core, as the worker's compute pool does, each from its
+    /// lock in `locks` when given.
+    fn all_changes(&self, n: usize, company: &str, locks: &[Option<RenderLock>]) -> Changes {
         let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
         let chunk = n.div_ceil(cores).max(1);
         std::thread::scope(|scope| {
@@ -52,7 +60,8 @@ impl Ctx {
                     scope.spawn(move || {
                         let mut part = Changes::new();
                         for i in start..(start + chunk).min(n) {
-                            part.extend(self.changes(i, company));
+                            let lock = locks.get(i).and_then(Option::as_ref);
+                            part.extend(self.changes_since(i, company, lock));
                         }
                         part
                     })
@@ -124,7 +133,7 @@ fn repo_with(ctx: &Ctx, dir: &Path, n: usize) -> (GitOpsRepo, Duration) {
     let mut repo =
         GitOpsRepo::open_or_init(&dir.join(format!("r{n}.git")), "main", author()).unwrap();
     let started = Instant::now();
-    let all = ctx.all_changes(n, "Bench Co");
+    let all = ctx.all_changes(n, "Bench Co", &[]);
     repo.commit(&all, &format!("tenants: create {n}")).unwrap();
     (repo, started.elapsed())
 }
@@ -270,7 +279,18 @@ fn main() {
     for run in 0..RUNS {
         let changed = with_changed_namespace_template(&ctx, root, scratch.path(), run);
         let started = Instant::now();
-        let all = changed.all_changes(big, "Bench Co");
+        // As the worker does: read each tenant's render lock, re-render what changed.
+        let paths: Vec<String> = (0..big)
+            .map(|i| render_lock_path(&spec(i, "").id))
+            .collect();
+        let locks: Vec<Option<RenderLock>> = large
+            .read_many(&paths)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.and_then(|b| RenderLock::from_bytes(&b)))
+            .collect();
+        assert!(locks.iter().all(Option::is_some), "every tenant has a lock");
+        let all = changed.all_changes(big, "Bench Co", &locks);
         large
             .commit(&all, "templates: namespace annotation")
             .unwrap()

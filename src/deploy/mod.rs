@@ -17,7 +17,9 @@ use crate::app::App;
 use crate::db::{self, accounts, deployments};
 use crate::gitops::{self, Changes, Entry, GitOpsRepo, Remote};
 use crate::outbox::{self, Action, Job};
-use crate::render::{RenderSettings, Renderer, SealedValues, TenantSpec, SECRET_NAME};
+use crate::render::{
+    RenderLock, RenderSettings, RenderedTenant, Renderer, SealedValues, TenantSpec, SECRET_NAME,
+};
 use crate::seal::SealingKey;
 use crate::status::Event;
 
@@ -57,11 +59,24 @@ impl Gitops {
     }
 }
 
-/// The repository changes of one tenant's rendered files: its directory replaced whole, and
-/// its files elsewhere (the Flux Kustomization) written.
-pub fn tenant_changes(customer_id: &str, files: BTreeMap<String, Vec<u8>>) -> Changes {
+/// The repository changes of one tenant's render, with its lock: after a complete render its
+/// directory replaced whole and its files elsewhere (the Flux Kustomization) written; after a
+/// partial one only the files rendered.
+pub fn tenant_changes(customer_id: &str, rendered: RenderedTenant) -> Changes {
     let dir = crate::render::tenant_dir(customer_id);
     let prefix = format!("{dir}/");
+    let mut files = rendered.files;
+    files.insert(
+        crate::render::render_lock_path(customer_id),
+        rendered.lock.to_bytes(),
+    );
+    if !rendered.complete {
+        // Only some templates were rendered: replace those files, keep the rest.
+        return files
+            .into_iter()
+            .map(|(path, bytes)| (path, Entry::File(bytes)))
+            .collect();
+    }
     let mut own = BTreeMap::new();
     let mut changes = Changes::new();
     for (path, bytes) in files {
@@ -136,34 +151,43 @@ pub async fn load_spec(app: &App, customer_id: &str) -> anyhow::Result<(TenantSp
     ))
 }
 
-/// Renders one tenant into repository changes.
+/// Renders one tenant into repository changes (in full).
 pub async fn render_tenant(app: &App, customer_id: &str) -> anyhow::Result<(Changes, String)> {
     let (spec, sealed) = load_spec(app, customer_id).await?;
-    render_loaded(app, &spec, &sealed)
+    render_loaded(app, &spec, &sealed, None)
 }
 
-/// Renders a tenant whose data is loaded: CPU work only, for the compute pool.
+/// Renders a tenant whose data is loaded, only what changed since `previous` (its lock in the
+/// repository): CPU work only, for the compute pool.
 fn render_loaded(
     app: &App,
     spec: &TenantSpec,
     sealed: &SealedValues,
+    previous: Option<&RenderLock>,
 ) -> anyhow::Result<(Changes, String)> {
     let plan = app
         .plans
         .get(&spec.plan)
         .with_context(|| format!("unknown plan {:?}", spec.plan))?;
-    let rendered = app
-        .gitops
-        .renderer
-        .render(spec, plan, &app.gitops.settings, sealed)?;
+    let rendered =
+        app.gitops
+            .renderer
+            .render_update(spec, plan, &app.gitops.settings, sealed, previous)?;
     let summary = format!("{}, {}", spec.plan, spec.subscription_status);
-    Ok((tenant_changes(&spec.id, rendered.files), summary))
+    Ok((tenant_changes(&spec.id, rendered), summary))
 }
 
-type Loaded = (
+/// A job with its tenant's data (None for a deletion).
+type LoadedSpec = (
     Job,
     Action,
     anyhow::Result<Option<(TenantSpec, SealedValues)>>,
+);
+/// A job with its tenant's data (None for a deletion) and the tenant's render lock in Git.
+type Loaded = (
+    Job,
+    Action,
+    anyhow::Result<Option<(TenantSpec, SealedValues, Option<RenderLock>)>>,
 );
 type Rendered = (Job, Action, anyhow::Result<(Changes, String)>);
 
@@ -186,7 +210,9 @@ async fn render_all(app: &Arc<App>, loaded: Vec<Loaded>) -> anyhow::Result<Vec<R
                 .map(|(job, action, data)| {
                     let result = data.and_then(|data| match data {
                         None => Ok((removal_changes(&job.customer_id), String::new())),
-                        Some((spec, sealed)) => render_loaded(&app, &spec, &sealed),
+                        Some((spec, sealed, lock)) => {
+                            render_loaded(&app, &spec, &sealed, lock.as_ref())
+                        }
                     });
                     (job, action, result)
                 })
@@ -198,6 +224,40 @@ async fn render_all(app: &Arc<App>, loaded: Vec<Loaded>) -> anyhow::Result<Vec<R
         rendered.extend(handle.await.context("render task")??);
     }
     Ok(rendered)
+}
+
+/// The render lock in Git of each job's tenant, in job order (None where there is none, or for
+/// a deletion or a job that could not be loaded).
+async fn render_locks(
+    app: &Arc<App>,
+    specs: &[LoadedSpec],
+) -> anyhow::Result<Vec<Option<RenderLock>>> {
+    let paths: Vec<String> = specs
+        .iter()
+        .map(|(job, ..)| crate::render::render_lock_path(&job.customer_id))
+        .collect();
+    let app = app.clone();
+    let bytes = crate::pool::GIT
+        .run(move || {
+            let repo = app
+                .gitops
+                .repo
+                .lock()
+                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+            anyhow::Ok(repo.read_many(&paths)?)
+        })
+        .await
+        .context("git task panicked")??;
+    Ok(specs
+        .iter()
+        .zip(bytes)
+        .map(|((_, _, data), bytes)| {
+            let wanted = matches!(data, Ok(Some(_)));
+            bytes
+                .filter(|_| wanted)
+                .and_then(|b| RenderLock::from_bytes(&b))
+        })
+        .collect())
 }
 
 /// One job's part of a commit.
@@ -274,15 +334,24 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     }
     let claimed = jobs.len();
 
-    let mut loaded: Vec<Loaded> = Vec::with_capacity(jobs.len());
+    let mut specs = Vec::with_capacity(jobs.len());
     for job in jobs {
         let action = Action::parse(&job.action).unwrap_or(Action::Update);
         let data = match action {
             Action::Delete => Ok(None),
             _ => load_spec(app, &job.customer_id).await.map(Some),
         };
-        loaded.push((job, action, data));
+        specs.push((job, action, data));
     }
+    let mut locks = render_locks(app, &specs).await?.into_iter();
+    let loaded: Vec<Loaded> = specs
+        .into_iter()
+        .map(|(job, action, data)| {
+            let lock = locks.next().flatten();
+            let data = data.map(|d| d.map(|(spec, sealed)| (spec, sealed, lock)));
+            (job, action, data)
+        })
+        .collect();
     let mut prepared: Vec<Prepared> = Vec::with_capacity(loaded.len());
     for (job, action, result) in render_all(app, loaded).await? {
         match result {
@@ -411,6 +480,11 @@ fn commit_and_push(app: &App, prepared: &[Prepared]) -> Result<String, String> {
         // Later jobs of the same tenant win: changes are applied in job order.
         let mut changes = Changes::new();
         for p in &effective {
+            // A later job of a tenant replaces everything an earlier one wrote for it (one may
+            // be a whole directory, the other single files in it).
+            let dir = crate::render::tenant_dir(&p.job.customer_id);
+            let under = format!("{dir}/");
+            changes.retain(|path, _| *path != dir && !path.starts_with(&under));
             changes.extend(p.changes.clone());
         }
         repo.commit(&changes, &commit_message(&effective))

@@ -180,6 +180,22 @@ impl GitOpsRepo {
         }
     }
 
+    /// The bytes of each file in `paths` at the branch tip (None where there is no file).
+    pub fn read_many(&self, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        let Some(root) = self.head_tree()? else {
+            return Ok(vec![None; paths.len()]);
+        };
+        let odb = self.repo.odb()?;
+        self.trees
+            .entries(&odb, root, paths)?
+            .into_iter()
+            .map(|entry| match entry {
+                Some((id, false)) => Ok(Some(odb.read(id)?.data().to_vec())),
+                _ => Ok(None),
+            })
+            .collect()
+    }
+
     fn head_tree(&self) -> Result<Option<Oid>> {
         let Some(head) = self.head()? else {
             return Ok(None);

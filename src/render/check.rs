@@ -2,14 +2,14 @@
 //! objects, each well-formed and in its namespace. A template bug or an escaping hole fails the
 //! render instead of reaching the GitOps repository.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_norway::Value;
 
 use super::{
     flux_kustomization_path, namespace_of, tenant_dir, validate, RenderError, RenderSettings,
-    RenderedTenant, TenantSpec, SECRET_NAME, TENANT_MANIFESTS,
+    TenantSpec, SECRET_NAME, TENANT_MANIFESTS,
 };
 
 const FLUX_KUSTOMIZATION_API: &str = "kustomize.toolkit.fluxcd.io/v1";
@@ -156,18 +156,25 @@ impl Manifest {
     }
 }
 
+/// (kind, name) of the objects in each file.
+pub(super) type ObjectsByFile = BTreeMap<String, Vec<(String, String)>>;
+
+/// Checks rendered `files`; `kept` are the objects of the tenant's files not rendered this time
+/// (checked when they were). Together they must be exactly the expected objects.
 pub(super) fn rendered(
-    out: &RenderedTenant,
+    files: &BTreeMap<String, Vec<u8>>,
     spec: &TenantSpec,
     settings: &RenderSettings,
-) -> Result<(), RenderError> {
+    kept: BTreeSet<(String, String)>,
+) -> Result<ObjectsByFile, RenderError> {
     let namespace = namespace_of(&spec.id);
     let dir = tenant_dir(&spec.id);
     let flux_path = flux_kustomization_path(&spec.id);
     let kustomization_path = format!("{dir}/kustomization.yaml");
-    let mut seen = BTreeSet::new();
+    let mut seen = kept;
+    let mut by_file = ObjectsByFile::new();
 
-    for (file, bytes) in &out.files {
+    for (file, bytes) in files {
         let fail = |doc: usize, reason: String| RenderError::Check {
             file: file.clone(),
             doc,
@@ -216,9 +223,11 @@ pub(super) fn rendered(
             {
                 return Err(fail(format!("{kind}/{name} uses unpinned image {image:?}")));
             }
-            if !seen.insert((kind.to_string(), name.to_string())) {
+            let object = (kind.to_string(), name.to_string());
+            if !seen.insert(object.clone()) {
                 return Err(fail(format!("{kind}/{name} is rendered twice")));
             }
+            by_file.entry(file.clone()).or_default().push(object);
         }
     }
 
@@ -232,7 +241,7 @@ pub(super) fn rendered(
             reason: format!("object set differs: missing {missing:?}, unexpected {unexpected:?}"),
         });
     }
-    Ok(())
+    Ok(by_file)
 }
 
 fn str_at<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a str> {

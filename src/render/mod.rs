@@ -21,7 +21,8 @@ use crate::plans::{Plan, Resources};
 pub use check::parse_documents;
 pub use spec::{
     demo_sealed_values, demo_spec, flux_kustomization_path, namespace_of, tenant_dir, Images,
-    RenderError, RenderSettings, RenderedTenant, SealedValues, TenantSpec,
+    LockedTemplate, RenderError, RenderLock, RenderSettings, RenderedTenant, SealedValues,
+    TenantSpec,
 };
 pub use validate::untransportable;
 
@@ -55,10 +56,45 @@ pub const TENANT_MANIFESTS: [&str; 12] = [
 ];
 const KUSTOMIZATION_TEMPLATE: &str = "kustomization.yaml";
 const FLUX_TEMPLATE: &str = "flux-kustomization.yaml";
+/// File of each tenant directory recording what rendered it (not a manifest: kustomize reads
+/// only what `kustomization.yaml` lists).
+pub const RENDER_LOCK: &str = "render.json";
+/// Part of every inputs digest: bump it when escaping or checks change, so every tenant is
+/// rendered in full again.
+const RENDER_FORMAT: &str = "billing-render/1";
 
 /// The loaded templates.
 pub struct Renderer {
     env: Environment<'static>,
+    /// Per output template: SHA-256 of its source and of every helper template (`_macros`).
+    digests: BTreeMap<String, String>,
+}
+
+/// Templates rendered into files, in kustomization order, then the Flux reconciler.
+fn output_templates() -> impl Iterator<Item = &'static str> {
+    TENANT_MANIFESTS
+        .iter()
+        .copied()
+        .chain([KUSTOMIZATION_TEMPLATE, FLUX_TEMPLATE])
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Where a tenant's render lock lives in the repository.
+pub fn render_lock_path(id: &str) -> String {
+    format!("{}/{RENDER_LOCK}", tenant_dir(id))
 }
 
 macro_rules! builtin_templates {
@@ -164,6 +200,21 @@ impl Renderer {
         // Every template here emits YAML, whatever its file name: JSON-escape all of them.
         env.set_auto_escape_callback(|_| AutoEscape::Json);
         env.set_formatter(escape::yaml_formatter);
+        let sources: BTreeMap<String, String> = sources.into_iter().collect();
+        let helpers: Vec<&[u8]> = sources
+            .iter()
+            .filter(|(name, _)| !output_templates().any(|o| o == name.as_str()))
+            .flat_map(|(name, text)| [name.as_bytes(), text.as_bytes()])
+            .collect();
+        let digests = sources
+            .iter()
+            .filter(|(name, _)| output_templates().any(|o| o == name.as_str()))
+            .map(|(name, text)| {
+                let mut parts = vec![name.as_bytes(), text.as_bytes()];
+                parts.extend(&helpers);
+                (name.clone(), sha256_hex(&parts))
+            })
+            .collect();
         for (name, text) in sources {
             env.add_template_owned(name.clone(), text)
                 .map_err(|source| RenderError::Template {
@@ -171,10 +222,7 @@ impl Renderer {
                     source,
                 })?;
         }
-        let required = TENANT_MANIFESTS
-            .iter()
-            .chain([&KUSTOMIZATION_TEMPLATE, &FLUX_TEMPLATE]);
-        for name in required {
+        for name in output_templates() {
             if let Err(source) = env.get_template(name) {
                 return Err(RenderError::Template {
                     template: name.to_string(),
@@ -182,16 +230,33 @@ impl Renderer {
                 });
             }
         }
-        Ok(Self { env })
+        Ok(Self { env, digests })
     }
 
-    /// Renders one tenant. PURE: same inputs, byte-identical output.
+    /// Renders one tenant in full. PURE: same inputs, byte-identical output.
     pub fn render(
         &self,
         spec: &TenantSpec,
         plan: &Plan,
         settings: &RenderSettings,
         sealed: &SealedValues,
+    ) -> Result<RenderedTenant, RenderError> {
+        self.render_update(spec, plan, settings, sealed, None)
+    }
+
+    /// Renders one tenant whose files were last rendered as `previous` records (its lock in the
+    /// repository). When the template inputs are the same, only templates whose source changed
+    /// are rendered and checked; the others' files are already in the repository, checked when
+    /// they were rendered. Otherwise, or without a lock, everything is. PURE like [`render`].
+    ///
+    /// [`render`]: Renderer::render
+    pub fn render_update(
+        &self,
+        spec: &TenantSpec,
+        plan: &Plan,
+        settings: &RenderSettings,
+        sealed: &SealedValues,
+        previous: Option<&RenderLock>,
     ) -> Result<RenderedTenant, RenderError> {
         validate::spec(spec)?;
         validate::settings(settings, &spec.id)?;
@@ -224,14 +289,30 @@ impl Renderer {
             monitoring_namespace: MONITORING_NAMESPACE,
             resource_files: &TENANT_MANIFESTS,
         };
+        // Everything the templates see, so any other change renders everything.
+        let context_json = serde_json::to_vec(&ctx).expect("the context serialises");
+        let inputs = sha256_hex(&[RENDER_FORMAT.as_bytes(), &context_json]);
+        let previous = previous.filter(|lock| lock.inputs == inputs);
 
         let mut files = BTreeMap::new();
-        let outputs = TENANT_MANIFESTS
-            .iter()
-            .chain([&KUSTOMIZATION_TEMPLATE])
-            .map(|name| (*name, format!("{dir}/{name}")))
-            .chain([(FLUX_TEMPLATE, flux_kustomization_path(&spec.id))]);
-        for (template, path) in outputs {
+        let mut lock = RenderLock {
+            inputs,
+            templates: BTreeMap::new(),
+        };
+        let mut rendered_from = BTreeMap::new();
+        for template in output_templates() {
+            let digest = &self.digests[template];
+            let unchanged = previous
+                .and_then(|p| p.templates.get(template))
+                .filter(|locked| locked.digest == *digest);
+            if let Some(locked) = unchanged {
+                lock.templates.insert(template.to_string(), locked.clone());
+                continue;
+            }
+            let path = match template {
+                FLUX_TEMPLATE => flux_kustomization_path(&spec.id),
+                _ => format!("{dir}/{template}"),
+            };
             let text = self
                 .env
                 .get_template(template)
@@ -240,11 +321,29 @@ impl Renderer {
                     template: template.to_string(),
                     source,
                 })?;
-            files.insert(path, text.into_bytes());
+            files.insert(path.clone(), text.into_bytes());
+            rendered_from.insert(path, template);
         }
-        let rendered = RenderedTenant { files };
-        check::rendered(&rendered, spec, settings)?;
-        Ok(rendered)
+        let kept = lock
+            .templates
+            .values()
+            .flat_map(|t| t.objects.iter().cloned())
+            .collect();
+        let mut objects = check::rendered(&files, spec, settings, kept)?;
+        for (path, template) in rendered_from {
+            lock.templates.insert(
+                template.to_string(),
+                LockedTemplate {
+                    digest: self.digests[template].clone(),
+                    objects: objects.remove(&path).unwrap_or_default(),
+                },
+            );
+        }
+        Ok(RenderedTenant {
+            files,
+            lock,
+            complete: previous.is_none(),
+        })
     }
 }
 

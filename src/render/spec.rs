@@ -83,10 +83,44 @@ pub struct SealedValues {
     pub encrypted: BTreeMap<String, String>,
 }
 
-/// Repo-relative path -> file bytes.
+/// A render: repo-relative path -> file bytes, and the record of what produced them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RenderedTenant {
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Saved next to the manifests (`tenants/<id>/render.json`), so the next render can skip
+    /// the templates that did not change.
+    pub lock: RenderLock,
+    /// False when only changed templates were rendered: `files` then holds just those, and
+    /// the tenant's other files in the repository stay as they are.
+    pub complete: bool,
+}
+
+/// What rendered a tenant's files: a digest of the template inputs, and per template the digest
+/// of its source and the objects (kind, name) its output holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RenderLock {
+    pub inputs: String,
+    pub templates: BTreeMap<String, LockedTemplate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LockedTemplate {
+    pub digest: String,
+    pub objects: Vec<(String, String)>,
+}
+
+impl RenderLock {
+    /// The lock as stored in the repository (stable JSON: same lock, same bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("a lock serialises");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// A stored lock; None when unreadable (then everything is rendered again).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -333,17 +333,96 @@ fn post_render_check_catches_template_mistakes() {
             (name.to_string(), text)
         });
         let renderer = Renderer::from_sources(sources).unwrap();
-        let err = renderer
-            .render(
-                &demo_spec(),
-                &starter(),
-                &RenderSettings::default(),
-                &demo_sealed_values(),
-            )
-            .unwrap_err();
-        assert!(matches!(err, RenderError::Check { .. }), "{file}: {err}");
-        assert!(err.to_string().contains(expected), "{file}: {err}");
+        // In full, and as the only changed template after a good render.
+        let good = render(&demo_spec()).unwrap().lock;
+        for previous in [None, Some(&good)] {
+            let err = renderer
+                .render_update(
+                    &demo_spec(),
+                    &starter(),
+                    &RenderSettings::default(),
+                    &demo_sealed_values(),
+                    previous,
+                )
+                .unwrap_err();
+            assert!(matches!(err, RenderError::Check { .. }), "{file}: {err}");
+            assert!(err.to_string().contains(expected), "{file}: {err}");
+        }
     }
+}
+
+/// The built-in templates with `namespace.yaml` carrying one more annotation.
+fn with_changed_namespace() -> Renderer {
+    let sources = BUILTIN_TEMPLATES.iter().map(|(name, text)| {
+        let text = match *name {
+            "namespace.yaml" => text.replacen(
+                "  annotations:\n",
+                "  annotations:\n    iotistic.io/changed: \"yes\"\n",
+                1,
+            ),
+            _ => text.to_string(),
+        };
+        (name.to_string(), text)
+    });
+    Renderer::from_sources(sources).unwrap()
+}
+
+#[test]
+fn a_changed_template_re_renders_only_its_files() {
+    let (spec, plan, settings, sealed) = (
+        demo_spec(),
+        starter(),
+        RenderSettings::default(),
+        demo_sealed_values(),
+    );
+    let before = render(&spec).unwrap();
+    assert!(before.complete);
+    assert_eq!(before.lock.templates.len(), TENANT_MANIFESTS.len() + 2);
+    assert_eq!(
+        before.lock.templates["namespace.yaml"].objects,
+        [("Namespace".to_string(), namespace_of("demo"))]
+    );
+    let unchanged = Renderer::builtin()
+        .render_update(&spec, &plan, &settings, &sealed, Some(&before.lock))
+        .unwrap();
+    assert!(!unchanged.complete);
+    assert!(unchanged.files.is_empty(), "same templates, same inputs");
+    assert_eq!(unchanged.lock, before.lock);
+
+    let changed = with_changed_namespace();
+    let full = changed.render(&spec, &plan, &settings, &sealed).unwrap();
+    let partial = changed
+        .render_update(&spec, &plan, &settings, &sealed, Some(&before.lock))
+        .unwrap();
+    assert!(!partial.complete);
+    let paths: Vec<_> = partial.files.keys().collect();
+    assert_eq!(paths, ["tenants/demo/namespace.yaml"]);
+    assert_eq!(
+        partial.files["tenants/demo/namespace.yaml"],
+        full.files["tenants/demo/namespace.yaml"]
+    );
+    assert!(
+        String::from_utf8_lossy(&partial.files["tenants/demo/namespace.yaml"])
+            .contains("iotistic.io/changed")
+    );
+    assert_eq!(partial.lock, full.lock, "the same record as a full render");
+    assert_ne!(partial.lock, before.lock);
+
+    // Any other input change (here the customer's company name) renders everything.
+    let mut renamed = spec.clone();
+    renamed.company_name = "Renamed Ltd".into();
+    let again = changed
+        .render_update(&renamed, &plan, &settings, &sealed, Some(&before.lock))
+        .unwrap();
+    assert!(again.complete);
+    assert_eq!(again.files.len(), full.files.len());
+    assert_ne!(again.lock.inputs, before.lock.inputs);
+    // A lock that does not parse is no lock.
+    assert_eq!(RenderLock::from_bytes(b"not json"), None);
+    assert_eq!(
+        RenderLock::from_bytes(&before.lock.to_bytes()),
+        Some(before.lock)
+    );
 }
 
 #[test]
