@@ -2,7 +2,8 @@
 //! throughput at 1 and 20 concurrent clients on SQLite and PostgreSQL (BENCH_DATABASE_URL or
 //! TEST_DATABASE_URL), a burst of signups until every one is committed (group commit), and the
 //! server's peak RSS once it holds many tenants. `cargo bench --bench server`;
-//! BENCH_BURST (default 1000) and BENCH_RSS_TENANTS (default 10000) size the runs.
+//! BENCH_BURST (default 1000) and BENCH_RSS_TENANTS (default 10000) size the runs, BENCH_RUNS
+//! (default 3) repeats each measurement; every figure is the median of the runs.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -80,7 +81,17 @@ fn row(name: &str, value: String) {
     println!("| {name} | {value} |");
 }
 
-async fn latency_rows(backend: Backend, label: &str) {
+fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+    values[values.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Signup latency and throughput at 1 and 20 clients; each figure the median of `runs` rounds.
+async fn latency_rows(backend: Backend, label: &str, runs: usize) {
     let Some(s) = TestServer::start(backend).await else {
         row(
             &format!("signup on {label}"),
@@ -90,57 +101,49 @@ async fn latency_rows(backend: Backend, label: &str) {
     };
     for clients in [1usize, 20] {
         let total = if clients == 1 { 100 } else { 400 };
-        let (lat, wall) = signups(&s, &format!("{label}{clients}"), total, clients).await;
+        let (mut p50, mut p99, mut rate) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..runs {
+            let prefix = format!("{label}{clients}r{run}");
+            let (lat, wall) = signups(&s, &prefix, total, clients).await;
+            p50.push(ms(percentile(&lat, 0.5)));
+            p99.push(ms(percentile(&lat, 0.99)));
+            rate.push(total as f64 / wall.as_secs_f64());
+        }
         row(
             &format!("signup, {label}, {clients} client(s), {total} signups"),
             format!(
                 "p50 {:.1} ms, p99 {:.1} ms, {:.0} signups/s",
-                percentile(&lat, 0.5).as_secs_f64() * 1e3,
-                percentile(&lat, 0.99).as_secs_f64() * 1e3,
-                total as f64 / wall.as_secs_f64()
+                median(p50),
+                median(p99),
+                median(rate)
             ),
         );
     }
 }
 
-#[tokio::main]
-async fn main() {
-    if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
-        std::env::set_var("TEST_DATABASE_URL", url);
-    }
-    let burst = env_usize("BENCH_BURST", 1000);
-    let rss_tenants = env_usize("BENCH_RSS_TENANTS", 10_000);
-    println!(
-        "machine: {} cores; server: release build, argon2id m=19 MiB t=2 p=1\n",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    );
-    println!("| measure | value |");
-    println!("| --- | --- |");
-    latency_rows(Backend::Sqlite, "SQLite").await;
-    latency_rows(Backend::Postgres, "PostgreSQL").await;
+/// One server's life: a burst of signups until all are committed, then more tenants until it
+/// holds `rss_tenants`, all rendered and committed.
+struct Run {
+    accepted: f64,
+    committed: f64,
+    commits: usize,
+    rss_mb: f64,
+    fill: f64,
+    repo_mb: f64,
+}
 
-    // A burst of signups, all at once, until the last stack is committed.
+async fn burst_and_fill(burst: usize, rss_tenants: usize) -> Run {
     let s = TestServer::start(Backend::Sqlite).await.unwrap();
     let repo_path = s.data_dir().join("gitops.git");
     let commits_before = count_commits(&repo_path);
     let started = Instant::now();
     let (_, accepted) = signups(&s, "burst", burst, 50).await;
     wait_all_committed(&s).await;
-    let total = started.elapsed();
+    let committed = started.elapsed();
     let commits = count_commits(&repo_path) - commits_before;
-    row(
-        &format!("burst of {burst} signups (50 clients), SQLite"),
-        format!(
-            "all 201 after {:.1} s, all committed after {:.1} s, in {commits} commits",
-            accepted.as_secs_f64(),
-            total.as_secs_f64()
-        ),
-    );
 
-    // Peak RSS holding many tenants: tenants beyond the burst are inserted directly (hashing
-    // 10,000 passwords would measure argon2, not the server), then the worker renders them all.
+    // Tenants beyond the burst are inserted directly (hashing 10,000 passwords would measure
+    // argon2, not the server), then the worker renders them all.
     let pid = s.pid();
     let db = s.db().await;
     let started = Instant::now();
@@ -158,17 +161,64 @@ async fn main() {
     let _ = s
         .get_json("/api/customers?limit=1000", Some(ADMIN_TOKEN))
         .await;
+    Run {
+        accepted: accepted.as_secs_f64(),
+        committed: committed.as_secs_f64(),
+        commits,
+        rss_mb: peak_rss_mb(pid),
+        fill: started.elapsed().as_secs_f64(),
+        repo_mb: dir_size(&repo_path) as f64 / 1e6,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
+        std::env::set_var("TEST_DATABASE_URL", url);
+    }
+    let burst = env_usize("BENCH_BURST", 1000);
+    let rss_tenants = env_usize("BENCH_RSS_TENANTS", 10_000);
+    let runs = env_usize("BENCH_RUNS", 3).max(1);
+    println!(
+        "machine: {} cores; server: release build, argon2id m=19 MiB t=2 p=1; medians of {runs} runs\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!("| measure | value |");
+    println!("| --- | --- |");
+    latency_rows(Backend::Sqlite, "SQLite", runs).await;
+    latency_rows(Backend::Postgres, "PostgreSQL", runs).await;
+
+    let mut all = Vec::new();
+    for _ in 0..runs {
+        all.push(burst_and_fill(burst, rss_tenants).await);
+    }
+    let of = |f: fn(&Run) -> f64| median(all.iter().map(f).collect());
+    row(
+        &format!("burst of {burst} signups (50 clients), SQLite"),
+        format!(
+            "all 201 after {:.1} s, all committed after {:.1} s, in {:.0} commits",
+            of(|r| r.accepted),
+            of(|r| r.committed),
+            of(|r| r.commits as f64)
+        ),
+    );
     row(
         &format!("server peak RSS holding {rss_tenants} tenants (all rendered and committed)"),
         format!(
-            "{:.0} MB (render + commit of the extra tenants took {:.1} s)",
-            peak_rss_mb(pid),
-            started.elapsed().as_secs_f64()
+            "{:.0} MB (runs: {}; render + commit of the extra tenants took {:.1} s)",
+            of(|r| r.rss_mb),
+            all.iter()
+                .map(|r| format!("{:.0}", r.rss_mb))
+                .collect::<Vec<_>>()
+                .join(", "),
+            of(|r| r.fill)
         ),
     );
     row(
         "GitOps repository on disk",
-        format!("{:.1} MB", dir_size(&repo_path) as f64 / 1e6),
+        format!("{:.1} MB", of(|r| r.repo_mb)),
     );
 }
 

@@ -371,7 +371,8 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     let app2 = app.clone();
     let (outcome, prepared) = crate::pool::GIT
         .run(move || {
-            let outcome = commit_and_push(&app2, &prepared);
+            let mut prepared = prepared;
+            let outcome = commit_and_push(&app2, &mut prepared);
             (outcome, prepared)
         })
         .await
@@ -462,7 +463,9 @@ async fn give_up_or_retry(app: &App, job: &Job, error: &str) -> anyhow::Result<(
 
 /// Commits (a no-op when nothing changed) and pushes; returns the revision that contains the
 /// changes. Errors are strings: they are stored on the jobs and shown to operators.
-fn commit_and_push(app: &App, prepared: &[Prepared]) -> Result<String, String> {
+/// The jobs' changes are moved into the commit (a batch of rendered tenants is the worker's
+/// largest allocation; it is not copied).
+fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<String, String> {
     let gitops = &app.gitops;
     let mut repo = gitops
         .repo
@@ -471,23 +474,25 @@ fn commit_and_push(app: &App, prepared: &[Prepared]) -> Result<String, String> {
     // Jobs whose change is already in Git (a retry after a crash between commit and
     // bookkeeping) are done without being named again: each change is in exactly one commit.
     let mut effective = Vec::new();
-    for p in prepared {
+    for (i, p) in prepared.iter().enumerate() {
         if !repo.unchanged(&p.changes).map_err(|e| e.to_string())? {
-            effective.push(p);
+            effective.push(i);
         }
     }
     if !effective.is_empty() {
         // Later jobs of the same tenant win: changes are applied in job order.
         let mut changes = Changes::new();
-        for p in &effective {
+        for &i in &effective {
+            let p = &mut prepared[i];
             // A later job of a tenant replaces everything an earlier one wrote for it (one may
             // be a whole directory, the other single files in it).
             let dir = crate::render::tenant_dir(&p.job.customer_id);
             let under = format!("{dir}/");
             changes.retain(|path, _| *path != dir && !path.starts_with(&under));
-            changes.extend(p.changes.clone());
+            changes.extend(std::mem::take(&mut p.changes));
         }
-        repo.commit(&changes, &commit_message(&effective))
+        let described: Vec<&Prepared> = effective.iter().map(|&i| &prepared[i]).collect();
+        repo.commit(&changes, &commit_message(&described))
             .map_err(|e| format!("commit failed: {e}"))?;
     }
     let head = repo

@@ -57,6 +57,8 @@ struct State {
     ids: HashSet<Oid>,
     bases: HashMap<String, Base>,
     compress: Compress,
+    /// A bulk pack is kept as it is (not re-packed later).
+    bulk: bool,
 }
 
 struct IndexEntry {
@@ -96,6 +98,7 @@ impl<'a> NewPack<'a> {
                 ids: HashSet::new(),
                 bases: HashMap::new(),
                 compress: Compress::new(Compression::fast(), true),
+                bulk: deltas,
             }),
         }
     }
@@ -180,8 +183,14 @@ impl State {
         if let Some(distance) = base_distance {
             self.body.extend_from_slice(&ofs_distance(distance));
         }
-        // Only blobs stored whole are worth deflating: deltas are short, trees mostly hashes.
-        if code == type_code(ObjectType::Blob) && data.len() < STORE_WHOLE_BYTES {
+        // Deltas are short: stored. A commit's pack (re-packed later) deflates only blobs below
+        // STORE_WHOLE_BYTES; a bulk pack, which stays, deflates every whole object.
+        let deflated = match code {
+            OFS_DELTA => false,
+            _ if self.bulk => true,
+            _ => code == type_code(ObjectType::Blob) && data.len() < STORE_WHOLE_BYTES,
+        };
+        if deflated {
             deflate(&mut self.compress, data, &mut self.body);
         } else {
             store(data, &mut self.body);
