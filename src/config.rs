@@ -134,7 +134,7 @@ pub struct Config {
     pub gitops_author_email: String,
 
     /// Most render jobs folded into one commit.
-    #[arg(long, env = "GITOPS_BATCH_MAX", default_value_t = 500, global = true)]
+    #[arg(long, env = "GITOPS_BATCH_MAX", default_value_t = 250, global = true)]
     pub gitops_batch_max: i64,
 
     /// Attempts before a job that fails to render is given up (`failed`).

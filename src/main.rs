@@ -5,6 +5,10 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = billing::cli::Cli::parse();
     billing::cli::init_tracing();
+    if let Err(e) = billing::gitops::limit_open_packs() {
+        eprintln!("error: cannot configure libgit2: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -5,20 +5,39 @@
 //! blocking pool a signup burst left gigabytes of per-thread arenas behind. Jobs queue in
 //! arrival order.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use flume::{RecvTimeoutError, Sender};
+use std::sync::LazyLock;
 
 type Job = Box<dyn FnOnce() + Send>;
 
 pub struct Pool {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
 }
 
-/// Password hashing: one thread per core.
+/// Password hashing: one thread per core. A thread idle for [`IDLE_AFTER`] frees its argon2
+/// memory, so a server between signup bursts does not hold 19 MiB a core.
 pub static HASHING: LazyLock<Pool> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Pool::new("password-hash", cores)
+    Pool::with_idle(
+        "password-hash",
+        cores,
+        Some(crate::accounts::password::release_working_memory),
+    )
 });
+
+/// How long a pool thread waits for work before running its idle hook.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// Hands memory that malloc holds free back to the OS (glibc keeps it in its arenas).
+pub fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages; any thread may call it.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 /// CPU-bound rendering: one thread per core.
 pub static COMPUTE: LazyLock<Pool> = LazyLock::new(|| {
@@ -31,32 +50,44 @@ pub static GIT: LazyLock<Pool> = LazyLock::new(|| Pool::new("git", 1));
 
 impl Pool {
     fn new(name: &str, threads: usize) -> Pool {
-        let (tx, rx) = channel::<Job>();
-        let rx: Arc<Mutex<Receiver<Job>>> = Arc::new(Mutex::new(rx));
+        Self::with_idle(name, threads, None)
+    }
+
+    /// A pool whose threads run `on_idle` once after [`IDLE_AFTER`] without work. The queue is
+    /// a multi-consumer channel (flume, already used by sqlx): each idle thread waits on its own,
+    /// none holds a lock while waiting.
+    fn with_idle(name: &str, threads: usize, on_idle: Option<fn()>) -> Pool {
+        let (tx, rx) = flume::unbounded::<Job>();
         for i in 0..threads {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
-                .spawn(move || loop {
-                    // The lock is held only while taking a job, not while running it.
-                    let job = match rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        // A panicking job drops its result sender (the caller sees an error);
-                        // the thread lives on for the next job.
-                        Ok(job) => {
-                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                .spawn(move || {
+                    let mut idle_hook = None;
+                    loop {
+                        let job = match idle_hook {
+                            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                            Some(_) => rx.recv_timeout(IDLE_AFTER),
+                        };
+                        match job {
+                            // A panicking job drops its result sender (the caller sees an
+                            // error); the thread lives on for the next job.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                                idle_hook = on_idle;
+                            }
+                            Err(RecvTimeoutError::Timeout) => {
+                                if let Some(hook) = idle_hook.take() {
+                                    hook();
+                                }
+                            }
+                            Err(RecvTimeoutError::Disconnected) => return,
                         }
-                        Err(_) => return,
                     }
                 })
                 .expect("spawning a pool thread");
         }
-        Pool {
-            jobs: Mutex::new(tx),
-        }
+        Pool { jobs: tx }
     }
 
     /// Runs `work` on this pool and awaits its result.
@@ -69,8 +100,6 @@ impl Pool {
             let _ = tx.send(work());
         });
         self.jobs
-            .lock()
-            .map_err(|_| anyhow::anyhow!("thread pool poisoned"))?
             .send(job)
             .map_err(|_| anyhow::anyhow!("thread pool stopped"))?;
         rx.await
@@ -97,5 +126,50 @@ mod tests {
         let failed = super::GIT.run(|| -> u8 { panic!("boom") }).await;
         assert!(failed.is_err());
         assert_eq!(super::GIT.run(|| 7).await.unwrap(), 7);
+    }
+
+    static IDLE_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn count_idle() {
+        IDLE_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[tokio::test]
+    async fn each_thread_runs_its_idle_hook_once_after_work() {
+        let idle = || IDLE_RUNS.load(std::sync::atomic::Ordering::SeqCst);
+        let pool = super::Pool::with_idle("idle-test", 2, Some(count_idle));
+        tokio::time::sleep(super::IDLE_AFTER * 2).await;
+        assert_eq!(
+            idle(),
+            0,
+            "threads that never worked have nothing to release"
+        );
+        // Two slow jobs at once: both threads work, then both go idle.
+        let nap = || std::thread::sleep(std::time::Duration::from_millis(300));
+        let (a, b) = tokio::join!(pool.run(nap), pool.run(nap));
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(idle(), 0, "not while busy");
+        tokio::time::sleep(super::IDLE_AFTER * 3).await;
+        assert_eq!(idle(), 2, "once per thread that worked");
+        tokio::time::sleep(super::IDLE_AFTER * 2).await;
+        assert_eq!(idle(), 2, "and not again until it works again");
+    }
+
+    #[tokio::test]
+    async fn hashing_works_after_its_memory_was_released() {
+        super::HASHING
+            .run(crate::accounts::password::release_working_memory)
+            .await
+            .unwrap();
+        let hash = super::HASHING
+            .run(|| crate::accounts::password::hash("after release"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            crate::accounts::password::verify("after release", &hash),
+            crate::accounts::password::Verdict::Match { .. }
+        ));
     }
 }

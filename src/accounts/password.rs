@@ -15,10 +15,18 @@ pub enum Verdict {
 }
 
 thread_local! {
-    /// Each hashing thread keeps its argon2 working memory (19 MiB) for the next hash. A fresh
-    /// allocation per hash either faults in 19 MiB of zeroed pages every time or, once glibc
-    /// raises its mmap threshold, strands it in per-thread malloc arenas (hundreds of MB).
+    /// Each hashing thread keeps its argon2 working memory (19 MiB) for the next hash while it
+    /// is busy. A fresh allocation per hash either faults in 19 MiB of zeroed pages every time
+    /// or, once glibc raises its mmap threshold, strands it in per-thread malloc arenas
+    /// (hundreds of MB). An idle thread gives it back: [`release_working_memory`].
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Frees this thread's argon2 working memory and returns it to the OS. The hashing pool calls
+/// it when a thread has been idle for a while.
+pub fn release_working_memory() {
+    BLOCKS.with(|memory| *memory.borrow_mut() = Vec::new());
+    crate::pool::return_free_memory();
 }
 
 /// argon2id (or the `algorithm` of a stored hash) of `password` into `out`, in this thread's

@@ -209,6 +209,14 @@ impl GitOpsRepo {
     }
 }
 
+/// Bounds how many pack files libgit2 keeps open at once: every commit adds a small pack until
+/// the next repack. Call once, before any repository is opened.
+pub fn limit_open_packs() -> Result<()> {
+    // SAFETY: sets a global option; called at start-up, before other threads use libgit2.
+    unsafe { git2::opts::set_mwindow_file_limit(128)? };
+    Ok(())
+}
+
 /// Change sets with at least this many files are written as one packfile.
 pub const BULK_FILES: usize = 256;
 
