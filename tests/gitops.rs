@@ -297,13 +297,35 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
     assert!(files_at(&repo, &parent.id().to_string())
         .contains_key(&format!("tenants/{id}/kustomization.yaml")));
 
-    // Once idle, the worker packs what the small commits wrote loose.
+    // Once idle, the worker consolidates the small packs of single commits: the pack mark
+    // reaches the tip and only the consolidated packs are left.
     let objects = s.data_dir().join("gitops.git/objects");
+    let packed = || {
+        let repo = gitops_repo(&s);
+        let head = repo.refname_to_id("refs/heads/main").unwrap();
+        repo.refname_to_id("refs/billing/packed").ok() == Some(head)
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while loose_objects(&objects) > 0 && Instant::now() < deadline {
+    while !packed() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(loose_objects(&objects), 0, "the idle worker repacked");
+    assert!(packed(), "the idle worker repacked");
+    assert_eq!(loose_objects(&objects), 0);
+    let packs = std::fs::read_dir(objects.join("pack"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .count();
+    let commits = {
+        let repo = gitops_repo(&s);
+        let mut walk = repo.revwalk().unwrap();
+        walk.push_ref("refs/heads/main").unwrap();
+        walk.count()
+    };
+    assert!(
+        packs < commits,
+        "{packs} packs for {commits} commits: the per-commit packs were consolidated"
+    );
     let repo = gitops_repo(&s);
     assert!(files_at(&repo, &parent.id().to_string())
         .contains_key(&format!("tenants/{id}/namespace.yaml")));

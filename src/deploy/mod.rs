@@ -529,8 +529,8 @@ fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<String, Strin
     }
 }
 
-/// Small commits write loose objects; a busy worker packs them after this many commits, an
-/// idle one as soon as it has nothing else to do.
+/// Each small commit writes a small pack; a busy worker consolidates them after this many
+/// commits, an idle one after a second without work.
 const REPACK_WHEN_BUSY: usize = 64;
 
 /// Packs loose objects when at least `min_commits` commits are unpacked. Maintenance: a
@@ -571,12 +571,17 @@ pub async fn run_worker(app: Arc<App>) {
         match process_batch(&app).await {
             Ok(0) => {
                 failures = 0;
-                repack(&app, 1).await;
-                let _ = tokio::time::timeout(
+                // Idle means a second without new work: a steady trickle of signups is not
+                // slowed by a repack after every commit.
+                let woken = tokio::time::timeout(
                     std::time::Duration::from_secs(1),
                     app.gitops.wake.notified(),
                 )
-                .await;
+                .await
+                .is_ok();
+                if !woken {
+                    repack(&app, 1).await;
+                }
             }
             Ok(_) => {
                 failures = 0;
