@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    billing::pool::limit_malloc_arenas();
     let cli = billing::cli::Cli::parse();
     billing::cli::init_tracing();
     if let Err(e) = billing::gitops::limit_open_packs() {
