@@ -396,6 +396,42 @@ mod tests {
     }
 
     #[test]
+    fn read_many_reads_files_across_directories_in_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo =
+            GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author()).unwrap();
+        let mut c = Changes::new();
+        for t in ["t1", "t2"] {
+            c.insert(
+                format!("tenants/{t}"),
+                Entry::Dir([("lock.json".into(), format!("{t}\n").into_bytes())].into()),
+            );
+        }
+        repo.commit(&c, "two tenants").unwrap().unwrap();
+        let paths: Vec<String> = [
+            "tenants/t2/lock.json",
+            "tenants/t1/lock.json",
+            "tenants/t3/lock.json",
+            "tenants/t1",
+            "README.md/x",
+        ]
+        .map(String::from)
+        .to_vec();
+        let read = repo.read_many(&paths).unwrap();
+        assert_eq!(
+            read,
+            vec![
+                Some(b"t2\n".to_vec()),
+                Some(b"t1\n".to_vec()),
+                None,
+                None,
+                None
+            ],
+            "files by path; missing paths, directories and paths below files are None"
+        );
+    }
+
+    #[test]
     fn init_commits_layout_and_unchanged_content_makes_no_commit() {
         let dir = tempfile::tempdir().unwrap();
         let mut repo =

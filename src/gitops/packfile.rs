@@ -232,18 +232,10 @@ fn store(data: &[u8], out: &mut Vec<u8>) {
 }
 
 fn adler32(data: &[u8]) -> u32 {
-    const MOD: u32 = 65521;
-    // 5552 bytes is the most that cannot overflow `b` before the modulo (zlib's NMAX).
-    let (mut a, mut b) = (1u32, 0u32);
-    for chunk in data.chunks(5552) {
-        for byte in chunk {
-            a += u32::from(*byte);
-            b += a;
-        }
-        a %= MOD;
-        b %= MOD;
-    }
-    (b << 16) | a
+    // SIMD: the stored listings are ~0.9 MB a commit at 10,000 tenants.
+    let mut adler = simd_adler32::Adler32::new();
+    adler.write(data);
+    adler.finish()
 }
 
 /// Appends the zlib stream of `data` to `out`. Deflates into the bytes just past the end: flate2's

@@ -52,7 +52,7 @@ const CACHED_TREES: usize = 6;
 /// re-sort and allocate every entry of a 10,000-entry tree for a one-tenant change.
 #[derive(Default)]
 pub struct Trees {
-    cache: RefCell<VecDeque<(Oid, Arc<[u8]>)>>,
+    cache: RefCell<VecDeque<(Oid, Arc<Vec<u8>>)>>,
 }
 
 /// One entry of a raw tree, borrowing its bytes (the id too: building an `Oid` for each of
@@ -166,7 +166,7 @@ impl Sink<'_> {
 
 impl Trees {
     /// The serialised tree `id`.
-    fn raw(&self, odb: &Odb<'_>, id: Oid) -> Result<Arc<[u8]>, git2::Error> {
+    fn raw(&self, odb: &Odb<'_>, id: Oid) -> Result<Arc<Vec<u8>>, git2::Error> {
         if let Some((_, raw)) = self.cache.borrow().iter().find(|(oid, _)| *oid == id) {
             return Ok(raw.clone());
         }
@@ -174,12 +174,12 @@ impl Trees {
         if object.kind() != ObjectType::Tree {
             return Err(corrupt(&format!("{id} is a {}", object.kind())));
         }
-        let raw: Arc<[u8]> = object.data().into();
+        let raw = Arc::new(object.data().to_vec());
         self.remember(id, &raw);
         Ok(raw)
     }
 
-    fn remember(&self, id: Oid, raw: &Arc<[u8]>) {
+    fn remember(&self, id: Oid, raw: &Arc<Vec<u8>>) {
         if raw.len() < CACHED_TREE_BYTES {
             return;
         }
@@ -258,7 +258,11 @@ impl Trees {
             (Some(id), None) => return Err(corrupt(&format!("{id} read without a store"))),
             (None, _) => None,
         };
-        let entries = raw.as_deref().map(parse).transpose()?.unwrap_or_default();
+        let entries = raw
+            .as_deref()
+            .map(|r| parse(r))
+            .transpose()?
+            .unwrap_or_default();
         // Last change to a name wins, as with a sequence of inserts.
         let mut direct: BTreeMap<&str, Leaf> = BTreeMap::new();
         let mut nested: BTreeMap<&str, Vec<(&[&str], Leaf)>> = BTreeMap::new();
@@ -305,7 +309,7 @@ impl Trees {
         if merged.is_empty() {
             return Ok(None);
         }
-        let raw: Arc<[u8]> = serialize(&merged).into();
+        let raw = Arc::new(serialize(&merged));
         let id = sink.put(ObjectType::Tree, &raw, None)?;
         if sink.writes() {
             self.remember(id, &raw);
