@@ -60,6 +60,7 @@ impl GitOpsRepo {
                 Repository::init_opts(path, &opts)?
             }
         };
+        packfile::remove_leftovers(path, std::time::Duration::from_secs(600))?;
         let mut this = GitOpsRepo {
             repo,
             path: path.to_path_buf(),

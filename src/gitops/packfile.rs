@@ -45,8 +45,6 @@ pub fn object_id(kind: ObjectType, data: &[u8]) -> Oid {
 /// Objects collected for one new pack. Objects the repository already has are skipped.
 pub struct NewPack<'a> {
     odb: &'a Odb<'a>,
-    /// Delta-compress blobs against the first blob of the same file name in this pack.
-    deltas: bool,
     state: RefCell<State>,
 }
 
@@ -57,7 +55,8 @@ struct State {
     ids: HashSet<Oid>,
     bases: HashMap<String, Base>,
     compress: Compress,
-    /// A bulk pack is kept as it is (not re-packed later).
+    /// A bulk pack is kept as it is (not re-packed later): blobs are delta-compressed against
+    /// the first blob of the same file name in it, and whole objects are deflated.
     bulk: bool,
 }
 
@@ -88,17 +87,16 @@ fn type_code(kind: ObjectType) -> u8 {
 const OFS_DELTA: u8 = 6;
 
 impl<'a> NewPack<'a> {
-    pub fn new(odb: &'a Odb<'a>, deltas: bool) -> Self {
+    pub fn new(odb: &'a Odb<'a>, bulk: bool) -> Self {
         NewPack {
             odb,
-            deltas,
             state: RefCell::new(State {
                 body: Vec::new(),
                 index: Vec::new(),
                 ids: HashSet::new(),
                 bases: HashMap::new(),
                 compress: Compress::new(Compression::fast(), true),
-                bulk: deltas,
+                bulk,
             }),
         }
     }
@@ -114,7 +112,7 @@ impl<'a> NewPack<'a> {
         }
         state.ids.insert(id);
         let offset = (PACK_HEADER + state.body.len()) as u64;
-        let base_name = name.filter(|_| self.deltas && kind == ObjectType::Blob);
+        let base_name = name.filter(|_| state.bulk && kind == ObjectType::Blob);
         let delta = base_name
             .and_then(|n| state.bases.get(n))
             .map(|base| (base.offset, encode_delta(base, data)))
@@ -469,11 +467,31 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+const TMP_PREFIX: &str = "tmp_billing_";
+
+/// Deletes temporary pack files older than `age` that a killed process left in `objects/pack`
+/// of `repo_path` (younger ones may belong to a writer at work).
+pub fn remove_leftovers(repo_path: &Path, age: std::time::Duration) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(repo_path.join("objects/pack")) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= age));
+        if stale && entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `parts` to a temporary file in `dir` and renames it to `path`, read-only like Git's.
 fn write_atomically(dir: &Path, path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!("tmp_billing_{}_{n}", std::process::id()));
+    let tmp = dir.join(format!("{TMP_PREFIX}{}_{n}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         for part in parts {

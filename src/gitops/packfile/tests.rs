@@ -11,10 +11,10 @@ fn bare() -> (tempfile::TempDir, Repository) {
 
 /// Writes `objects` (kind, bytes, name) as one pack and reads each back through a fresh libgit2
 /// handle: what Git reads is what was put.
-fn round_trip(objects: &[(ObjectType, Vec<u8>, Option<&str>)], deltas: bool) -> PathBuf {
+fn round_trip(objects: &[(ObjectType, Vec<u8>, Option<&str>)], bulk: bool) -> PathBuf {
     let (dir, repo) = bare();
     let odb = repo.odb().unwrap();
-    let pack = NewPack::new(&odb, deltas);
+    let pack = NewPack::new(&odb, bulk);
     let ids: Vec<Oid> = objects
         .iter()
         .map(|(kind, data, name)| pack.put(*kind, data, *name))
@@ -126,6 +126,14 @@ fn trees_and_commits_written_into_a_pack_make_a_history_git_accepts() {
     assert_eq!(found.summary(), Some("first"));
     assert_eq!(found.tree().unwrap().len(), 1);
     git_accepts(dir.path(), &path);
+
+    // A temporary file a killed writer left behind is cleaned up; the packs stay.
+    let leftover = path.parent().unwrap().join(format!("{TMP_PREFIX}1_0"));
+    std::fs::write(&leftover, b"half a pack").unwrap();
+    remove_leftovers(dir.path(), std::time::Duration::from_secs(60)).unwrap();
+    assert!(leftover.exists(), "too young: maybe a writer at work");
+    remove_leftovers(dir.path(), std::time::Duration::ZERO).unwrap();
+    assert!(!leftover.exists() && path.exists());
 
     // Objects the repository has are not written again.
     let again = NewPack::new(&odb, false);
