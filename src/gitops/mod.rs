@@ -307,6 +307,23 @@ mod tests {
             .sum()
     }
 
+    /// `git fsck --strict` finds nothing wrong in the repository at `path` (skipped without a
+    /// git CLI; libgit2 has read everything back in the callers already).
+    pub fn assert_git_fsck(path: &std::path::Path) {
+        let Ok(out) = std::process::Command::new("git")
+            .args(["fsck", "--strict", "--no-dangling"])
+            .current_dir(path)
+            .output()
+        else {
+            return;
+        };
+        assert!(
+            out.status.success(),
+            "git fsck: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Pack files (by name) under `objects/pack`.
     pub fn packs(objects: &std::path::Path) -> std::collections::BTreeSet<std::path::PathBuf> {
         std::fs::read_dir(objects.join("pack"))

@@ -253,16 +253,6 @@ mod tests {
             assert_eq!(commit.summary(), Some(format!("c{i}").as_str()));
             assert!(other.contains(last, *id).unwrap());
         }
-        if let Ok(out) = std::process::Command::new("git")
-            .args(["fsck", "--strict", "--no-dangling"])
-            .current_dir(&path)
-            .output()
-        {
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        super::super::tests::assert_git_fsck(&path);
     }
 }

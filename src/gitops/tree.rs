@@ -685,16 +685,6 @@ mod tests {
         let tree = repo.find_tree(root).unwrap();
         repo.commit(Some("refs/heads/main"), &sig, &sig, "m", &tree, &[])
             .unwrap();
-        let fsck = std::process::Command::new("git")
-            .args(["fsck", "--strict", "--no-dangling"])
-            .current_dir(dir.path())
-            .output();
-        if let Ok(out) = fsck {
-            assert!(
-                out.status.success(),
-                "git fsck: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        super::super::tests::assert_git_fsck(dir.path());
     }
 }

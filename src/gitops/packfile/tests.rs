@@ -52,16 +52,7 @@ fn git_accepts(repo_dir: &Path, pack: &Path) {
         "{report}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let fsck = std::process::Command::new("git")
-        .args(["fsck", "--strict", "--no-dangling"])
-        .current_dir(repo_dir)
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    super::super::tests::assert_git_fsck(repo_dir);
 }
 
 fn manifest(tenant: usize) -> Vec<u8> {
