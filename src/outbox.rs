@@ -10,7 +10,10 @@ use crate::db::{self, Backend, Db};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Create,
+    /// Re-render what changed since the tenant's render lock.
     Update,
+    /// Re-render everything, ignoring the render lock (repairs hand edits in the repository).
+    Rebuild,
     Delete,
 }
 
@@ -19,14 +22,20 @@ impl Action {
         match self {
             Action::Create => "create",
             Action::Update => "update",
+            Action::Rebuild => "rebuild",
             Action::Delete => "delete",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Action::Create, Action::Update, Action::Delete]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            Action::Create,
+            Action::Update,
+            Action::Rebuild,
+            Action::Delete,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 }
 

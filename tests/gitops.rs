@@ -244,6 +244,36 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
     s.wait_for_status(&id, "committed", Duration::from_secs(30))
         .await;
     assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), before);
+    // A full redeploy renders every template; still nothing changed, so still no commit.
+    let resp = s
+        .client
+        .post(s.url("/api/admin/tenants/redeploy?full=true"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    // Redeploying everyone does not mark tenants pending: wait for the queue to drain.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, ready) = s.get_json("/readyz", None).await;
+        if ready["pending_render_jobs"] == 0 || std::time::Instant::now() > deadline {
+            assert_eq!(ready["pending_render_jobs"], 0, "{ready}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), before);
+    let resp = s
+        .client
+        .post(s.url("/api/admin/tenants/redeploy?full=maybe"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["field"], "full", "{err}");
     let resp = s
         .client
         .post(s.url("/api/admin/tenants/redeploy"))

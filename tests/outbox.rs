@@ -149,7 +149,7 @@ async fn a_template_upgrade_reaches_every_tenant_in_one_commit() {
 
     // Without a template change, redeploying everyone commits nothing.
     let before = commit_count(&app_v1);
-    let queued = billing::deploy::requests::redeploy_all(&app_v1, &meta)
+    let queued = billing::deploy::requests::redeploy_all(&app_v1, &meta, false)
         .await
         .unwrap();
     assert_eq!(queued.queued, 4);
@@ -165,7 +165,7 @@ async fn a_template_upgrade_reaches_every_tenant_in_one_commit() {
     std::fs::write(&ns, text).unwrap();
     drop(app_v1);
     let app_v2 = app(dir.path(), &["--templates-dir", &templates_arg]).await;
-    billing::deploy::requests::redeploy_all(&app_v2, &meta)
+    billing::deploy::requests::redeploy_all(&app_v2, &meta, false)
         .await
         .unwrap();
     assert_eq!(billing::deploy::process_batch(&app_v2).await.unwrap(), 4);
@@ -184,4 +184,60 @@ async fn a_template_upgrade_reaches_every_tenant_in_one_commit() {
         let blob = repo.find_blob(entry.id()).unwrap();
         assert!(String::from_utf8_lossy(blob.content()).contains("template-version"));
     }
+    // Only the changed template's files (and each render lock) are in that commit.
+    let head = repo.head().unwrap().peel_to_commit().unwrap();
+    let parent = head.parent(0).unwrap().tree().unwrap();
+    let diff = repo
+        .diff_tree_to_tree(Some(&parent), Some(&tree), None)
+        .unwrap();
+    let mut changed: Vec<String> = diff
+        .deltas()
+        .map(|d| {
+            let path = d.new_file().path().unwrap().to_string_lossy().into_owned();
+            path.rsplit('/').next().unwrap().to_string()
+        })
+        .collect();
+    changed.sort();
+    changed.dedup();
+    assert_eq!(changed, ["namespace.yaml", "render.json"]);
+
+    // A hand edit of another file survives a partial redeploy; a full one repairs it.
+    let api = format!("tenants/{}/api.yaml", ids[0]);
+    let rendered = {
+        let entry = tree.get_path(std::path::Path::new(&api)).unwrap();
+        repo.find_blob(entry.id()).unwrap().content().to_vec()
+    };
+    {
+        let gitops = &app_v2.gitops;
+        let mut local = gitops.repo.lock().unwrap();
+        let mut edit = billing::gitops::Changes::new();
+        edit.insert(
+            api.clone(),
+            billing::gitops::Entry::File(b"# edited by hand\n".to_vec()),
+        );
+        local.commit(&edit, "hand edit").unwrap().unwrap();
+    }
+    let api_now = |app: &App| {
+        let local = app.gitops.repo.lock().unwrap();
+        local.read(&api).unwrap().unwrap()
+    };
+    billing::deploy::requests::redeploy_all(&app_v2, &meta, false)
+        .await
+        .unwrap();
+    billing::deploy::process_batch(&app_v2).await.unwrap();
+    assert_eq!(api_now(&app_v2), b"# edited by hand\n");
+    billing::deploy::requests::redeploy_all(&app_v2, &meta, true)
+        .await
+        .unwrap();
+    billing::deploy::process_batch(&app_v2).await.unwrap();
+    assert_eq!(
+        api_now(&app_v2),
+        rendered,
+        "a full redeploy renders every file"
+    );
+    assert!(
+        head_message(&app_v2).contains("rebuild"),
+        "{}",
+        head_message(&app_v2)
+    );
 }

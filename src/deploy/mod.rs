@@ -226,8 +226,8 @@ async fn render_all(app: &Arc<App>, loaded: Vec<Loaded>) -> anyhow::Result<Vec<R
     Ok(rendered)
 }
 
-/// The render lock in Git of each job's tenant, in job order (None where there is none, or for
-/// a deletion or a job that could not be loaded).
+/// The render lock in Git of each job's tenant, in job order (None where there is none, and for
+/// a deletion, a rebuild or a job that could not be loaded).
 async fn render_locks(
     app: &Arc<App>,
     specs: &[LoadedSpec],
@@ -251,8 +251,8 @@ async fn render_locks(
     Ok(specs
         .iter()
         .zip(bytes)
-        .map(|((_, _, data), bytes)| {
-            let wanted = matches!(data, Ok(Some(_)));
+        .map(|((_, action, data), bytes)| {
+            let wanted = *action != Action::Rebuild && matches!(data, Ok(Some(_)));
             bytes
                 .filter(|_| wanted)
                 .and_then(|b| RenderLock::from_bytes(&b))

@@ -134,18 +134,29 @@ pub struct AcceptedAll {
 }
 
 /// Queues a re-render of every tenant that is not deleted: how a template upgrade reaches all
-/// tenants. Tenants whose manifests do not change are done without a commit.
-pub async fn redeploy_all(app: &App, meta: &RequestMeta) -> Result<AcceptedAll, ApiError> {
+/// tenants. Tenants whose manifests do not change are done without a commit. Only templates
+/// changed since each tenant's render lock are rendered, unless `full`.
+pub async fn redeploy_all(
+    app: &App,
+    meta: &RequestMeta,
+    full: bool,
+) -> Result<AcceptedAll, ApiError> {
     let now_text = db::ts(Utc::now());
     let change_set = uuid::Uuid::new_v4().to_string();
+    let action = if full {
+        Action::Rebuild
+    } else {
+        Action::Update
+    };
     let mut tx = app.db.pool.begin().await?;
     let queued = sqlx::query(
         "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, created_at, updated_at) \
-         SELECT $1 || '-' || customer_id, customer_id, 'update', 'pending', 0, $2, $2 \
+         SELECT $1 || '-' || customer_id, customer_id, $3, 'pending', 0, $2, $2 \
          FROM deployments WHERE status <> 'deleted'",
     )
     .bind(&change_set)
     .bind(&now_text)
+    .bind(action.as_str())
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -158,7 +169,7 @@ pub async fn redeploy_all(app: &App, meta: &RequestMeta) -> Result<AcceptedAll, 
             actor: "admin".into(),
             client_ip: meta.client_ip.clone(),
             user_agent: meta.user_agent.clone(),
-            details: json!({ "change_set": change_set, "queued": queued }),
+            details: json!({ "change_set": change_set, "queued": queued, "full": full }),
         },
     )
     .await?;

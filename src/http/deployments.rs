@@ -1,6 +1,6 @@
 //! Deployment endpoints: status (admin or the customer), redeploy and delete (admin).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 
@@ -43,7 +43,8 @@ pub async fn deploy(
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
-    accept(&app, &id, Action::Update, &meta).await
+    // An explicit deploy of one tenant renders everything: it also repairs hand edits.
+    accept(&app, &id, Action::Rebuild, &meta).await
 }
 
 pub async fn delete(
@@ -56,11 +57,32 @@ pub async fn delete(
 }
 
 /// Re-render every tenant (after a template or plan change); unchanged tenants make no commit.
+/// `?full=true` renders every template, not only those changed since each tenant's lock.
 pub async fn redeploy_all(
     State(app): State<SharedApp>,
     _: Admin,
     meta: RequestMeta,
+    RawQuery(query): RawQuery,
 ) -> Result<(StatusCode, Json<AcceptedAll>)> {
-    let accepted = requests::redeploy_all(&app, &meta).await?;
+    let mut full = false;
+    for (key, value) in query
+        .iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|p| p.split_once('='))
+    {
+        match (key, value) {
+            ("full", "true" | "1") => full = true,
+            ("full", "false" | "0") => full = false,
+            ("full", _) => {
+                return Err(ApiError::validation(
+                    "invalid_query",
+                    "full",
+                    "full must be true or false",
+                ))
+            }
+            _ => {}
+        }
+    }
+    let accepted = requests::redeploy_all(&app, &meta, full).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
