@@ -5,10 +5,10 @@
 //! blocking pool a signup burst left gigabytes of per-thread arenas behind. Jobs queue in
 //! arrival order.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use flume::{RecvTimeoutError, Sender};
-use std::sync::LazyLock;
 
 type Job = Box<dyn FnOnce() + Send>;
 

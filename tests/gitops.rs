@@ -254,15 +254,7 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 202);
     // Redeploying everyone does not mark tenants pending: wait for the queue to drain.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, ready) = s.get_json("/readyz", None).await;
-        if ready["pending_render_jobs"] == 0 || std::time::Instant::now() > deadline {
-            assert_eq!(ready["pending_render_jobs"], 0, "{ready}");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.wait_queue_drained(Duration::from_secs(30)).await;
     assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), before);
     let resp = s
         .client

@@ -232,12 +232,18 @@ async fn render_locks(
     app: &Arc<App>,
     specs: &[LoadedSpec],
 ) -> anyhow::Result<Vec<Option<RenderLock>>> {
+    let wanted: Vec<bool> = specs
+        .iter()
+        .map(|(_, action, data)| *action != Action::Rebuild && matches!(data, Ok(Some(_))))
+        .collect();
     let paths: Vec<String> = specs
         .iter()
-        .map(|(job, ..)| crate::render::render_lock_path(&job.customer_id))
+        .zip(&wanted)
+        .filter(|(_, wanted)| **wanted)
+        .map(|((job, ..), _)| crate::render::render_lock_path(&job.customer_id))
         .collect();
     let app = app.clone();
-    let bytes = crate::pool::GIT
+    let read = crate::pool::GIT
         .run(move || {
             let repo = app
                 .gitops
@@ -248,14 +254,12 @@ async fn render_locks(
         })
         .await
         .context("git task panicked")??;
-    Ok(specs
-        .iter()
-        .zip(bytes)
-        .map(|((_, action, data), bytes)| {
-            let wanted = *action != Action::Rebuild && matches!(data, Ok(Some(_)));
-            bytes
-                .filter(|_| wanted)
-                .and_then(|b| RenderLock::from_bytes(&b))
+    let mut read = read.into_iter();
+    Ok(wanted
+        .into_iter()
+        .map(|wanted| {
+            let bytes = if wanted { read.next().flatten() } else { None };
+            bytes.and_then(|b| RenderLock::from_bytes(&b))
         })
         .collect())
 }
@@ -554,6 +558,7 @@ async fn repack(app: &Arc<App>, min_commits: usize) {
         Ok(Ok(Some(done))) => {
             tracing::info!(
                 objects = done.objects,
+                packs_removed = done.packs_removed,
                 loose_removed = done.loose_removed,
                 "repacked"
             )

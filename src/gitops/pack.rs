@@ -55,9 +55,9 @@ pub(super) fn mark_packed(repo: &Repository, commit: Oid) -> Result<()> {
     Ok(())
 }
 
-/// Packs the objects reachable from `tips` but not from the last pack mark, deletes their
-/// loose copies and moves the mark to the first tip.
-pub(super) fn write_new_objects(repo: &Repository, path: &Path, tips: &[Oid]) -> Result<Repacked> {
+/// Packs the objects reachable from `tips` but not from the last pack mark, deletes the loose
+/// copies and small packs that pack supersedes, and moves the mark to the first tip.
+fn write_new_objects(repo: &Repository, path: &Path, tips: &[Oid]) -> Result<Repacked> {
     let mut walk = repo.revwalk()?;
     for tip in tips {
         walk.push(*tip)?;

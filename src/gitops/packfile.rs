@@ -150,12 +150,13 @@ impl<'a> NewPack<'a> {
         let mut hasher = Sha1::new();
         hasher.update(&header);
         hasher.update(&state.body);
-        let checksum: [u8; 20] = hasher.finalize().into();
+        let digest = hasher.finalize();
+        let checksum: [u8; 20] = digest.into();
         let idx = index_bytes(state.index, &checksum);
 
         let dir = repo_path.join("objects/pack");
         std::fs::create_dir_all(&dir)?;
-        let name = format!("pack-{}", hex(&checksum));
+        let name = format!("pack-{digest:x}");
         let pack_path = dir.join(format!("{name}.pack"));
         // The pack first, then its index: Git and libgit2 look for packs by their index.
         write_atomically(&dir, &pack_path, &[&header, &state.body, &checksum])?;
@@ -461,10 +462,6 @@ fn index_bytes(mut entries: Vec<IndexEntry>, checksum: &[u8; 20]) -> Vec<u8> {
     let own: [u8; 20] = Sha1::digest(&idx).into();
     idx.extend_from_slice(&own);
     idx
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 const TMP_PREFIX: &str = "tmp_billing_";

@@ -272,6 +272,22 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// Waits until no render job is pending (`/readyz`): everything queued is committed.
+    pub async fn wait_queue_drained(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, ready) = self.get_json("/readyz", None).await;
+            if ready["pending_render_jobs"] == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "render jobs still pending after {timeout:?}: {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The admin view of a tenant's deployment status.
     pub async fn deployment_status(&self, id: &str) -> serde_json::Value {
         let path = format!("/api/customers/{id}/deployment/status");
