@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_norway::Value;
 
+use super::skeleton::{Skeletons, Split};
 use super::{
     flux_kustomization_path, namespace_of, tenant_dir, validate, RenderError, RenderSettings,
     TenantSpec, SECRET_NAME, TENANT_MANIFESTS,
@@ -128,44 +129,97 @@ struct Container {
     image: Option<String>,
 }
 
-/// A document is either a manifest or empty (a bare `---`).
-fn parse_manifests(bytes: &[u8]) -> Result<Vec<Manifest>, serde_norway::Error> {
+/// The fields of one manifest the checks read. `F` is the text, or (in a learnt skeleton)
+/// where to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Object<F = String> {
+    pub api_version: Option<F>,
+    pub kind: Option<F>,
+    pub name: Option<F>,
+    pub namespace: Option<F>,
+    /// Every container image of a pod-owning object (workloads and CronJob).
+    pub images: Vec<Option<F>>,
+}
+
+impl<F> Object<F> {
+    pub fn try_map<G, E>(self, mut f: impl FnMut(F) -> Result<G, E>) -> Result<Object<G>, E> {
+        let mut field = |v: Option<F>| v.map(&mut f).transpose();
+        Ok(Object {
+            api_version: field(self.api_version)?,
+            kind: field(self.kind)?,
+            name: field(self.name)?,
+            namespace: field(self.namespace)?,
+            images: self
+                .images
+                .into_iter()
+                .map(field)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub fn as_ref(&self) -> Object<&F> {
+        Object {
+            api_version: self.api_version.as_ref(),
+            kind: self.kind.as_ref(),
+            name: self.name.as_ref(),
+            namespace: self.namespace.as_ref(),
+            images: self.images.iter().map(Option::as_ref).collect(),
+        }
+    }
+}
+
+/// The checked fields of every manifest in a file (a bare `---` is an empty document).
+pub(super) fn objects(bytes: &[u8]) -> Result<Vec<Object>, serde_norway::Error> {
     let mut docs = Vec::new();
     for de in serde_norway::Deserializer::from_slice(bytes) {
         if let Some(doc) = Option::<Manifest>::deserialize(de)? {
-            docs.push(doc);
+            docs.push(doc.into_object());
         }
     }
     Ok(docs)
 }
 
 impl Manifest {
-    /// Every container image of a pod-owning object (workloads and CronJob).
-    fn images(&self) -> impl Iterator<Item = Option<&str>> {
-        let spec = self.spec.as_ref();
+    fn into_object(self) -> Object {
+        let spec = self.spec;
         let pod = match self.kind.as_deref() {
-            Some("CronJob") => {
-                spec.and_then(|s| s.job_template.as_ref()?.spec.as_ref()?.template.as_ref())
-            }
-            _ => spec.and_then(|s| s.template.as_ref()),
+            Some("CronJob") => spec.and_then(|s| s.job_template?.spec?.template),
+            _ => spec.and_then(|s| s.template),
         }
-        .and_then(|t| t.spec.as_ref());
-        pod.into_iter()
-            .flat_map(|p| p.containers.iter().chain(&p.init_containers))
-            .map(|c| c.image.as_deref())
+        .and_then(|t| t.spec);
+        let images = pod
+            .into_iter()
+            .flat_map(|p| p.containers.into_iter().chain(p.init_containers))
+            .map(|c| c.image)
+            .collect();
+        Object {
+            api_version: self.api_version,
+            kind: self.kind,
+            name: self.metadata.name,
+            namespace: self.metadata.namespace,
+            images,
+        }
     }
 }
 
 /// (kind, name) of the objects in each file.
 pub(super) type ObjectsByFile = BTreeMap<String, Vec<(String, String)>>;
 
+/// One rendered file: where it goes, its template, and its text split at printed values.
+pub(super) struct RenderedFile {
+    pub path: String,
+    pub template: &'static str,
+    pub split: Split,
+}
+
 /// Checks rendered `files`; `kept` are the objects of the tenant's files not rendered this time
 /// (checked when they were). Together they must be exactly the expected objects.
 pub(super) fn rendered(
-    files: &BTreeMap<String, Vec<u8>>,
+    files: &[RenderedFile],
     spec: &TenantSpec,
     settings: &RenderSettings,
     kept: BTreeSet<(String, String)>,
+    skeletons: &Skeletons,
 ) -> Result<ObjectsByFile, RenderError> {
     let namespace = namespace_of(&spec.id);
     let dir = tenant_dir(&spec.id);
@@ -174,7 +228,12 @@ pub(super) fn rendered(
     let mut seen = kept;
     let mut by_file = ObjectsByFile::new();
 
-    for (file, bytes) in files {
+    for RenderedFile {
+        path: file,
+        template,
+        split,
+    } in files
+    {
         let fail = |doc: usize, reason: String| RenderError::Check {
             file: file.clone(),
             doc,
@@ -182,11 +241,11 @@ pub(super) fn rendered(
         };
         let invalid = |e: serde_norway::Error| fail(0, format!("not valid YAML: {e}"));
         if *file == kustomization_path {
-            let docs = parse_documents(bytes).map_err(invalid)?;
+            let docs = parse_documents(split.clean.as_bytes()).map_err(invalid)?;
             check_kustomization(&docs).map_err(|reason| fail(1, reason))?;
             continue;
         }
-        let docs = parse_manifests(bytes).map_err(invalid)?;
+        let docs = skeletons.objects(template, split).map_err(invalid)?;
         if *file == flux_path && docs.len() != 1 {
             return Err(fail(0, format!("{} documents, expected 1", docs.len())));
         }
@@ -198,11 +257,10 @@ pub(super) fn rendered(
                 .ok_or_else(|| fail("no apiVersion".into()))?;
             let kind = doc.kind.as_deref().ok_or_else(|| fail("no kind".into()))?;
             let name = doc
-                .metadata
                 .name
                 .as_deref()
                 .ok_or_else(|| fail(format!("{kind} without metadata.name")))?;
-            let ns = doc.metadata.namespace.as_deref();
+            let ns = doc.namespace.as_deref();
             let is_flux = api == FLUX_KUSTOMIZATION_API && kind == "Kustomization";
             let expected_ns = match kind {
                 "Namespace" => None,
@@ -218,9 +276,11 @@ pub(super) fn rendered(
                 return Err(fail(format!("{kind}/{name} is not allowed in this file")));
             }
             if let Some(image) = doc
-                .images()
-                .find(|i| !i.is_some_and(validate::is_pinned_image))
+                .images
+                .iter()
+                .find(|i| !i.as_deref().is_some_and(validate::is_pinned_image))
             {
+                let image = image.as_deref();
                 return Err(fail(format!("{kind}/{name} uses unpinned image {image:?}")));
             }
             let object = (kind.to_string(), name.to_string());

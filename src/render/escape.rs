@@ -5,11 +5,18 @@
 //! read them and U+0085 as line breaks and fold them inside quoted scalars, and they reject DEL,
 //! C1 controls and U+FFFE/U+FFFF outright. Escaping them as `\uXXXX` (valid in both JSON and YAML
 //! double-quoted scalars) makes customer text round-trip exactly.
+//!
+//! Each printed literal is wrapped in the private-use marks of [`skeleton`](super::skeleton), so
+//! the renderer knows where values are; the marks never reach a file, and values never hold them
+//! raw (they are escaped like the characters above).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use minijinja::value::{Value, ValueKind};
 use minijinja::{AutoEscape, Error, ErrorKind, Output, State};
+
+use super::skeleton::{is_reserved, VALUE_END, VALUE_START};
 
 /// minijinja formatter: values marked safe (macro output, `|safe`) pass through; everything else is
 /// printed as one quoted/escaped scalar. Maps and sequences are refused, so a template can never
@@ -34,19 +41,26 @@ pub(super) fn yaml_formatter(out: &mut Output, state: &State, value: &Value) -> 
         )
         .with_source(err)
     })?;
-    out.write_str(&yaml_safe(&json)).map_err(Error::from)
+    out.write_char(VALUE_START)?;
+    out.write_str(&yaml_safe(&json))?;
+    out.write_char(VALUE_END).map_err(Error::from)
 }
 
-/// Characters that are valid raw in JSON strings but not read back verbatim by YAML parsers.
+/// Characters that are valid raw in JSON strings but not read back verbatim by YAML parsers,
+/// and the renderer's value marks.
 fn needs_escape(c: char) -> bool {
     matches!(
         c,
         '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
-    )
+    ) || is_reserved(c)
 }
 
 /// Escapes [`needs_escape`] characters of a JSON literal; they can only occur inside its strings.
-pub(super) fn yaml_safe(json: &str) -> String {
+pub(super) fn yaml_safe(json: &str) -> Cow<'_, str> {
+    // Every such character is DEL or encoded with bytes above it.
+    if json.bytes().all(|b| b < 0x7f) {
+        return Cow::Borrowed(json);
+    }
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
         if needs_escape(c) {
@@ -56,7 +70,7 @@ pub(super) fn yaml_safe(json: &str) -> String {
             out.push(c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -69,9 +83,9 @@ mod tests {
 
     #[test]
     fn line_separators_and_controls_round_trip_through_yaml() {
-        let text = "a\u{2028}b\u{2029}c\u{85}d\u{7f}e\u{9b}f\u{feff}g\n\t\"'\\";
-        let literal = yaml_safe(&serde_json::to_string(text).unwrap());
-        assert!(!literal.contains('\u{2028}') && !literal.contains('\u{85}'));
+        let text = "a\u{2028}b\u{2029}c\u{85}d\u{7f}e\u{9b}f\u{feff}g\n\t\"'\\\u{e000}\u{e003}";
+        let literal = yaml_safe(&serde_json::to_string(text).unwrap()).into_owned();
+        assert!(!literal.contains(['\u{2028}', '\u{85}', '\u{e000}', '\u{e003}']));
         assert_eq!(parse(&literal), text);
         // Still valid JSON, so the same literal is read identically by JSON parsers.
         assert_eq!(serde_json::from_str::<String>(&literal).unwrap(), text);
@@ -80,7 +94,7 @@ mod tests {
     #[test]
     fn astral_characters_stay_raw() {
         let text = "emoji 🚀 and RTL \u{202e}שלום";
-        let literal = yaml_safe(&serde_json::to_string(text).unwrap());
+        let literal = yaml_safe(&serde_json::to_string(text).unwrap()).into_owned();
         assert!(literal.contains('🚀'));
         assert_eq!(parse(&literal), text);
     }
@@ -91,7 +105,7 @@ mod tests {
         env.set_auto_escape_callback(|_| AutoEscape::Json);
         env.set_formatter(yaml_formatter);
         let out = env.render_str("k: {{ v }}", minijinja::context! { v => "x: y\n- z" });
-        assert_eq!(out.unwrap(), r#"k: "x: y\n- z""#);
+        assert_eq!(out.unwrap(), "k: \u{e000}\"x: y\\n- z\"\u{e001}");
         let err = env.render_str("k: {{ v }}", minijinja::context! { v => vec!["a"] });
         assert!(err.unwrap_err().to_string().contains("only scalars"));
     }

@@ -7,6 +7,7 @@
 
 mod check;
 mod escape;
+mod skeleton;
 mod spec;
 mod validate;
 
@@ -17,6 +18,8 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
 use crate::plans::{Plan, Resources};
+use check::RenderedFile;
+use skeleton::{Skeletons, Split};
 
 pub use check::parse_documents;
 pub use spec::{
@@ -68,6 +71,8 @@ pub struct Renderer {
     env: Environment<'static>,
     /// Per output template: SHA-256 of its source and of every helper template (`_macros`).
     digests: BTreeMap<String, String>,
+    /// Output shapes already parsed by the post-render check.
+    skeletons: Skeletons,
 }
 
 /// Templates rendered into files, in kustomization order, then the Flux reconciler.
@@ -152,6 +157,41 @@ struct Context<'a> {
     resource_files: &'static [&'static str],
 }
 
+impl<'a> Context<'a> {
+    fn new(
+        spec: &'a TenantSpec,
+        plan: &'a Plan,
+        settings: &'a RenderSettings,
+        sealed: &'a SealedValues,
+    ) -> Self {
+        Context {
+            tenant: TenantView {
+                id: &spec.id,
+                namespace: namespace_of(&spec.id),
+                dir: tenant_dir(&spec.id),
+                host: format!("{}.{}", spec.id, settings.base_domain),
+                plan: &spec.plan,
+                subscription_status: &spec.subscription_status,
+                company_name: &spec.company_name,
+                email: &spec.email,
+                full_name: spec.full_name.as_deref(),
+            },
+            resources: &plan.resources,
+            plan_display_name: &plan.display_name,
+            settings,
+            secret_name: SECRET_NAME,
+            encrypted: &sealed.encrypted,
+            database: Database {
+                name: DATABASE,
+                user: DATABASE,
+            },
+            ingress_namespace: INGRESS_NAMESPACE,
+            monitoring_namespace: MONITORING_NAMESPACE,
+            resource_files: &TENANT_MANIFESTS,
+        }
+    }
+}
+
 impl Renderer {
     /// Loads every file of `dir` as a template (by file name).
     pub fn from_dir(dir: &Path) -> Result<Self, RenderError> {
@@ -212,6 +252,15 @@ impl Renderer {
             })
             .collect();
         for (name, text) in sources {
+            if text.contains(skeleton::is_reserved) {
+                return Err(RenderError::Template {
+                    template: name,
+                    source: minijinja::Error::new(
+                        minijinja::ErrorKind::SyntaxError,
+                        "U+E000..U+E003 are reserved for the renderer",
+                    ),
+                });
+            }
             env.add_template_owned(name.clone(), text)
                 .map_err(|source| RenderError::Template {
                     template: name,
@@ -226,7 +275,41 @@ impl Renderer {
                 });
             }
         }
-        Ok(Self { env, digests })
+        Ok(Self {
+            env,
+            digests,
+            skeletons: Skeletons::default(),
+        })
+    }
+
+    /// Renders one template into its file, split at the printed values.
+    fn render_file(
+        &self,
+        template: &'static str,
+        ctx: &Context,
+    ) -> Result<RenderedFile, RenderError> {
+        let path = match template {
+            FLUX_TEMPLATE => flux_kustomization_path(ctx.tenant.id),
+            _ => format!("{}/{template}", ctx.tenant.dir),
+        };
+        let text = self
+            .env
+            .get_template(template)
+            .and_then(|t| t.render(ctx))
+            .map_err(|source| RenderError::Template {
+                template: template.to_string(),
+                source,
+            })?;
+        let split = Split::new(&text).map_err(|reason| RenderError::Check {
+            file: path.clone(),
+            doc: 0,
+            reason,
+        })?;
+        Ok(RenderedFile {
+            path,
+            template,
+            split,
+        })
     }
 
     /// Renders one tenant in full. PURE: same inputs, byte-identical output.
@@ -259,43 +342,17 @@ impl Renderer {
         validate::resources(&plan.resources)?;
         validate::sealed(sealed)?;
 
-        let dir = tenant_dir(&spec.id);
-        let ctx = Context {
-            tenant: TenantView {
-                id: &spec.id,
-                namespace: namespace_of(&spec.id),
-                dir: dir.clone(),
-                host: format!("{}.{}", spec.id, settings.base_domain),
-                plan: &spec.plan,
-                subscription_status: &spec.subscription_status,
-                company_name: &spec.company_name,
-                email: &spec.email,
-                full_name: spec.full_name.as_deref(),
-            },
-            resources: &plan.resources,
-            plan_display_name: &plan.display_name,
-            settings,
-            secret_name: SECRET_NAME,
-            encrypted: &sealed.encrypted,
-            database: Database {
-                name: DATABASE,
-                user: DATABASE,
-            },
-            ingress_namespace: INGRESS_NAMESPACE,
-            monitoring_namespace: MONITORING_NAMESPACE,
-            resource_files: &TENANT_MANIFESTS,
-        };
+        let ctx = Context::new(spec, plan, settings, sealed);
         // Everything the templates see, so any other change renders everything.
         let context_json = serde_json::to_vec(&ctx).expect("the context serialises");
         let inputs = sha256_hex(&[RENDER_FORMAT.as_bytes(), &context_json]);
         let previous = previous.filter(|lock| lock.inputs == inputs);
 
-        let mut files = BTreeMap::new();
+        let mut rendered = Vec::new();
         let mut lock = RenderLock {
             inputs,
             templates: BTreeMap::new(),
         };
-        let mut rendered_from = BTreeMap::new();
         for template in output_templates() {
             let digest = &self.digests[template];
             let unchanged = previous
@@ -305,28 +362,21 @@ impl Renderer {
                 lock.templates.insert(template.to_string(), locked.clone());
                 continue;
             }
-            let path = match template {
-                FLUX_TEMPLATE => flux_kustomization_path(&spec.id),
-                _ => format!("{dir}/{template}"),
-            };
-            let text = self
-                .env
-                .get_template(template)
-                .and_then(|t| t.render(&ctx))
-                .map_err(|source| RenderError::Template {
-                    template: template.to_string(),
-                    source,
-                })?;
-            files.insert(path.clone(), text.into_bytes());
-            rendered_from.insert(path, template);
+            rendered.push(self.render_file(template, &ctx)?);
         }
         let kept = lock
             .templates
             .values()
             .flat_map(|t| t.objects.iter().cloned())
             .collect();
-        let mut objects = check::rendered(&files, spec, settings, kept)?;
-        for (path, template) in rendered_from {
+        let mut objects = check::rendered(&rendered, spec, settings, kept, &self.skeletons)?;
+        let mut files = BTreeMap::new();
+        for RenderedFile {
+            path,
+            template,
+            split,
+        } in rendered
+        {
             lock.templates.insert(
                 template.to_string(),
                 LockedTemplate {
@@ -334,6 +384,7 @@ impl Renderer {
                     objects: objects.remove(&path).unwrap_or_default(),
                 },
             );
+            files.insert(path, split.clean.into_bytes());
         }
         Ok(RenderedTenant {
             files,

@@ -1,6 +1,7 @@
 //! Unit tests of the renderer: template loading, validation, determinism and the post-render
 //! checks. End-to-end properties (hostile text, Kubernetes schemas) are in tests/render.rs.
 
+use std::ops::Range;
 use std::path::Path;
 
 use super::validate::{is_pinned_image, is_quantity, is_tenant_id};
@@ -455,4 +456,172 @@ fn missing_template_is_an_error() {
         .expect("incomplete template set");
     assert!(matches!(err, RenderError::Template { .. }), "{err}");
     assert!(Renderer::from_dir(&dir.path().join("absent")).is_err());
+}
+
+/// Every file of a starter tenant's render, split as the renderer splits it.
+fn rendered_files(renderer: &Renderer, spec: &TenantSpec) -> Vec<RenderedFile> {
+    let (plan, settings, sealed) = (starter(), RenderSettings::default(), demo_sealed_values());
+    let ctx = Context::new(spec, &plan, &settings, &sealed);
+    output_templates()
+        .filter(|t| *t != KUSTOMIZATION_TEMPLATE) // always parsed in full
+        .map(|t| renderer.render_file(t, &ctx).unwrap())
+        .collect()
+}
+
+/// The fields the check reads, through the renderer's skeletons (before and after it learns
+/// the file's shape) and by parsing each file; returns how many were known before.
+fn check_fields_agree(renderer: &Renderer, spec: &TenantSpec) -> usize {
+    let mut known = 0;
+    for file in rendered_files(renderer, spec) {
+        let learnt = || {
+            renderer
+                .skeletons
+                .learnt_objects(file.template, &file.split)
+        };
+        let before = learnt();
+        let checked = renderer.skeletons.objects(file.template, &file.split);
+        let parsed = check::objects(file.split.clean.as_bytes());
+        match (&checked, &parsed) {
+            (Ok(checked), Ok(parsed)) => assert_eq!(checked, parsed, "{}", file.path),
+            _ => assert_eq!(checked.is_ok(), parsed.is_ok(), "{}", file.path),
+        }
+        let parsed = parsed.map_err(|e| e.to_string());
+        for objects in [&before, &learnt()].into_iter().flatten() {
+            assert_eq!(Ok(objects), parsed.as_ref(), "{}", file.path);
+        }
+        known += usize::from(before.is_some());
+    }
+    known
+}
+
+#[test]
+fn every_built_in_template_shape_is_learnt_once() {
+    let renderer = Renderer::builtin();
+    let files = rendered_files(&renderer, &demo_spec()).len();
+    assert_eq!(
+        check_fields_agree(&renderer, &demo_spec()),
+        0,
+        "nothing learnt yet"
+    );
+    assert_eq!(renderer.skeletons.counts(), (files, 0), "all cacheable");
+    assert_eq!(check_fields_agree(&renderer, &demo_spec()), files);
+    let other = TenantSpec {
+        id: "other".into(),
+        company_name: "x".repeat(400),
+        email: "ops@other.example".into(),
+        ..demo_spec()
+    };
+    // The long company name is another shape of namespace.yaml only.
+    assert_eq!(check_fields_agree(&renderer, &other), files - 1);
+    assert_eq!(check_fields_agree(&renderer, &other), files);
+    assert_eq!(renderer.skeletons.counts(), (files + 1, 0));
+}
+
+#[test]
+fn split_removes_value_marks_and_refuses_odd_ones() {
+    let split = Split::new("a: \u{e000}\"x\"\u{e001}\nb: \u{e000}3\u{e001}\n").unwrap();
+    assert_eq!(split.clean, "a: \"x\"\nb: 3\n");
+    assert_eq!(split.skeleton, "a: \u{e000}S\nb: 3\n");
+    assert_eq!(split.strings, vec![Range { start: 3, end: 6 }]);
+    for odd in [
+        "a: \u{e000}\"x\"",
+        "a: \u{e000}\"\u{e000}\"\u{e001}",
+        "a: \u{e000}\"\\u0041\"\u{e001}",
+        "a: \u{e000}\"\u{2028}\"\u{e001}",
+    ] {
+        assert!(Split::new(odd).is_err(), "{odd:?}");
+    }
+    let sources = BUILTIN_TEMPLATES.iter().map(|(name, text)| {
+        let text = text.replace("kind: Namespace", "kind: Namespace\u{e001}");
+        (name.to_string(), text)
+    });
+    let err = Renderer::from_sources(sources)
+        .err()
+        .expect("reserved mark");
+    assert!(err.to_string().contains("reserved"), "{err}");
+}
+
+/// The built-in templates with `namespace.yaml`'s company annotation replaced.
+fn with_company_annotation(line: &str) -> Renderer {
+    let sources = BUILTIN_TEMPLATES.iter().map(|(name, text)| {
+        let text = match *name {
+            "namespace.yaml" => {
+                let from = "iotistic.io/company-name: {{ tenant.company_name }}";
+                assert!(text.contains(from));
+                text.replace(from, line)
+            }
+            _ => text.to_string(),
+        };
+        (name.to_string(), text)
+    });
+    Renderer::from_sources(sources).unwrap()
+}
+
+#[test]
+fn a_value_inside_a_larger_scalar_is_parsed_every_time() {
+    let renderer =
+        with_company_annotation("iotistic.io/company-name: co-{{ tenant.company_name }}");
+    let files = rendered_files(&renderer, &demo_spec()).len();
+    check_fields_agree(&renderer, &demo_spec());
+    assert_eq!(renderer.skeletons.counts(), (files - 1, 1));
+    // So text that breaks the plain scalar is still caught by the parse.
+    let hostile = TenantSpec {
+        company_name: "a: b".into(),
+        ..demo_spec()
+    };
+    let plan = starter();
+    let err = renderer
+        .render(
+            &hostile,
+            &plan,
+            &RenderSettings::default(),
+            &demo_sealed_values(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("not valid YAML"), "{err}");
+}
+
+#[test]
+fn a_value_used_as_a_key_must_match_the_learnt_one() {
+    let renderer = with_company_annotation("{{ tenant.company_name }}: company");
+    let spec = |company: &str, email: &str| TenantSpec {
+        company_name: company.into(),
+        email: email.into(),
+        ..demo_spec()
+    };
+    let files = rendered_files(&renderer, &demo_spec()).len();
+    check_fields_agree(&renderer, &spec("acme", "a@example.com"));
+    assert_eq!(renderer.skeletons.counts(), (files, 0));
+    assert_eq!(
+        check_fields_agree(&renderer, &spec("acme", "b@example.com")),
+        files
+    );
+    // Another key: parsed (it could now equal another key of the mapping).
+    assert_eq!(
+        check_fields_agree(
+            &renderer,
+            &spec("iotistic.io/plan-display-name", "c@example.com")
+        ),
+        files - 1
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Customer text, however hostile, never makes the learnt check read something a parse
+    /// would not.
+    #[test]
+    fn learnt_checks_read_what_a_parse_reads(
+        company in "\\PC{0,300}|.{0,40}[\\u{e000}-\\u{e003}\"\\\\:\\n#&*!|>'%@`{}\\[\\],-].{0,40}",
+        email in proptest::prelude::any::<String>(),
+        full_name in proptest::option::of("\\PC{0,30}"),
+    ) {
+        static RENDERER: std::sync::LazyLock<Renderer> = std::sync::LazyLock::new(Renderer::builtin);
+        let spec = TenantSpec { company_name: company, email, full_name, ..demo_spec() };
+        check_fields_agree(&RENDERER, &spec);
+        // The second time every shape is known.
+        let files = rendered_files(&RENDERER, &spec).len();
+        proptest::prop_assert_eq!(check_fields_agree(&RENDERER, &spec), files);
+    }
 }
