@@ -2,6 +2,7 @@
 //! It knows Git, not HTTP and not customers: it takes "these paths, these bytes, this message"
 //! and returns a revision.
 
+mod listing;
 pub mod pack;
 pub mod packfile;
 pub mod push;

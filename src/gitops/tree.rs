@@ -3,12 +3,12 @@
 //! they are kept serialised in memory and spliced.
 
 use std::cell::RefCell;
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use git2::{ObjectType, Odb, Oid};
 
+use super::listing::{corrupt, git_order, Listing, RawEntry, BLOB_MODE, TREE_MODE};
 use super::packfile::{object_id, NewPack};
 
 /// The new content at one path: a file, a whole directory (replacing what was there), or nothing.
@@ -37,9 +37,6 @@ pub fn file_count(changes: &Changes) -> usize {
 /// A resolved leaf: an object id and its mode, or removal.
 type Leaf = Option<(Oid, &'static [u8])>;
 
-const TREE_MODE: &[u8] = b"40000";
-const BLOB_MODE: &[u8] = b"100644";
-
 /// Trees at least this large (serialised) stay in memory: the flat `tenants/` and
 /// `flux-tenants/` listings, rewritten by nearly every commit, are then spliced in memory
 /// instead of being inflated, hash-verified and parsed from the object store each time.
@@ -52,82 +49,7 @@ const CACHED_TREES: usize = 6;
 /// re-sort and allocate every entry of a 10,000-entry tree for a one-tenant change.
 #[derive(Default)]
 pub struct Trees {
-    cache: RefCell<VecDeque<(Oid, Arc<Vec<u8>>)>>,
-}
-
-/// One entry of a raw tree, borrowing its bytes (the id too: building an `Oid` for each of
-/// 10,000 entries that are only copied is measurable).
-#[derive(Debug, Clone, Copy)]
-struct RawEntry<'a> {
-    mode: &'a [u8],
-    name: &'a [u8],
-    id: &'a [u8],
-}
-
-impl RawEntry<'_> {
-    fn is_tree(&self) -> bool {
-        self.mode == TREE_MODE
-    }
-
-    fn oid(&self) -> Oid {
-        Oid::from_bytes(self.id).expect("parse takes 20-byte ids")
-    }
-}
-
-fn corrupt(what: &str) -> git2::Error {
-    git2::Error::from_str(&format!("malformed tree object: {what}"))
-}
-
-fn parse(raw: &[u8]) -> Result<Vec<RawEntry<'_>>, git2::Error> {
-    let mut entries = Vec::with_capacity(raw.len() / 40);
-    let mut rest = raw;
-    while !rest.is_empty() {
-        let space = rest
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or_else(|| corrupt("no mode"))?;
-        let nul = space
-            + rest[space..]
-                .iter()
-                .position(|&b| b == 0)
-                .ok_or_else(|| corrupt("no name"))?;
-        let id = rest
-            .get(nul + 1..nul + 21)
-            .ok_or_else(|| corrupt("truncated id"))?;
-        entries.push(RawEntry {
-            mode: &rest[..space],
-            name: &rest[space + 1..nul],
-            id,
-        });
-        rest = &rest[nul + 21..];
-    }
-    Ok(entries)
-}
-
-/// Git's entry order: names compared bytewise, a tree's name as if it ended in '/'.
-fn git_order(a: &[u8], a_tree: bool, b: &[u8], b_tree: bool) -> Ordering {
-    let n = a.len().min(b.len());
-    a[..n].cmp(&b[..n]).then_with(|| {
-        let end =
-            |name: &[u8], tree: bool| name.get(n).copied().unwrap_or(if tree { b'/' } else { 0 });
-        end(a, a_tree).cmp(&end(b, b_tree))
-    })
-}
-
-fn serialize(entries: &[RawEntry<'_>]) -> Vec<u8> {
-    let len = entries
-        .iter()
-        .map(|e| e.mode.len() + e.name.len() + 22)
-        .sum();
-    let mut out = Vec::with_capacity(len);
-    for e in entries {
-        out.extend_from_slice(e.mode);
-        out.push(b' ');
-        out.extend_from_slice(e.name);
-        out.push(0);
-        out.extend_from_slice(e.id);
-    }
-    out
+    cache: RefCell<VecDeque<(Oid, Arc<Listing>)>>,
 }
 
 fn check_name(name: &str) -> Result<(), git2::Error> {
@@ -165,22 +87,22 @@ impl Sink<'_> {
 }
 
 impl Trees {
-    /// The serialised tree `id`.
-    fn raw(&self, odb: &Odb<'_>, id: Oid) -> Result<Arc<Vec<u8>>, git2::Error> {
-        if let Some((_, raw)) = self.cache.borrow().iter().find(|(oid, _)| *oid == id) {
-            return Ok(raw.clone());
+    /// The tree `id`, indexed.
+    fn listing(&self, odb: &Odb<'_>, id: Oid) -> Result<Arc<Listing>, git2::Error> {
+        if let Some((_, listing)) = self.cache.borrow().iter().find(|(oid, _)| *oid == id) {
+            return Ok(listing.clone());
         }
         let object = odb.read(id)?;
         if object.kind() != ObjectType::Tree {
             return Err(corrupt(&format!("{id} is a {}", object.kind())));
         }
-        let raw = Arc::new(object.data().to_vec());
-        self.remember(id, &raw);
-        Ok(raw)
+        let listing = Arc::new(Listing::parse(object.data().to_vec())?);
+        self.remember(id, &listing);
+        Ok(listing)
     }
 
-    fn remember(&self, id: Oid, raw: &Arc<Vec<u8>>) {
-        if raw.len() < CACHED_TREE_BYTES {
+    fn remember(&self, id: Oid, listing: &Arc<Listing>) {
+        if listing.bytes().len() < CACHED_TREE_BYTES {
             return;
         }
         let mut cache = self.cache.borrow_mut();
@@ -190,7 +112,7 @@ impl Trees {
         if cache.len() == CACHED_TREES {
             cache.pop_front();
         }
-        cache.push_back((id, raw.clone()));
+        cache.push_back((id, listing.clone()));
     }
 
     /// Writes the blobs and sub-trees of `changes` on top of the tree `base` and returns the
@@ -253,16 +175,11 @@ impl Trees {
         base: Option<Oid>,
         leaves: &[(&[&str], Leaf)],
     ) -> Result<Option<Oid>, git2::Error> {
-        let raw = match (base, odb) {
-            (Some(id), Some(odb)) => Some(self.raw(odb, id)?),
+        let listing = match (base, odb) {
+            (Some(id), Some(odb)) => self.listing(odb, id)?,
             (Some(id), None) => return Err(corrupt(&format!("{id} read without a store"))),
-            (None, _) => None,
+            (None, _) => Arc::default(),
         };
-        let entries = raw
-            .as_deref()
-            .map(|r| parse(r))
-            .transpose()?
-            .unwrap_or_default();
         // Last change to a name wins, as with a sequence of inserts.
         let mut direct: BTreeMap<&str, Leaf> = BTreeMap::new();
         let mut nested: BTreeMap<&str, Vec<(&[&str], Leaf)>> = BTreeMap::new();
@@ -280,10 +197,9 @@ impl Trees {
             // A file or removal at `name` followed by paths below it: start from nothing.
             let child_base = match direct.remove(name) {
                 Some(_) => None,
-                None => entries
-                    .iter()
-                    .find(|e| e.name == name.as_bytes() && e.is_tree())
-                    .map(|e| e.oid()),
+                None => listing
+                    .find(name.as_bytes(), true)
+                    .map(|i| listing.get(i).oid()),
             };
             let merged = self.update(odb, sink, child_base, &children)?;
             direct.insert(name, merged.map(|id| (id, TREE_MODE)));
@@ -302,17 +218,19 @@ impl Trees {
             })
             .collect();
         added.sort_by(|a, b| git_order(a.name, a.is_tree(), b.name, b.is_tree()));
-        let touched: std::collections::BTreeSet<&[u8]> =
-            direct.keys().map(|name| name.as_bytes()).collect();
-        let kept = entries.into_iter().filter(|e| !touched.contains(e.name));
-        let merged = merge(kept, added);
-        if merged.is_empty() {
+        let mut removed: Vec<usize> = direct
+            .keys()
+            .flat_map(|name| [true, false].map(|tree| listing.find(name.as_bytes(), tree)))
+            .flatten()
+            .collect();
+        removed.sort_unstable();
+        let spliced = listing.splice(&removed, &added);
+        if spliced.is_empty() {
             return Ok(None);
         }
-        let raw = Arc::new(serialize(&merged));
-        let id = sink.put(ObjectType::Tree, &raw, None)?;
+        let id = sink.put(ObjectType::Tree, spliced.bytes(), None)?;
         if sink.writes() {
-            self.remember(id, &raw);
+            self.remember(id, &Arc::new(spliced));
         }
         Ok(Some(id))
     }
@@ -325,8 +243,7 @@ impl Trees {
         root: Oid,
         paths: &[String],
     ) -> Result<Vec<Option<(Oid, bool)>>, git2::Error> {
-        type Listing = std::collections::HashMap<Vec<u8>, (Oid, bool)>;
-        let mut parsed: std::collections::HashMap<Oid, Listing> = Default::default();
+        let mut read: std::collections::HashMap<Oid, Arc<Listing>> = Default::default();
         let mut found = Vec::with_capacity(paths.len());
         'paths: for path in paths {
             let mut current = (root, true);
@@ -335,19 +252,17 @@ impl Trees {
                     found.push(None);
                     continue 'paths;
                 }
-                let listing = match parsed.entry(current.0) {
+                let listing = match read.entry(current.0) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        let raw = self.raw(odb, current.0)?;
-                        let listing = parse(&raw)?
-                            .into_iter()
-                            .map(|e| (e.name.to_vec(), (e.oid(), e.is_tree())))
-                            .collect();
-                        e.insert(listing)
+                        e.insert(self.listing(odb, current.0)?)
                     }
                 };
-                match listing.get(part.as_bytes()) {
-                    Some(entry) => current = *entry,
+                match listing.find_any(part.as_bytes()) {
+                    Some(i) => {
+                        let entry = listing.get(i);
+                        current = (entry.oid(), entry.is_tree());
+                    }
                     None => {
                         found.push(None);
                         continue 'paths;
@@ -369,8 +284,8 @@ impl Trees {
         let mut tree = root;
         let parts = split(path);
         for (i, part) in parts.iter().enumerate() {
-            let raw = self.raw(odb, tree)?;
-            let Some(found) = parse(&raw)?.into_iter().find(|e| e.name == part.as_bytes()) else {
+            let listing = self.listing(odb, tree)?;
+            let Some(found) = listing.find_any(part.as_bytes()).map(|i| listing.get(i)) else {
                 return Ok(None);
             };
             if i + 1 == parts.len() {
@@ -399,9 +314,9 @@ impl Trees {
             let Some((id, true)) = self.entry(odb, root, dir)? else {
                 return Ok(BTreeMap::new());
             };
-            let raw = self.raw(odb, id)?;
-            Ok(parse(&raw)?
-                .into_iter()
+            Ok(self
+                .listing(odb, id)?
+                .iter()
                 .map(|e| (String::from_utf8_lossy(e.name).into_owned(), e.oid()))
                 .collect())
         };
@@ -425,25 +340,6 @@ impl Trees {
             Entry::Removed => Ok(None),
         }
     }
-}
-
-/// Merges two lists already in Git order.
-fn merge<'a>(
-    kept: impl Iterator<Item = RawEntry<'a>>,
-    added: Vec<RawEntry<'a>>,
-) -> Vec<RawEntry<'a>> {
-    let mut out = Vec::with_capacity(added.len() + kept.size_hint().0);
-    let mut added = added.into_iter().peekable();
-    for e in kept {
-        while let Some(a) =
-            added.next_if(|a| git_order(a.name, a.is_tree(), e.name, e.is_tree()) == Ordering::Less)
-        {
-            out.push(a);
-        }
-        out.push(e);
-    }
-    out.extend(added);
-    out
 }
 
 fn split(path: &str) -> Vec<&str> {
