@@ -104,10 +104,23 @@ impl<'a> NewPack<'a> {
     /// Adds an object unless the repository or this pack has it; returns its id. `name` (a file
     /// name) groups blobs that are likely similar, for delta compression.
     pub fn put(&self, kind: ObjectType, data: &[u8], name: Option<&str>) -> Oid {
+        self.insert(kind, data, name, true)
+    }
+
+    /// [`put`](Self::put) for an object at a path the repository does not have yet: the store
+    /// is not asked whether it has the object (libgit2 stats a loose path for every miss, ~0.4 s
+    /// for the 140,000 files of 10,000 new tenants); at worst an object is stored twice.
+    pub fn put_new(&self, kind: ObjectType, data: &[u8], name: Option<&str>) -> Oid {
+        self.insert(kind, data, name, false)
+    }
+
+    fn insert(&self, kind: ObjectType, data: &[u8], name: Option<&str>, ask_store: bool) -> Oid {
         let id = object_id(kind, data);
         let mut state = self.state.borrow_mut();
         // NO_REFRESH: a miss must not rescan the pack directory for every new object.
-        if state.ids.contains(&id) || self.odb.exists_ext(id, OdbLookupFlags::NO_REFRESH) {
+        if state.ids.contains(&id)
+            || (ask_store && self.odb.exists_ext(id, OdbLookupFlags::NO_REFRESH))
+        {
             return id;
         }
         state.ids.insert(id);

@@ -72,7 +72,20 @@ pub enum Sink<'a> {
 impl Sink<'_> {
     /// Stores an object; `name` is its file name, a hint for delta compression.
     fn put(&self, kind: ObjectType, bytes: &[u8], name: Option<&str>) -> Result<Oid, git2::Error> {
+        self.put_at(kind, bytes, name, false)
+    }
+
+    /// [`put`](Self::put) of an object at a path: `new_path` when the repository has nothing
+    /// there yet.
+    fn put_at(
+        &self,
+        kind: ObjectType,
+        bytes: &[u8],
+        name: Option<&str>,
+        new_path: bool,
+    ) -> Result<Oid, git2::Error> {
         match self {
+            Sink::Pack(pack) if new_path => Ok(pack.put_new(kind, bytes, name)),
             // `Odb::write` hashes first and skips objects already stored; `Repository::blob`
             // streams through a temporary file even when the blob exists.
             Sink::Write(odb) => odb.write(kind, bytes),
@@ -126,13 +139,20 @@ impl Trees {
         changes: &Changes,
     ) -> Result<Option<Oid>, git2::Error> {
         let mut leaves: Vec<(Vec<&str>, Leaf)> = Vec::with_capacity(changes.len());
-        for (path, entry) in changes {
+        let paths: Vec<String> = changes.keys().cloned().collect();
+        let present = match base {
+            Some(root) if sink.writes() => self.entries(odb, root, &paths)?,
+            _ => vec![None; paths.len()],
+        };
+        for ((path, entry), present) in changes.iter().zip(present) {
+            let new_path = present.is_none();
             let leaf = match entry {
                 Entry::File(bytes) => {
                     let name = path.rsplit('/').next();
-                    Some((sink.put(ObjectType::Blob, bytes, name)?, BLOB_MODE))
+                    let blob = sink.put_at(ObjectType::Blob, bytes, name, new_path)?;
+                    Some((blob, BLOB_MODE))
                 }
-                Entry::Dir(files) => self.dir(sink, files)?.map(|id| (id, TREE_MODE)),
+                Entry::Dir(files) => self.dir(sink, files, new_path)?.map(|id| (id, TREE_MODE)),
                 Entry::Removed => None,
             };
             leaves.push((split(path), leaf));
@@ -140,15 +160,17 @@ impl Trees {
         self.update_paths(Some(odb), sink, base, &leaves)
     }
 
-    /// The tree of a directory holding exactly `files` (None when empty).
+    /// The tree of a directory holding exactly `files` (None when empty); `new_path` when the
+    /// repository has nothing at its path yet.
     fn dir(
         &self,
         sink: &Sink<'_>,
         files: &BTreeMap<String, Vec<u8>>,
+        new_path: bool,
     ) -> Result<Option<Oid>, git2::Error> {
         let mut leaves: Vec<(Vec<&str>, Leaf)> = Vec::with_capacity(files.len());
         for (path, bytes) in files {
-            let blob = sink.put(ObjectType::Blob, bytes, Some(path))?;
+            let blob = sink.put_at(ObjectType::Blob, bytes, Some(path), new_path)?;
             leaves.push((split(path), Some((blob, BLOB_MODE))));
         }
         // A new directory has no base, so no object store is read.
@@ -336,7 +358,7 @@ impl Trees {
     pub fn entry_id_of(&self, entry: &Entry) -> Result<Option<Oid>, git2::Error> {
         match entry {
             Entry::File(bytes) => Ok(Some(object_id(ObjectType::Blob, bytes))),
-            Entry::Dir(files) => self.dir(&Sink::HashOnly, files),
+            Entry::Dir(files) => self.dir(&Sink::HashOnly, files, false),
             Entry::Removed => Ok(None),
         }
     }
