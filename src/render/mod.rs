@@ -286,11 +286,12 @@ impl Renderer {
     fn render_file(
         &self,
         template: &'static str,
-        ctx: &Context,
+        id: &str,
+        ctx: &minijinja::Value,
     ) -> Result<RenderedFile, RenderError> {
         let path = match template {
-            FLUX_TEMPLATE => flux_kustomization_path(ctx.tenant.id),
-            _ => format!("{}/{template}", ctx.tenant.dir),
+            FLUX_TEMPLATE => flux_kustomization_path(id),
+            _ => format!("{}/{template}", tenant_dir(id)),
         };
         let text = self
             .env
@@ -347,6 +348,8 @@ impl Renderer {
         let context_json = serde_json::to_vec(&ctx).expect("the context serialises");
         let inputs = sha256_hex(&[RENDER_FORMAT.as_bytes(), &context_json]);
         let previous = previous.filter(|lock| lock.inputs == inputs);
+        // Converted once for all templates (each render would convert the context again).
+        let values = minijinja::Value::from_serialize(&ctx);
 
         let mut rendered = Vec::new();
         let mut lock = RenderLock {
@@ -362,7 +365,7 @@ impl Renderer {
                 lock.templates.insert(template.to_string(), locked.clone());
                 continue;
             }
-            rendered.push(self.render_file(template, &ctx)?);
+            rendered.push(self.render_file(template, &spec.id, &values)?);
         }
         let kept = lock
             .templates

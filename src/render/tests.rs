@@ -461,10 +461,10 @@ fn missing_template_is_an_error() {
 /// Every file of a starter tenant's render, split as the renderer splits it.
 fn rendered_files(renderer: &Renderer, spec: &TenantSpec) -> Vec<RenderedFile> {
     let (plan, settings, sealed) = (starter(), RenderSettings::default(), demo_sealed_values());
-    let ctx = Context::new(spec, &plan, &settings, &sealed);
+    let ctx = minijinja::Value::from_serialize(Context::new(spec, &plan, &settings, &sealed));
     output_templates()
         .filter(|t| *t != KUSTOMIZATION_TEMPLATE) // always parsed in full
-        .map(|t| renderer.render_file(t, &ctx).unwrap())
+        .map(|t| renderer.render_file(t, &spec.id, &ctx).unwrap())
         .collect()
 }
 
