@@ -1,5 +1,5 @@
-//! The checked-in demo tenant (`tenants/demo/`, `flux-tenants/demo.yaml`) is exactly what the
-//! templates render today. After an intended template change, regenerate it with
+//! The checked-in demo tenant (`tenants/demo/` with its `render.json`, `flux-tenants/demo.yaml`)
+//! is exactly what the templates render today. After an intended template change, regenerate it with
 //! `cargo run -- tenant render --demo` and review the diff like any other change.
 
 use std::collections::BTreeMap;
@@ -28,18 +28,18 @@ fn golden_demo_tenant_matches_the_templates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let renderer = billing::render::Renderer::from_dir(&root.join("templates")).unwrap();
     let plans = billing::plans::Catalogue::builtin().unwrap();
-    let rendered = billing::deploy::demo::render_demo(&renderer, &plans).unwrap();
+    let rendered = billing::deploy::demo::demo_files(&renderer, &plans).unwrap();
     let golden = checked_in(root);
 
     let mut problems = Vec::new();
-    for (path, bytes) in &rendered.files {
+    for (path, bytes) in &rendered {
         match golden.get(path) {
             None => problems.push(format!("{path}: rendered but not checked in")),
             Some(old) if old != bytes => problems.push(format!("{path}: differs")),
             Some(_) => {}
         }
     }
-    for path in golden.keys().filter(|p| !rendered.files.contains_key(*p)) {
+    for path in golden.keys().filter(|p| !rendered.contains_key(*p)) {
         problems.push(format!("{path}: checked in but no longer rendered"));
     }
     assert!(

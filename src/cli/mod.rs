@@ -168,13 +168,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let renderer = crate::app::renderer(&config)?;
             let plans = crate::plans::Catalogue::load(config.plans_file.as_deref())?;
             if demo {
-                let rendered = crate::deploy::demo::render_demo(&renderer, &plans)?;
-                crate::deploy::demo::write_golden(&out, &rendered)?;
-                println!(
-                    "wrote {} golden files under {}",
-                    rendered.files.len(),
-                    out.display()
-                );
+                let files = crate::deploy::demo::demo_files(&renderer, &plans)?;
+                crate::deploy::demo::write_golden(&out, &files)?;
+                println!("wrote {} golden files under {}", files.len(), out.display());
             } else {
                 let id = id.unwrap_or_default();
                 let app = App::start(config).await?;

@@ -1,6 +1,7 @@
 //! The golden demo tenant: a fixed customer, fixed secrets and a fixed (public) sealing key,
-//! sealed with a seeded RNG, so its rendering is byte-for-byte reproducible. Its output is
-//! checked in as `tenants/demo/` and `flux-tenants/demo.yaml`; a test compares the two.
+//! sealed with a seeded RNG, so its rendering is byte-for-byte reproducible. Its output (with
+//! its render lock) is checked in as `tenants/demo/` and `flux-tenants/demo.yaml`; a test
+//! compares the two.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,13 +44,22 @@ pub fn render_demo(renderer: &Renderer, plans: &Catalogue) -> anyhow::Result<Ren
     Ok(renderer.render(&spec, plan, &RenderSettings::default(), &sealed)?)
 }
 
+/// The demo tenant's files as a GitOps repository holds them (with its `render.json`).
+pub fn demo_files(
+    renderer: &Renderer,
+    plans: &Catalogue,
+) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let rendered = render_demo(renderer, plans)?;
+    Ok(rendered.into_repository_files(&render::demo_spec().id))
+}
+
 /// Rewrites the golden files under `root` (the repository checkout): stale files go.
-pub fn write_golden(root: &Path, rendered: &RenderedTenant) -> anyhow::Result<()> {
+pub fn write_golden(root: &Path, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
     let dir = root.join(render::tenant_dir("demo"));
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
-    for (path, bytes) in &rendered.files {
+    for (path, bytes) in files {
         let target = root.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;

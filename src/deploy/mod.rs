@@ -65,12 +65,9 @@ impl Gitops {
 pub fn tenant_changes(customer_id: &str, rendered: RenderedTenant) -> Changes {
     let dir = crate::render::tenant_dir(customer_id);
     let prefix = format!("{dir}/");
-    let mut files = rendered.files;
-    files.insert(
-        crate::render::render_lock_path(customer_id),
-        rendered.lock.to_bytes(),
-    );
-    if !rendered.complete {
+    let complete = rendered.complete;
+    let files = rendered.into_repository_files(customer_id);
+    if !complete {
         // Only some templates were rendered: replace those files, keep the rest.
         return files
             .into_iter()

@@ -95,6 +95,16 @@ pub struct RenderedTenant {
     pub complete: bool,
 }
 
+impl RenderedTenant {
+    /// The files as the tenant's directory in the repository holds them: the rendered ones and
+    /// the lock (`tenants/<id>/render.json`).
+    pub fn into_repository_files(self, id: &str) -> BTreeMap<String, Vec<u8>> {
+        let mut files = self.files;
+        files.insert(super::render_lock_path(id), self.lock.to_bytes());
+        files
+    }
+}
+
 /// What rendered a tenant's files: a digest of the template inputs, and per template the digest
 /// of its source and the objects (kind, name) its output holds.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
