@@ -241,8 +241,11 @@ pub(super) fn rendered(
         };
         let invalid = |e: serde_norway::Error| fail(0, format!("not valid YAML: {e}"));
         if *file == kustomization_path {
-            let docs = parse_documents(split.clean.as_bytes()).map_err(invalid)?;
-            check_kustomization(&docs).map_err(|reason| fail(1, reason))?;
+            if !skeletons.passed(&split.clean) {
+                let docs = parse_documents(split.clean.as_bytes()).map_err(invalid)?;
+                check_kustomization(&docs).map_err(|reason| fail(1, reason))?;
+                skeletons.remember_passed(&split.clean);
+            }
             continue;
         }
         let docs = skeletons.objects(template, split).map_err(invalid)?;

@@ -314,6 +314,12 @@ fn post_render_check_catches_template_mistakes() {
             "CronJob/postgres-backup uses unpinned image",
         ),
         (
+            "kustomization.yaml",
+            "resources:\n",
+            "namePrefix: x-\nresources:\n",
+            "unexpected fields",
+        ),
+        (
             "rbac.yaml",
             "automountServiceAccountToken: false\n---",
             "automountServiceAccountToken: false\n---\n: [",
