@@ -113,8 +113,14 @@ impl<'a> NewPack<'a> {
     /// stored twice, in a pack that stays anyway. A small pack still asks: one holding an
     /// object packed elsewhere before would never be superseded by a repack.
     pub fn put_new(&self, kind: ObjectType, data: &[u8], name: Option<&str>) -> Oid {
-        let bulk = self.state.borrow().bulk;
-        self.insert(kind, data, name, !bulk)
+        self.insert(kind, data, name, !self.is_bulk())
+    }
+
+    /// Whether this pack is written for a large change set (see [`BULK_FILES`]).
+    ///
+    /// [`BULK_FILES`]: super::BULK_FILES
+    pub fn is_bulk(&self) -> bool {
+        self.state.borrow().bulk
     }
 
     fn insert(&self, kind: ObjectType, data: &[u8], name: Option<&str>, ask_store: bool) -> Oid {

@@ -76,7 +76,7 @@ impl Sink<'_> {
     }
 
     /// [`put`](Self::put) of an object at a path: `new_path` when the repository has nothing
-    /// there yet.
+    /// there yet (only a bulk pack is told so).
     fn put_at(
         &self,
         kind: ObjectType,
@@ -139,13 +139,18 @@ impl Trees {
         changes: &Changes,
     ) -> Result<Option<Oid>, git2::Error> {
         let mut leaves: Vec<(Vec<&str>, Leaf)> = Vec::with_capacity(changes.len());
-        let paths: Vec<String> = changes.keys().cloned().collect();
-        let present = match base {
-            Some(root) if sink.writes() => self.entries(odb, root, &paths)?,
-            _ => vec![None; paths.len()],
+        // Only a bulk pack writes objects at paths the repository lacks without asking the
+        // store (`NewPack::put_new`), so only then are those paths looked up.
+        let bulk = matches!(sink, Sink::Pack(pack) if pack.is_bulk());
+        let new_paths: Vec<bool> = match base {
+            Some(root) if bulk => {
+                let paths: Vec<String> = changes.keys().cloned().collect();
+                let present = self.entries(odb, root, &paths)?;
+                present.iter().map(Option::is_none).collect()
+            }
+            _ => vec![bulk; changes.len()],
         };
-        for ((path, entry), present) in changes.iter().zip(present) {
-            let new_path = present.is_none();
+        for ((path, entry), new_path) in changes.iter().zip(new_paths) {
             let leaf = match entry {
                 Entry::File(bytes) => {
                     let name = path.rsplit('/').next();
