@@ -211,16 +211,8 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
     let repo = gitops_repo(&s);
     let before = repo.refname_to_id("refs/heads/main").unwrap();
 
-    let (code, accepted) = s
-        .client
-        .post(s.url(&format!("/api/customers/{id}/deploy")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .map(|r| (r.status().as_u16(), r))
-        .unwrap();
+    let (code, accepted) = s.admin_post(&format!("/api/customers/{id}/deploy")).await;
     assert_eq!(code, 202);
-    let accepted: Value = accepted.json().await.unwrap();
     assert!(accepted["change_id"].as_str().is_some());
     s.wait_for_status(&id, "committed", Duration::from_secs(30))
         .await;
@@ -231,40 +223,20 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
     );
 
     // Redeploying every tenant over HTTP: queued for all, still no commit without a change.
-    let resp = s
-        .client
-        .post(s.url("/api/admin/tenants/redeploy"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 202);
-    let all: Value = resp.json().await.unwrap();
+    let (code, all) = s.admin_post("/api/admin/tenants/redeploy").await;
+    assert_eq!(code, 202);
     assert_eq!(all["queued"], 1);
     s.wait_for_status(&id, "committed", Duration::from_secs(30))
         .await;
     assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), before);
     // A full redeploy renders every template; still nothing changed, so still no commit.
-    let resp = s
-        .client
-        .post(s.url("/api/admin/tenants/redeploy?full=true"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 202);
+    let (code, _) = s.admin_post("/api/admin/tenants/redeploy?full=true").await;
+    assert_eq!(code, 202);
     // Redeploying everyone does not mark tenants pending: wait for the queue to drain.
     s.wait_queue_drained(Duration::from_secs(30)).await;
     assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), before);
-    let resp = s
-        .client
-        .post(s.url("/api/admin/tenants/redeploy?full=maybe"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 400);
-    let err: Value = resp.json().await.unwrap();
+    let (code, err) = s.admin_post("/api/admin/tenants/redeploy?full=maybe").await;
+    assert_eq!(code, 400);
     assert_eq!(err["field"], "full", "{err}");
     let resp = s
         .client

@@ -255,8 +255,17 @@ impl TestServer {
             .send()
             .await
             .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+        status_and_json(resp).await
+    }
+
+    /// POSTs to `path` as the admin, without a body.
+    pub async fn admin_post(&self, path: &str) -> (u16, serde_json::Value) {
+        let req = self.client.post(self.url(path)).bearer_auth(ADMIN_TOKEN);
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => panic!("POST {path}: {e}\nserver log:\n{}", self.log()),
+        };
+        status_and_json(resp).await
     }
 
     pub async fn get_json(&self, path: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
@@ -268,8 +277,7 @@ impl TestServer {
             Ok(resp) => resp,
             Err(e) => panic!("GET {path}: {e}\nserver log:\n{}", self.log()),
         };
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+        status_and_json(resp).await
     }
 
     /// Waits until no render job is pending (`/readyz`): everything queued is committed.
@@ -336,6 +344,12 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A response's status and JSON body (null when the body is not JSON).
+async fn status_and_json(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 pub async fn count(pool: &AnyPool, sql: &str, arg: &str) -> i64 {
