@@ -41,7 +41,8 @@ type Leaf = Option<(Oid, &'static [u8])>;
 /// `flux-tenants/` listings, rewritten by nearly every commit, are then spliced in memory
 /// instead of being inflated, hash-verified and parsed from the object store each time.
 const CACHED_TREE_BYTES: usize = 32 * 1024;
-/// How many large trees stay in memory (the newest; each listing is about 60 bytes a tenant).
+/// How many large trees stay in memory (the most recently used; each listing is about 60 bytes
+/// a tenant).
 const CACHED_TREES: usize = 6;
 
 /// Reads and writes Git trees as raw bytes (`<mode> <name>\0<20-byte id>`, sorted the way Git
@@ -102,8 +103,16 @@ impl Sink<'_> {
 impl Trees {
     /// The tree `id`, indexed.
     fn listing(&self, odb: &Odb<'_>, id: Oid) -> Result<Arc<Listing>, git2::Error> {
-        if let Some((_, listing)) = self.cache.borrow().iter().find(|(oid, _)| *oid == id) {
-            return Ok(listing.clone());
+        {
+            // Least recently used goes first: the `flux-tenants/` listing, read by every commit
+            // but rarely rewritten, must not be pushed out by six new `tenants/` listings.
+            let mut cache = self.cache.borrow_mut();
+            if let Some(at) = cache.iter().position(|(oid, _)| *oid == id) {
+                let hit = cache.remove(at).expect("position is in range");
+                let listing = hit.1.clone();
+                cache.push_back(hit);
+                return Ok(listing);
+            }
         }
         let object = odb.read(id)?;
         if object.kind() != ObjectType::Tree {
@@ -233,6 +242,11 @@ impl Trees {
         }
         for name in direct.keys() {
             check_name(name)?;
+        }
+        if let Some(id) = base.filter(|_| !listing.is_empty() && unchanged(&listing, &direct)) {
+            // Same entries: same tree. Saves copying and hashing a 10,000-entry listing when a
+            // tenant's change leaves its `flux-tenants/` file as it was.
+            return Ok(Some(id));
         }
         let mut added: Vec<RawEntry<'_>> = direct
             .iter()
@@ -367,6 +381,22 @@ impl Trees {
             Entry::Removed => Ok(None),
         }
     }
+}
+
+/// Whether `listing` already holds exactly what `direct` asks for at each name: the same id and
+/// mode, or nothing for a removal.
+fn unchanged(listing: &Listing, direct: &BTreeMap<&str, Leaf>) -> bool {
+    direct.iter().all(|(name, leaf)| {
+        let at = |tree| listing.find(name.as_bytes(), tree).map(|i| listing.get(i));
+        match leaf {
+            None => at(true).is_none() && at(false).is_none(),
+            Some((id, mode)) => {
+                let tree = *mode == TREE_MODE;
+                at(!tree).is_none()
+                    && at(tree).is_some_and(|e| e.mode == *mode && e.id == id.as_bytes())
+            }
+        }
+    })
 }
 
 fn split(path: &str) -> Vec<&str> {
