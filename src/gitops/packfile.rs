@@ -25,6 +25,9 @@ use sha1::{Digest, Sha1};
 /// more than the rest of the commit. The periodic repack (`pack.rs`) re-packs them as deltas.
 const STORE_WHOLE_BYTES: usize = 64 * 1024;
 
+/// Packs at least this large are hashed on a second thread while being written.
+const HASH_BESIDE_BYTES: usize = 256 * 1024;
+
 /// A delta is kept only when it is at most this fraction (1/n) of the object it rebuilds.
 const DELTA_MAX_FRACTION: usize = 2;
 
@@ -169,20 +172,32 @@ impl<'a> NewPack<'a> {
         header.extend_from_slice(b"PACK");
         header.extend_from_slice(&2u32.to_be_bytes());
         header.extend_from_slice(&(state.index.len() as u32).to_be_bytes());
-        let mut hasher = Sha1::new();
-        hasher.update(&header);
-        hasher.update(&state.body);
-        let digest = hasher.finalize();
-        let checksum: [u8; 20] = digest.into();
-        let idx = index_bytes(state.index, &checksum);
-
         let dir = repo_path.join("objects/pack");
         std::fs::create_dir_all(&dir)?;
-        let name = format!("pack-{digest:x}");
+        let checksum = || -> [u8; 20] {
+            let mut hasher = Sha1::new();
+            hasher.update(&header);
+            hasher.update(&state.body);
+            hasher.finalize().into()
+        };
+        // A large pack (a 10,000-entry listing) is hashed on another core while it is written:
+        // hashing and copying it into the page cache take about as long each.
+        let (staged, checksum) = if state.body.len() >= HASH_BESIDE_BYTES {
+            std::thread::scope(|scope| {
+                let hashed = scope.spawn(checksum);
+                let staged = Staged::new(&dir, &[&header, &state.body]);
+                let checksum = hashed.join().expect("hashing does not panic");
+                (staged, checksum)
+            })
+        } else {
+            (Staged::new(&dir, &[&header, &state.body]), checksum())
+        };
+        let name = format!("pack-{}", Oid::from_bytes(&checksum).expect("20 bytes"));
         let pack_path = dir.join(format!("{name}.pack"));
         // The pack first, then its index: Git and libgit2 look for packs by their index.
-        write_atomically(&dir, &pack_path, &[&header, &state.body, &checksum])?;
-        write_atomically(&dir, &dir.join(format!("{name}.idx")), &[&idx])?;
+        staged?.finish(&checksum, &pack_path)?;
+        let idx = index_bytes(state.index, &checksum);
+        Staged::new(&dir, &[&idx])?.finish(&[], &dir.join(format!("{name}.idx")))?;
         self.odb.refresh().map_err(std::io::Error::other)?;
         Ok(Some(pack_path))
     }
@@ -506,25 +521,48 @@ pub fn remove_leftovers(repo_path: &Path, age: std::time::Duration) -> std::io::
     Ok(())
 }
 
-/// Writes `parts` to a temporary file in `dir` and renames it to `path`, read-only like Git's.
-fn write_atomically(dir: &Path, path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!("{TMP_PREFIX}{}_{n}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        for part in parts {
-            file.write_all(part)?;
-        }
-        let mut perms = file.metadata()?.permissions();
-        perms.set_readonly(true);
-        file.set_permissions(perms)?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// A temporary file in `objects/pack`, renamed into place once complete.
+struct Staged {
+    tmp: PathBuf,
+    file: std::fs::File,
+}
+
+impl Staged {
+    /// Writes `parts` to a new temporary file in `dir`.
+    fn new(dir: &Path, parts: &[&[u8]]) -> std::io::Result<Self> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!("{TMP_PREFIX}{}_{n}", std::process::id()));
+        let staged = Staged {
+            file: std::fs::File::create(&tmp)?,
+            tmp,
+        };
+        staged.guard(|mut file| parts.iter().try_for_each(|part| file.write_all(part)))?;
+        Ok(staged)
     }
-    result
+
+    /// Appends `tail` and renames the file to `path`, read-only like Git's.
+    fn finish(self, tail: &[u8], path: &Path) -> std::io::Result<()> {
+        self.guard(|mut file| {
+            file.write_all(tail)?;
+            let mut perms = file.metadata()?.permissions();
+            perms.set_readonly(true);
+            file.set_permissions(perms)?;
+            std::fs::rename(&self.tmp, path)
+        })
+    }
+
+    /// Runs `step`, deleting the temporary file if it fails.
+    fn guard(
+        &self,
+        step: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let result = step(&self.file);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result
+    }
 }
 
 #[cfg(test)]

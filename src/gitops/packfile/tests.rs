@@ -37,7 +37,9 @@ fn round_trip(objects: &[(ObjectType, Vec<u8>, Option<&str>)], bulk: bool) -> Pa
     path
 }
 
-fn git_accepts(repo_dir: &Path, pack: &Path) {
+/// `git verify-pack` and `git fsck` accept `pack` and the repository holding it.
+fn git_accepts(pack: &Path) {
+    let repo_dir = pack.ancestors().nth(3).expect("<repo>/objects/pack/<name>");
     let Ok(out) = std::process::Command::new("git")
         .arg("verify-pack")
         .arg("-v")
@@ -88,13 +90,13 @@ fn similar_blobs_become_deltas_that_git_reads_back() {
         packed < STORE_WHOLE_BYTES + (raw - STORE_WHOLE_BYTES) / 10,
         "deltas keep 50 similar manifests small: {packed} bytes for {raw}"
     );
-    git_accepts(
-        pack.parent().unwrap().parent().unwrap().parent().unwrap(),
-        &pack,
-    );
+    git_accepts(&pack);
 
+    // A commit's pack stores large objects whole; one this large is hashed while written.
+    objects.push((ObjectType::Blob, vec![9u8; HASH_BESIDE_BYTES], None));
     let plain = round_trip(&objects, false);
-    assert!(std::fs::metadata(&plain).unwrap().len() as usize > packed);
+    assert!(std::fs::metadata(&plain).unwrap().len() as usize > HASH_BESIDE_BYTES + packed);
+    git_accepts(&plain);
 }
 
 #[test]
@@ -116,7 +118,7 @@ fn trees_and_commits_written_into_a_pack_make_a_history_git_accepts() {
     let found = repo.find_commit(commit).unwrap();
     assert_eq!(found.summary(), Some("first"));
     assert_eq!(found.tree().unwrap().len(), 1);
-    git_accepts(dir.path(), &path);
+    git_accepts(&path);
 
     // A temporary file a killed writer left behind is cleaned up; the packs stay.
     let leftover = path.parent().unwrap().join(format!("{TMP_PREFIX}1_0"));
