@@ -9,7 +9,7 @@ use std::sync::Arc;
 use git2::{ObjectType, Odb, Oid};
 
 use super::listing::{corrupt, git_order, Listing, RawEntry, BLOB_MODE, TREE_MODE};
-use super::packfile::{object_id, NewPack};
+use super::packfile::{object_id, BlobPut, NewPack};
 
 /// The new content at one path: a file, a whole directory (replacing what was there), or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,25 +73,23 @@ pub enum Sink<'a> {
 impl Sink<'_> {
     /// Stores an object; `name` is its file name, a hint for delta compression.
     fn put(&self, kind: ObjectType, bytes: &[u8], name: Option<&str>) -> Result<Oid, git2::Error> {
-        self.put_at(kind, bytes, name, false)
-    }
-
-    /// [`put`](Self::put) of an object at a path: `new_path` when the repository has nothing
-    /// there yet (only a bulk pack is told so).
-    fn put_at(
-        &self,
-        kind: ObjectType,
-        bytes: &[u8],
-        name: Option<&str>,
-        new_path: bool,
-    ) -> Result<Oid, git2::Error> {
         match self {
-            Sink::Pack(pack) if new_path => Ok(pack.put_new(kind, bytes, name)),
             // `Odb::write` hashes first and skips objects already stored; `Repository::blob`
             // streams through a temporary file even when the blob exists.
             Sink::Write(odb) => odb.write(kind, bytes),
             Sink::Pack(pack) => Ok(pack.put(kind, bytes, name)),
             Sink::HashOnly => Ok(object_id(kind, bytes)),
+        }
+    }
+
+    /// Stores blobs and returns their ids in order.
+    fn put_blobs(&self, blobs: &[BlobPut<'_>]) -> Result<Vec<Oid>, git2::Error> {
+        match self {
+            Sink::Pack(pack) => Ok(pack.put_blobs(blobs)),
+            _ => blobs
+                .iter()
+                .map(|b| self.put(ObjectType::Blob, b.bytes, b.name))
+                .collect(),
         }
     }
 
@@ -159,14 +157,29 @@ impl Trees {
             }
             _ => vec![bulk; changes.len()],
         };
+        // Every blob first, in one call: a bulk pack encodes them on all cores.
+        let mut blobs = Vec::new();
         for ((path, entry), new_path) in changes.iter().zip(new_paths) {
-            let leaf = match entry {
-                Entry::File(bytes) => {
-                    let name = path.rsplit('/').next();
-                    let blob = sink.put_at(ObjectType::Blob, bytes, name, new_path)?;
-                    Some((blob, BLOB_MODE))
+            let put = |bytes, name| BlobPut {
+                bytes,
+                name,
+                new_path,
+            };
+            match entry {
+                Entry::File(bytes) => blobs.push(put(bytes, path.rsplit('/').next())),
+                Entry::Dir(files) => {
+                    blobs.extend(files.iter().map(|(name, bytes)| put(bytes, Some(name))))
                 }
-                Entry::Dir(files) => self.dir(sink, files, new_path)?.map(|id| (id, TREE_MODE)),
+                Entry::Removed => {}
+            }
+        }
+        let mut blob_ids = sink.put_blobs(&blobs)?.into_iter();
+        for (path, entry) in changes {
+            let leaf = match entry {
+                Entry::File(_) => blob_ids.next().map(|id| (id, BLOB_MODE)),
+                Entry::Dir(files) => self
+                    .dir(sink, files, &mut blob_ids)?
+                    .map(|id| (id, TREE_MODE)),
                 Entry::Removed => None,
             };
             leaves.push((split(path), leaf));
@@ -174,17 +187,16 @@ impl Trees {
         self.update_paths(Some(odb), sink, base, &leaves)
     }
 
-    /// The tree of a directory holding exactly `files` (None when empty); `new_path` when the
-    /// repository has nothing at its path yet.
+    /// The tree of a directory holding exactly `files` (None when empty), whose blobs are
+    /// stored already with the next ids of `blob_ids`.
     fn dir(
         &self,
         sink: &Sink<'_>,
         files: &BTreeMap<String, Vec<u8>>,
-        new_path: bool,
+        blob_ids: &mut impl Iterator<Item = Oid>,
     ) -> Result<Option<Oid>, git2::Error> {
         let mut leaves: Vec<(Vec<&str>, Leaf)> = Vec::with_capacity(files.len());
-        for (path, bytes) in files {
-            let blob = sink.put_at(ObjectType::Blob, bytes, Some(path), new_path)?;
+        for (path, blob) in files.keys().zip(blob_ids) {
             leaves.push((split(path), Some((blob, BLOB_MODE))));
         }
         // A new directory has no base, so no object store is read.
@@ -377,7 +389,10 @@ impl Trees {
     pub fn entry_id_of(&self, entry: &Entry) -> Result<Option<Oid>, git2::Error> {
         match entry {
             Entry::File(bytes) => Ok(Some(object_id(ObjectType::Blob, bytes))),
-            Entry::Dir(files) => self.dir(&Sink::HashOnly, files, false),
+            Entry::Dir(files) => {
+                let mut ids = files.values().map(|b| object_id(ObjectType::Blob, b));
+                self.dir(&Sink::HashOnly, files, &mut ids)
+            }
             Entry::Removed => Ok(None),
         }
     }

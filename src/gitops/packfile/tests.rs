@@ -100,6 +100,42 @@ fn similar_blobs_become_deltas_that_git_reads_back() {
 }
 
 #[test]
+fn blobs_encoded_on_every_core_are_laid_out_as_git_reads_them() {
+    let (dir, repo) = bare();
+    let odb = repo.odb().unwrap();
+    // The store has the first manifest already: it must be neither written nor a delta base.
+    odb.write(ObjectType::Blob, &manifest(0)).unwrap();
+    let pack = NewPack::new(&odb, true);
+    // 300 blobs (enough for two threads) under two names; every manifest comes twice.
+    let objects: Vec<(Vec<u8>, &str)> = (0..300)
+        .map(|t| (manifest(t % 150), ["api.yaml", "db.yaml"][t % 2]))
+        .collect();
+    let puts: Vec<BlobPut<'_>> = objects
+        .iter()
+        .map(|(bytes, name)| BlobPut {
+            bytes,
+            name: Some(name),
+            new_path: false,
+        })
+        .collect();
+    let ids = pack.put_blobs(&puts);
+    let path = pack.write(dir.path()).unwrap().expect("new blobs");
+    let other = Repository::open_bare(dir.path()).unwrap();
+    let other = other.odb().unwrap();
+    for (id, (bytes, _)) in ids.iter().zip(&objects) {
+        assert_eq!(*id, Oid::hash_object(ObjectType::Blob, bytes).unwrap());
+        assert_eq!(other.read(*id).unwrap().data(), &bytes[..]);
+    }
+    // A version-2 index: 1,072 header and trailer bytes, 28 per object.
+    let idx = std::fs::metadata(path.with_extension("idx")).unwrap().len();
+    assert_eq!((idx - 1072) / 28, 149, "each new manifest once");
+    let raw: usize = objects[1..150].iter().map(|(b, _)| b.len()).sum();
+    let packed = std::fs::metadata(&path).unwrap().len() as usize;
+    assert!(packed < raw / 10, "deltas: {packed} bytes for {raw}");
+    git_accepts(&path);
+}
+
+#[test]
 fn trees_and_commits_written_into_a_pack_make_a_history_git_accepts() {
     let (dir, repo) = bare();
     let odb = repo.odb().unwrap();
