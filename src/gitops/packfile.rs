@@ -154,15 +154,23 @@ impl<'a> NewPack<'a> {
                 .map(|b| self.put(ObjectType::Blob, b.bytes, b.name))
                 .collect();
         }
-        let ids = on_every_core(blobs, |blob, _| object_id(ObjectType::Blob, blob.bytes));
+        let ids = on_every_core(
+            blobs,
+            || (),
+            |blob, _| object_id(ObjectType::Blob, blob.bytes),
+        );
         let mut state = self.state.borrow_mut();
         // Which blobs are new here, and which of those become their name's delta base: the
         // first new blob of a name that has none yet, so every base precedes its deltas.
         let mut written = vec![false; blobs.len()];
         let mut fresh: HashMap<&str, (usize, Base), Fast> = HashMap::default();
+        let mut in_store: HashSet<Oid, Fast> = HashSet::default();
         for (i, (blob, id)) in blobs.iter().zip(&ids).enumerate() {
             let known = state.ids.contains(id)
-                || (!blob.new_path && self.odb.exists_ext(*id, OdbLookupFlags::NO_REFRESH));
+                || in_store.contains(id)
+                || (!blob.new_path
+                    && self.odb.exists_ext(*id, OdbLookupFlags::NO_REFRESH)
+                    && in_store.insert(*id));
             if known {
                 continue;
             }
@@ -175,7 +183,9 @@ impl<'a> NewPack<'a> {
             }
         }
         let bases = &state.bases;
-        let encoded = on_every_core(&(0..blobs.len()).collect::<Vec<_>>(), |&i, compress| {
+        let deflater = || Compress::new(Compression::fast(), true);
+        let indices: Vec<usize> = (0..blobs.len()).collect();
+        let encoded = on_every_core(&indices, deflater, |&i, compress| {
             if !written[i] {
                 return None;
             }
@@ -232,30 +242,37 @@ impl<'a> NewPack<'a> {
         header.extend_from_slice(&(state.index.len() as u32).to_be_bytes());
         let dir = repo_path.join("objects/pack");
         std::fs::create_dir_all(&dir)?;
-        let checksum = || -> [u8; 20] {
-            let mut hasher = Sha1::new();
-            hasher.update(&header);
-            hasher.update(&state.body);
-            hasher.finalize().into()
-        };
         // A large pack (a 10,000-entry listing) is hashed on another core while it is written:
         // hashing and copying it into the page cache take about as long each.
-        let (staged, checksum) = if state.body.len() >= HASH_BESIDE_BYTES {
-            std::thread::scope(|scope| {
-                let hashed = scope.spawn(checksum);
-                let staged = Staged::new(&dir, &[&header, &state.body]);
-                let checksum = hashed.join().expect("hashing does not panic");
-                (staged, checksum)
-            })
-        } else {
-            (Staged::new(&dir, &[&header, &state.body]), checksum())
-        };
+        let (staged, checksum) = std::thread::scope(|scope| {
+            let beside = (state.body.len() >= HASH_BESIDE_BYTES)
+                .then(|| {
+                    std::thread::Builder::new()
+                        .spawn_scoped(scope, || pack_checksum(&header, &state.body))
+                        .ok()
+                })
+                .flatten();
+            let staged = Staged::new(&dir, &[&header, &state.body]);
+            let checksum = match beside {
+                Some(hashed) => hashed.join().expect("hashing does not panic"),
+                None => pack_checksum(&header, &state.body),
+            };
+            (staged, checksum)
+        });
         let name = format!("pack-{}", Oid::from_bytes(&checksum).expect("20 bytes"));
         let pack_path = dir.join(format!("{name}.pack"));
-        // The pack first, then its index: Git and libgit2 look for packs by their index.
-        staged?.finish(&checksum, &pack_path)?;
-        let idx = index_bytes(state.index, &checksum);
-        Staged::new(&dir, &[&idx])?.finish(&[], &dir.join(format!("{name}.idx")))?;
+        let idx_path = dir.join(format!("{name}.idx"));
+        let idx_bytes = index_bytes(state.index, &checksum);
+        let (pack, idx) = (staged?, Staged::new(&dir, &[&idx_bytes])?);
+        // The pack first, then its index: Git and libgit2 look for packs by their index. A pack
+        // whose index could not follow is taken away again.
+        pack.finish(&checksum, &pack_path)?;
+        if let Err(error) = idx.finish(&[], &idx_path) {
+            if !idx_path.exists() {
+                let _ = std::fs::remove_file(&pack_path);
+            }
+            return Err(error);
+        }
         self.odb.refresh().map_err(std::io::Error::other)?;
         Ok(Some(pack_path))
     }
@@ -344,36 +361,48 @@ impl Encoded {
 }
 
 /// `work` applied to each item, the items split across the machine's cores (each thread with
-/// its own deflate state); results in order.
-fn on_every_core<T: Sync, R: Send>(
+/// its own state from `init`); results in order. Runs here when no thread can be had.
+fn on_every_core<T: Sync, S, R: Send>(
     items: &[T],
-    work: impl Fn(&T, &mut Compress) -> R + Sync,
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&T, &mut S) -> R + Sync,
 ) -> Vec<R> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // A thread gets at least 64 items: fewer are not worth spawning it.
     let chunk = items.len().div_ceil(cores).max(64);
-    let work = &work;
+    let run = |part: &[T]| -> Vec<R> {
+        let mut state = init();
+        part.iter().map(|item| work(item, &mut state)).collect()
+    };
     if items.len() <= chunk {
-        let mut compress = Compress::new(Compression::fast(), true);
-        return items.iter().map(|item| work(item, &mut compress)).collect();
+        return run(items);
     }
+    let run = &run;
     std::thread::scope(|scope| {
         let parts: Vec<_> = items
             .chunks(chunk)
             .map(|part| {
-                scope.spawn(move || {
-                    let mut compress = Compress::new(Compression::fast(), true);
-                    part.iter()
-                        .map(|item| work(item, &mut compress))
-                        .collect::<Vec<R>>()
-                })
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || run(part))
+                    .map_err(|_| run(part))
             })
             .collect();
         parts
             .into_iter()
-            .flat_map(|part| part.join().expect("encoding does not panic"))
+            .flat_map(|part| match part {
+                Ok(thread) => thread.join().expect("encoding does not panic"),
+                Err(done) => done,
+            })
             .collect()
     })
+}
+
+/// The SHA-1 trailer of a pack made of `header` and `body`.
+fn pack_checksum(header: &[u8], body: &[u8]) -> [u8; 20] {
+    let mut hasher = Sha1::new();
+    hasher.update(header);
+    hasher.update(body);
+    hasher.finalize().into()
 }
 
 /// The negative offset of an OFS_DELTA base, in Git's big-endian "minus one" varint.
@@ -662,10 +691,12 @@ pub fn remove_leftovers(repo_path: &Path, age: std::time::Duration) -> std::io::
     Ok(())
 }
 
-/// A temporary file in `objects/pack`, renamed into place once complete.
+/// A temporary file in `objects/pack`, renamed into place once complete; deleted if dropped
+/// before that (an error or a panic on the way).
 struct Staged {
     tmp: PathBuf,
     file: std::fs::File,
+    renamed: bool,
 }
 
 impl Staged {
@@ -674,35 +705,34 @@ impl Staged {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!("{TMP_PREFIX}{}_{n}", std::process::id()));
-        let staged = Staged {
+        let mut staged = Staged {
             file: std::fs::File::create(&tmp)?,
             tmp,
+            renamed: false,
         };
-        staged.guard(|mut file| parts.iter().try_for_each(|part| file.write_all(part)))?;
+        for part in parts {
+            staged.file.write_all(part)?;
+        }
         Ok(staged)
     }
 
     /// Appends `tail` and renames the file to `path`, read-only like Git's.
-    fn finish(self, tail: &[u8], path: &Path) -> std::io::Result<()> {
-        self.guard(|mut file| {
-            file.write_all(tail)?;
-            let mut perms = file.metadata()?.permissions();
-            perms.set_readonly(true);
-            file.set_permissions(perms)?;
-            std::fs::rename(&self.tmp, path)
-        })
+    fn finish(mut self, tail: &[u8], path: &Path) -> std::io::Result<()> {
+        self.file.write_all(tail)?;
+        let mut perms = self.file.metadata()?.permissions();
+        perms.set_readonly(true);
+        self.file.set_permissions(perms)?;
+        std::fs::rename(&self.tmp, path)?;
+        self.renamed = true;
+        Ok(())
     }
+}
 
-    /// Runs `step`, deleting the temporary file if it fails.
-    fn guard(
-        &self,
-        step: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
-    ) -> std::io::Result<()> {
-        let result = step(&self.file);
-        if result.is_err() {
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.renamed {
             let _ = std::fs::remove_file(&self.tmp);
         }
-        result
     }
 }
 

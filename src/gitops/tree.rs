@@ -146,8 +146,8 @@ impl Trees {
         changes: &Changes,
     ) -> Result<Option<Oid>, git2::Error> {
         let mut leaves: Vec<(Vec<&str>, Leaf)> = Vec::with_capacity(changes.len());
-        // Only a bulk pack writes objects at paths the repository lacks without asking the
-        // store (`NewPack::put_new`), so only then are those paths looked up.
+        // Only a bulk pack writes blobs at paths the repository lacks without asking the store
+        // (`NewPack::put_blobs`), so only then are those paths looked up.
         let bulk = matches!(sink, Sink::Pack(pack) if pack.is_bulk());
         let new_paths: Vec<bool> = match base {
             Some(root) if bulk => {
