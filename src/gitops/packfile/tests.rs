@@ -118,18 +118,35 @@ fn blobs_encoded_on_every_core_are_laid_out_as_git_reads_them() {
             new_path: false,
         })
         .collect();
-    let ids = pack.put_blobs(&puts);
+    let mut ids = pack.put_blobs(&puts);
+    // A second call: deltas against a base laid out by the first, and a name new here.
+    let more: Vec<(Vec<u8>, &str)> = (150..290)
+        .map(|t| (manifest(t), ["api.yaml", "new.yaml"][t % 2]))
+        .collect();
+    let puts: Vec<BlobPut<'_>> = more
+        .iter()
+        .map(|(bytes, name)| BlobPut {
+            bytes,
+            name: Some(name),
+            new_path: true,
+        })
+        .collect();
+    ids.extend(pack.put_blobs(&puts));
     let path = pack.write(dir.path()).unwrap().expect("new blobs");
     let other = Repository::open_bare(dir.path()).unwrap();
     let other = other.odb().unwrap();
-    for (id, (bytes, _)) in ids.iter().zip(&objects) {
+    for (id, (bytes, _)) in ids.iter().zip(objects.iter().chain(&more)) {
         assert_eq!(*id, Oid::hash_object(ObjectType::Blob, bytes).unwrap());
         assert_eq!(other.read(*id).unwrap().data(), &bytes[..]);
     }
     // A version-2 index: 1,072 header and trailer bytes, 28 per object.
     let idx = std::fs::metadata(path.with_extension("idx")).unwrap().len();
-    assert_eq!((idx - 1072) / 28, 149, "each new manifest once");
-    let raw: usize = objects[1..150].iter().map(|(b, _)| b.len()).sum();
+    assert_eq!((idx - 1072) / 28, 149 + 140, "each new manifest once");
+    let raw: usize = objects[1..150]
+        .iter()
+        .chain(&more)
+        .map(|(b, _)| b.len())
+        .sum();
     let packed = std::fs::metadata(&path).unwrap().len() as usize;
     assert!(packed < raw / 10, "deltas: {packed} bytes for {raw}");
     git_accepts(&path);
