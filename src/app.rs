@@ -89,8 +89,10 @@ pub fn open_repo(config: &Config) -> anyhow::Result<GitOpsRepo> {
         email: config.gitops_author_email.clone(),
     };
     let path = config.gitops_repo();
-    GitOpsRepo::open_or_init(&path, &config.gitops_branch, author)
-        .with_context(|| format!("opening the GitOps repository {}", path.display()))
+    let mut repo = GitOpsRepo::open_or_init(&path, &config.gitops_branch, author)
+        .with_context(|| format!("opening the GitOps repository {}", path.display()))?;
+    repo.set_fsync(config.gitops_fsync)?;
+    Ok(repo)
 }
 
 pub fn renderer(config: &Config) -> anyhow::Result<Renderer> {

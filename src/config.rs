@@ -137,6 +137,18 @@ pub struct Config {
     #[arg(long, env = "GITOPS_BATCH_MAX", default_value_t = 250, global = true)]
     pub gitops_batch_max: i64,
 
+    /// fsync each commit's pack, index and branch update, in that order, so a crash of the
+    /// machine cannot leave the branch naming objects that never reached the disk. `false` is
+    /// for scratch repositories (tests, a tmpfs).
+    #[arg(
+        long,
+        env = "GITOPS_FSYNC",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub gitops_fsync: bool,
+
     /// Attempts before a job that fails to render is given up (`failed`).
     #[arg(long, env = "GITOPS_MAX_ATTEMPTS", default_value_t = 5, global = true)]
     pub gitops_max_attempts: i64,

@@ -44,7 +44,12 @@ pub struct GitOpsRepo {
     trees: Trees,
     /// Commits not yet in a pack written by [`GitOpsRepo::repack`].
     unpacked: std::cell::Cell<usize>,
+    /// Whether what a commit writes is on disk (fsync) before the branch moves.
+    fsync: bool,
 }
+
+/// The repository setting that makes libgit2 fsync the refs and loose objects it writes.
+const FSYNC_CONFIG: &str = "core.fsyncObjectFiles";
 
 /// The top-level README that `billing init` and the first commit put in a new repository.
 pub const OPERATOR_README: &str = include_str!("operator_readme.md");
@@ -69,7 +74,9 @@ impl GitOpsRepo {
             author,
             trees: Trees::default(),
             unpacked: std::cell::Cell::new(0),
+            fsync: false,
         };
+        this.set_fsync(true)?;
         this.unpacked
             .set(pack::count_unpacked(&this.repo, &this.branch_ref()));
         if this.head()?.is_none() {
@@ -81,6 +88,22 @@ impl GitOpsRepo {
             this.commit(&layout, "Initialise the GitOps repository layout")?;
         }
         Ok(this)
+    }
+
+    /// Whether commits are durable against a crash of the machine, not only of the process: on
+    /// (the default), each commit's pack, index and branch update are fsync'ed in that order,
+    /// and so are the consolidated packs before what they supersede is deleted. Off is for
+    /// scratch repositories. Kept in the repository's config as `core.fsyncObjectFiles`, which
+    /// makes libgit2 (and git) sync the refs and loose objects they write.
+    pub fn set_fsync(&mut self, on: bool) -> Result<()> {
+        let mut config = self.repo.config()?;
+        if config.get_bool(FSYNC_CONFIG).ok() != Some(on) {
+            config.set_bool(FSYNC_CONFIG, on)?;
+            // libgit2 reads the setting when it first opens the ref store.
+            self.repo = Repository::open_bare(&self.path)?;
+        }
+        self.fsync = on;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -130,7 +153,7 @@ impl GitOpsRepo {
             &pack,
         )?;
         let Some(oid) = built else { return Ok(None) };
-        pack.write(&self.path)?;
+        pack.write(&self.path, self.fsync)?;
         // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
         match parent {
             Some(old) => self.repo.reference_matching(
@@ -340,6 +363,40 @@ mod tests {
             name: "billing".into(),
             email: "billing@localhost".into(),
         }
+    }
+
+    #[test]
+    fn commits_are_synced_unless_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.git");
+        let git_sees = |path: &std::path::Path| {
+            git2::Repository::open_bare(path)
+                .unwrap()
+                .config()
+                .unwrap()
+                .get_bool(FSYNC_CONFIG)
+                .ok()
+        };
+        let mut repo = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
+        assert_eq!(git_sees(&path), Some(true), "on by default, for git too");
+        let mut one = Changes::new();
+        one.insert("tenants/a/x.yaml".into(), Entry::File(b"synced\n".to_vec()));
+        repo.commit(&one, "synced").unwrap().expect("a commit");
+        repo.repack().unwrap();
+
+        repo.set_fsync(false).unwrap();
+        assert_eq!(git_sees(&path), Some(false));
+        one.insert("tenants/a/x.yaml".into(), Entry::File(b"not\n".to_vec()));
+        repo.commit(&one, "not synced").unwrap().expect("a commit");
+        assert_eq!(repo.read("tenants/a/x.yaml").unwrap().unwrap(), b"not\n");
+        assert_git_fsck(&path);
+        drop(repo);
+        let reopened = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
+        assert_eq!(git_sees(&path), Some(true), "each open starts synced");
+        assert_eq!(
+            reopened.read("tenants/a/x.yaml").unwrap().unwrap(),
+            b"not\n"
+        );
     }
 
     #[test]

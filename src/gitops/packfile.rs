@@ -230,8 +230,9 @@ impl<'a> NewPack<'a> {
     }
 
     /// Writes the pack and its index into `objects/pack` of the repository at `repo_path` and
-    /// makes the object store see them. Returns the pack's path (None when it would be empty).
-    pub fn write(self, repo_path: &Path) -> std::io::Result<Option<PathBuf>> {
+    /// makes the object store see them; with `fsync`, both files and their directory entries
+    /// are on disk before this returns. Returns the pack's path (None when it would be empty).
+    pub fn write(self, repo_path: &Path, fsync: bool) -> std::io::Result<Option<PathBuf>> {
         let state = self.state.into_inner();
         if state.index.is_empty() {
             return Ok(None);
@@ -263,15 +264,24 @@ impl<'a> NewPack<'a> {
         let pack_path = dir.join(format!("{name}.pack"));
         let idx_path = dir.join(format!("{name}.idx"));
         let idx_bytes = index_bytes(state.index, &checksum);
-        let (pack, idx) = (staged?, Staged::new(&dir, &[&idx_bytes])?);
+        let (mut pack, mut idx) = (staged?, Staged::new(&dir, &[&idx_bytes])?);
         // The pack first, then its index: Git and libgit2 look for packs by their index. A pack
         // whose index could not follow is taken away again.
-        pack.finish(&checksum, &pack_path)?;
-        if let Err(error) = idx.finish(&[], &idx_path) {
+        pack.seal(&checksum)?;
+        idx.seal(&[])?;
+        if fsync {
+            // Each fsync waits for the disk; the two files' wait at once.
+            sync_both(&pack, &idx)?;
+        }
+        pack.rename_to(&pack_path)?;
+        if let Err(error) = idx.rename_to(&idx_path) {
             if !idx_path.exists() {
                 let _ = std::fs::remove_file(&pack_path);
             }
             return Err(error);
+        }
+        if fsync {
+            sync_path(&dir)?;
         }
         self.odb.refresh().map_err(std::io::Error::other)?;
         Ok(Some(pack_path))
@@ -716,16 +726,40 @@ impl Staged {
         Ok(staged)
     }
 
-    /// Appends `tail` and renames the file to `path`, read-only like Git's.
-    fn finish(mut self, tail: &[u8], path: &Path) -> std::io::Result<()> {
+    /// Appends `tail` and makes the file read-only, like Git's.
+    fn seal(&mut self, tail: &[u8]) -> std::io::Result<()> {
         self.file.write_all(tail)?;
         let mut perms = self.file.metadata()?.permissions();
         perms.set_readonly(true);
-        self.file.set_permissions(perms)?;
+        self.file.set_permissions(perms)
+    }
+
+    /// Gives the file its final name.
+    fn rename_to(mut self, path: &Path) -> std::io::Result<()> {
         std::fs::rename(&self.tmp, path)?;
         self.renamed = true;
         Ok(())
     }
+}
+
+/// fsync(2) of two files, one on another thread (here, if none can be had).
+fn sync_both(a: &Staged, b: &Staged) -> std::io::Result<()> {
+    std::thread::scope(|scope| {
+        let other = std::thread::Builder::new()
+            .spawn_scoped(scope, || a.file.sync_all())
+            .ok();
+        let mine = b.file.sync_all();
+        let theirs = match other {
+            Some(thread) => thread.join().expect("fsync does not panic"),
+            None => a.file.sync_all(),
+        };
+        mine.and(theirs)
+    })
+}
+
+/// fsync(2) of a file or (on Unix) a directory, whose entries it makes durable.
+pub(super) fn sync_path(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
 }
 
 impl Drop for Staged {

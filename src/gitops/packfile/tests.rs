@@ -19,7 +19,10 @@ fn round_trip(objects: &[(ObjectType, Vec<u8>, Option<&str>)], bulk: bool) -> Pa
         .iter()
         .map(|(kind, data, name)| pack.put(*kind, data, *name))
         .collect();
-    let path = pack.write(dir.path()).unwrap().expect("objects were new");
+    let path = pack
+        .write(dir.path(), true)
+        .unwrap()
+        .expect("objects were new");
     let other = Repository::open_bare(dir.path()).unwrap();
     let odb = other.odb().unwrap();
     for (id, (kind, data, _)) in ids.iter().zip(objects) {
@@ -132,7 +135,7 @@ fn blobs_encoded_on_every_core_are_laid_out_as_git_reads_them() {
         })
         .collect();
     ids.extend(pack.put_blobs(&puts));
-    let path = pack.write(dir.path()).unwrap().expect("new blobs");
+    let path = pack.write(dir.path(), true).unwrap().expect("new blobs");
     let other = Repository::open_bare(dir.path()).unwrap();
     let other = other.odb().unwrap();
     for (id, (bytes, _)) in ids.iter().zip(objects.iter().chain(&more)) {
@@ -165,7 +168,7 @@ fn trees_and_commits_written_into_a_pack_make_a_history_git_accepts() {
         "tree {tree}\nauthor A <a@x> 1700000000 +0000\ncommitter A <a@x> 1700000000 +0000\n\nfirst\n"
     );
     let commit = pack.put(ObjectType::Commit, commit.as_bytes(), None);
-    let path = pack.write(dir.path()).unwrap().unwrap();
+    let path = pack.write(dir.path(), true).unwrap().unwrap();
     repo.reference("refs/heads/main", commit, true, "test")
         .unwrap();
     let found = repo.find_commit(commit).unwrap();
@@ -185,7 +188,7 @@ fn trees_and_commits_written_into_a_pack_make_a_history_git_accepts() {
     let again = NewPack::new(&odb, false);
     assert_eq!(again.put(ObjectType::Blob, b"hello\n", None), blob);
     assert!(again.is_empty());
-    assert_eq!(again.write(dir.path()).unwrap(), None);
+    assert_eq!(again.write(dir.path(), true).unwrap(), None);
 }
 
 #[test]
