@@ -181,13 +181,7 @@ pub fn seal_with_rng<R: RngCore + CryptoRng>(
     rng.try_fill_bytes(&mut session_key[..])
         .context("reading random bytes for the session key")?;
 
-    let rsa_ct = key
-        .public
-        .encrypt(
-            rng,
-            Oaep::new_with_label::<Sha256, _>(&label),
-            &session_key[..],
-        )
+    let rsa_ct = oaep_encrypt(rng, &key.public, label.as_bytes(), &session_key[..])
         .context("RSA-OAEP encryption of the session key")?;
     let rsa_len = u16::try_from(rsa_ct.len())
         .context("RSA ciphertext longer than 65535 bytes cannot be length-prefixed")?;
@@ -201,6 +195,60 @@ pub fn seal_with_rng<R: RngCore + CryptoRng>(
     out.extend_from_slice(&rsa_ct);
     out.extend_from_slice(&aes_ct);
     Ok(BASE64.encode(out))
+}
+
+/// RSAES-OAEP encryption (RFC 8017, 7.1.1) with SHA-256 and MGF1-SHA-256, as the controller
+/// decrypts it. The padding is built here, with its seed drawn from `rng` exactly as the `rsa`
+/// crate draws it (so seeded golden files keep their bytes); the RSA operation itself is
+/// OpenSSL's, about ten times faster than the `rsa` crate's bignums (0.45 ms a value for
+/// RSA-4096, three values a signup).
+fn oaep_encrypt<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    public: &RsaPublicKey,
+    label: &[u8],
+    message: &[u8],
+) -> anyhow::Result<Vec<u8>> {
+    use rsa::traits::PublicKeyParts;
+    use sha2::Digest;
+    const H_LEN: usize = 32;
+    let k = public.size();
+    ensure!(
+        message.len() + 2 * H_LEN + 2 <= k,
+        "message too long for RSA-OAEP with this key"
+    );
+    // EM = 0x00 || maskedSeed || maskedDB, DB = lHash || PS (zeroes) || 0x01 || M.
+    let mut em = vec![0u8; k];
+    let (seed, db) = em[1..].split_at_mut(H_LEN);
+    db[..H_LEN].copy_from_slice(&Sha256::digest(label));
+    let message_at = db.len() - message.len();
+    db[message_at - 1] = 0x01;
+    db[message_at..].copy_from_slice(message);
+    rng.try_fill_bytes(seed)
+        .context("reading random bytes for the OAEP seed")?;
+    mgf1_xor(seed, db);
+    mgf1_xor(db, seed);
+
+    let to_bn = |bytes: &[u8]| openssl::bn::BigNum::from_slice(bytes);
+    let rsa = openssl::rsa::Rsa::from_public_components(
+        to_bn(&public.n().to_bytes_be())?,
+        to_bn(&public.e().to_bytes_be())?,
+    )?;
+    let mut out = vec![0u8; k];
+    let written = rsa.public_encrypt(&em, &mut out, openssl::rsa::Padding::NONE)?;
+    ensure!(written == k, "RSA output of {written} bytes, expected {k}");
+    Ok(out)
+}
+
+/// XORs `target` with MGF1-SHA-256 of `seed` (RFC 8017, B.2.1).
+fn mgf1_xor(seed: &[u8], target: &mut [u8]) {
+    use sha2::Digest;
+    for (counter, chunk) in target.chunks_mut(32).enumerate() {
+        let mask = Sha256::new()
+            .chain_update(seed)
+            .chain_update((counter as u32).to_be_bytes())
+            .finalize();
+        chunk.iter_mut().zip(mask).for_each(|(byte, m)| *byte ^= m);
+    }
 }
 
 /// The inverse, for tests and operators holding the private key.
