@@ -81,6 +81,9 @@ const RUNS: usize = 3;
 /// Rounds of 60 one-tenant commits per repository: the 100-tenant commit is mostly file
 /// creation and a ref rename, whose cost on this disk swings from round to round.
 const COMMIT_ROUNDS: usize = 7;
+/// One-tenant commits are measured durable (fsync, the service's default) and as git's default
+/// leaves them (no fsync), to compare like with like against the git CLI.
+const FSYNC_MODES: [bool; 2] = [true, false];
 
 /// The templates with `namespace.yaml` carrying one more annotation.
 fn with_changed_namespace_template(ctx: &Ctx, root: &Path, scratch: &Path, run: usize) -> Ctx {
@@ -283,29 +286,44 @@ fn main() {
     let cold = median(colds);
     let mut large = large.unwrap();
     // One-tenant commits: rounds of 60 alternate between the two repositories (the cost of
-    // creating files drifts on this disk), each followed by a repack as the worker does.
+    // creating files drifts on this disk), each followed by a repack as the worker does; every
+    // round runs with fsync (the service's default) and without (git's default).
     let objects = large.path().join("objects");
-    let (mut at_100, mut at_big) = (Vec::new(), Vec::new());
+    let (mut at_100, mut at_big) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     let mut first_repack = None;
     for round in 0..COMMIT_ROUNDS {
-        settle();
-        at_100.push(one_tenant_commit(&ctx, &mut small, 60, round));
-        small.repack().unwrap();
-        let before_commits = dir_size(&objects);
-        settle();
-        at_big.push(one_tenant_commit(&ctx, &mut large, 60, round));
-        let written = dir_size(&objects) - before_commits;
-        let started = Instant::now();
-        let repacked = large.repack().unwrap();
-        let repack = started.elapsed();
-        let after_repack = dir_size(&objects) - before_commits;
-        first_repack.get_or_insert((written, repack, repacked, after_repack));
+        for (mode, fsync) in FSYNC_MODES.into_iter().enumerate() {
+            let round = round * FSYNC_MODES.len() + mode;
+            small.set_fsync(fsync).unwrap();
+            large.set_fsync(fsync).unwrap();
+            settle();
+            at_100[mode].push(one_tenant_commit(&ctx, &mut small, 60, round));
+            small.repack().unwrap();
+            let before_commits = dir_size(&objects);
+            settle();
+            at_big[mode].push(one_tenant_commit(&ctx, &mut large, 60, round));
+            let written = dir_size(&objects) - before_commits;
+            let started = Instant::now();
+            let repacked = large.repack().unwrap();
+            let repack = started.elapsed();
+            let after_repack = dir_size(&objects) - before_commits;
+            first_repack.get_or_insert((written, repack, repacked, after_repack));
+        }
     }
-    let medians = |runs: Vec<(Duration, Duration)>| {
-        let (commits, totals): (Vec<_>, Vec<_>) = runs.into_iter().unzip();
-        (median(commits), median(totals))
+    large.set_fsync(true).unwrap();
+    let medians = |runs: &[Vec<(Duration, Duration)>; 2]| {
+        runs.clone().map(|runs| {
+            let (commits, totals): (Vec<_>, Vec<_>) = runs.into_iter().unzip();
+            (median(commits), median(totals))
+        })
     };
-    let ((commit_100, at_100), (commit_big, at_big)) = (medians(at_100), medians(at_big));
+    let (at_100, at_big) = (medians(&at_100), medians(&at_big));
+    let commit_100 = at_100.map(|(commit, _)| commit);
+    let commit_big = at_big.map(|(commit, _)| commit);
+    let (at_100, at_big) = (
+        at_100.map(|(_, total)| total),
+        at_big.map(|(_, total)| total),
+    );
     let (written, repack, repacked, after_repack) = first_repack.unwrap();
     settle();
     let cli = cli_commit(&ctx, large.path(), scratch.path(), 15);
@@ -346,39 +364,42 @@ fn main() {
         "| tenants rendered per second (1 core) | {:.0} |",
         1.0 / render.as_secs_f64()
     );
+    let both = |values: [String; 2]| format!("fsync on: {}; off: {}", values[0], values[1]);
+    let ratio = |a: Duration, b: Duration| format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64());
+    let ratios = |a: [Duration; 2], b: [Duration; 2]| both([0, 1].map(|m| ratio(a[m], b[m])));
     println!(
         "| commit one tenant's change (render excluded), 100 tenants in repo | {} |",
-        ms(commit_100)
+        both(commit_100.map(ms))
     );
     println!(
         "| commit one tenant's change (render excluded), {big} tenants in repo | {} |",
-        ms(commit_big)
+        both(commit_big.map(ms))
     );
     println!(
-        "| commit ratio {big} / 100 | {:.2}x |",
-        commit_big.as_secs_f64() / commit_100.as_secs_f64()
+        "| commit ratio {big} / 100 | {} |",
+        ratios(commit_big, commit_100)
     );
     println!(
         "| render + commit one tenant, 100 tenants in repo | {} |",
-        ms(at_100)
+        both(at_100.map(ms))
     );
     println!(
         "| render + commit one tenant, {big} tenants in repo | {} |",
-        ms(at_big)
+        both(at_big.map(ms))
     );
     println!(
-        "| render + commit ratio {big} / 100 | {:.2}x |",
-        at_big.as_secs_f64() / at_100.as_secs_f64()
+        "| render + commit ratio {big} / 100 | {} |",
+        ratios(at_big, at_100)
     );
     match cli {
         Some(cli) => {
             println!(
-                "| same commit, `git add` + `git commit` CLI on a work tree, {big} tenants | {} |",
+                "| same commit, `git add` + `git commit` CLI on a work tree (git's defaults: no fsync), {big} tenants | {} |",
                 ms(cli)
             );
             println!(
-                "| CLI / our render + commit | {:.0}x |",
-                cli.as_secs_f64() / at_big.as_secs_f64()
+                "| CLI / our render + commit | {} |",
+                ratios([cli; 2], at_big)
             );
         }
         None => println!("| git CLI comparison | skipped: no git CLI |"),
