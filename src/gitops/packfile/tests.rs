@@ -102,6 +102,18 @@ fn similar_blobs_become_deltas_that_git_reads_back() {
     git_accepts(&plain);
 }
 
+/// (bytes, file name) pairs as blobs for [`NewPack::put_blobs`].
+fn blob_puts<'a>(objects: &'a [(Vec<u8>, &'a str)], new_path: bool) -> Vec<BlobPut<'a>> {
+    objects
+        .iter()
+        .map(|(bytes, name)| BlobPut {
+            bytes,
+            name: Some(name),
+            new_path,
+        })
+        .collect()
+}
+
 #[test]
 fn blobs_encoded_on_every_core_are_laid_out_as_git_reads_them() {
     let (dir, repo) = bare();
@@ -113,28 +125,12 @@ fn blobs_encoded_on_every_core_are_laid_out_as_git_reads_them() {
     let objects: Vec<(Vec<u8>, &str)> = (0..300)
         .map(|t| (manifest(t % 150), ["api.yaml", "db.yaml"][t % 2]))
         .collect();
-    let puts: Vec<BlobPut<'_>> = objects
-        .iter()
-        .map(|(bytes, name)| BlobPut {
-            bytes,
-            name: Some(name),
-            new_path: false,
-        })
-        .collect();
-    let mut ids = pack.put_blobs(&puts);
+    let mut ids = pack.put_blobs(&blob_puts(&objects, false));
     // A second call: deltas against a base laid out by the first, and a name new here.
     let more: Vec<(Vec<u8>, &str)> = (150..290)
         .map(|t| (manifest(t), ["api.yaml", "new.yaml"][t % 2]))
         .collect();
-    let puts: Vec<BlobPut<'_>> = more
-        .iter()
-        .map(|(bytes, name)| BlobPut {
-            bytes,
-            name: Some(name),
-            new_path: true,
-        })
-        .collect();
-    ids.extend(pack.put_blobs(&puts));
+    ids.extend(pack.put_blobs(&blob_puts(&more, true)));
     let path = pack.write(dir.path(), true).unwrap().expect("new blobs");
     let other = Repository::open_bare(dir.path()).unwrap();
     let other = other.odb().unwrap();
