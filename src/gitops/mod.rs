@@ -48,9 +48,6 @@ pub struct GitOpsRepo {
     fsync: bool,
 }
 
-/// The repository setting that makes libgit2 fsync the refs and loose objects it writes.
-const FSYNC_CONFIG: &str = "core.fsyncObjectFiles";
-
 /// The top-level README that `billing init` and the first commit put in a new repository.
 pub const OPERATOR_README: &str = include_str!("operator_readme.md");
 
@@ -93,13 +90,24 @@ impl GitOpsRepo {
     /// Whether commits are durable against a crash of the machine, not only of the process: on
     /// (the default), each commit's pack, index and branch update are fsync'ed in that order,
     /// and so are the consolidated packs before what they supersede is deleted. Off is for
-    /// scratch repositories. Kept in the repository's config as `core.fsyncObjectFiles`, which
-    /// makes libgit2 (and git) sync the refs and loose objects they write.
+    /// scratch repositories. The part libgit2 writes (refs, the repack's pack, loose objects)
+    /// follows libgit2's process-wide fsync option, so this sets it for every repository of the
+    /// process; `core.fsyncObjectFiles` would do it per repository, but makes every git
+    /// command on the repository warn that the setting is deprecated.
     pub fn set_fsync(&mut self, on: bool) -> Result<()> {
-        let mut config = self.repo.config()?;
-        if config.get_bool(FSYNC_CONFIG).ok() != Some(on) {
-            config.set_bool(FSYNC_CONFIG, on)?;
-            // libgit2 reads the setting when it first opens the ref store.
+        // SAFETY: this option takes exactly one int; libgit2 was initialised by git2 when the
+        // repository was opened, and the option is a plain global it reads when it writes.
+        let status = unsafe {
+            libgit2_sys::git_libgit2_opts(
+                libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
+                std::ffi::c_int::from(on),
+            )
+        };
+        if status < 0 {
+            return Err(git2::Error::from_str("libgit2 refused its fsync option").into());
+        }
+        if self.fsync != on {
+            // libgit2's ref store reads the option once, when it is first used.
             self.repo = Repository::open_bare(&self.path)?;
         }
         self.fsync = on;
@@ -369,30 +377,26 @@ mod tests {
     fn commits_are_synced_unless_turned_off() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.git");
-        let git_sees = |path: &std::path::Path| {
-            git2::Repository::open_bare(path)
-                .unwrap()
-                .config()
-                .unwrap()
-                .get_bool(FSYNC_CONFIG)
-                .ok()
-        };
         let mut repo = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
-        assert_eq!(git_sees(&path), Some(true), "on by default, for git too");
+        assert!(repo.fsync, "on by default");
         let mut one = Changes::new();
         one.insert("tenants/a/x.yaml".into(), Entry::File(b"synced\n".to_vec()));
         repo.commit(&one, "synced").unwrap().expect("a commit");
         repo.repack().unwrap();
 
         repo.set_fsync(false).unwrap();
-        assert_eq!(git_sees(&path), Some(false));
         one.insert("tenants/a/x.yaml".into(), Entry::File(b"not\n".to_vec()));
         repo.commit(&one, "not synced").unwrap().expect("a commit");
         assert_eq!(repo.read("tenants/a/x.yaml").unwrap().unwrap(), b"not\n");
+        let config = std::fs::read_to_string(path.join("config")).unwrap();
+        assert!(
+            !config.contains("fsync"),
+            "nothing in the config for git to warn about: {config}"
+        );
         assert_git_fsck(&path);
         drop(repo);
         let reopened = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
-        assert_eq!(git_sees(&path), Some(true), "each open starts synced");
+        assert!(reopened.fsync, "each open starts synced");
         assert_eq!(
             reopened.read("tenants/a/x.yaml").unwrap().unwrap(),
             b"not\n"

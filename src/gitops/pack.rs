@@ -38,7 +38,7 @@ impl GitOpsRepo {
         };
         let mut tips = vec![head];
         tips.extend(self.repo.refname_to_id(&self.remote_tracking_ref()).ok());
-        let done = write_new_objects(&self.repo, &self.path, &tips, self.fsync)?;
+        let done = write_new_objects(&self.repo, &self.path, &tips)?;
         if done.packs_removed > 0 {
             // libgit2 keeps every pack it has seen open, deleted or not; a fresh handle lets go
             // of the removed ones.
@@ -57,12 +57,7 @@ pub(super) fn mark_packed(repo: &Repository, commit: Oid) -> Result<()> {
 
 /// Packs the objects reachable from `tips` but not from the last pack mark, deletes the loose
 /// copies and small packs that pack supersedes, and moves the mark to the first tip.
-fn write_new_objects(
-    repo: &Repository,
-    path: &Path,
-    tips: &[Oid],
-    fsync: bool,
-) -> Result<Repacked> {
+fn write_new_objects(repo: &Repository, path: &Path, tips: &[Oid]) -> Result<Repacked> {
     let mut walk = repo.revwalk()?;
     for tip in tips {
         walk.push(*tip)?;
@@ -88,17 +83,8 @@ fn write_new_objects(
         let checksum = Oid::from_bytes(&pack[pack.len() - 20..])?;
         let name = format!("pack-{checksum}");
         let idx = path.join(format!("objects/pack/{name}.idx"));
-        if fsync {
-            // libgit2's indexer syncs only under a process-wide option: the new pack must be on
-            // disk before the packs and loose files it supersedes are deleted.
-            for file in [
-                idx.with_extension("pack"),
-                idx.clone(),
-                path.join("objects/pack"),
-            ] {
-                super::packfile::sync_path(&file)?;
-            }
-        }
+        // With fsync on (`GitOpsRepo::set_fsync`), libgit2's indexer has synced the new pack,
+        // its index and their directory by now: before what they supersede is deleted.
         let in_pack = pack_index_ids(&std::fs::read(idx)?)?;
         loose_removed = remove_loose(&path.join("objects"), &in_pack)?;
         packs_removed = remove_superseded_packs(&path.join("objects/pack"), &name, &in_pack)?;

@@ -758,7 +758,7 @@ fn sync_both(a: &Staged, b: &Staged) -> std::io::Result<()> {
 }
 
 /// fsync(2) of a file or (on Unix) a directory, whose entries it makes durable.
-pub(super) fn sync_path(path: &Path) -> std::io::Result<()> {
+fn sync_path(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()
 }
 
