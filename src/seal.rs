@@ -217,7 +217,8 @@ fn oaep_encrypt<R: RngCore + CryptoRng>(
         "message too long for RSA-OAEP with this key"
     );
     // EM = 0x00 || maskedSeed || maskedDB, DB = lHash || PS (zeroes) || 0x01 || M.
-    let mut em = vec![0u8; k];
+    // Whoever holds EM can unmask the session key (the masks come from public data).
+    let mut em = Zeroizing::new(vec![0u8; k]);
     let (seed, db) = em[1..].split_at_mut(H_LEN);
     db[..H_LEN].copy_from_slice(&Sha256::digest(label));
     let message_at = db.len() - message.len();

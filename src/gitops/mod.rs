@@ -48,6 +48,36 @@ pub struct GitOpsRepo {
     fsync: bool,
 }
 
+/// Sets libgit2's process-wide fsync option, only when it changes: the service sets it once at
+/// start-up, before any thread writes.
+fn set_libgit2_fsync(on: bool) -> Result<()> {
+    static CURRENT: std::sync::Mutex<Option<bool>> = std::sync::Mutex::new(None);
+    let mut current = CURRENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *current == Some(on) {
+        return Ok(());
+    }
+    // SAFETY: this option takes exactly one int (settings.c reads `va_arg(ap, int)`); libgit2
+    // was initialised by git2 when a repository was opened.
+    let status = unsafe {
+        libgit2_sys::git_libgit2_opts(
+            libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
+            std::ffi::c_int::from(on),
+        )
+    };
+    if status < 0 {
+        return Err(git2::Error::from_str("libgit2 refused its fsync option").into());
+    }
+    *current = Some(on);
+    Ok(())
+}
+
+/// A repository setting this code wrote for a while (`core.fsyncObjectFiles`): libgit2 ORs it
+/// with its own option, so it would keep syncing with `GITOPS_FSYNC=false`, and git warns that
+/// it is deprecated. Removed on open.
+const OLD_FSYNC_CONFIG: &str = "core.fsyncObjectFiles";
+
 /// The top-level README that `billing init` and the first commit put in a new repository.
 pub const OPERATOR_README: &str = include_str!("operator_readme.md");
 
@@ -64,6 +94,11 @@ impl GitOpsRepo {
             }
         };
         packfile::remove_leftovers(path, std::time::Duration::from_secs(600))?;
+        if let Ok(mut local) = repo.config()?.open_level(git2::ConfigLevel::Local) {
+            if local.get_entry(OLD_FSYNC_CONFIG).is_ok() {
+                local.remove(OLD_FSYNC_CONFIG)?;
+            }
+        }
         let mut this = GitOpsRepo {
             repo,
             path: path.to_path_buf(),
@@ -95,17 +130,7 @@ impl GitOpsRepo {
     /// process; `core.fsyncObjectFiles` would do it per repository, but makes every git
     /// command on the repository warn that the setting is deprecated.
     pub fn set_fsync(&mut self, on: bool) -> Result<()> {
-        // SAFETY: this option takes exactly one int; libgit2 was initialised by git2 when the
-        // repository was opened, and the option is a plain global it reads when it writes.
-        let status = unsafe {
-            libgit2_sys::git_libgit2_opts(
-                libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
-                std::ffi::c_int::from(on),
-            )
-        };
-        if status < 0 {
-            return Err(git2::Error::from_str("libgit2 refused its fsync option").into());
-        }
+        set_libgit2_fsync(on)?;
         if self.fsync != on {
             // libgit2's ref store reads the option once, when it is first used.
             self.repo = Repository::open_bare(&self.path)?;
@@ -395,7 +420,16 @@ mod tests {
         );
         assert_git_fsck(&path);
         drop(repo);
+        // A repository an earlier build marked with the deprecated setting is cleaned on open.
+        git2::Repository::open_bare(&path)
+            .unwrap()
+            .config()
+            .unwrap()
+            .set_bool(OLD_FSYNC_CONFIG, true)
+            .unwrap();
         let reopened = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
+        let config = std::fs::read_to_string(path.join("config")).unwrap();
+        assert!(!config.contains("fsync"), "{config}");
         assert!(reopened.fsync, "each open starts synced");
         assert_eq!(
             reopened.read("tenants/a/x.yaml").unwrap().unwrap(),
