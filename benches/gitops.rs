@@ -311,19 +311,14 @@ fn main() {
         }
     }
     large.set_fsync(true).unwrap();
-    let medians = |runs: &[Vec<(Duration, Duration)>; 2]| {
-        runs.clone().map(|runs| {
+    // Per fsync mode: median (commit alone, render and commit).
+    let medians = |runs: [Vec<(Duration, Duration)>; 2]| {
+        runs.map(|runs| {
             let (commits, totals): (Vec<_>, Vec<_>) = runs.into_iter().unzip();
             (median(commits), median(totals))
         })
     };
-    let (at_100, at_big) = (medians(&at_100), medians(&at_big));
-    let commit_100 = at_100.map(|(commit, _)| commit);
-    let commit_big = at_big.map(|(commit, _)| commit);
-    let (at_100, at_big) = (
-        at_100.map(|(_, total)| total),
-        at_big.map(|(_, total)| total),
-    );
+    let (at_100, at_big) = (medians(at_100), medians(at_big));
     let (written, repack, repacked, after_repack) = first_repack.unwrap();
     settle();
     let cli = cli_commit(&ctx, large.path(), scratch.path(), 15);
@@ -367,30 +362,29 @@ fn main() {
     let both = |values: [String; 2]| format!("fsync on: {}; off: {}", values[0], values[1]);
     let ratio = |a: Duration, b: Duration| format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64());
     let ratios = |a: [Duration; 2], b: [Duration; 2]| both([0, 1].map(|m| ratio(a[m], b[m])));
-    println!(
-        "| commit one tenant's change (render excluded), 100 tenants in repo | {} |",
-        both(commit_100.map(ms))
-    );
-    println!(
-        "| commit one tenant's change (render excluded), {big} tenants in repo | {} |",
-        both(commit_big.map(ms))
-    );
-    println!(
-        "| commit ratio {big} / 100 | {} |",
-        ratios(commit_big, commit_100)
-    );
-    println!(
-        "| render + commit one tenant, 100 tenants in repo | {} |",
-        both(at_100.map(ms))
-    );
-    println!(
-        "| render + commit one tenant, {big} tenants in repo | {} |",
-        both(at_big.map(ms))
-    );
-    println!(
-        "| render + commit ratio {big} / 100 | {} |",
-        ratios(at_big, at_100)
-    );
+    let rows = [
+        (
+            "commit one tenant's change (render excluded)",
+            "commit ratio",
+            at_100.map(|(commit, _)| commit),
+            at_big.map(|(commit, _)| commit),
+        ),
+        (
+            "render + commit one tenant",
+            "render + commit ratio",
+            at_100.map(|(_, total)| total),
+            at_big.map(|(_, total)| total),
+        ),
+    ];
+    for (label, ratio_label, small, large) in rows {
+        println!("| {label}, 100 tenants in repo | {} |", both(small.map(ms)));
+        println!(
+            "| {label}, {big} tenants in repo | {} |",
+            both(large.map(ms))
+        );
+        println!("| {ratio_label} {big} / 100 | {} |", ratios(large, small));
+    }
+    let at_big = at_big.map(|(_, total)| total);
     match cli {
         Some(cli) => {
             println!(
