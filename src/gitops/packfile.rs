@@ -245,21 +245,11 @@ impl<'a> NewPack<'a> {
         std::fs::create_dir_all(&dir)?;
         // A large pack (a 10,000-entry listing) is hashed on another core while it is written:
         // hashing and copying it into the page cache take about as long each.
-        let (staged, checksum) = std::thread::scope(|scope| {
-            let beside = (state.body.len() >= HASH_BESIDE_BYTES)
-                .then(|| {
-                    std::thread::Builder::new()
-                        .spawn_scoped(scope, || pack_checksum(&header, &state.body))
-                        .ok()
-                })
-                .flatten();
-            let staged = Staged::new(&dir, &[&header, &state.body]);
-            let checksum = match beside {
-                Some(hashed) => hashed.join().expect("hashing does not panic"),
-                None => pack_checksum(&header, &state.body),
-            };
-            (staged, checksum)
-        });
+        let (checksum, staged) = side_by_side(
+            state.body.len() >= HASH_BESIDE_BYTES,
+            || pack_checksum(&header, &state.body),
+            || Staged::new(&dir, &[&header, &state.body]),
+        );
         let name = format!("pack-{}", Oid::from_bytes(&checksum).expect("20 bytes"));
         let pack_path = dir.join(format!("{name}.pack"));
         let idx_path = dir.join(format!("{name}.idx"));
@@ -271,7 +261,9 @@ impl<'a> NewPack<'a> {
         idx.seal(&[])?;
         if fsync {
             // Each fsync waits for the disk; the two files' wait at once.
-            sync_both(&pack, &idx)?;
+            let (pack_synced, idx_synced) =
+                side_by_side(true, || pack.file.sync_all(), || idx.file.sync_all());
+            pack_synced.and(idx_synced)?;
         }
         pack.rename_to(&pack_path)?;
         if let Err(error) = idx.rename_to(&idx_path) {
@@ -404,6 +396,30 @@ fn on_every_core<T: Sync, S, R: Send>(
                 Err(done) => done,
             })
             .collect()
+    })
+}
+
+/// `beside` and `here` at once, `beside` on another thread, when `parallel`; one after the
+/// other on this thread otherwise, or when no thread can be had.
+fn side_by_side<A: Send, B>(
+    parallel: bool,
+    beside: impl Fn() -> A + Sync,
+    here: impl FnOnce() -> B,
+) -> (A, B) {
+    std::thread::scope(|scope| {
+        let thread = parallel
+            .then(|| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, &beside)
+                    .ok()
+            })
+            .flatten();
+        let here = here();
+        let beside = match thread {
+            Some(thread) => thread.join().expect("the other thread does not panic"),
+            None => beside(),
+        };
+        (beside, here)
     })
 }
 
@@ -740,21 +756,6 @@ impl Staged {
         self.renamed = true;
         Ok(())
     }
-}
-
-/// fsync(2) of two files, one on another thread (here, if none can be had).
-fn sync_both(a: &Staged, b: &Staged) -> std::io::Result<()> {
-    std::thread::scope(|scope| {
-        let other = std::thread::Builder::new()
-            .spawn_scoped(scope, || a.file.sync_all())
-            .ok();
-        let mine = b.file.sync_all();
-        let theirs = match other {
-            Some(thread) => thread.join().expect("fsync does not panic"),
-            None => a.file.sync_all(),
-        };
-        mine.and(theirs)
-    })
 }
 
 /// fsync(2) of a file or (on Unix) a directory, whose entries it makes durable.
