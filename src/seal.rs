@@ -197,6 +197,9 @@ pub fn seal_with_rng<R: RngCore + CryptoRng>(
     Ok(BASE64.encode(out))
 }
 
+/// SHA-256's output length, OAEP's hLen.
+const H_LEN: usize = 32;
+
 /// RSAES-OAEP encryption (RFC 8017, 7.1.1) with SHA-256 and MGF1-SHA-256, as the controller
 /// decrypts it. The padding is built here, with its seed drawn from `rng` exactly as the `rsa`
 /// crate draws it (so seeded golden files keep their bytes); the RSA operation itself is
@@ -210,7 +213,6 @@ fn oaep_encrypt<R: RngCore + CryptoRng>(
 ) -> anyhow::Result<Vec<u8>> {
     use rsa::traits::PublicKeyParts;
     use sha2::Digest;
-    const H_LEN: usize = 32;
     let k = public.size();
     ensure!(
         message.len() + 2 * H_LEN + 2 <= k,
@@ -243,7 +245,7 @@ fn oaep_encrypt<R: RngCore + CryptoRng>(
 /// XORs `target` with MGF1-SHA-256 of `seed` (RFC 8017, B.2.1).
 fn mgf1_xor(seed: &[u8], target: &mut [u8]) {
     use sha2::Digest;
-    for (counter, chunk) in target.chunks_mut(32).enumerate() {
+    for (counter, chunk) in target.chunks_mut(H_LEN).enumerate() {
         let mask = Sha256::new()
             .chain_update(seed)
             .chain_update((counter as u32).to_be_bytes())
