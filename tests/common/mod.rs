@@ -2,6 +2,7 @@
 //! (a SQLite file, or a new PostgreSQL database when TEST_DATABASE_URL is set) and talks HTTP.
 #![allow(dead_code)]
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -412,7 +413,10 @@ impl GitDaemon {
             .local_addr()
             .ok()?
             .port();
+        // Its own process group: `git daemon` execs or forks `git-daemon`, which forks once per
+        // connection, so killing only the child we spawned would orphan the real server.
         let child = Command::new("git")
+            .process_group(0)
             .arg("daemon")
             .arg("--reuseaddr")
             .arg("--export-all")
@@ -452,7 +456,17 @@ impl GitDaemon {
 
 impl Drop for GitDaemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_process_group(&mut self.child);
     }
+}
+
+/// Kills `child` and every process in its group (it was spawned with `process_group(0)`), then
+/// reaps it.
+pub fn kill_process_group(child: &mut Child) {
+    // SAFETY: kill(2) with a negative pid signals the group whose id is the child's pid.
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
