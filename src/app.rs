@@ -23,6 +23,7 @@ pub struct App {
     pub plans: Catalogue,
     pub sessions: SessionKeys,
     pub gitops: Gitops,
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub type SharedApp = Arc<App>;
@@ -57,6 +58,7 @@ impl App {
             plans,
             sessions,
             gitops,
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 }
@@ -92,6 +94,9 @@ pub fn open_repo(config: &Config) -> anyhow::Result<GitOpsRepo> {
     let mut repo = GitOpsRepo::open_or_init(&path, &config.gitops_branch, author)
         .with_context(|| format!("opening the GitOps repository {}", path.display()))?;
     repo.set_fsync(config.gitops_fsync)?;
+    repo.set_stale_lock_after(std::time::Duration::from_secs(
+        config.gitops_stale_lock_seconds,
+    ));
     Ok(repo)
 }
 

@@ -63,6 +63,11 @@ pub struct Config {
     #[arg(long, env = "ADMIN_API_TOKEN", global = true, hide_env_values = true)]
     pub admin_api_token: Option<SecretString>,
 
+    /// Bearer token that may read `/metrics` (besides the admin token), for a Prometheus
+    /// scraper.
+    #[arg(long, env = "METRICS_TOKEN", global = true, hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
+
     /// HMAC secret for customer session tokens. Default: generated into
     /// `<data-dir>/keys/session.key`. Replicas must share it.
     #[arg(long, env = "SESSION_SECRET", global = true, hide_env_values = true)]
@@ -148,6 +153,18 @@ pub struct Config {
         global = true
     )]
     pub gitops_fsync: bool,
+
+    /// Seconds after which a Git lock file blocking a write (in the local repository while the
+    /// service runs, or in a path remote) is taken for a dead writer's and removed. At start-up
+    /// every lock in the local repository is removed: the service is its only writer.
+    #[arg(
+        long,
+        env = "GITOPS_STALE_LOCK_SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub gitops_stale_lock_seconds: u64,
 
     /// Attempts before a job that fails to render is given up (`failed`).
     #[arg(long, env = "GITOPS_MAX_ATTEMPTS", default_value_t = 5, global = true)]

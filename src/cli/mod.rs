@@ -101,6 +101,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config;
     match cli.command {
         Command::Serve => {
+            // The server is the only writer of its local repository: a lock found before it
+            // starts is a killed process's, and would block every commit or push for good.
+            for lock in crate::gitops::locks::remove_all(&config.gitops_repo())? {
+                tracing::warn!(lock = %lock.display(), "removed a lock file left by a killed process");
+            }
             let app = App::start(config).await?;
             if app.db.backend == crate::db::Backend::Sqlite {
                 // One server owns a SQLite database: leases left by a killed run are stale.

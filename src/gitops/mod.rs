@@ -3,6 +3,7 @@
 //! and returns a revision.
 
 mod listing;
+pub mod locks;
 pub mod pack;
 pub mod packfile;
 pub mod push;
@@ -46,7 +47,13 @@ pub struct GitOpsRepo {
     unpacked: std::cell::Cell<usize>,
     /// Whether what a commit writes is on disk (fsync) before the branch moves.
     fsync: bool,
+    /// A lock file older than this is a dead writer's and is removed when it blocks us.
+    stale_lock_after: std::time::Duration,
 }
+
+/// How old a lock file must be before it is taken for a dead writer's (a live one holds it for
+/// milliseconds).
+pub const DEFAULT_STALE_LOCK_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Sets libgit2's process-wide fsync option, only when it changes: the service sets it once at
 /// start-up, before any thread writes.
@@ -107,6 +114,7 @@ impl GitOpsRepo {
             trees: Trees::default(),
             unpacked: std::cell::Cell::new(0),
             fsync: false,
+            stale_lock_after: DEFAULT_STALE_LOCK_AFTER,
         };
         this.set_fsync(true)?;
         this.unpacked
@@ -139,6 +147,20 @@ impl GitOpsRepo {
         Ok(())
     }
 
+    pub fn set_stale_lock_after(&mut self, age: std::time::Duration) {
+        self.stale_lock_after = age;
+    }
+
+    /// When `err` is a lock file older than the stale age blocking a write, removes it and says
+    /// so: the caller tries once more.
+    fn removed_stale_lock(&self, err: &dyn std::fmt::Display) -> bool {
+        let removed = locks::remove_if_stale(&err.to_string(), self.stale_lock_after);
+        if let Some(lock) = &removed {
+            tracing::warn!(lock = %lock.display(), "removed a stale Git lock file left by a dead writer");
+        }
+        removed.is_some()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -167,6 +189,13 @@ impl GitOpsRepo {
     /// change sets (a full re-render, a big group commit) are delta-compressed in that pack and
     /// count as packed; small ones wait for [`GitOpsRepo::repack`].
     pub fn commit(&mut self, changes: &Changes, message: &str) -> Result<Option<Oid>> {
+        match self.commit_once(changes, message) {
+            Err(e) if self.removed_stale_lock(&e) => self.commit_once(changes, message),
+            done => done,
+        }
+    }
+
+    fn commit_once(&mut self, changes: &Changes, message: &str) -> Result<Option<Oid>> {
         let bulk = tree::file_count(changes) >= BULK_FILES;
         if bulk && self.unpacked.get() > 0 {
             // Everything before a bulk pack is consolidated first, so the pack mark can move

@@ -54,7 +54,8 @@ pub enum PushOutcome {
 
 enum Attempt {
     Done,
-    NonFastForward,
+    /// Rejected, or a lock was in the way; why, for the error if it never goes through.
+    NonFastForward(String),
 }
 
 fn callbacks<'a>(
@@ -132,6 +133,13 @@ impl GitOpsRepo {
 
     /// Fetches the remote branch; returns its tip (None when the remote branch does not exist).
     pub fn fetch(&self, remote: &Remote) -> Result<Option<Oid>> {
+        match self.fetch_once(remote) {
+            Err(e) if self.removed_stale_lock(&e) => self.fetch_once(remote),
+            done => done,
+        }
+    }
+
+    fn fetch_once(&self, remote: &Remote) -> Result<Option<Oid>> {
         let mut origin = self.ensure_origin(&remote.url)?;
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks(&remote.auth, None));
@@ -151,8 +159,13 @@ impl GitOpsRepo {
         opts.remote_callbacks(callbacks(&remote.auth, Some(&rejection)));
         let refspec = format!("{0}:{0}", self.branch_ref());
         match origin.push(&[refspec.as_str()], Some(&mut opts)) {
-            Err(e) if e.code() == ErrorCode::NotFastForward || is_non_fast_forward(e.message()) => {
-                return Ok(Attempt::NonFastForward)
+            // A dead writer's lock, here or in a path remote: gone now, so simply try again.
+            Err(e)
+                if self.removed_stale_lock(&e)
+                    || e.code() == ErrorCode::NotFastForward
+                    || is_non_fast_forward(e.message()) =>
+            {
+                return Ok(Attempt::NonFastForward(e.message().to_string()))
             }
             Err(e) => return Err(e.into()),
             Ok(()) => {}
@@ -160,7 +173,9 @@ impl GitOpsRepo {
         drop(opts);
         match rejection.into_inner() {
             None => Ok(Attempt::Done),
-            Some(msg) if is_non_fast_forward(&msg) => Ok(Attempt::NonFastForward),
+            Some(msg) if self.removed_stale_lock(&msg) || is_non_fast_forward(&msg) => {
+                Ok(Attempt::NonFastForward(msg))
+            }
             Some(msg) => Err(GitOpsError::Remote(format!(
                 "remote rejected the push: {msg}"
             ))),
@@ -170,11 +185,19 @@ impl GitOpsRepo {
     /// Pushes the branch. On a non-fast-forward, fetches, re-applies our commits on the remote
     /// tip and tries again (up to `max_rebases` times).
     pub fn push(&self, remote: &Remote, max_rebases: usize) -> Result<PushOutcome> {
+        match self.push_once(remote, max_rebases) {
+            Err(e) if self.removed_stale_lock(&e) => self.push_once(remote, max_rebases),
+            done => done,
+        }
+    }
+
+    fn push_once(&self, remote: &Remote, max_rebases: usize) -> Result<PushOutcome> {
         let Some(local) = self.head()? else {
             return Err(GitOpsError::Remote(
                 "nothing to push: the branch is empty".into(),
             ));
         };
+        let mut last_rejection = String::new();
         for _ in 0..=max_rebases {
             match self.try_push(remote)? {
                 Attempt::Done => {
@@ -183,7 +206,8 @@ impl GitOpsRepo {
                         .reference(&self.remote_tracking_ref(), tip, true, "pushed")?;
                     return Ok(PushOutcome::Pushed(tip));
                 }
-                Attempt::NonFastForward => {
+                Attempt::NonFastForward(why) => {
+                    last_rejection = why;
                     let Some(upstream) = self.fetch(remote)? else {
                         continue;
                     };
@@ -203,7 +227,7 @@ impl GitOpsRepo {
             }
         }
         Err(GitOpsError::Remote(format!(
-            "push still rejected after {max_rebases} re-applications"
+            "push still rejected after {max_rebases} re-applications: {last_rejection}"
         )))
     }
 
