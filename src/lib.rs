@@ -10,6 +10,7 @@ pub mod error;
 pub mod gitops;
 pub mod http;
 pub mod license;
+pub mod metrics;
 pub mod outbox;
 pub mod plans;
 pub mod pool;

@@ -37,6 +37,16 @@ pub async fn apply_event(
         return Ok(None);
     };
     if event == Event::CommittedUnchanged && next == current {
+        if row.error.is_some() {
+            // The change is in Git after all: an earlier commit failure no longer applies.
+            sqlx::query(
+                "UPDATE deployments SET error = NULL, updated_at = $1 WHERE customer_id = $2",
+            )
+            .bind(now)
+            .bind(customer_id)
+            .execute(&mut **tx)
+            .await?;
+        }
         return Ok(Some(next));
     }
     // The stall clock starts when a tenant starts waiting for the cluster.
@@ -203,6 +213,25 @@ pub async fn time_out(
     )
     .await?;
     Ok(Some(next))
+}
+
+/// Shows why a tenant's change is not in Git yet (the commit or the push failed) without
+/// changing its status: the change is retried, and the next transition clears the error.
+pub async fn record_error<'c>(
+    db: impl Executor<'c, Database = Any> + Copy,
+    customer_ids: &[&str],
+    error: &str,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    for id in customer_ids {
+        sqlx::query("UPDATE deployments SET error = $1, updated_at = $2 WHERE customer_id = $3")
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .execute(db)
+            .await?;
+    }
+    Ok(())
 }
 
 pub struct HistoryEntry<'a> {

@@ -31,6 +31,18 @@ pub struct GitHealth {
     pub last_push_at: Option<String>,
     /// Set while the last push (or sync) failed: the remote is unreachable or diverged.
     pub remote_error: Option<String>,
+    /// Set while the last commit failed (a full disk, an unwritable repository): nothing
+    /// reaches Git until it clears.
+    pub commit_error: Option<String>,
+}
+
+impl GitHealth {
+    /// Why Git is not taking work, if it is not: the commit's failure first, then the remote's.
+    pub fn problem(&self) -> Option<&str> {
+        self.commit_error
+            .as_deref()
+            .or(self.remote_error.as_deref())
+    }
 }
 
 pub struct Gitops {
@@ -382,7 +394,11 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
         Ok(revision) => revision,
         Err(err) => {
             let jobs: Vec<Job> = prepared.into_iter().map(|p| p.job).collect();
-            outbox::postpone(&app.db, &jobs, &err, Duration::seconds(5), Utc::now()).await?;
+            let now = Utc::now();
+            outbox::postpone(&app.db, &jobs, &err, Duration::seconds(5), now).await?;
+            // Shown on each waiting tenant's status until its change reaches Git.
+            let ids: Vec<&str> = jobs.iter().map(|j| j.customer_id.as_str()).collect();
+            deployments::record_error(&app.db.pool, &ids, &err, &db::ts(now)).await?;
             anyhow::bail!(err);
         }
     };
@@ -493,9 +509,15 @@ fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<String, Strin
             changes.extend(std::mem::take(&mut p.changes));
         }
         let described: Vec<&Prepared> = effective.iter().map(|&i| &prepared[i]).collect();
-        repo.commit(&changes, &commit_message(&described))
-            .map_err(|e| format!("commit failed: {e}"))?;
+        if let Err(e) = repo.commit(&changes, &commit_message(&described)) {
+            let msg = format!("commit failed: {e}");
+            app.metrics.gitops_commit_failures.inc();
+            gitops.set_health(|h| h.commit_error = Some(msg.clone()));
+            return Err(msg);
+        }
+        app.metrics.gitops_commits.inc();
     }
+    gitops.set_health(|h| h.commit_error = None);
     let head = repo
         .head()
         .map_err(|e| e.to_string())?
@@ -520,6 +542,7 @@ fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<String, Strin
             Ok(tip)
         }
         Err(err) => {
+            app.metrics.gitops_push_failures.inc();
             let msg = format!("push to the GitOps remote failed: {err}");
             gitops.set_health(|h| {
                 h.last_commit = Some(head.clone());

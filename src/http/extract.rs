@@ -99,6 +99,29 @@ impl FromRequestParts<SharedApp> for Admin {
     }
 }
 
+/// A caller allowed to read `/metrics`: the admin, or a scraper with `METRICS_TOKEN` (so
+/// Prometheus does not need the admin token).
+pub struct MetricsReader;
+
+impl FromRequestParts<SharedApp> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &SharedApp) -> Result<Self, ApiError> {
+        let scraper = app.config.metrics_token.as_ref().is_some_and(|expected| {
+            !expected.expose_secret().is_empty()
+                && bearer(parts).is_some_and(|given| {
+                    bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes()))
+                })
+        });
+        if scraper {
+            return Ok(MetricsReader);
+        }
+        Admin::from_request_parts(parts, app)
+            .await
+            .map(|Admin| MetricsReader)
+    }
+}
+
 /// The customer whose valid session token was presented.
 pub struct CustomerSession(pub String);
 

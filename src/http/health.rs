@@ -16,16 +16,16 @@ pub async fn ready(State(app): State<SharedApp>) -> Result<Json<Value>> {
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(format!("database unreachable: {e}")))?;
-    // A failing GitOps remote does not stop signups (they queue), so it degrades readiness
-    // rather than failing it; monitoring reads `gitops.remote_error`.
+    // A failing GitOps remote or commit does not stop signups (they queue), so it degrades
+    // readiness rather than failing it; monitoring reads `reason`.
     let gitops = app.gitops.health();
-    let status = if gitops.remote_error.is_some() {
+    let status = if gitops.problem().is_some() {
         "degraded"
     } else {
         "ready"
     };
     let pending = crate::outbox::pending_count(&app.db).await?;
     Ok(Json(
-        json!({ "status": status, "database": "ok", "gitops": gitops, "pending_render_jobs": pending }),
+        json!({ "status": status, "reason": gitops.problem(), "database": "ok", "gitops": gitops, "pending_render_jobs": pending }),
     ))
 }

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod gitops_events;
 pub mod health;
 pub mod licenses;
+pub mod metrics;
 
 use std::net::SocketAddr;
 
@@ -24,6 +25,7 @@ pub fn router(app: SharedApp) -> Router {
         .route("/health", get(health::live))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/customers/signup", post(customers::signup))
         .route("/api/customers/login", post(customers::login))
         .route("/api/customers/me", get(customers::me))
