@@ -5,6 +5,7 @@ pub mod login;
 pub mod password;
 pub mod session;
 pub mod signup;
+pub mod text;
 pub mod view;
 
 /// Where a request came from, for the audit log.
