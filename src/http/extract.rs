@@ -71,14 +71,17 @@ impl FromRequestParts<SharedApp> for RequestMeta {
         parts: &mut Parts,
         app: &SharedApp,
     ) -> Result<Self, Self::Rejection> {
+        // The last entry is the one the trusted proxy appended (the peer it saw); earlier ones
+        // are whatever the client sent, so they cannot key the login throttle.
         let forwarded = app
             .config
             .trust_forwarded_for
-            .then(|| parts.headers.get("x-forwarded-for"))
+            .then(|| parts.headers.get_all("x-forwarded-for").iter().next_back())
             .flatten()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_string());
+            .and_then(|v| v.rsplit(',').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
