@@ -40,7 +40,7 @@ impl App {
     /// Connects, migrates, loads (or generates) keys and the plan catalogue.
     pub async fn start(config: Config) -> anyhow::Result<SharedApp> {
         let plans = Catalogue::load(config.plans_file.as_deref())?;
-        let db = Db::connect(&config.database_url()).await?;
+        let db = Db::connect(&config.database_url(), config.database_acquire_timeout()).await?;
         db.migrate().await?;
         let paths = key_paths(&config);
         let keys = tokio::task::spawn_blocking(move || KeyRing::load_or_generate(&paths))

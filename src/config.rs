@@ -18,6 +18,16 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// Seconds a request waits for a database connection before it is answered 503
+    /// `database_unavailable`: an outage fails fast instead of holding clients for 30 s.
+    #[arg(
+        long,
+        env = "DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+        default_value_t = 3,
+        global = true
+    )]
+    pub database_acquire_timeout_seconds: u64,
+
     /// PEM private key that signs licenses. Default: `<data-dir>/keys/license-private.pem`,
     /// generated (RSA-2048) on first run.
     #[arg(long, env = "LICENSE_PRIVATE_KEY_PATH", global = true)]
@@ -292,6 +302,10 @@ impl Config {
                 self.data_dir.join("billing.db").display()
             )
         })
+    }
+
+    pub fn database_acquire_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.database_acquire_timeout_seconds.max(1))
     }
 
     /// The admin token, if one is configured; an empty value counts as none.

@@ -33,9 +33,22 @@ pub enum ApiError {
     AdminDisabled,
     #[error("{0}")]
     Unavailable(String),
+    /// The database cannot be reached (pool timeout, refused or dropped connection): the
+    /// client may retry; the detail is logged, never sent.
+    #[error("the database is unavailable; retry shortly")]
+    DatabaseUnavailable(String),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// A response axum or a layer produced without the JSON body (405, a bad query string),
+    /// re-dressed in it by `http::rejections`.
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
+
+/// How long a client should wait before retrying after a database outage.
+const DATABASE_RETRY_AFTER_SECS: u64 = 5;
 
 impl ApiError {
     pub fn validation(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
@@ -101,6 +114,24 @@ impl ApiError {
                 "unavailable",
                 None,
             ),
+            DatabaseUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+                "database_unavailable",
+                None,
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported media type",
+                "unsupported_media_type",
+                None,
+            ),
+            Rejected { status, .. } => (
+                *status,
+                status.canonical_reason().unwrap_or("Error"),
+                rejection_code(*status),
+                None,
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal server error",
@@ -129,6 +160,9 @@ impl IntoResponse for ApiError {
         let (status, title, code, field) = self.parts();
         let message = match &self {
             ApiError::Internal(_) => "an unexpected error occurred".to_string(),
+            ApiError::Rejected { status, .. } if status.is_server_error() => {
+                "an unexpected error occurred".to_string()
+            }
             other => other.to_string(),
         };
         let body = ErrorBody {
@@ -138,26 +172,92 @@ impl IntoResponse for ApiError {
             field,
         };
         let mut response = (status, axum::Json(body)).into_response();
-        match &self {
-            ApiError::TooManyAttempts { retry_after_secs } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 §11.6.1: a 401 names the scheme that would work (RFC 6750's Bearer).
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"billing\""),
+            );
+        }
+        let retry_after = match &self {
+            ApiError::TooManyAttempts { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::DatabaseUnavailable(_) => Some(DATABASE_RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        let detail = match &self {
+            ApiError::Internal(err) => Some(format!("{err:#}")),
+            ApiError::DatabaseUnavailable(detail) => Some(detail.clone()),
+            ApiError::Rejected { status, message } if status.is_server_error() => {
+                Some(message.clone())
             }
-            ApiError::Internal(err) => {
-                response
-                    .extensions_mut()
-                    .insert(InternalErrorDetail(format!("{err:#}")));
-            }
-            _ => {}
+            _ => None,
+        };
+        if let Some(detail) = detail {
+            response
+                .extensions_mut()
+                .insert(InternalErrorDetail(detail));
         }
         response
     }
 }
 
+/// The `code` of a re-dressed framework response, by status.
+fn rejection_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable_entity",
+        s if s.is_server_error() => "internal_error",
+        _ => "invalid_request",
+    }
+}
+
+/// True when the error says the database cannot be reached rather than that a query is wrong:
+/// no connection within the acquire timeout, a refused or dropped connection, or PostgreSQL's
+/// connection-exception (08) and operator-intervention (57P, e.g. shutting down) classes.
+pub fn is_database_unavailable(err: &sqlx::Error) -> bool {
+    use sqlx::Error::*;
+    match err {
+        PoolTimedOut | PoolClosed | Io(_) | Tls(_) | WorkerCrashed => true,
+        Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+// The one place database errors become API errors, whichever way they travel (directly or
+// wrapped in anyhow by a lower layer): an outage is a 503 the client may retry, never a 500.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        ApiError::Internal(err.into())
+        if is_database_unavailable(&err) {
+            ApiError::DatabaseUnavailable(err.to_string())
+        } else {
+            ApiError::Internal(err.into())
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        let outage = err.chain().any(|cause| {
+            cause
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(is_database_unavailable)
+        });
+        if outage {
+            ApiError::DatabaseUnavailable(format!("{err:#}"))
+        } else {
+            ApiError::Internal(err)
+        }
     }
 }
 

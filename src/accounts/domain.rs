@@ -3,6 +3,7 @@
 use rand::Rng;
 use serde_json::{Map, Value};
 
+use super::text;
 use crate::error::ApiError;
 
 /// A server-generated customer id: a letter then 11 of `[a-z0-9]` (about 57 bits of randomness).
@@ -49,8 +50,13 @@ pub struct Email {
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let display = raw.trim().to_string();
-        reject_untransportable("email", &display)?;
+        let display = text::nfc(raw.trim());
+        refuse(
+            "email",
+            &display,
+            text::invisible_in_identifier,
+            "invisible, control, space or bidirectional-control characters",
+        )?;
         let invalid = |why: &str| ApiError::validation("invalid_email", "email", why.to_string());
         if display.len() > 254 {
             return Err(invalid("email must be at most 254 characters"));
@@ -71,7 +77,7 @@ impl Email {
             return Err(invalid("email must look like name@example.com"));
         }
         Ok(Email {
-            normalized: display.to_lowercase(),
+            normalized: text::nfc(&display.to_lowercase()),
             display,
         })
     }
@@ -123,32 +129,42 @@ impl Fields {
     }
 }
 
-/// Refuses the few characters Kubernetes tooling (kustomize, so Flux and Argo CD) cannot
-/// carry through YAML however they are quoted: a tenant with them would never sync.
-fn reject_untransportable(field: &'static str, text: &str) -> Result<(), ApiError> {
-    if text.chars().any(crate::render::untransportable) {
-        return Err(ApiError::validation(
+/// A clear 400 naming the field when `text` has a character `refused` refuses.
+fn refuse(
+    field: &'static str,
+    text: &str,
+    refused: fn(char) -> bool,
+    what: &str,
+) -> Result<(), ApiError> {
+    match text.chars().find(|&c| refused(c)) {
+        Some(c) => Err(ApiError::validation(
             "invalid_characters",
             field,
-            format!("{field} contains control characters that cannot be stored"),
-        ));
+            format!("{field} must not contain {what} (found U+{:04X})", c as u32),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// A free-text name (company, person): trimmed, bounded. Its content reaches manifests only as
-/// a quoted YAML scalar, so no characters beyond NUL need refusing here.
+/// A free-text name (company, person): trimmed, NFC, bounded, without control characters or
+/// bidi overrides. Its content reaches manifests only as a quoted YAML scalar, so quotes,
+/// braces and the like need no refusing.
 pub fn parse_name(field: &'static str, raw: &str, max_chars: usize) -> Result<String, ApiError> {
-    let trimmed = raw.trim();
-    reject_untransportable(field, trimmed)?;
-    if trimmed.chars().count() > max_chars {
+    let name = text::nfc(raw.trim());
+    refuse(
+        field,
+        &name,
+        text::refused_in_name,
+        "control characters or bidirectional overrides",
+    )?;
+    if name.chars().count() > max_chars {
         return Err(ApiError::validation(
             "too_long",
             field,
             format!("{field} must be at most {max_chars} characters"),
         ));
     }
-    Ok(trimmed.to_string())
+    Ok(name)
 }
 
 #[cfg(test)]
@@ -206,10 +222,20 @@ mod tests {
     }
 
     #[test]
-    fn names_keep_hostile_text_but_not_untransportable_characters() {
-        let hostile = "Acme\n---\nkind: Secret {{ x }} {% if %} \"'# & *a !!str ünï 🚀";
+    fn names_keep_hostile_text_but_not_control_characters() {
+        let hostile = "Acme --- kind: Secret {{ x }} {% if %} \"'# & *a !!str ünï 🚀 👩\u{200d}💻";
         assert_eq!(parse_name("company_name", hostile, 200).unwrap(), hostile);
-        for bad in ["A\u{7f}B", "A\u{85}B", "A\u{9b}B", "A\u{fffe}"] {
+        assert_eq!(parse_name("full_name", " Zoe\u{308} ", 200).unwrap(), "Zoë");
+        for bad in [
+            "A\u{7f}B",
+            "A\u{85}B",
+            "A\u{9b}B",
+            "A\u{fffe}",
+            "Acme\n---\nkind: Secret",
+            "A\tB",
+            "\u{1b}[31mRed\u{1b}[0m",
+            "Evil\u{202e}cod.exe",
+        ] {
             let err = parse_name("company_name", bad, 200).unwrap_err();
             assert!(
                 matches!(
@@ -223,5 +249,35 @@ mod tests {
             );
         }
         assert!(Email::parse("a\u{85}b@c.io").is_err());
+    }
+
+    #[test]
+    fn emails_refuse_invisible_characters_and_compare_in_nfc() {
+        for bad in [
+            "bo\u{200b}ss@example.com",
+            "boss\u{200d}@example.com",
+            "\u{feff}boss@example.com",
+            "bo\u{202e}ss@example.com",
+            "bo\u{2066}ss@example.com",
+            "bo\u{200f}ss@example.com",
+            "bo\u{ad}ss@example.com",
+            "bo\u{3164}ss@example.com",
+            "bo\u{1b}ss@example.com",
+        ] {
+            match Email::parse(bad) {
+                Err(ApiError::Validation { code, field, .. }) => {
+                    assert_eq!(
+                        (code, field),
+                        ("invalid_characters", Some("email")),
+                        "{bad:?}"
+                    )
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let decomposed = Email::parse("Zoe\u{308}@example.com").unwrap();
+        let composed = Email::parse("zoë@example.com").unwrap();
+        assert_eq!(decomposed.normalized, composed.normalized);
+        assert_eq!(decomposed.display, "Zoë@example.com");
     }
 }

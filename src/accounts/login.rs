@@ -1,19 +1,16 @@
-//! Login: throttled per email, constant-shape failures, legacy bcrypt upgraded to argon2id.
+//! Login: throttled per email and client address (see `throttle`), constant-shape failures, legacy bcrypt upgraded to argon2id.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
 
 use super::domain::{Email, Fields};
 use super::password::{self, Verdict};
 use super::view::{self, AccountView};
-use super::RequestMeta;
+use super::{throttle, RequestMeta};
 use crate::app::App;
-use crate::db::{self, accounts, audit, login_throttle};
+use crate::db::{self, accounts, audit};
 use crate::error::ApiError;
-
-pub const MAX_FAILURES: i64 = 5;
-pub const FAILURE_WINDOW_MINUTES: i64 = 15;
 
 pub struct LoginRequest {
     pub email: String,
@@ -55,28 +52,6 @@ fn entry(
     }
 }
 
-/// Seconds until the oldest failure in the window leaves it, when the email is locked out.
-async fn lockout(
-    app: &App,
-    email_normalized: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<u64>, ApiError> {
-    let window = Duration::minutes(FAILURE_WINDOW_MINUTES);
-    let (count, oldest) =
-        login_throttle::failures_since(&app.db.pool, email_normalized, &db::ts(now - window))
-            .await?;
-    if count < MAX_FAILURES {
-        return Ok(None);
-    }
-    let oldest = oldest
-        .as_deref()
-        .map(db::parse_ts)
-        .transpose()?
-        .unwrap_or(now);
-    let wait = (oldest + window - now).num_seconds().max(1);
-    Ok(Some(wait as u64))
-}
-
 pub async fn login(
     app: &App,
     req: LoginRequest,
@@ -88,7 +63,10 @@ pub async fn login(
         .map(|e| e.normalized)
         .unwrap_or_else(|_| req.email.trim().to_lowercase());
 
-    if let Some(retry_after_secs) = lockout(app, &normalized, now).await? {
+    let addr = throttle::client_key(meta.client_ip.as_deref());
+    if let Some((locked, retry_after_secs)) =
+        throttle::locked_out(app, &normalized, &addr, now).await?
+    {
         audit::record(
             &app.db.pool,
             &db::ts(now),
@@ -96,7 +74,7 @@ pub async fn login(
                 "customer.login_locked",
                 None,
                 meta,
-                json!({ "email": normalized }),
+                json!({ "email": normalized, "limit": locked.as_str() }),
             ),
         )
         .await?;
@@ -120,7 +98,7 @@ pub async fn login(
         (Some(c), Verdict::Match { needs_rehash }) => (c, needs_rehash),
         (customer, _) => {
             let at = db::ts(now);
-            login_throttle::record_failure(&app.db.pool, &normalized, &at).await?;
+            throttle::record_failure(app, &normalized, &addr, now).await?;
             let id = customer.as_ref().map(|c| c.id.as_str());
             audit::record(
                 &app.db.pool,
@@ -155,7 +133,7 @@ pub async fn login(
         )
         .await?;
     }
-    login_throttle::clear(&app.db.pool, &normalized).await?;
+    throttle::forget_pair(app, &normalized, &addr).await?;
     audit::record(
         &app.db.pool,
         &at,

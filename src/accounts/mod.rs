@@ -5,6 +5,8 @@ pub mod login;
 pub mod password;
 pub mod session;
 pub mod signup;
+pub mod text;
+pub mod throttle;
 pub mod view;
 
 /// Where a request came from, for the audit log.

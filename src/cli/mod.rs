@@ -114,7 +114,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::http::serve(app).await?;
         }
         Command::Migrate => {
-            let db = crate::db::Db::connect(&config.database_url()).await?;
+            let db =
+                crate::db::Db::connect(&config.database_url(), config.database_acquire_timeout())
+                    .await?;
             db.migrate().await?;
             println!("migrations applied");
         }

@@ -10,6 +10,7 @@ pub mod login_throttle;
 pub mod secrets;
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -18,6 +19,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// How long `billing serve` waits at start-up for a database that is not up yet.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(30);
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -48,7 +52,9 @@ pub struct Db {
 
 impl Db {
     /// Connects (creating a SQLite file and its directory when needed); does not migrate.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+    /// Requests wait at most `acquire_timeout` for a connection; start-up alone waits up to
+    /// [`STARTUP_WAIT`] for the database to come up.
+    pub async fn connect(url: &str, acquire_timeout: Duration) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
         if backend == Backend::Sqlite {
@@ -60,6 +66,7 @@ impl Db {
                 Backend::Sqlite => 8,
                 Backend::Postgres => 16,
             })
+            .acquire_timeout(acquire_timeout)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -74,9 +81,21 @@ impl Db {
                     Ok(())
                 })
             })
-            .connect_with(options)
-            .await
-            .context("connecting to the database")?;
+            .connect_lazy_with(options);
+        let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+        loop {
+            match pool.acquire().await {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(e).context("connecting to the database");
+                }
+                Err(e) if crate::error::is_database_unavailable(&e) => {
+                    tracing::warn!(error = %e, "database not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e).context("connecting to the database"),
+            }
+        }
         Ok(Db { pool, backend })
     }
 
@@ -92,8 +111,11 @@ impl Db {
         Ok(())
     }
 
-    pub async fn ping(&self) -> anyhow::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+    /// One round trip, bounded by `within` whatever the pool's acquire timeout.
+    pub async fn ping(&self, within: Duration) -> Result<(), sqlx::Error> {
+        tokio::time::timeout(within, sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
         Ok(())
     }
 }

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::header::{AUTHORIZATION, USER_AGENT};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
@@ -16,14 +17,38 @@ use crate::error::ApiError;
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A JSON body of at most [`MAX_BODY_BYTES`], whatever its content type: the old clients did
-/// not all send `application/json`.
+/// Whether `Content-Type` is `application/json` or an `application/*+json` type, with any
+/// parameters (`charset=utf-8`). Requiring it makes a cross-origin browser POST need a CORS
+/// preflight: a `text/plain` form post can no longer reach a JSON endpoint.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let subtype = subtype.to_ascii_lowercase();
+    kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+}
+
+/// Refuses a request body that is not declared as JSON (415).
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    if is_json(headers) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+/// A JSON body of at most [`MAX_BODY_BYTES`], sent as `application/json` (see [`is_json`]).
 pub struct JsonBody(pub serde_json::Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        require_json(req.headers())?;
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge {
@@ -46,14 +71,17 @@ impl FromRequestParts<SharedApp> for RequestMeta {
         parts: &mut Parts,
         app: &SharedApp,
     ) -> Result<Self, Self::Rejection> {
+        // The last entry is the one the trusted proxy appended (the peer it saw); earlier ones
+        // are whatever the client sent, so they cannot key the login throttle.
         let forwarded = app
             .config
             .trust_forwarded_for
-            .then(|| parts.headers.get("x-forwarded-for"))
+            .then(|| parts.headers.get_all("x-forwarded-for").iter().next_back())
             .flatten()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_string());
+            .and_then(|v| v.rsplit(',').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -70,14 +98,16 @@ impl FromRequestParts<SharedApp> for RequestMeta {
     }
 }
 
+/// The credentials of an `Authorization: Bearer <token>` header value. The scheme is matched
+/// case-insensitively (RFC 9110 §11.1), so `bearer` and `BEARER` work too.
+pub fn bearer_credentials(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    bearer_credentials(parts.headers.get(AUTHORIZATION)?.to_str().ok()?)
 }
 
 /// Proof that the caller presented `ADMIN_API_TOKEN`.

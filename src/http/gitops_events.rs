@@ -19,12 +19,15 @@ use crate::error::ApiError;
 use crate::watcher::{self, argocd, flux, Outcome, Report, Source};
 
 /// The body exactly as sent: signatures are over these bytes, not over a re-serialisation.
+/// Declared as JSON, as notification-controller and argocd-notifications (with the shipped
+/// `flux/argocd/notifications.yaml`) send it.
 pub struct RawBody(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        super::extract::require_json(req.headers())?;
         Bytes::from_request(req, state)
             .await
             .map(RawBody)

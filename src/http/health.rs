@@ -1,5 +1,7 @@
 //! Liveness (`/health`, `/healthz`) and readiness (`/readyz`: the database answers).
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
@@ -12,10 +14,11 @@ pub async fn live() -> Json<Value> {
 }
 
 pub async fn ready(State(app): State<SharedApp>) -> Result<Json<Value>> {
+    // Bounded well under the pool's acquire timeout: probes want an answer, not a wait.
     app.db
-        .ping()
+        .ping(Duration::from_secs(1))
         .await
-        .map_err(|e| ApiError::Unavailable(format!("database unreachable: {e}")))?;
+        .map_err(|e| ApiError::DatabaseUnavailable(format!("readiness ping: {e}")))?;
     // A failing GitOps remote or commit does not stop signups (they queue), so it degrades
     // readiness rather than failing it; monitoring reads `reason`.
     let gitops = app.gitops.health();

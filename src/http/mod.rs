@@ -8,6 +8,7 @@ pub mod gitops_events;
 pub mod health;
 pub mod licenses;
 pub mod metrics;
+pub mod rejections;
 
 use std::net::SocketAddr;
 
@@ -53,6 +54,9 @@ pub fn router(app: SharedApp) -> Router {
         .route("/api/licenses/verify", post(licenses::verify))
         .route("/.well-known/jwks.json", get(licenses::jwks))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
+        .layer(axum::middleware::map_response(
+            rejections::json_error_bodies,
+        ))
         .layer(axum::middleware::map_response(log_internal_errors))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

@@ -105,11 +105,19 @@ fn reads_applications_of_a_list_response() {
 
 #[test]
 fn bearer_token_is_compared_exactly() {
-    assert!(bearer_matches(Some("Bearer s3cret-token"), "s3cret-token"));
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
+    for right in [
+        "Bearer s3cret-token",
+        "bearer s3cret-token",
+        "BEARER  s3cret-token ",
+    ] {
+        assert!(bearer_matches(Some(right), "s3cret-token"), "{right:?}");
+    }
     for wrong in [
         None,
         Some("Bearer nope"),
-        Some("bearer s3cret-token"),
+        Some("Bearer S3CRET-TOKEN"),
+        Some("Basic s3cret-token"),
         Some("s3cret-token"),
         Some("Bearer s3cret-token-x"),
         Some("Bearer "),

@@ -135,6 +135,11 @@ impl TestServer {
         Some(Self::launch(dir, database_url, env).await)
     }
 
+    /// Starts a server against a database the test provides (e.g. its own PostgreSQL cluster).
+    pub async fn start_on(database_url: String, env: &[(&str, &str)]) -> Self {
+        Self::launch(tempfile::tempdir().expect("tempdir"), database_url, env).await
+    }
+
     /// Starts `billing serve` with its data in `dir` against `database_url`.
     async fn launch(
         dir: tempfile::TempDir,
