@@ -12,7 +12,7 @@ pub fn in_ci() -> bool {
 /// the caller to return early.
 pub fn skip_unless_ci(what: &str, problem: impl std::fmt::Display) {
     if in_ci() {
-        panic!("{what} cannot run in CI, where it must: {problem}");
+        panic!("CI requires {what}, which cannot run: {problem}");
     }
     eprintln!("SKIPPED {what}: {problem}");
 }
