@@ -16,5 +16,8 @@ pub mod plans;
 pub mod pool;
 pub mod render;
 pub mod seal;
+#[cfg(test)]
+#[path = "../tests/tools/skip.rs"]
+mod skip;
 pub mod status;
 pub mod watcher;

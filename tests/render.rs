@@ -9,6 +9,8 @@ use billing::plans::{Catalogue, Plan};
 use billing::render::*;
 use serde_norway::Value;
 
+#[path = "tools/skip.rs"]
+mod skip;
 #[path = "tools/validate_manifests.rs"]
 mod validate_manifests;
 use validate_manifests::{kustomize_build, tool, validate_builtin, write_tree};

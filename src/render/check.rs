@@ -10,7 +10,7 @@ use serde_norway::Value;
 use super::skeleton::{Skeletons, Split};
 use super::{
     flux_kustomization_path, namespace_of, tenant_dir, validate, RenderError, RenderSettings,
-    TenantSpec, SECRET_NAME, TENANT_MANIFESTS,
+    TenantSpec, KUSTOMIZATION_TEMPLATE, SECRET_NAME, TENANT_MANIFESTS,
 };
 
 const FLUX_KUSTOMIZATION_API: &str = "kustomize.toolkit.fluxcd.io/v1";
@@ -224,7 +224,7 @@ pub(super) fn rendered(
     let namespace = namespace_of(&spec.id);
     let dir = tenant_dir(&spec.id);
     let flux_path = flux_kustomization_path(&spec.id);
-    let kustomization_path = format!("{dir}/kustomization.yaml");
+    let kustomization_path = format!("{dir}/{KUSTOMIZATION_TEMPLATE}");
     let mut seen = kept;
     let mut by_file = ObjectsByFile::new();
 

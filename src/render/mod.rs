@@ -41,24 +41,51 @@ pub const MONITORING_NAMESPACE: &str = "monitoring";
 /// Database and role of the tenant's PostgreSQL (fixed: nothing outside the namespace uses them).
 const DATABASE: &str = "iotistic";
 
-/// Manifests of `tenants/<id>/`, in kustomization order; each is rendered from the template of the
-/// same name in `templates/`.
-pub const TENANT_MANIFESTS: [&str; 12] = [
-    "namespace.yaml",
-    "quota.yaml",
-    "rbac.yaml",
-    "networkpolicies.yaml",
-    "sealedsecret.yaml",
-    "postgres.yaml",
-    "mosquitto.yaml",
-    "api.yaml",
-    "dashboard.yaml",
-    "exporter.yaml",
-    "ingress.yaml",
-    "backup.yaml",
-];
-const KUSTOMIZATION_TEMPLATE: &str = "kustomization.yaml";
-const FLUX_TEMPLATE: &str = "flux-kustomization.yaml";
+/// Declares every template once: the constants naming them and the copies compiled into the
+/// binary (`include_str!` needs the literal names, so the constants cannot feed it).
+macro_rules! templates {
+    (
+        $(#[$manifests_doc:meta])* manifests: [$($manifest:literal),* $(,)?],
+        kustomization: $kustomization:literal,
+        flux: $flux:literal,
+        helpers: [$($helper:literal),* $(,)?] $(,)?
+    ) => {
+        $(#[$manifests_doc])*
+        pub const TENANT_MANIFESTS: &[&str] = &[$($manifest),*];
+        const KUSTOMIZATION_TEMPLATE: &str = $kustomization;
+        const FLUX_TEMPLATE: &str = $flux;
+        /// Templates compiled into the binary, so `billing` renders without the source tree.
+        const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
+            $(($manifest, include_str!(concat!("../../templates/", $manifest))),)*
+            ($kustomization, include_str!(concat!("../../templates/", $kustomization))),
+            ($flux, include_str!(concat!("../../templates/", $flux))),
+            $(($helper, include_str!(concat!("../../templates/", $helper))),)*
+        ];
+    };
+}
+
+templates! {
+    /// Manifests of `tenants/<id>/`, in kustomization order; each is rendered from the template
+    /// of the same name in `templates/`.
+    manifests: [
+        "namespace.yaml",
+        "quota.yaml",
+        "rbac.yaml",
+        "networkpolicies.yaml",
+        "sealedsecret.yaml",
+        "postgres.yaml",
+        "mosquitto.yaml",
+        "api.yaml",
+        "dashboard.yaml",
+        "exporter.yaml",
+        "ingress.yaml",
+        "backup.yaml",
+    ],
+    kustomization: "kustomization.yaml",
+    flux: "flux-kustomization.yaml",
+    helpers: ["_macros.jinja"],
+}
+
 /// File of each tenant directory recording what rendered it (not a manifest: kustomize reads
 /// only what `kustomization.yaml` lists).
 pub const RENDER_LOCK: &str = "render.json";
@@ -97,31 +124,6 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
 pub fn render_lock_path(id: &str) -> String {
     format!("{}/{RENDER_LOCK}", tenant_dir(id))
 }
-
-macro_rules! builtin_templates {
-    ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../../templates/", $name)))),*]
-    };
-}
-
-/// Templates compiled into the binary, so `billing` renders without the source tree.
-const BUILTIN_TEMPLATES: &[(&str, &str)] = builtin_templates!(
-    "_macros.jinja",
-    "namespace.yaml",
-    "quota.yaml",
-    "rbac.yaml",
-    "networkpolicies.yaml",
-    "sealedsecret.yaml",
-    "postgres.yaml",
-    "mosquitto.yaml",
-    "api.yaml",
-    "dashboard.yaml",
-    "exporter.yaml",
-    "ingress.yaml",
-    "backup.yaml",
-    "kustomization.yaml",
-    "flux-kustomization.yaml",
-);
 
 #[derive(Serialize)]
 struct TenantView<'a> {
@@ -187,7 +189,7 @@ impl<'a> Context<'a> {
             },
             ingress_namespace: INGRESS_NAMESPACE,
             monitoring_namespace: MONITORING_NAMESPACE,
-            resource_files: &TENANT_MANIFESTS,
+            resource_files: TENANT_MANIFESTS,
         }
     }
 }
