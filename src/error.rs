@@ -260,8 +260,3 @@ impl From<anyhow::Error> for ApiError {
         }
     }
 }
-
-/// True when a database error is a unique-constraint violation (either backend).
-pub fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}

@@ -10,7 +10,7 @@ use super::view::{CustomerView, DeploymentView, LicenseView, SubscriptionView};
 use super::{password, RequestMeta};
 use crate::app::App;
 use crate::db::{self, accounts, audit, licenses};
-use crate::error::{is_unique_violation, ApiError};
+use crate::error::ApiError;
 use crate::license::{self, LicenseSubject};
 use crate::outbox;
 
@@ -78,7 +78,7 @@ pub async fn signup(
     meta: &RequestMeta,
 ) -> Result<SignupResponse, ApiError> {
     let password = req.password;
-    let password_hash = crate::pool::HASHING
+    let password_hash = super::password::HASHING
         .run(move || password::hash(&password))
         .await??;
 
@@ -153,12 +153,9 @@ pub async fn signup(
             now: &now_text,
         },
     )
-    .await;
-    match inserted {
-        Err(e) if is_unique_violation(&e) && e.to_string().contains("email") => {
-            return Err(ApiError::EmailTaken)
-        }
-        other => other?,
+    .await?;
+    if !inserted {
+        return Err(ApiError::EmailTaken);
     }
     accounts::insert_subscription(&mut *tx, id.as_str(), &subscription, &now_text).await?;
     licenses::insert(&mut *tx, &license_record).await?;

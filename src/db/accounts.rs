@@ -41,13 +41,17 @@ pub struct NewCustomer<'a> {
 
 const CUSTOMER_COLUMNS: &str = "id, email, password_hash, company_name, full_name, created_at";
 
+/// Inserts the customer; false (and nothing written) when the normalised email is taken. The
+/// unique index on `email_normalized` decides, also between two concurrent signups: no error
+/// text is matched.
 pub async fn insert_customer<'c>(
     db: impl Executor<'c, Database = Any>,
     c: &NewCustomer<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
         "INSERT INTO customers (id, email, email_normalized, password_hash, company_name, \
-         full_name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+         full_name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+         ON CONFLICT (email_normalized) DO NOTHING",
     )
     .bind(c.id)
     .bind(c.email)
@@ -58,7 +62,7 @@ pub async fn insert_customer<'c>(
     .bind(c.now)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn customer_by_email<'c>(
