@@ -22,8 +22,15 @@ use tree::{Sink, Trees};
 pub enum GitOpsError {
     #[error("git: {0}")]
     Git(#[from] git2::Error),
+    /// The remote refused or kept rejecting the push.
     #[error("{0}")]
     Remote(String),
+    /// There is no commit on the branch to push.
+    #[error("nothing to push: the branch is empty")]
+    EmptyBranch,
+    /// A pack index on disk is not a version-2 index (a truncated or foreign file).
+    #[error("unreadable pack index")]
+    CorruptPackIndex,
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }

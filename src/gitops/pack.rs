@@ -153,7 +153,7 @@ pub(super) fn count_unpacked(repo: &Repository, branch_ref: &str) -> usize {
 
 /// The object ids listed in a version-2 pack index.
 fn pack_index_ids(idx: &[u8]) -> Result<HashSet<Oid>> {
-    let bad = || super::GitOpsError::Remote("unreadable pack index".into());
+    let bad = || super::GitOpsError::CorruptPackIndex;
     if idx.get(..8) != Some(&[0xff, b't', b'O', b'c', 0, 0, 0, 2][..]) {
         return Err(bad());
     }

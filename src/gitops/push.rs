@@ -193,9 +193,7 @@ impl GitOpsRepo {
 
     fn push_once(&self, remote: &Remote, max_rebases: usize) -> Result<PushOutcome> {
         let Some(local) = self.head()? else {
-            return Err(GitOpsError::Remote(
-                "nothing to push: the branch is empty".into(),
-            ));
+            return Err(GitOpsError::EmptyBranch);
         };
         let mut last_rejection = String::new();
         for _ in 0..=max_rebases {
