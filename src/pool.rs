@@ -1,5 +1,5 @@
 //! Small fixed thread pools for blocking work, in place of tokio's blocking pool (hundreds of
-//! threads): password hashing gets one thread per core (each argon2 run takes 19 MiB and a
+//! threads): password hashing (its pool lives with the hashing, in `accounts::password`) gets one thread per core (each argon2 run takes 19 MiB and a
 //! whole core, so more at once only adds latency), rendering one per core, Git one thread (libgit2 work is
 //! serialised by the repository lock anyway). Few threads mean few malloc arenas: on the
 //! blocking pool a signup burst left gigabytes of per-thread arenas behind. Jobs queue in
@@ -16,19 +16,8 @@ pub struct Pool {
     jobs: Sender<Job>,
 }
 
-/// Password hashing: one thread per core. A thread idle for [`IDLE_AFTER`] frees its argon2
-/// memory, so a server between signup bursts does not hold 19 MiB a core.
-pub static HASHING: LazyLock<Pool> = LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Pool::with_idle(
-        "password-hash",
-        cores,
-        Some(crate::accounts::password::release_working_memory),
-    )
-});
-
 /// How long a pool thread waits for work before running its idle hook.
-const IDLE_AFTER: Duration = Duration::from_secs(1);
+pub const IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Caps glibc's malloc arenas at two. glibc gives busy threads arenas of their own (up to eight
 /// a core), each keeping freed memory for itself; the server's threads mostly take turns, and
@@ -60,14 +49,14 @@ pub static COMPUTE: LazyLock<Pool> = LazyLock::new(|| {
 pub static GIT: LazyLock<Pool> = LazyLock::new(|| Pool::new("git", 1));
 
 impl Pool {
-    fn new(name: &str, threads: usize) -> Pool {
+    pub fn new(name: &str, threads: usize) -> Pool {
         Self::with_idle(name, threads, None)
     }
 
     /// A pool whose threads run `on_idle` once after [`IDLE_AFTER`] without work. The queue is
     /// a multi-consumer channel (flume, already used by sqlx): each idle thread waits on its own,
     /// none holds a lock while waiting.
-    fn with_idle(name: &str, threads: usize, on_idle: Option<fn()>) -> Pool {
+    pub fn with_idle(name: &str, threads: usize, on_idle: Option<fn()>) -> Pool {
         let (tx, rx) = flume::unbounded::<Job>();
         for i in 0..threads {
             let rx = rx.clone();
@@ -123,7 +112,7 @@ mod tests {
     #[tokio::test]
     async fn runs_jobs_and_returns_their_results() {
         let handles: Vec<_> = (0..20u64)
-            .map(|i| tokio::spawn(super::HASHING.run(move || i * 2)))
+            .map(|i| tokio::spawn(super::COMPUTE.run(move || i * 2)))
             .collect();
         let mut out = Vec::new();
         for h in handles {
@@ -165,22 +154,5 @@ mod tests {
         assert_eq!(idle(), 2, "once per thread that worked");
         tokio::time::sleep(super::IDLE_AFTER * 2).await;
         assert_eq!(idle(), 2, "and not again until it works again");
-    }
-
-    #[tokio::test]
-    async fn hashing_works_after_its_memory_was_released() {
-        super::HASHING
-            .run(crate::accounts::password::release_working_memory)
-            .await
-            .unwrap();
-        let hash = super::HASHING
-            .run(|| crate::accounts::password::hash("after release"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(matches!(
-            crate::accounts::password::verify("after release", &hash),
-            crate::accounts::password::Verdict::Match { .. }
-        ));
     }
 }

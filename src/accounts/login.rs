@@ -87,7 +87,7 @@ pub async fn login(
         |c| c.password_hash.clone(),
     );
     let password = req.password;
-    let (verdict, password) = crate::pool::HASHING
+    let (verdict, password) = super::password::HASHING
         .run(move || {
             let verdict = password::verify(&password, &stored);
             (verdict, password)
@@ -117,7 +117,7 @@ pub async fn login(
 
     let at = db::ts(now);
     if needs_rehash {
-        let new_hash = crate::pool::HASHING
+        let new_hash = super::password::HASHING
             .run(move || password::hash(&password))
             .await??;
         accounts::update_password_hash(&app.db.pool, &customer.id, &new_hash, &at).await?;

@@ -8,11 +8,21 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
+use crate::pool::Pool;
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     Match { needs_rehash: bool },
     Mismatch,
 }
+
+/// Password hashing: one thread per core (each argon2 run takes 19 MiB and a whole core, so
+/// more at once only adds latency). A thread idle for [`crate::pool::IDLE_AFTER`] frees its
+/// argon2 memory, so a server between signup bursts does not hold 19 MiB a core.
+pub static HASHING: LazyLock<Pool> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Pool::with_idle("password-hash", cores, Some(release_working_memory))
+});
 
 thread_local! {
     /// Each hashing thread keeps its argon2 working memory (19 MiB) for the next hash while it
@@ -143,6 +153,20 @@ pub fn dummy_hash() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn hashing_works_after_its_memory_was_released() {
+        HASHING.run(release_working_memory).await.unwrap();
+        let hash = HASHING
+            .run(|| hash("after release"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            verify("after release", &hash),
+            Verdict::Match { .. }
+        ));
+    }
 
     /// Hashes made by the argon2 crate's own PHC API verify here, and ours verify there.
     #[test]
