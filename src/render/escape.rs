@@ -16,7 +16,16 @@ use std::fmt::Write as _;
 use minijinja::value::{Value, ValueKind};
 use minijinja::{AutoEscape, Error, ErrorKind, Output, State};
 
-use super::skeleton::{is_reserved, VALUE_END, VALUE_START};
+/// Opens a printed value in the raw template output.
+pub(super) const VALUE_START: char = '\u{e000}';
+/// Closes a printed value.
+pub(super) const VALUE_END: char = '\u{e001}';
+
+/// Characters only the renderer may write: the value marks and the skeleton cache's two probe
+/// marks (U+E002, U+E003). Escaped in values, refused in templates.
+pub(super) fn is_reserved(c: char) -> bool {
+    ('\u{e000}'..='\u{e003}').contains(&c)
+}
 
 /// minijinja formatter: values marked safe (macro output, `|safe`) pass through; everything else is
 /// printed as one quoted/escaped scalar. Maps and sequences are refused, so a template can never

@@ -7,6 +7,7 @@
 
 mod check;
 mod escape;
+mod objects;
 mod skeleton;
 mod spec;
 mod validate;
@@ -21,7 +22,7 @@ use crate::plans::{Plan, Resources};
 use check::RenderedFile;
 use skeleton::{Skeletons, Split};
 
-pub use check::parse_documents;
+pub use objects::parse_documents;
 pub use spec::{
     demo_sealed_values, demo_spec, flux_kustomization_path, namespace_of, tenant_dir, Images,
     LockedTemplate, RenderError, RenderLock, RenderSettings, RenderedTenant, SealedValues,
@@ -254,7 +255,7 @@ impl Renderer {
             })
             .collect();
         for (name, text) in sources {
-            if text.contains(skeleton::is_reserved) {
+            if text.contains(escape::is_reserved) {
                 return Err(RenderError::Template {
                     template: name,
                     source: minijinja::Error::new(

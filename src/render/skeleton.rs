@@ -28,13 +28,9 @@ use std::sync::{Arc, RwLock};
 
 use serde_norway::Value;
 
-use super::check::{self, Object};
-use super::escape::yaml_safe;
+use super::escape::{is_reserved, yaml_safe, VALUE_END, VALUE_START};
+use super::objects::{self, Object};
 
-/// Opens a printed value in the raw template output.
-pub(super) const VALUE_START: char = '\u{e000}';
-/// Closes a printed value.
-pub(super) const VALUE_END: char = '\u{e001}';
 const PROBE_START: char = '\u{e002}';
 const PROBE_END: char = '\u{e003}';
 /// String literals up to this many bytes share the short placeholder.
@@ -43,11 +39,6 @@ const SHORT: usize = 256;
 const LONG_PROBE_PAD: usize = 1100;
 /// Skeletons remembered per template (a few per plan are expected).
 const MAX_PER_TEMPLATE: usize = 64;
-
-/// Characters only the renderer may write: escaped in values, refused in templates.
-pub(super) fn is_reserved(c: char) -> bool {
-    ('\u{e000}'..='\u{e003}').contains(&c)
-}
 
 /// One template's output, split at its printed values.
 #[derive(Debug)]
@@ -190,7 +181,7 @@ impl Learnt {
             (i < long.len() && s == probe(i, long[i])).then_some(i)
         };
         let mut found = vec![None; long.len()];
-        for doc in check::parse_documents(text.as_bytes()).ok()? {
+        for doc in objects::parse_documents(text.as_bytes()).ok()? {
             find_probes(&doc, false, &index, &mut found)?;
         }
         let mut pinned = Vec::new();
@@ -203,7 +194,7 @@ impl Learnt {
             false => Some(Field::Static(s)),
             true => index(&s).map(Field::String),
         };
-        let objects = check::objects(text.as_bytes())
+        let objects = objects::objects(text.as_bytes())
             .ok()?
             .into_iter()
             .map(|object| object.try_map(|s| field(s).ok_or(())))
@@ -280,7 +271,7 @@ impl Skeletons {
         {
             return Ok(objects);
         }
-        let objects = check::objects(split.clean.as_bytes())?;
+        let objects = objects::objects(split.clean.as_bytes())?;
         if known.is_none() {
             self.learn(template, split);
         }

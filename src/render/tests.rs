@@ -486,7 +486,7 @@ fn check_fields_agree(renderer: &Renderer, spec: &TenantSpec) -> usize {
         };
         let before = learnt();
         let checked = renderer.skeletons.objects(file.template, &file.split);
-        let parsed = check::objects(file.split.clean.as_bytes());
+        let parsed = objects::objects(file.split.clean.as_bytes());
         match (&checked, &parsed) {
             (Ok(checked), Ok(parsed)) => assert_eq!(checked, parsed, "{}", file.path),
             _ => assert_eq!(checked.is_ok(), parsed.is_ok(), "{}", file.path),
