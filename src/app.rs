@@ -15,6 +15,7 @@ use crate::license::keys::{KeyPaths, KeyRing};
 use crate::plans::Catalogue;
 use crate::render::{RenderSettings, Renderer};
 use crate::seal::SealingKey;
+use crate::watcher::pods::PodStore;
 
 pub struct App {
     pub config: Config,
@@ -23,6 +24,8 @@ pub struct App {
     pub plans: Catalogue,
     pub sessions: SessionKeys,
     pub gitops: Gitops,
+    /// Tenant pods as the Kubernetes poller last listed them (none without a poller).
+    pub pods: PodStore,
 }
 
 pub type SharedApp = Arc<App>;
@@ -57,6 +60,7 @@ impl App {
             plans,
             sessions,
             gitops,
+            pods: PodStore::default(),
         }))
     }
 }
