@@ -15,6 +15,7 @@ use crate::license::keys::{KeyPaths, KeyRing};
 use crate::plans::Catalogue;
 use crate::render::{RenderSettings, Renderer};
 use crate::seal::SealingKey;
+use crate::watcher::pods::PodStore;
 
 pub struct App {
     pub config: Config,
@@ -24,6 +25,8 @@ pub struct App {
     pub sessions: SessionKeys,
     pub gitops: Gitops,
     pub metrics: crate::metrics::Metrics,
+    /// Tenant pods as the Kubernetes poller last listed them (none without a poller).
+    pub pods: PodStore,
 }
 
 pub type SharedApp = Arc<App>;
@@ -59,6 +62,7 @@ impl App {
             sessions,
             gitops,
             metrics: crate::metrics::Metrics::default(),
+            pods: PodStore::default(),
         }))
     }
 }

@@ -55,6 +55,20 @@ impl DeploymentStatus {
         }
     }
 
+    /// The status in the old service's vocabulary, which its admin dashboard reads as
+    /// `customer.deploymentStatus`: pending → `pending`, committed (in Git, the cluster has not
+    /// reported it ready yet) → `deploying`, ready → `deployed`, failed and stalled → `failed`
+    /// (stalled carries its timeout as the error), deleted → `deleted`.
+    pub fn legacy_name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Committed => "deploying",
+            Self::Ready => "deployed",
+            Self::Failed | Self::Stalled => "failed",
+            Self::Deleted => "deleted",
+        }
+    }
+
     /// The next status, or None when the event does not apply in this status (e.g. a late
     /// sync report for a deleted tenant): callers then leave the status alone.
     pub fn on(self, event: Event) -> Option<Self> {
@@ -141,5 +155,24 @@ mod tests {
             assert_eq!(s.as_str().parse::<DeploymentStatus>().unwrap(), s);
         }
         assert!("bogus".parse::<DeploymentStatus>().is_err());
+    }
+
+    #[test]
+    fn the_old_dashboard_vocabulary() {
+        let legacy: Vec<&str> = [Pending, Committed, Ready, Failed, Stalled, Deleted]
+            .into_iter()
+            .map(DeploymentStatus::legacy_name)
+            .collect();
+        assert_eq!(
+            legacy,
+            [
+                "pending",
+                "deploying",
+                "deployed",
+                "failed",
+                "failed",
+                "deleted"
+            ]
+        );
     }
 }

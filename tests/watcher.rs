@@ -3,21 +3,18 @@
 //! flux/argocd/notifications.yaml renders) and a Kubernetes API poller pass over a recorded
 //! KustomizationList served on 127.0.0.1, each judged against the tenant's commit in Git.
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cluster::{fixture, flux_event, flux_signature, post, FakeApi, FLUX_SECRET};
 use common::{Backend, TestServer};
-use hmac::{Hmac, Mac};
 use serde_json::Value;
 
-const FLUX_SECRET: &str = "flux-hmac-test-secret-0123456789abcdef";
 const ARGO_TOKEN: &str = "argocd-test-token-0123456789abcdef";
 const PASSWORD: &str = "correct-horse-battery";
-/// The tenant id and revision the recorded fixtures name; replaced by the test tenant's.
-const FIXTURE_ID: &str = "k3x9m2p7q4wz";
-const FIXTURE_REV: &str = "5d0c1f7a3be8e2a94d6c0b7f18e3a2c9d4b6f071";
 
 const WEBHOOKS: &[(&str, &str)] = &[
     ("FLUX_WEBHOOK_SECRET", FLUX_SECRET),
@@ -53,47 +50,6 @@ watcher_tests!(
 async fn start(backend: Backend, extra: &[(&str, &str)]) -> Option<TestServer> {
     let env: Vec<(&str, &str)> = WEBHOOKS.iter().chain(extra).copied().collect();
     TestServer::start_with(backend, &env).await
-}
-
-fn fixture(name: &str, id: &str, rev: &str) -> String {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(path)
-        .unwrap()
-        .replace(FIXTURE_ID, id)
-        .replace(FIXTURE_REV, rev)
-}
-
-/// `X-Signature` as notification-controller computes it: HMAC-SHA256 of the body, hex.
-fn flux_signature(body: &[u8], key: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
-}
-
-async fn post(s: &TestServer, path: &str, body: &str, headers: &[(&str, String)]) -> (u16, Value) {
-    let mut req = s.client.post(s.url(path)).body(body.to_string());
-    req = req.header("Content-Type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let resp = req.send().await.unwrap();
-    let code = resp.status().as_u16();
-    (code, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn flux_event(s: &TestServer, body: &str) -> (u16, Value) {
-    let sig = flux_signature(body.as_bytes(), FLUX_SECRET);
-    let headers = [
-        ("X-Signature", sig),
-        ("Gotk-Component", "kustomize-controller".into()),
-    ];
-    post(s, "/api/gitops/flux/events", body, &headers).await
 }
 
 /// A new tenant, committed: its id and committed revision.
@@ -438,51 +394,27 @@ async fn argocd_notification_with_the_bearer_token(backend: Backend) {
     );
 }
 
-/// A stand-in Kubernetes API server: answers the Kustomization list path with whatever list the
-/// test set (an empty list before), every other path 404 like a cluster without that CRD.
-async fn fake_api_server() -> (String, Arc<Mutex<Option<String>>>, Arc<Mutex<Vec<String>>>) {
-    use axum::extract::OriginalUri;
-    let list: Arc<Mutex<Option<String>>> = Arc::default();
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (l, sn) = (list.clone(), seen.clone());
-    let app = axum::Router::new().fallback(move |OriginalUri(uri): OriginalUri| {
-        let (list, seen) = (l.clone(), sn.clone());
-        async move {
-            seen.lock().unwrap().push(uri.to_string());
-            let empty = r#"{"apiVersion":"kustomize.toolkit.fluxcd.io/v1","kind":"KustomizationList","metadata":{"resourceVersion":"1"},"items":[]}"#;
-            let (code, body) = if uri.path() == "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations" {
-                (200, list.lock().unwrap().clone().unwrap_or(empty.into()))
-            } else {
-                (404, r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","details":{},"code":404}"#.to_string())
-            };
-            let status = axum::http::StatusCode::from_u16(code).unwrap();
-            (status, [("content-type", "application/json")], body)
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), list, seen)
-}
-
 async fn poller_pass_over_a_recorded_list_response(backend: Backend) {
-    let (url, list, seen) = fake_api_server().await;
+    let api = FakeApi::start().await;
+    let kustomizations =
+        "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations";
+    let empty = r#"{"apiVersion":"kustomize.toolkit.fluxcd.io/v1","kind":"KustomizationList","metadata":{"resourceVersion":"1"},"items":[]}"#;
+    api.serve(kustomizations, empty.into());
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\ncurrent-context: test\nusers:\n- name: test\n  user:\n    token: local-test-token\n"
-    );
-    std::fs::write(&kubeconfig, config).unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
     let env = [
         ("WATCHER_KUBE_POLL", "auto"),
         ("WATCHER_POLL_INTERVAL_SECONDS", "1"),
-        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("KUBECONFIG", kubeconfig.as_str()),
     ];
     let Some(s) = TestServer::start_with(backend, &env).await else {
         return;
     };
     let (id, rev) = committed_tenant(&s, "poller@acme.example").await;
-    *list.lock().unwrap() = Some(fixture("kube-kustomization-list.json", &id, &rev));
+    api.serve(
+        kustomizations,
+        fixture("kube-kustomization-list.json", &id, &rev),
+    );
     let st = s
         .wait_for_status(&id, "ready", Duration::from_secs(30))
         .await;
@@ -499,12 +431,12 @@ async fn poller_pass_over_a_recorded_list_response(backend: Backend) {
     // Later passes repeat the same status: recorded once. The other items are no tenant of ours.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(history_rows(&s, &id).await, 2);
-    let requests = seen.lock().unwrap().clone();
-    let kustomizations =
-        "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations?";
+    let requests = api.requests();
     assert!(
-        requests.iter().any(|r| r.starts_with(kustomizations)
-            && r.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dbilling")),
+        requests
+            .iter()
+            .any(|r| r.starts_with(&format!("{kustomizations}?"))
+                && r.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dbilling")),
         "{requests:?}"
     );
     assert!(

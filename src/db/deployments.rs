@@ -96,6 +96,8 @@ pub struct WatchRow {
     pub message: Option<String>,
     pub error: Option<String>,
     pub committed_at: Option<String>,
+    /// When the tenant last became ready (set by [`update_from_report`]).
+    pub ready_at: Option<String>,
 }
 
 pub async fn watch_row<'c>(
@@ -104,7 +106,7 @@ pub async fn watch_row<'c>(
 ) -> Result<Option<WatchRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT status, committed_revision, applied_revision, health, message, error, \
-         committed_at FROM deployments WHERE customer_id = $1",
+         committed_at, ready_at FROM deployments WHERE customer_id = $1",
     )
     .bind(customer_id)
     .fetch_optional(db)
@@ -113,7 +115,8 @@ pub async fn watch_row<'c>(
 
 /// The watcher's write: the new status, applied revision, health and message, only if the row
 /// still is what the decision was based on (status, committed and applied revision). Returns
-/// false when another writer got there first; the caller decides again.
+/// false when another writer got there first; the caller decides again. Becoming ready (from
+/// any other status) stamps `ready_at`.
 pub struct ReportUpdate<'a> {
     pub customer_id: &'a str,
     pub seen: &'a WatchRow,
@@ -130,9 +133,11 @@ pub async fn update_from_report(
     u: &ReportUpdate<'_>,
 ) -> Result<bool, sqlx::Error> {
     // COALESCE(x, '') = COALESCE($n, ''): null-safe equality that both backends understand.
+    // SET expressions read the row before the update, so `status` there is the old one.
     let done = sqlx::query(
         "UPDATE deployments SET status = $1, applied_revision = $2, health = $3, message = $4, \
-         error = $5, updated_at = $6 \
+         error = $5, updated_at = $6, \
+         ready_at = CASE WHEN $1 = 'ready' AND status <> 'ready' THEN $6 ELSE ready_at END \
          WHERE customer_id = $7 AND status = $8 \
          AND COALESCE(committed_revision, '') = COALESCE($9, '') \
          AND COALESCE(applied_revision, '') = COALESCE($10, '')",

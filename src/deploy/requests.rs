@@ -10,7 +10,9 @@ use crate::app::App;
 use crate::db::{self, accounts, audit, deployments};
 use crate::error::ApiError;
 use crate::outbox::{self, Action};
-use crate::status::Event;
+use crate::render::namespace_of;
+use crate::status::{DeploymentStatus, Event};
+use crate::watcher::pods::PodView;
 
 #[derive(Debug, Serialize)]
 pub struct DeploymentStatusView {
@@ -32,6 +34,26 @@ pub struct DeploymentStatusView {
     pub gitops: GitHealth,
     /// Sync reports and billing's own transitions, newest first.
     pub history: Vec<deployments::HistoryRow>,
+    /// The old admin dashboard's fields, in its names and vocabulary.
+    pub customer: LegacyCustomer,
+    /// The tenant's pods as the Kubernetes poller last listed them; empty without a poller.
+    pub pods: Vec<PodView>,
+}
+
+/// The customer as the old service's status answer showed it (camelCase, its own vocabulary).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LegacyCustomer {
+    pub id: String,
+    pub email: String,
+    /// [`DeploymentStatus::legacy_name`]: pending, deploying, deployed, failed or deleted.
+    pub deployment_status: &'static str,
+    pub instance_url: String,
+    /// When the running stack was deployed: when the tenant last became ready, else when its
+    /// stack was last committed; null before the first commit and once deleted.
+    pub deployed_at: Option<String>,
+    /// The error of a `failed` tenant (failed or stalled), else null.
+    pub deployment_error: Option<String>,
 }
 
 /// How many history rows the status view shows.
@@ -51,9 +73,32 @@ pub async fn status(app: &App, customer_id: &str) -> Result<DeploymentStatusView
     .try_get(0)?;
     let watch = deployments::watch_row(&app.db.pool, customer_id).await?;
     let history = deployments::history(&app.db.pool, customer_id, HISTORY_SHOWN).await?;
-    let (applied_revision, health, message) = watch
-        .map(|w| (w.applied_revision, w.health, w.message))
+    let (applied_revision, health, message, deployed_at) = watch
+        .map(|w| {
+            (
+                w.applied_revision,
+                w.health,
+                w.message,
+                w.ready_at.or(w.committed_at),
+            )
+        })
         .unwrap_or_default();
+    let email = accounts::customer_by_id(&app.db.pool, customer_id)
+        .await?
+        .ok_or(ApiError::NotFound("no such customer"))?
+        .email;
+    let state: DeploymentStatus = row.status.parse().map_err(anyhow::Error::msg)?;
+    let customer = LegacyCustomer {
+        id: customer_id.to_string(),
+        email,
+        deployment_status: state.legacy_name(),
+        instance_url: row.instance_url.clone(),
+        deployed_at: deployed_at.filter(|_| state != DeploymentStatus::Deleted),
+        deployment_error: row
+            .error
+            .clone()
+            .filter(|_| state.legacy_name() == "failed"),
+    };
     Ok(DeploymentStatusView {
         customer_id: customer_id.to_string(),
         status: row.status,
@@ -67,6 +112,8 @@ pub async fn status(app: &App, customer_id: &str) -> Result<DeploymentStatusView
         pending_changes: pending,
         gitops: app.gitops.health(),
         history,
+        customer,
+        pods: app.pods.of(customer_id),
     })
 }
 
@@ -76,6 +123,12 @@ pub struct Accepted {
     pub change_id: String,
     pub action: &'static str,
     pub status: String,
+    /// The old service's answer: `success` (always true here; failures are errors),
+    /// `namespace` (`customer-<id>`) and, for a deploy, `instanceUrl`.
+    pub success: bool,
+    pub namespace: String,
+    #[serde(rename = "instanceUrl", skip_serializing_if = "Option::is_none")]
+    pub instance_url: Option<String>,
 }
 
 /// Queues a re-render or a removal of the tenant's stack; the worker commits it.
@@ -94,6 +147,12 @@ pub async fn request(
     {
         return Err(ApiError::NotFound("no such customer"));
     }
+    let instance_url = match action {
+        Action::Delete => None,
+        _ => accounts::deployment(&mut *tx, customer_id)
+            .await?
+            .map(|d| d.instance_url),
+    };
     let change_id = outbox::enqueue(&mut *tx, customer_id, action, now).await?;
     let status =
         deployments::apply_event(&mut tx, customer_id, Event::Queued, None, None, &now_text)
@@ -123,6 +182,9 @@ pub async fn request(
         change_id,
         action: action.as_str(),
         status,
+        success: true,
+        namespace: namespace_of(customer_id),
+        instance_url,
     })
 }
 

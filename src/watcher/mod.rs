@@ -12,6 +12,7 @@
 pub mod ancestry;
 pub mod argocd;
 pub mod flux;
+pub mod pods;
 pub mod poller;
 pub mod stall;
 

@@ -2,7 +2,8 @@
 //! `WATCHER_POLL_INTERVAL_SECONDS` it lists the per-tenant Flux Kustomizations
 //! (`kustomize.toolkit.fluxcd.io/v1`, namespace flux-system) and Argo CD Applications
 //! (`argoproj.io/v1alpha1`, namespace argocd) with kube's dynamic API and records what their
-//! status says. A kind whose CRD is not installed (404) is skipped. Runs when
+//! status says, and the tenants' pods (core v1, all namespaces, labelled managed-by=billing) into
+//! `App::pods`. A kind whose CRD is not installed (404) is skipped. Runs when
 //! `WATCHER_KUBE_POLL=auto` and kube finds a kubeconfig (KUBECONFIG, ~/.kube/config) or an
 //! in-cluster service account.
 //!
@@ -16,7 +17,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::Client;
 use serde_json::Value;
 
-use super::{argocd, flux, record, Outcome, Report, Source};
+use super::{argocd, flux, pods, record, Outcome, Report, Source};
 use crate::app::App;
 use crate::config::KubePoll;
 
@@ -71,9 +72,18 @@ pub fn reports(kind: Kind, list: &Value) -> Vec<Report> {
 
 /// One list of `kind`, all pages, as the JSON the API server sent; None without the CRD.
 pub async fn list(client: &Client, kind: Kind) -> anyhow::Result<Option<Value>> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), kind.namespace(), &kind.resource());
-    let mut params = ListParams::default().labels(kind.selector()).limit(500);
+    let api = Api::namespaced_with(client.clone(), kind.namespace(), &kind.resource());
+    list_all(api, kind.selector()).await
+}
+
+/// The tenants' pods in every namespace, all pages (as [`list`]).
+pub async fn list_pods(client: &Client) -> anyhow::Result<Option<Value>> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Pod"));
+    list_all(Api::all_with(client.clone(), &resource), pods::SELECTOR).await
+}
+
+async fn list_all(api: Api<DynamicObject>, selector: &str) -> anyhow::Result<Option<Value>> {
+    let mut params = ListParams::default().labels(selector).limit(500);
     let mut items = Vec::new();
     loop {
         let page = match api.list(&params).await {
@@ -123,8 +133,18 @@ pub async fn record_reports(app: &Arc<App>, reports: &[Report]) -> Pass {
     pass
 }
 
-/// Lists every kind once and records what it says.
+/// Lists every kind once and records what it says; refreshes the pod list first, so a failing
+/// kind does not keep stale pods (and a failing pod list empties it rather than go stale).
 pub async fn pass(app: &Arc<App>, client: &Client) -> anyhow::Result<Pass> {
+    match list_pods(client).await {
+        Ok(list) => app
+            .pods
+            .replace(list.as_ref().map(pods::by_tenant).unwrap_or_default()),
+        Err(err) => {
+            app.pods.replace(Default::default());
+            tracing::warn!(error = %format!("{err:#}"), "listing tenant pods failed");
+        }
+    }
     let mut total = Pass::default();
     for kind in Kind::ALL {
         let Some(list) = list(client, kind).await? else {

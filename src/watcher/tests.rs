@@ -14,6 +14,7 @@ fn row(status: &str, committed: Option<&str>, applied: Option<&str>) -> WatchRow
         message: None,
         error: Some("earlier error".into()),
         committed_at: None,
+        ready_at: None,
     }
 }
 
