@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's five-minute tour, run end to end so it cannot rot: start `billing serve` on a
 # scratch data directory, sign up with curl, see the tenant's commit with `git log`, read the
-# deployment status, verify the license over HTTP and with the CLI. Every command of the
+# deployment status, verify the license over HTTP and with the CLI, then rotate the signing key
+# as docs/operations.md says and verify the license again. Every command of the
 # README's checked tour block must appear in this file (checked first). CI runs it after
 # `cargo test`: `BILLING=target/debug/billing bash docs/tour.sh`.
 set -euo pipefail
@@ -101,6 +102,11 @@ grep -q '"valid":true' verify.json || fail "the license does not verify over HTT
 grep -q "\"customerId\":\"$id\"" verify.json || fail "the verified license is not tenant $id's"
 billing license verify "$jwt" | tee claims.json
 grep -q "\"customerId\": \"$id\"" claims.json || fail "billing license verify did not print tenant $id's claims"
+
+# 5. docs/operations.md's key rotation: a new signing key, and the old license still verifies.
+billing keys rotate | tee rotate.txt
+grep -q '^retired key .*; new signing key ' rotate.txt || fail "billing keys rotate said: $(cat rotate.txt)"
+billing license verify "$jwt" >/dev/null || fail "the license does not verify after a key rotation"
 
 cd "$root"
 echo "tour: all steps passed"
