@@ -1,0 +1,1 @@
+//! Stripe: webhook signature verification, event parsing, and their effects.
