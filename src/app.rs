@@ -24,6 +24,8 @@ pub struct App {
     pub sessions: SessionKeys,
     pub gitops: Gitops,
     pub metrics: crate::metrics::Metrics,
+    /// Stripe price id -> plan name.
+    pub stripe_prices: std::collections::BTreeMap<String, String>,
 }
 
 pub type SharedApp = Arc<App>;
@@ -40,6 +42,7 @@ impl App {
     /// Connects, migrates, loads (or generates) keys and the plan catalogue.
     pub async fn start(config: Config) -> anyhow::Result<SharedApp> {
         let plans = Catalogue::load(config.plans_file.as_deref())?;
+        let stripe_prices = config.stripe_price_map(&plans)?;
         let db = Db::connect(&config.database_url(), config.database_acquire_timeout()).await?;
         db.migrate().await?;
         let paths = key_paths(&config);
@@ -59,6 +62,7 @@ impl App {
             sessions,
             gitops,
             metrics: crate::metrics::Metrics::default(),
+            stripe_prices,
         }))
     }
 }
