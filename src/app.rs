@@ -27,6 +27,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// Tenant pods as the Kubernetes poller last listed them (none without a poller).
     pub pods: PodStore,
+    /// Stripe price id -> plan name.
+    pub stripe_prices: std::collections::BTreeMap<String, String>,
 }
 
 pub type SharedApp = Arc<App>;
@@ -43,6 +45,7 @@ impl App {
     /// Connects, migrates, loads (or generates) keys and the plan catalogue.
     pub async fn start(config: Config) -> anyhow::Result<SharedApp> {
         let plans = Catalogue::load(config.plans_file.as_deref())?;
+        let stripe_prices = config.stripe_price_map(&plans)?;
         let db = Db::connect(&config.database_url(), config.database_acquire_timeout()).await?;
         db.migrate().await?;
         let paths = key_paths(&config);
@@ -63,6 +66,7 @@ impl App {
             gitops,
             metrics: crate::metrics::Metrics::default(),
             pods: PodStore::default(),
+            stripe_prices,
         }))
     }
 }

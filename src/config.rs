@@ -257,6 +257,30 @@ pub struct Config {
     )]
     pub argocd_webhook_token: Option<SecretString>,
 
+    /// Signing secret(s) of the Stripe webhook endpoint (`whsec_…`), comma-separated while a
+    /// secret is rotated. Unset: `/api/webhooks/stripe` refuses every request.
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub stripe_webhook_secret: Option<SecretString>,
+
+    /// Seconds a `Stripe-Signature` timestamp may be from now.
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
+        default_value_t = crate::billing::stripe::signature::DEFAULT_TOLERANCE_SECONDS,
+        global = true
+    )]
+    pub stripe_webhook_tolerance_seconds: i64,
+
+    /// Stripe price of a plan, `<plan>=<price id>` (repeatable). Besides, `STRIPE_PRICE_<PLAN>`
+    /// (e.g. STRIPE_PRICE_PROFESSIONAL=price_…) is read for every plan of the catalogue.
+    #[arg(long = "stripe-price", global = true, value_name = "PLAN=PRICE")]
+    pub stripe_prices: Vec<String>,
+
     /// Poll the Kubernetes API for Flux Kustomization / Argo CD Application status: `auto`
     /// when a kubeconfig (KUBECONFIG, ~/.kube/config) or in-cluster config is found, or `off`.
     #[arg(
@@ -314,6 +338,45 @@ impl Config {
         self.admin_api_token
             .as_ref()
             .filter(|t| !t.expose_secret().is_empty())
+    }
+
+    /// The Stripe webhook secrets, in order (empty entries dropped).
+    pub fn stripe_webhook_secrets(&self) -> Vec<&str> {
+        use secrecy::ExposeSecret;
+        self.stripe_webhook_secret
+            .as_ref()
+            .map(|s| s.expose_secret().split(',').map(str::trim))
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// Stripe price id -> plan name, from `--stripe-price` and `STRIPE_PRICE_<PLAN>`; a price
+    /// for a plan the catalogue lacks is a start-up error, not a silently ignored upgrade.
+    pub fn stripe_price_map(
+        &self,
+        plans: &crate::plans::Catalogue,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        let mut map = std::collections::BTreeMap::new();
+        for name in plans.plans.keys() {
+            let var = format!("STRIPE_PRICE_{}", name.to_uppercase().replace('-', "_"));
+            if let Ok(price) = std::env::var(&var) {
+                if !price.trim().is_empty() {
+                    map.insert(price.trim().to_string(), name.clone());
+                }
+            }
+        }
+        for pair in &self.stripe_prices {
+            let (plan, price) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--stripe-price {pair:?} is not PLAN=PRICE"))?;
+            if plans.get(plan).is_none() {
+                anyhow::bail!("--stripe-price names unknown plan {plan:?}");
+            }
+            map.insert(price.to_string(), plan.to_string());
+        }
+        Ok(map)
     }
 
     pub fn gitops_repo(&self) -> PathBuf {

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// client may retry; the detail is logged, never sent.
     #[error("the database is unavailable; retry shortly")]
     DatabaseUnavailable(String),
+    /// A Stripe webhook whose `Stripe-Signature` does not verify (missing, wrong, stale).
+    #[error("{0}")]
+    InvalidSignature(String),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     /// A response axum or a layer produced without the JSON body (405, a bad query string),
@@ -119,6 +122,12 @@ impl ApiError {
                 "Service unavailable",
                 "database_unavailable",
                 None,
+            ),
+            InvalidSignature(_) => (
+                StatusCode::BAD_REQUEST,
+                "Invalid signature",
+                "invalid_signature",
+                Some("Stripe-Signature"),
             ),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod db;

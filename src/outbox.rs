@@ -46,6 +46,8 @@ pub struct Job {
     pub customer_id: String,
     pub action: String,
     pub attempts: i64,
+    /// Why the change was queued, worded for the commit message (e.g. a plan upgrade).
+    pub reason: Option<String>,
 }
 
 /// Queues a change; returns its change id (the `Change-Id:` trailer of the commit).
@@ -55,14 +57,27 @@ pub async fn enqueue<'c>(
     action: Action,
     now: DateTime<Utc>,
 ) -> Result<String, sqlx::Error> {
+    enqueue_because(db, customer_id, action, None, now).await
+}
+
+/// Queues a change whose commit message says `reason` (e.g. `upgrade starter → professional
+/// (Stripe evt_…)`) instead of the action and the tenant's plan.
+pub async fn enqueue_because<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+    action: Action,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<String, sqlx::Error> {
     let change_id = uuid::Uuid::new_v4().to_string();
     sqlx::query(
-        "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
+        "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, reason, \
+         created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $5, $5)",
     )
     .bind(&change_id)
     .bind(customer_id)
     .bind(action.as_str())
+    .bind(reason)
     .bind(db::ts(now))
     .execute(db)
     .await?;
@@ -86,7 +101,7 @@ pub async fn claim(
         "UPDATE render_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
          WHERE id IN (SELECT id FROM render_jobs WHERE status = 'pending' \
                       AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4 {lock}) \
-         RETURNING id, change_id, customer_id, action, attempts"
+         RETURNING id, change_id, customer_id, action, attempts, reason"
     );
     let mut jobs: Vec<Job> = sqlx::query_as(&sql)
         .bind(owner)

@@ -9,6 +9,7 @@ use super::domain::{parse_name, CustomerId, Email, Fields};
 use super::view::{CustomerView, DeploymentView, LicenseView, SubscriptionView};
 use super::{password, RequestMeta};
 use crate::app::App;
+use crate::billing::SubscriptionStatus;
 use crate::db::{self, accounts, audit, licenses};
 use crate::error::ApiError;
 use crate::license::{self, LicenseSubject};
@@ -87,7 +88,7 @@ pub async fn signup(
     let id = CustomerId::generate();
     let (plan_name, plan) = app.plans.default_plan();
     let trial_ends_at = now + Duration::days(app.plans.trial_days);
-    let status = "trialing";
+    let status = SubscriptionStatus::Trialing.as_str();
     let issued = license::issue(
         &app.keys,
         &app.config.license_issuer,

@@ -8,6 +8,7 @@ pub mod deployments;
 pub mod licenses;
 pub mod login_throttle;
 pub mod secrets;
+pub mod subscriptions;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -294,9 +294,12 @@ fn commit_message(prepared: &[&Prepared]) -> String {
         // A later job of the same tenant describes its final state.
         described.insert(
             id,
-            match p.action {
-                Action::Delete => format!("tenant {id}: delete"),
-                action => format!("tenant {id}: {} ({})", action.as_str(), p.summary),
+            match (p.action, p.job.reason.as_deref()) {
+                (Action::Delete, _) => format!("tenant {id}: delete"),
+                // Why the change was queued (a plan upgrade, a suspension) says more than
+                // the action does.
+                (_, Some(reason)) => format!("tenant {id}: {reason}"),
+                (action, None) => format!("tenant {id}: {} ({})", action.as_str(), p.summary),
             },
         );
     }

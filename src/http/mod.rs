@@ -9,6 +9,7 @@ pub mod health;
 pub mod licenses;
 pub mod metrics;
 pub mod rejections;
+pub mod stripe;
 
 use std::net::SocketAddr;
 
@@ -50,6 +51,7 @@ pub fn router(app: SharedApp) -> Router {
             "/api/gitops/argocd/events",
             post(gitops_events::argocd_event),
         )
+        .route("/api/webhooks/stripe", post(stripe::webhook))
         .route("/api/licenses/public-key", get(licenses::public_key))
         .route("/api/licenses/verify", post(licenses::verify))
         .route("/.well-known/jwks.json", get(licenses::jwks))

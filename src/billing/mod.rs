@@ -1,0 +1,9 @@
+//! Billing after signup: the subscription state machine, the effects of its changes (a new
+//! license, a re-render through the outbox, history and audit), and the Stripe door.
+
+pub mod change;
+pub mod stripe;
+pub mod subscription;
+
+pub use change::{apply, Change, Outcome, Source};
+pub use subscription::{Event, SubscriptionStatus};

@@ -1,0 +1,124 @@
+//! Stripe's door: a verified webhook event, processed once, linked to our customer and
+//! turned into one subscription change (see `billing::change`), all in one transaction.
+
+pub mod event;
+pub mod signature;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::billing::{self, Change, Outcome, Source};
+use crate::db::{self, subscriptions};
+use crate::error::ApiError;
+use event::StripeEvent;
+
+/// What became of a delivery; always answered 200 (Stripe retries anything else).
+#[derive(Debug, Clone, Serialize)]
+pub struct Receipt {
+    pub received: bool,
+    pub event_id: String,
+    /// applied | unchanged | ignored | duplicate
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub customer_id: Option<String>,
+}
+
+/// Verifies, de-duplicates and applies one webhook delivery.
+pub async fn receive(
+    app: &App,
+    signature_header: Option<&str>,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Receipt, ApiError> {
+    signature::verify(
+        &app.config.stripe_webhook_secrets(),
+        signature_header,
+        body,
+        now.timestamp(),
+        app.config.stripe_webhook_tolerance_seconds,
+    )
+    .map_err(|e| ApiError::InvalidSignature(e.to_string()))?;
+    let event: StripeEvent =
+        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let now_text = db::ts(now);
+    let mut receipt = Receipt {
+        received: true,
+        event_id: event.id.clone(),
+        outcome: "duplicate",
+        reason: None,
+        customer_id: None,
+    };
+
+    let mut tx = app.db.pool.begin().await?;
+    if !subscriptions::claim_event(&mut *tx, &event.id, &event.kind, event.created, &now_text)
+        .await?
+    {
+        // Processed before: its effects are committed already.
+        return Ok(receipt);
+    }
+    let facts = event.facts(&app.stripe_prices);
+    if let Some(price) = &facts.unknown_price {
+        tracing::warn!(event_id = %event.id, price, "Stripe price maps to no plan (STRIPE_PRICE_<PLAN>); plan left as it is");
+    }
+    let customer_id = link_customer(&mut tx, &facts, &now_text).await?;
+    let outcome = match (&customer_id, facts.event) {
+        (None, _) => Outcome::Ignored("no customer of ours is linked to it".into()),
+        (Some(_), None) => Outcome::Ignored(format!("{} is not acted on", event.kind)),
+        (Some(id), Some(ev)) => {
+            let at = |t: Option<i64>| t.and_then(|t| DateTime::<Utc>::from_timestamp(t, 0));
+            let change = Change {
+                event: ev,
+                plan: facts.plan.as_deref(),
+                trial_ends_at: at(facts.trial_end),
+                current_period_ends_at: at(facts.current_period_end),
+                source: Source::Stripe,
+                reference: Some(&event.id),
+                stripe_subscription_id: facts.stripe_subscription_id.as_deref(),
+                stripe_event_at: Some(event.created),
+            };
+            billing::apply(app, &mut tx, id, &change, now).await?
+        }
+    };
+    (receipt.outcome, receipt.reason) = match outcome {
+        Outcome::Applied { reason, .. } => ("applied", Some(reason)),
+        Outcome::Unchanged => ("unchanged", None),
+        Outcome::Ignored(why) => ("ignored", Some(why)),
+    };
+    subscriptions::finish_event(&mut *tx, &event.id, customer_id.as_deref(), receipt.outcome)
+        .await?;
+    tx.commit().await?;
+    if receipt.outcome == "applied" {
+        app.gitops.wake.notify_one();
+    }
+    tracing::info!(event_id = %event.id, kind = %event.kind, customer_id = ?customer_id, outcome = receipt.outcome, reason = ?receipt.reason, "Stripe event");
+    receipt.customer_id = customer_id;
+    Ok(receipt)
+}
+
+/// Our customer: by the Stripe customer id stored on it, else by the `metadata.customer_id`
+/// the event carries (then the Stripe customer id is stored for next time).
+async fn link_customer(
+    tx: &mut db::Tx<'_>,
+    facts: &event::Facts,
+    now: &str,
+) -> Result<Option<String>, ApiError> {
+    if let Some(stripe_id) = &facts.stripe_customer_id {
+        if let Some(id) = subscriptions::customer_of_stripe(&mut **tx, stripe_id).await? {
+            return Ok(Some(id));
+        }
+    }
+    let Some(id) = &facts.customer_id else {
+        return Ok(None);
+    };
+    match subscriptions::stripe_id_of(&mut **tx, id).await? {
+        None => Ok(None),
+        Some(stored) => {
+            if let (None, Some(stripe_id)) = (stored, &facts.stripe_customer_id) {
+                subscriptions::link_stripe_customer(&mut **tx, id, stripe_id, now).await?;
+            }
+            Ok(Some(id.clone()))
+        }
+    }
+}

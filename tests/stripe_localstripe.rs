@@ -1,0 +1,247 @@
+//! A real, stateful fake of Stripe (`localstripe` from PyPI) delivers its own signed webhooks
+//! to the running server: a subscription created in "Stripe" upgrades the tenant in Git.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestServer, ADMIN_TOKEN};
+
+const SECRET: &str = "whsec_localstripe_0123456789";
+const ENV: &[(&str, &str)] = &[
+    ("STRIPE_WEBHOOK_SECRET", SECRET),
+    ("STRIPE_PRICE_PROFESSIONAL", "price_professional_monthly"),
+];
+
+/// localstripe on a free 127.0.0.1 port, in its own process group (killed whole on drop).
+struct LocalStripe {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Drop for LocalStripe {
+    fn drop(&mut self) {
+        common::kill_process_group(&mut self.child);
+    }
+}
+
+impl LocalStripe {
+    async fn start() -> Option<Self> {
+        use std::os::unix::process::CommandExt;
+        let importable = Command::new("python3")
+            .args(["-c", "import localstripe"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !importable {
+            common::skip::skip_unless_ci(
+                "the localstripe test",
+                "localstripe is not installed (pip install localstripe)",
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            // --from-scratch: its store (a fixed /tmp file) may hold another run's objects.
+            .args([
+                "-m",
+                "localstripe",
+                "--from-scratch",
+                "--port",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn localstripe");
+        let ls = LocalStripe {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ls
+            .http
+            .get(format!("{}/v1/plans", ls.base))
+            .basic_auth("sk_test_1", Some(""))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "localstripe did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(ls)
+    }
+
+    /// A form-encoded Stripe API call, as Stripe's own clients make it.
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .basic_auth("sk_test_1", Some(""))
+            .form(form)
+            .send()
+            .await
+            .expect("localstripe request");
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        assert!(status.is_success(), "POST {path}: {status} {body}");
+        body
+    }
+}
+
+macro_rules! on_both_backends_with_localstripe {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let s = crate::common::TestServer::start_with(crate::common::Backend::Sqlite, super::ENV).await.unwrap();
+                    super::$name(s).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(s) = crate::common::TestServer::start_with(crate::common::Backend::Postgres, super::ENV).await {
+                        super::$name(s).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends_with_localstripe!(a_subscription_made_in_stripe_upgrades_the_tenant);
+
+async fn a_subscription_made_in_stripe_upgrades_the_tenant(s: TestServer) {
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let (code, body) = s
+        .signup("sales@example.com", "correct-horse-battery", "Sold Co")
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let id = body["customer"]["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_queue_drained(Duration::from_secs(30)).await;
+
+    // Sales sets the customer up in the Stripe dashboard, outside Checkout: only the
+    // metadata links it to us.
+    let hook = s.url("/api/webhooks/stripe");
+    stripe
+        .post(
+            "/_config/webhooks/billing",
+            &[("url", &hook), ("secret", SECRET)],
+        )
+        .await;
+    stripe
+        .post(
+            "/v1/products",
+            &[("id", "prod_pro"), ("name", "Professional")],
+        )
+        .await;
+    stripe
+        .post(
+            "/v1/plans",
+            &[
+                ("id", "price_professional_monthly"),
+                ("product", "prod_pro"),
+                ("amount", "24900"),
+                ("currency", "eur"),
+                ("interval", "month"),
+            ],
+        )
+        .await;
+    let token = stripe
+        .post(
+            "/v1/tokens",
+            &[
+                ("card[number]", "4242424242424242"),
+                ("card[exp_month]", "12"),
+                ("card[exp_year]", "2030"),
+                ("card[cvc]", "123"),
+            ],
+        )
+        .await;
+    let customer = stripe
+        .post(
+            "/v1/customers",
+            &[
+                ("email", "sales@example.com"),
+                ("source", token["id"].as_str().unwrap()),
+                ("metadata[customer_id]", &id),
+            ],
+        )
+        .await;
+    let subscription = stripe
+        .post(
+            "/v1/subscriptions",
+            &[
+                ("customer", customer["id"].as_str().unwrap()),
+                ("items[0][plan]", "price_professional_monthly"),
+                ("metadata[customer_id]", &id),
+            ],
+        )
+        .await;
+    assert_eq!(subscription["status"], "active", "{subscription}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, view) = s
+            .get_json(&format!("/api/customers/{id}"), Some(ADMIN_TOKEN))
+            .await;
+        if view["subscription"]["plan"] == "professional" {
+            assert_eq!(view["subscription"]["status"], "active");
+            assert_eq!(view["license"]["features"]["maxDevices"], 50);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never upgraded: {view}\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.wait_queue_drained(Duration::from_secs(30)).await;
+    let repo = git2::Repository::open_bare(s.data_dir().join("gitops.git")).unwrap();
+    let mut walk = repo.revwalk().unwrap();
+    walk.push_head().unwrap();
+    let messages: Vec<String> = walk
+        .map(|oid| {
+            repo.find_commit(oid.unwrap())
+                .unwrap()
+                .message()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let wanted = format!("tenant {id}: upgrade starter → professional");
+    let upgrade = messages.iter().find(|m| m.starts_with(&wanted));
+    assert!(
+        upgrade.is_some_and(|m| m.contains("(Stripe evt_")),
+        "no upgrade commit naming the event: {messages:#?}"
+    );
+    // Its ids are Stripe's, its signature localstripe's own: our Stripe customer id is stored.
+    let db = s.db().await;
+    let linked = common::count(
+        &db,
+        "SELECT COUNT(*) FROM customers WHERE stripe_customer_id = $1",
+        customer["id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(linked, 1);
+}
