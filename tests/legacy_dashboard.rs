@@ -16,21 +16,7 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct-horse-battery";
 
-/// Each test on SQLite and PostgreSQL.
-macro_rules! legacy_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await; }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await; }
-        )* }
-    };
-}
-
-legacy_tests!(
+for_each_backend!(
     the_three_calls_through_a_deployment_s_life,
     a_stalled_tenant_reads_as_failed_with_its_error,
     pods_come_from_the_poller,

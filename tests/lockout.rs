@@ -8,20 +8,7 @@ mod common;
 use common::{Backend, TestServer};
 use serde_json::{json, Value};
 
-macro_rules! on_both_backends_behind_a_proxy {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await; }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await; }
-        )* }
-    };
-}
-
-on_both_backends_behind_a_proxy!(
+for_each_backend!(
     an_attacker_cannot_lock_a_customer_out,
     one_address_cannot_spray_many_emails,
 );

@@ -99,31 +99,7 @@ impl LocalStripe {
     }
 }
 
-macro_rules! on_both_backends_with_localstripe {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let s = crate::common::TestServer::start_with(crate::common::Backend::Sqlite, super::ENV).await.unwrap();
-                    super::$name(s).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(s) = crate::common::TestServer::start_with(crate::common::Backend::Postgres, super::ENV).await {
-                        super::$name(s).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends_with_localstripe!(a_subscription_made_in_stripe_upgrades_the_tenant);
+on_both_backends!(env = ENV; a_subscription_made_in_stripe_upgrades_the_tenant);
 
 async fn a_subscription_made_in_stripe_upgrades_the_tenant(s: TestServer) {
     let Some(stripe) = LocalStripe::start().await else {

@@ -23,31 +23,8 @@ const ENV: &[(&str, &str)] = &[
 ];
 const STRIPE_CUSTOMER: &str = "cus_QexampleCustomer";
 
-macro_rules! on_both_backends_with_stripe {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let s = crate::common::TestServer::start_with(crate::common::Backend::Sqlite, super::ENV).await.unwrap();
-                    super::$name(s).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(s) = crate::common::TestServer::start_with(crate::common::Backend::Postgres, super::ENV).await {
-                        super::$name(s).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends_with_stripe!(
+on_both_backends!(
+    env = ENV;
     a_signed_upgrade_is_one_commit_and_a_new_license,
     bad_stale_or_unsigned_deliveries_change_nothing
 );

@@ -22,21 +22,7 @@ const WEBHOOKS: &[(&str, &str)] = &[
     ("WATCHER_KUBE_POLL", "off"),
 ];
 
-/// Each test on SQLite and PostgreSQL, with the watcher's settings.
-macro_rules! watcher_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await; }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await; }
-        )* }
-    };
-}
-
-watcher_tests!(
+for_each_backend!(
     signed_flux_event_makes_the_tenant_ready,
     unsigned_or_badly_signed_events_are_refused_and_not_recorded,
     success_on_an_older_revision_does_not_count,

@@ -368,15 +368,22 @@ pub async fn count(pool: &AnyPool, sql: &str, arg: &str) -> i64 {
         .get::<i64, _>(0)
 }
 
-/// Runs the same test body on SQLite and on PostgreSQL.
+/// Runs the same test body on SQLite and on PostgreSQL, each on a fresh server (started with
+/// the environment `env = NAME` names, a `&[(&str, &str)]` const of the test file, if given).
 #[macro_export]
 macro_rules! on_both_backends {
+    (env = $env:ident; $($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@with super::$env; $($name),*);
+    };
     ($($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@with &[]; $($name),*);
+    };
+    (@with $env:expr; $($name:ident),*) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let server = $crate::common::TestServer::start($crate::common::Backend::Sqlite).await.unwrap();
+                    let server = $crate::common::TestServer::start_with($crate::common::Backend::Sqlite, $env).await.unwrap();
                     super::$name(server).await;
                 }
             )*
@@ -385,12 +392,28 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(server) = $crate::common::TestServer::start($crate::common::Backend::Postgres).await {
+                    if let Some(server) = $crate::common::TestServer::start_with($crate::common::Backend::Postgres, $env).await {
                         super::$name(server).await;
                     }
                 }
             )*
         }
+    };
+}
+
+/// Runs the same test body once per backend, handing it the backend (for tests that start
+/// their servers themselves).
+#[macro_export]
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Backend::Sqlite).await; }
+        )* }
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Backend::Postgres).await; }
+        )* }
     };
 }
 
