@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use common::{TestServer, ADMIN_TOKEN};
 use git2::Repository;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 /// The secret being rotated in, after the old one (both are accepted).
 const SECRET: &str = "whsec_test_0123456789abcdef";
@@ -58,15 +56,7 @@ fn subscription_updated(id: &str, customer_id: &str, price: &str, created: i64) 
 
 /// What Stripe puts in `Stripe-Signature` for `body` sent at `t`.
 fn stripe_signature(secret: &str, t: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = common::hmac_sha256_hex(secret, &[format!("{t}.").as_bytes(), body]);
     format!("t={t},v1={hex}")
 }
 

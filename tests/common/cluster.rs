@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use hmac::{Hmac, Mac};
 use serde_json::Value;
 
 use crate::common::TestServer;
@@ -28,15 +27,7 @@ pub fn fixture(name: &str, id: &str, rev: &str) -> String {
 
 /// `X-Signature` as notification-controller computes it: HMAC-SHA256 of the body, hex.
 pub fn flux_signature(body: &[u8], key: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
+    format!("sha256={}", crate::common::hmac_sha256_hex(key, &[body]))
 }
 
 /// POSTs a raw JSON body with `headers`: the status and the JSON answer.

@@ -358,6 +358,21 @@ async fn status_and_json(resp: reqwest::Response) -> (u16, serde_json::Value) {
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// HMAC-SHA256 of the concatenated `parts` under `key`, lower-case hex: how Flux's generic-hmac
+/// provider and Stripe sign what they send.
+pub fn hmac_sha256_hex(key: &str, parts: &[&[u8]]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub async fn count(pool: &AnyPool, sql: &str, arg: &str) -> i64 {
     use sqlx::Row;
     sqlx::query(sql)
