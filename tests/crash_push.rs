@@ -10,64 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, TestServer};
 use rand::Rng;
-use serde_json::{json, Value};
 
 const ROUNDS: usize = 8;
 const PER_ROUND: usize = 25;
 const CLIENTS: usize = 8;
-
-/// Signs up `PER_ROUND` customers from `CLIENTS` concurrent clients and SIGKILLs the server
-/// after a random number of them got their 201; returns the acknowledged customer ids, with the
-/// server stopped.
-async fn round_with_kill(s: &mut TestServer, round: usize) -> Vec<String> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (base, client, tx, next) = (s.base.clone(), s.client.clone(), tx.clone(), next.clone());
-            tokio::spawn(async move {
-                let mut ids = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if i >= PER_ROUND {
-                        return ids;
-                    }
-                    let body = json!({"email": format!("push{round}-{i}@acme.example"), "password": "correct-horse-battery", "company_name": format!("Push {round} {i}")});
-                    let Ok(resp) = client.post(format!("{base}/api/customers/signup")).json(&body).send().await else {
-                        return ids;
-                    };
-                    if resp.status().as_u16() != 201 {
-                        return ids;
-                    }
-                    let Ok(v) = resp.json::<Value>().await else {
-                        return ids;
-                    };
-                    ids.push(v["customer"]["customer_id"].as_str().unwrap().to_string());
-                    let _ = tx.send(());
-                }
-            })
-        })
-        .collect();
-    drop(tx);
-    let wanted = rand::thread_rng().gen_range(2..PER_ROUND);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut got = 0;
-    while got < wanted && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-            Ok(Some(())) => got += 1,
-            Ok(None) => break,
-            Err(_) => {}
-        }
-    }
-    // Pushes follow commits by a few milliseconds: kill somewhere in that stretch.
-    tokio::time::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..40))).await;
-    s.stop();
-    let mut acknowledged = Vec::new();
-    for c in clients {
-        acknowledged.extend(c.await.unwrap());
-    }
-    acknowledged
-}
 
 /// Leaves exactly what a SIGKILL inside a ref update leaves: the lock files of our branch and
 /// of the remote-tracking ref, and (for a path remote) of the remote's branch, as old as the
@@ -149,7 +95,16 @@ async fn kills_during_pushes(remote_url: &str, remote_dir: &Path) {
     let mut acknowledged = Vec::new();
     let mut left_by_kills = 0;
     for round in 0..ROUNDS {
-        acknowledged.extend(round_with_kill(&mut s, round).await);
+        let emails = (0..PER_ROUND)
+            .map(|i| format!("push{round}-{i}@acme.example"))
+            .collect();
+        let kill_after = rand::thread_rng().gen_range(2..PER_ROUND);
+        let created = common::signups_until_killed(&mut s, emails, CLIENTS, kill_after).await;
+        acknowledged.extend(
+            created
+                .iter()
+                .map(|v| v["customer"]["customer_id"].as_str().unwrap().to_string()),
+        );
         left_by_kills += lock_files(&local).len();
         if round == ROUNDS / 2 {
             // Whether or not a random kill hit a ref update, make sure one did.

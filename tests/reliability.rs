@@ -11,7 +11,7 @@ use common::{Backend, TestServer};
 use rand::Rng;
 use serde_json::{json, Value};
 
-const PASSWORD: &str = "correct-horse-battery";
+use common::PASSWORD;
 
 /// All blob contents and commit messages reachable from the branch.
 fn history(repo: &git2::Repository) -> String {
@@ -46,45 +46,19 @@ async fn two_hundred_signups_through_random_kills() {
     let mut next = 0usize;
     let mut kills = 0;
     while next < 200 {
-        let batch: Vec<usize> = (next..(next + 40).min(200)).collect();
-        next += batch.len();
+        let emails: Vec<String> = (next..(next + 40).min(200))
+            .map(|i| format!("crash{i}@acme.example"))
+            .collect();
+        next += emails.len();
         // Each round is killed at a random moment after a random number of its signups got
         // their 201 (so every round makes progress whatever the machine's speed).
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let tasks: Vec<_> = batch
-            .into_iter()
-            .map(|i| {
-                let (base, client, tx) = (s.base.clone(), s.client.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let body = json!({"email": format!("crash{i}@acme.example"), "password": PASSWORD, "company_name": format!("Crash {i}")});
-                    let resp = client.post(format!("{base}/api/customers/signup")).json(&body).send().await.ok()?;
-                    (resp.status().as_u16() == 201).then_some(())?;
-                    let v: Value = resp.json().await.ok()?;
-                    let _ = tx.send(());
-                    Some((v["customer"]["customer_id"].as_str()?.to_string(), v["license"]["jwt"].as_str()?.to_string()))
-                })
-            })
-            .collect();
-        drop(tx);
         let wanted = rand::thread_rng().gen_range(1..30);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut got = 0;
-        while got < wanted && Instant::now() < deadline {
-            match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-                Ok(Some(())) => got += 1,
-                Ok(None) => break,
-                Err(_) => {}
-            }
+        let clients = emails.len();
+        for v in common::signups_until_killed(&mut s, emails, clients, wanted).await {
+            created.push(v["customer"]["customer_id"].as_str().unwrap().to_string());
+            licenses.push(v["license"]["jwt"].as_str().unwrap().to_string());
         }
-        tokio::time::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..50))).await;
-        s.stop();
         kills += 1;
-        for t in tasks {
-            if let Some((id, jwt)) = t.await.unwrap() {
-                created.push(id);
-                licenses.push(jwt);
-            }
-        }
         s.restart().await;
     }
     assert!(kills >= 5);

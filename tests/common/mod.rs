@@ -19,6 +19,8 @@ pub enum Backend {
 }
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The password of the customers the shared helpers sign up.
+pub const PASSWORD: &str = "correct-horse-battery";
 
 pub struct TestServer {
     pub base: String,
@@ -356,6 +358,63 @@ impl Drop for TestServer {
 async fn status_and_json(resp: reqwest::Response) -> (u16, serde_json::Value) {
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Signs up one customer per email from `clients` concurrent clients, and SIGKILLs the server
+/// once `kill_after` of them got their 201 (or 30 s passed), a random 0–40 ms later: somewhere
+/// in the commits and pushes that follow. Returns the 201 bodies; the server is left stopped.
+pub async fn signups_until_killed(
+    s: &mut TestServer,
+    emails: Vec<String>,
+    clients: usize,
+    kill_after: usize,
+) -> Vec<serde_json::Value> {
+    use rand::Rng;
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(emails));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (base, client, tx, queue) = (s.base.clone(), s.client.clone(), tx.clone(), queue.clone());
+            tokio::spawn(async move {
+                let mut created = Vec::new();
+                loop {
+                    // The guard must not live across an await.
+                    let next = queue.lock().unwrap().pop();
+                    let Some(email) = next else { break };
+                    let body = serde_json::json!({"email": email, "password": PASSWORD, "company_name": format!("Crash {email}")});
+                    let Ok(resp) = client.post(format!("{base}/api/customers/signup")).json(&body).send().await else {
+                        break;
+                    };
+                    if resp.status().as_u16() != 201 {
+                        break;
+                    }
+                    let Ok(v) = resp.json::<serde_json::Value>().await else {
+                        break;
+                    };
+                    created.push(v);
+                    let _ = tx.send(());
+                }
+                created
+            })
+        })
+        .collect();
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = 0;
+    while got < kill_after && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+            Ok(Some(())) => got += 1,
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..40))).await;
+    s.stop();
+    let mut created = Vec::new();
+    for t in tasks {
+        created.extend(t.await.unwrap());
+    }
+    created
 }
 
 /// HMAC-SHA256 of the concatenated `parts` under `key`, lower-case hex: how Flux's generic-hmac
