@@ -12,7 +12,6 @@ pub mod gitops;
 pub mod http;
 pub mod license;
 pub mod metrics;
-pub mod outbox;
 pub mod plans;
 pub mod pool;
 pub mod render;

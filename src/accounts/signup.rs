@@ -13,7 +13,7 @@ use crate::billing::SubscriptionStatus;
 use crate::db::{self, accounts, audit, licenses};
 use crate::error::ApiError;
 use crate::license::{self, LicenseSubject};
-use crate::outbox;
+use crate::db::outbox;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;

@@ -9,7 +9,7 @@ use super::subscription::{Event, SubscriptionStatus};
 use crate::app::App;
 use crate::db::{self, accounts, audit, licenses, subscriptions, Tx};
 use crate::license::{self, LicenseSubject};
-use crate::outbox;
+use crate::db::outbox;
 use crate::plans::Catalogue;
 
 /// Who caused a change.

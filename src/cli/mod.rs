@@ -109,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = App::start(config).await?;
             if app.db.backend == crate::db::Backend::Sqlite {
                 // One server owns a SQLite database: leases left by a killed run are stale.
-                crate::outbox::release_all_leases(&app.db).await?;
+                crate::db::outbox::release_all_leases(&app.db).await?;
             }
             crate::http::serve(app).await?;
         }

@@ -137,7 +137,7 @@ pub async fn update_from_report(
     let done = sqlx::query(
         "UPDATE deployments SET status = $1, applied_revision = $2, health = $3, message = $4, \
          error = $5, updated_at = $6, \
-         ready_at = CASE WHEN $1 = 'ready' AND status <> 'ready' THEN $6 ELSE ready_at END \
+         ready_at = CASE WHEN $1 = $11 AND status <> $11 THEN $6 ELSE ready_at END \
          WHERE customer_id = $7 AND status = $8 \
          AND COALESCE(committed_revision, '') = COALESCE($9, '') \
          AND COALESCE(applied_revision, '') = COALESCE($10, '')",
@@ -152,6 +152,7 @@ pub async fn update_from_report(
     .bind(&u.seen.status)
     .bind(u.seen.committed_revision.as_deref())
     .bind(u.seen.applied_revision.as_deref())
+    .bind(DeploymentStatus::Ready.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -164,10 +165,11 @@ pub async fn stall_candidates<'c>(
 ) -> Result<Vec<(String, Option<String>, String)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT customer_id, committed_revision, committed_at FROM deployments \
-         WHERE status = 'committed' AND committed_at IS NOT NULL AND committed_at < $1 \
+         WHERE status = $2 AND committed_at IS NOT NULL AND committed_at < $1 \
          ORDER BY committed_at LIMIT 500",
     )
     .bind(cutoff)
+    .bind(DeploymentStatus::Committed.as_str())
     .fetch_all(db)
     .await
 }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod deployments;
 pub mod licenses;
 pub mod login_throttle;
+pub mod outbox;
 pub mod secrets;
 pub mod subscriptions;
 

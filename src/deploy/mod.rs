@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::db::{self, accounts, deployments};
 use crate::gitops::{self, Changes, Entry, GitOpsRepo, Remote};
-use crate::outbox::{self, Action, Job};
+use crate::db::outbox::{self, Action, Job};
 use crate::render::{
     RenderLock, RenderSettings, RenderedTenant, Renderer, SealedValues, TenantSpec, SECRET_NAME,
 };

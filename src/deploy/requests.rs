@@ -9,7 +9,7 @@ use crate::accounts::RequestMeta;
 use crate::app::App;
 use crate::db::{self, accounts, audit, deployments};
 use crate::error::ApiError;
-use crate::outbox::{self, Action};
+use crate::db::outbox::{self, Action};
 use crate::render::namespace_of;
 use crate::status::{DeploymentStatus, Event};
 use crate::watcher::pods::PodView;
@@ -60,17 +60,10 @@ pub struct LegacyCustomer {
 const HISTORY_SHOWN: i64 = 50;
 
 pub async fn status(app: &App, customer_id: &str) -> Result<DeploymentStatusView, ApiError> {
-    use sqlx::Row;
     let row = accounts::deployment(&app.db.pool, customer_id)
         .await?
         .ok_or(ApiError::NotFound("no such customer"))?;
-    let pending: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM render_jobs WHERE customer_id = $1 AND status = 'pending'",
-    )
-    .bind(customer_id)
-    .fetch_one(&app.db.pool)
-    .await?
-    .try_get(0)?;
+    let pending = outbox::pending_for(&app.db.pool, customer_id).await?;
     let watch = deployments::watch_row(&app.db.pool, customer_id).await?;
     let history = deployments::history(&app.db.pool, customer_id, HISTORY_SHOWN).await?;
     let (applied_revision, health, message, deployed_at) = watch
@@ -211,17 +204,7 @@ pub async fn redeploy_all(
         Action::Update
     };
     let mut tx = app.db.pool.begin().await?;
-    let queued = sqlx::query(
-        "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, created_at, updated_at) \
-         SELECT $1 || '-' || customer_id, customer_id, $3, 'pending', 0, $2, $2 \
-         FROM deployments WHERE status <> 'deleted'",
-    )
-    .bind(&change_set)
-    .bind(&now_text)
-    .bind(action.as_str())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let queued = outbox::enqueue_all_live(&mut *tx, &change_set, action, &now_text).await?;
     audit::record(
         &mut *tx,
         &now_text,

@@ -10,7 +10,7 @@ use crate::accounts::RequestMeta;
 use crate::app::SharedApp;
 use crate::deploy::requests::{self, Accepted, AcceptedAll, DeploymentStatusView};
 use crate::error::{ApiError, Result};
-use crate::outbox::Action;
+use crate::db::outbox::Action;
 
 fn customer_id(raw: &str) -> Result<CustomerId> {
     CustomerId::parse(raw).ok_or(ApiError::NotFound("no such customer"))

@@ -27,7 +27,7 @@ pub async fn ready(State(app): State<SharedApp>) -> Result<Json<Value>> {
     } else {
         "ready"
     };
-    let pending = crate::outbox::pending_count(&app.db).await?;
+    let pending = crate::db::outbox::pending_count(&app.db).await?;
     Ok(Json(
         json!({ "status": status, "reason": gitops.problem(), "database": "ok", "gitops": gitops, "pending_render_jobs": pending }),
     ))

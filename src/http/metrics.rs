@@ -12,7 +12,7 @@ use crate::error::Result;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub async fn metrics(State(app): State<SharedApp>, _: MetricsReader) -> Result<impl IntoResponse> {
-    let pending = crate::outbox::pending_count(&app.db).await?;
+    let pending = crate::db::outbox::pending_count(&app.db).await?;
     app.metrics.render_jobs_pending.set(pending);
     Ok(([(CONTENT_TYPE, OPENMETRICS)], app.metrics.render()))
 }

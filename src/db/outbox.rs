@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::{Any, Executor, FromRow};
 
 use crate::db::{self, Backend, Db};
+use crate::status::DeploymentStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -38,6 +39,27 @@ impl Action {
         .find(|a| a.as_str() == s)
     }
 }
+
+/// Where a job is: waiting (or leased) to reach Git, in Git, or given up. Stored as its
+/// `as_str`; no query spells these words itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Pending,
+    Done,
+    Failed,
+}
+
+impl JobStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
+const PENDING: &str = JobStatus::Pending.as_str();
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Job {
@@ -72,11 +94,12 @@ pub async fn enqueue_because<'c>(
     let change_id = uuid::Uuid::new_v4().to_string();
     sqlx::query(
         "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, reason, \
-         created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $5, $5)",
+         created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $6, $6)",
     )
     .bind(&change_id)
     .bind(customer_id)
     .bind(action.as_str())
+    .bind(PENDING)
     .bind(reason)
     .bind(db::ts(now))
     .execute(db)
@@ -99,7 +122,7 @@ pub async fn claim(
     };
     let sql = format!(
         "UPDATE render_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
-         WHERE id IN (SELECT id FROM render_jobs WHERE status = 'pending' \
+         WHERE id IN (SELECT id FROM render_jobs WHERE status = $5 \
                       AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4 {lock}) \
          RETURNING id, change_id, customer_id, action, attempts, reason"
     );
@@ -108,6 +131,7 @@ pub async fn claim(
         .bind(db::ts(now + lease))
         .bind(db::ts(now))
         .bind(limit)
+        .bind(PENDING)
         .fetch_all(&db.pool)
         .await?;
     jobs.sort_by_key(|j| j.id);
@@ -123,13 +147,15 @@ pub async fn complete<'c>(
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE render_jobs SET status = 'done', commit_id = $1, lease_owner = NULL, lease_until = NULL, \
-         last_error = NULL, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status = 'pending'",
+        "UPDATE render_jobs SET status = $5, commit_id = $1, lease_owner = NULL, lease_until = NULL, \
+         last_error = NULL, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status = $6",
     )
     .bind(commit_id)
     .bind(db::ts(now))
     .bind(job.id)
     .bind(owner)
+    .bind(JobStatus::Done.as_str())
+    .bind(PENDING)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -153,7 +179,12 @@ pub async fn retry<'c>(
     )
     .bind(attempts)
     .bind(error)
-    .bind(if gave_up { "failed" } else { "pending" })
+    .bind(if gave_up {
+        JobStatus::Failed
+    } else {
+        JobStatus::Pending
+    }
+    .as_str())
     .bind(db::ts(now + backoff))
     .bind(db::ts(now))
     .bind(job.id)
@@ -174,12 +205,13 @@ pub async fn postpone(
     for job in jobs {
         sqlx::query(
             "UPDATE render_jobs SET lease_owner = NULL, lease_until = $1, last_error = $2, updated_at = $3 \
-             WHERE id = $4 AND status = 'pending'",
+             WHERE id = $4 AND status = $5",
         )
         .bind(db::ts(now + delay))
         .bind(error)
         .bind(db::ts(now))
         .bind(job.id)
+        .bind(PENDING)
         .execute(&db.pool)
         .await?;
     }
@@ -190,8 +222,9 @@ pub async fn postpone(
 /// worker can hold one.
 pub async fn release_all_leases(db: &Db) -> Result<u64, sqlx::Error> {
     let r = sqlx::query(
-        "UPDATE render_jobs SET lease_owner = NULL, lease_until = NULL WHERE status = 'pending'",
+        "UPDATE render_jobs SET lease_owner = NULL, lease_until = NULL WHERE status = $1",
     )
+    .bind(PENDING)
     .execute(&db.pool)
     .await?;
     Ok(r.rows_affected())
@@ -199,8 +232,46 @@ pub async fn release_all_leases(db: &Db) -> Result<u64, sqlx::Error> {
 
 pub async fn pending_count(db: &Db) -> Result<i64, sqlx::Error> {
     use sqlx::Row;
-    let row = sqlx::query("SELECT COUNT(*) FROM render_jobs WHERE status = 'pending'")
+    let row = sqlx::query("SELECT COUNT(*) FROM render_jobs WHERE status = $1")
+        .bind(PENDING)
         .fetch_one(&db.pool)
         .await?;
     row.try_get(0)
+}
+
+/// Jobs of one tenant not yet in Git.
+pub async fn pending_for<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    sqlx::query("SELECT COUNT(*) FROM render_jobs WHERE customer_id = $1 AND status = $2")
+        .bind(customer_id)
+        .bind(PENDING)
+        .fetch_one(db)
+        .await?
+        .try_get(0)
+}
+
+/// Queues `action` for every tenant that is not deleted, as one change set (change ids
+/// `<change_set>-<customer id>`); returns how many.
+pub async fn enqueue_all_live<'c>(
+    db: impl Executor<'c, Database = Any>,
+    change_set: &str,
+    action: Action,
+    now: &str,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, created_at, updated_at) \
+         SELECT $1 || '-' || customer_id, customer_id, $3, $4, 0, $2, $2 \
+         FROM deployments WHERE status <> $5",
+    )
+    .bind(change_set)
+    .bind(now)
+    .bind(action.as_str())
+    .bind(PENDING)
+    .bind(DeploymentStatus::Deleted.as_str())
+    .execute(db)
+    .await?
+    .rows_affected())
 }
