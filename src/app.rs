@@ -9,8 +9,7 @@ use secrecy::ExposeSecret;
 use crate::accounts::session::SessionKeys;
 use crate::config::Config;
 use crate::db::Db;
-use crate::deploy::{GitHealth, Gitops};
-use crate::gitops::{Author, GitOpsRepo, PushAuth, Remote};
+use crate::gitops::{Author, GitHealth, GitOpsRepo, PushAuth, Remote, SharedRepo};
 use crate::license::keys::{KeyPaths, KeyRing};
 use crate::plans::Catalogue;
 use crate::render::{RenderSettings, Renderer};
@@ -23,7 +22,17 @@ pub struct App {
     pub keys: KeyRing,
     pub plans: Catalogue,
     pub sessions: SessionKeys,
-    pub gitops: Gitops,
+    pub gitops: SharedRepo,
+    /// The cluster's sealed-secrets key: tenant secrets are sealed with it at once.
+    pub sealing: SealingKey,
+    pub renderer: Renderer,
+    pub render_settings: RenderSettings,
+    /// Woken when a job is queued, so the worker need not wait for its next poll.
+    pub worker_wake: tokio::sync::Notify,
+    /// This process's name on the job leases.
+    pub worker_id: String,
+    /// For outgoing calls (the sync webhook poke, Stripe).
+    pub http: reqwest::Client,
     pub metrics: crate::metrics::Metrics,
     /// Tenant pods as the Kubernetes poller last listed them (none without a poller).
     pub pods: PodStore,
@@ -57,13 +66,21 @@ impl App {
             None => SessionKeys::load_or_generate(&config.keys_dir().join("session.key"))?,
         };
         let gitops = open_gitops(&config).await?;
+        let sealing =
+            SealingKey::load_or_generate(config.sealed_secrets_cert.as_deref(), &config.data_dir)?;
         Ok(Arc::new(App {
+            renderer: renderer(&config)?,
+            render_settings: render_settings(&config),
             config,
             db,
             keys,
             plans,
             sessions,
             gitops,
+            sealing,
+            worker_wake: tokio::sync::Notify::new(),
+            worker_id: format!("worker-{}", uuid::Uuid::new_v4()),
+            http: reqwest::Client::new(),
             metrics: crate::metrics::Metrics::default(),
             pods: PodStore::default(),
             stripe_prices,
@@ -124,7 +141,7 @@ pub fn render_settings(config: &Config) -> RenderSettings {
 
 /// Opens the repository and brings it up to date with the remote (a failure there only delays
 /// pushes).
-async fn open_gitops(config: &Config) -> anyhow::Result<Gitops> {
+async fn open_gitops(config: &Config) -> anyhow::Result<SharedRepo> {
     let repo = open_repo(config)?;
     let remote = remote(config);
     let mut health = GitHealth {
@@ -141,17 +158,5 @@ async fn open_gitops(config: &Config) -> anyhow::Result<Gitops> {
             }
         }
     }
-    let sealing =
-        SealingKey::load_or_generate(config.sealed_secrets_cert.as_deref(), &config.data_dir)?;
-    Ok(Gitops {
-        repo: std::sync::Mutex::new(repo),
-        remote,
-        renderer: renderer(config)?,
-        settings: render_settings(config),
-        sealing,
-        wake: tokio::sync::Notify::new(),
-        health: std::sync::RwLock::new(health),
-        owner: format!("worker-{}", uuid::Uuid::new_v4()),
-        http: reqwest::Client::new(),
-    })
+    Ok(SharedRepo::new(repo, remote, health))
 }

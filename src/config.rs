@@ -202,7 +202,7 @@ pub struct Config {
         default_value = "flux",
         global = true
     )]
-    pub sync_webhook_kind: crate::deploy::poke::PokeKind,
+    pub sync_webhook_kind: crate::poke::PokeKind,
 
     /// Signing key of the sync webhook: the Flux Receiver's token (`generic-hmac`) or Argo CD's
     /// `webhook.github.secret`. Unset: requests are not signed.
@@ -412,7 +412,7 @@ impl Config {
     }
 
     /// Where to announce pushes, if SYNC_WEBHOOK_URL is set (an empty value counts as unset).
-    pub fn sync_webhook(&self) -> Option<crate::deploy::poke::PokeTarget> {
+    pub fn sync_webhook(&self) -> Option<crate::poke::PokeTarget> {
         use secrecy::ExposeSecret;
         let url = self
             .sync_webhook_url
@@ -425,7 +425,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
         };
-        Some(crate::deploy::poke::PokeTarget {
+        Some(crate::poke::PokeTarget {
             url: url.to_string(),
             kind: self.sync_webhook_kind,
             secret: self

@@ -13,9 +13,11 @@ pub mod http;
 pub mod license;
 pub mod metrics;
 pub mod plans;
+pub mod poke;
 pub mod pool;
 pub mod render;
 pub mod seal;
+pub mod secrets;
 #[cfg(test)]
 #[path = "../tests/tools/skip.rs"]
 mod skip;

@@ -10,10 +10,10 @@ use super::view::{CustomerView, DeploymentView, LicenseView, SubscriptionView};
 use super::{password, RequestMeta};
 use crate::app::App;
 use crate::billing::SubscriptionStatus;
+use crate::db::outbox;
 use crate::db::{self, accounts, audit, licenses};
 use crate::error::ApiError;
 use crate::license::{self, LicenseSubject};
-use crate::db::outbox;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -103,8 +103,7 @@ pub async fn signup(
         },
         now,
     )?;
-    let sealed_secrets =
-        crate::deploy::secrets::initial(&app.gitops.sealing, id.as_str(), &issued.jwt)?;
+    let sealed_secrets = crate::secrets::initial(&app.sealing, id.as_str(), &issued.jwt)?;
     let instance_url = app.config.instance_url(id.as_str());
     let subscription = accounts::SubscriptionRow {
         plan: plan_name.to_string(),
@@ -168,7 +167,7 @@ pub async fn signup(
     outbox::enqueue(&mut *tx, id.as_str(), outbox::Action::Create, now).await?;
     audit::record(&mut *tx, &now_text, &entry).await?;
     tx.commit().await?;
-    app.gitops.wake.notify_one();
+    app.worker_wake.notify_one();
     tracing::info!(
         customer_id = id.as_str(),
         plan = plan_name,

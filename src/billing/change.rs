@@ -7,9 +7,9 @@ use serde_json::json;
 
 use super::subscription::{Event, SubscriptionStatus};
 use crate::app::App;
+use crate::db::outbox;
 use crate::db::{self, accounts, audit, licenses, subscriptions, Tx};
 use crate::license::{self, LicenseSubject};
-use crate::db::outbox;
 use crate::plans::Catalogue;
 
 /// Who caused a change.
@@ -216,11 +216,11 @@ async fn reissue_license(
         },
     )
     .await?;
-    let sealed = crate::deploy::secrets::seal_for(&app.gitops.sealing, customer_id, &issued.jwt)?;
+    let sealed = crate::secrets::seal_for(&app.sealing, customer_id, &issued.jwt)?;
     db::secrets::upsert(
         &mut **tx,
         customer_id,
-        crate::deploy::secrets::LICENSE_KEY,
+        crate::secrets::LICENSE_KEY,
         &sealed,
         &db::ts(now),
     )

@@ -179,12 +179,14 @@ pub async fn retry<'c>(
     )
     .bind(attempts)
     .bind(error)
-    .bind(if gave_up {
-        JobStatus::Failed
-    } else {
-        JobStatus::Pending
-    }
-    .as_str())
+    .bind(
+        if gave_up {
+            JobStatus::Failed
+        } else {
+            JobStatus::Pending
+        }
+        .as_str(),
+    )
     .bind(db::ts(now + backoff))
     .bind(db::ts(now))
     .bind(job.id)

@@ -2,74 +2,20 @@
 //! one commit, push, then mark jobs done and move each deployment through the state machine.
 
 pub mod demo;
-pub mod poke;
 pub mod requests;
-pub mod secrets;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{Duration, Utc};
-use serde::Serialize;
 
 use crate::app::App;
-use crate::db::{self, accounts, deployments};
-use crate::gitops::{self, Changes, Entry, GitOpsRepo, Remote};
 use crate::db::outbox::{self, Action, Job};
-use crate::render::{
-    RenderLock, RenderSettings, RenderedTenant, Renderer, SealedValues, TenantSpec, SECRET_NAME,
-};
-use crate::seal::SealingKey;
+use crate::db::{self, accounts, deployments};
+use crate::gitops::{self, Changes, Entry};
+use crate::render::{RenderLock, RenderedTenant, SealedValues, TenantSpec, SECRET_NAME};
 use crate::status::Event;
-
-/// What the GitOps side looks like from outside: shown by `/readyz` and the status endpoint.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GitHealth {
-    pub remote_configured: bool,
-    pub last_commit: Option<String>,
-    pub last_push_at: Option<String>,
-    /// Set while the last push (or sync) failed: the remote is unreachable or diverged.
-    pub remote_error: Option<String>,
-    /// Set while the last commit failed (a full disk, an unwritable repository): nothing
-    /// reaches Git until it clears.
-    pub commit_error: Option<String>,
-}
-
-impl GitHealth {
-    /// Why Git is not taking work, if it is not: the commit's failure first, then the remote's.
-    pub fn problem(&self) -> Option<&str> {
-        self.commit_error
-            .as_deref()
-            .or(self.remote_error.as_deref())
-    }
-}
-
-pub struct Gitops {
-    pub repo: Mutex<GitOpsRepo>,
-    pub remote: Option<Remote>,
-    pub renderer: Renderer,
-    pub settings: RenderSettings,
-    pub sealing: SealingKey,
-    pub wake: tokio::sync::Notify,
-    pub health: RwLock<GitHealth>,
-    /// This process's name on the job leases.
-    pub owner: String,
-    /// For the sync webhook poke.
-    pub http: reqwest::Client,
-}
-
-impl Gitops {
-    pub fn health(&self) -> GitHealth {
-        self.health.read().map(|h| h.clone()).unwrap_or_default()
-    }
-
-    fn set_health(&self, update: impl FnOnce(&mut GitHealth)) {
-        if let Ok(mut h) = self.health.write() {
-            update(&mut h);
-        }
-    }
-}
 
 /// The repository changes of one tenant's render, with its lock: after a complete render its
 /// directory replaced whole and its files elsewhere (the Flux Kustomization) written; after a
@@ -179,9 +125,8 @@ fn render_loaded(
         .get(&spec.plan)
         .with_context(|| format!("unknown plan {:?}", spec.plan))?;
     let rendered =
-        app.gitops
-            .renderer
-            .render_update(spec, plan, &app.gitops.settings, sealed, previous)?;
+        app.renderer
+            .render_update(spec, plan, &app.render_settings, sealed, previous)?;
     let summary = format!("{}, {}", spec.plan, spec.subscription_status);
     Ok((tenant_changes(&spec.id, rendered), summary))
 }
@@ -339,7 +284,7 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     let gitops = &app.gitops;
     let jobs = outbox::claim(
         &app.db,
-        &gitops.owner,
+        &app.worker_id,
         cfg.gitops_batch_max,
         Duration::seconds(cfg.gitops_lease_seconds),
         Utc::now(),
@@ -409,7 +354,7 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     let now = db::ts(Utc::now());
     for p in &prepared {
         let mut tx = app.db.pool.begin().await?;
-        if outbox::complete(&mut *tx, &p.job, &gitops.owner, &revision, Utc::now()).await? {
+        if outbox::complete(&mut *tx, &p.job, &app.worker_id, &revision, Utc::now()).await? {
             let event = if p.action == Action::Delete {
                 Event::Removed
             } else {
@@ -440,13 +385,8 @@ async fn poke_cluster(app: &App, revision: &str) {
     let Some(target) = app.config.sync_webhook() else {
         return;
     };
-    if let Err(err) = poke::poke(
-        &app.gitops.http,
-        &target,
-        &app.config.gitops_branch,
-        revision,
-    )
-    .await
+    if let Err(err) =
+        crate::poke::poke(&app.http, &target, &app.config.gitops_branch, revision).await
     {
         tracing::warn!(error = %format!("{err:#}"), "sync webhook poke failed");
     }
@@ -603,7 +543,7 @@ pub async fn run_worker(app: Arc<App>) {
                 // slowed by a repack after every commit.
                 let woken = tokio::time::timeout(
                     std::time::Duration::from_secs(1),
-                    app.gitops.wake.notified(),
+                    app.worker_wake.notified(),
                 )
                 .await
                 .is_ok();

@@ -4,12 +4,12 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 
-use super::GitHealth;
 use crate::accounts::RequestMeta;
 use crate::app::App;
+use crate::db::outbox::{self, Action};
 use crate::db::{self, accounts, audit, deployments};
 use crate::error::ApiError;
-use crate::db::outbox::{self, Action};
+use crate::gitops::GitHealth;
 use crate::render::namespace_of;
 use crate::status::{DeploymentStatus, Event};
 use crate::watcher::pods::PodView;
@@ -169,7 +169,7 @@ pub async fn request(
     )
     .await?;
     tx.commit().await?;
-    app.gitops.wake.notify_one();
+    app.worker_wake.notify_one();
     Ok(Accepted {
         customer_id: customer_id.to_string(),
         change_id,
@@ -219,6 +219,6 @@ pub async fn redeploy_all(
     )
     .await?;
     tx.commit().await?;
-    app.gitops.wake.notify_one();
+    app.worker_wake.notify_one();
     Ok(AcceptedAll { change_set, queued })
 }

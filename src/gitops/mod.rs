@@ -7,6 +7,7 @@ pub mod locks;
 pub mod pack;
 pub mod packfile;
 pub mod push;
+mod shared;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use git2::{Oid, Repository, RepositoryInitOptions, Signature};
 
 use packfile::NewPack;
 pub use push::{PushAuth, PushOutcome, Remote};
+pub use shared::{GitHealth, SharedRepo};
 pub use tree::{Changes, Entry};
 use tree::{Sink, Trees};
 

@@ -8,9 +8,9 @@ use super::extract::{Admin, Caller};
 use crate::accounts::domain::CustomerId;
 use crate::accounts::RequestMeta;
 use crate::app::SharedApp;
+use crate::db::outbox::Action;
 use crate::deploy::requests::{self, Accepted, AcceptedAll, DeploymentStatusView};
 use crate::error::{ApiError, Result};
-use crate::db::outbox::Action;
 
 fn customer_id(raw: &str) -> Result<CustomerId> {
     CustomerId::parse(raw).ok_or(ApiError::NotFound("no such customer"))

@@ -90,7 +90,7 @@ pub async fn receive(
         .await?;
     tx.commit().await?;
     if receipt.outcome == "applied" {
-        app.gitops.wake.notify_one();
+        app.worker_wake.notify_one();
     }
     tracing::info!(event_id = %event.id, kind = %event.kind, customer_id = ?customer_id, outcome = receipt.outcome, reason = ?receipt.reason, "Stripe event");
     receipt.customer_id = customer_id;
