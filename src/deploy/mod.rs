@@ -1,10 +1,13 @@
 //! From the outbox to Git: claim render jobs, render each tenant (pure), fold the batch into
 //! one commit, push, then mark jobs done and move each deployment through the state machine.
 
+mod changes;
 pub mod demo;
 pub mod requests;
 
-use std::collections::BTreeMap;
+use changes::{commit_message, Prepared};
+pub use changes::{describe_changes, removal_changes, tenant_changes};
+
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -13,71 +16,9 @@ use chrono::{Duration, Utc};
 use crate::app::App;
 use crate::db::outbox::{self, Action, Job};
 use crate::db::{self, accounts, deployments};
-use crate::gitops::{self, Changes, Entry};
-use crate::render::{RenderLock, RenderedTenant, SealedValues, TenantSpec, SECRET_NAME};
+use crate::gitops::{self, Changes};
+use crate::render::{RenderLock, SealedValues, TenantSpec, SECRET_NAME};
 use crate::status::Event;
-
-/// The repository changes of one tenant's render, with its lock: after a complete render its
-/// directory replaced whole and its files elsewhere (the Flux Kustomization) written; after a
-/// partial one only the files rendered.
-pub fn tenant_changes(customer_id: &str, rendered: RenderedTenant) -> Changes {
-    let dir = crate::render::tenant_dir(customer_id);
-    let prefix = format!("{dir}/");
-    let complete = rendered.complete;
-    let files = rendered.into_repository_files(customer_id);
-    if !complete {
-        // Only some templates were rendered: replace those files, keep the rest.
-        return files
-            .into_iter()
-            .map(|(path, bytes)| (path, Entry::File(bytes)))
-            .collect();
-    }
-    let mut own = BTreeMap::new();
-    let mut changes = Changes::new();
-    for (path, bytes) in files {
-        match path.strip_prefix(&prefix) {
-            Some(rel) => {
-                own.insert(rel.to_string(), bytes);
-            }
-            None => {
-                changes.insert(path, Entry::File(bytes));
-            }
-        }
-    }
-    changes.insert(dir, Entry::Dir(own));
-    changes
-}
-
-pub fn removal_changes(customer_id: &str) -> Changes {
-    let mut changes = Changes::new();
-    changes.insert(crate::render::tenant_dir(customer_id), Entry::Removed);
-    changes.insert(
-        crate::render::flux_kustomization_path(customer_id),
-        Entry::Removed,
-    );
-    changes
-}
-
-/// The files of a change set as one YAML stream, each preceded by a `# path` comment.
-pub fn describe_changes(changes: &Changes) -> String {
-    let mut out = String::new();
-    let mut emit = |path: &str, bytes: &[u8]| {
-        out.push_str(&format!(
-            "---\n# {path}\n{}",
-            String::from_utf8_lossy(bytes)
-        ));
-    };
-    for (path, entry) in changes {
-        match entry {
-            Entry::File(bytes) => emit(path, bytes),
-            Entry::Dir(files) => files
-                .iter()
-                .for_each(|(name, bytes)| emit(&format!("{path}/{name}"), bytes)),
-            Entry::Removed => {}
-        }
-    }
-    out
-}
 
 /// Loads what the renderer needs for one tenant from the database.
 pub async fn load_spec(app: &App, customer_id: &str) -> anyhow::Result<(TenantSpec, SealedValues)> {
@@ -216,66 +157,6 @@ async fn render_locks(
             bytes.and_then(|b| RenderLock::from_bytes(&b))
         })
         .collect())
-}
-
-/// One job's part of a commit.
-struct Prepared {
-    job: Job,
-    action: Action,
-    changes: Changes,
-    summary: String,
-}
-
-/// The commit message of a batch: what changed per tenant, one `Tenant-Id:` trailer per tenant
-/// changed and one `Change-Id:` per job folded in.
-fn commit_message(prepared: &[&Prepared]) -> String {
-    let mut tenants: Vec<&str> = Vec::new();
-    let mut described: BTreeMap<&str, String> = BTreeMap::new();
-    for p in prepared {
-        let id = p.job.customer_id.as_str();
-        if !tenants.contains(&id) {
-            tenants.push(id);
-        }
-        // A later job of the same tenant describes its final state.
-        described.insert(
-            id,
-            match (p.action, p.job.reason.as_deref()) {
-                (Action::Delete, _) => format!("tenant {id}: delete"),
-                // Why the change was queued (a plan upgrade, a suspension) says more than
-                // the action does.
-                (_, Some(reason)) => format!("tenant {id}: {reason}"),
-                (action, None) => format!("tenant {id}: {} ({})", action.as_str(), p.summary),
-            },
-        );
-    }
-    let mut trailers: Vec<(&str, String)> = tenants
-        .iter()
-        .map(|id| ("Tenant-Id", id.to_string()))
-        .collect();
-    trailers.extend(
-        prepared
-            .iter()
-            .map(|p| ("Change-Id", p.job.change_id.clone())),
-    );
-    if let [only] = tenants.as_slice() {
-        return gitops::message(&described[only], &[], &trailers);
-    }
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for line in described.values() {
-        let action = line
-            .split(": ")
-            .nth(1)
-            .and_then(|a| a.split(' ').next())
-            .unwrap_or("update");
-        *counts.entry(action).or_default() += 1;
-    }
-    let subject = counts
-        .iter()
-        .map(|(action, n)| format!("{action} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let body: Vec<String> = tenants.iter().map(|id| described[id].clone()).collect();
-    gitops::message(&format!("tenants: {subject}"), &body, &trailers)
 }
 
 /// Claims one batch and takes it all the way to Git. Returns how many jobs it handled.

@@ -1,0 +1,131 @@
+//! What one job changes in the GitOps repository (a tenant's rendered files, or their removal)
+//! and how the batch's commit message says so (`tenant <id>: …`, `Tenant-Id:` and `Change-Id:`
+//! trailers).
+
+use std::collections::BTreeMap;
+
+use crate::db::outbox::{Action, Job};
+use crate::gitops::{self, Changes, Entry};
+use crate::render::RenderedTenant;
+
+/// The repository changes of one tenant's render, with its lock: after a complete render its
+/// directory replaced whole and its files elsewhere (the Flux Kustomization) written; after a
+/// partial one only the files rendered.
+pub fn tenant_changes(customer_id: &str, rendered: RenderedTenant) -> Changes {
+    let dir = crate::render::tenant_dir(customer_id);
+    let prefix = format!("{dir}/");
+    let complete = rendered.complete;
+    let files = rendered.into_repository_files(customer_id);
+    if !complete {
+        // Only some templates were rendered: replace those files, keep the rest.
+        return files
+            .into_iter()
+            .map(|(path, bytes)| (path, Entry::File(bytes)))
+            .collect();
+    }
+    let mut own = BTreeMap::new();
+    let mut changes = Changes::new();
+    for (path, bytes) in files {
+        match path.strip_prefix(&prefix) {
+            Some(rel) => {
+                own.insert(rel.to_string(), bytes);
+            }
+            None => {
+                changes.insert(path, Entry::File(bytes));
+            }
+        }
+    }
+    changes.insert(dir, Entry::Dir(own));
+    changes
+}
+
+pub fn removal_changes(customer_id: &str) -> Changes {
+    let mut changes = Changes::new();
+    changes.insert(crate::render::tenant_dir(customer_id), Entry::Removed);
+    changes.insert(
+        crate::render::flux_kustomization_path(customer_id),
+        Entry::Removed,
+    );
+    changes
+}
+
+/// The files of a change set as one YAML stream, each preceded by a `# path` comment.
+pub fn describe_changes(changes: &Changes) -> String {
+    let mut out = String::new();
+    let mut emit = |path: &str, bytes: &[u8]| {
+        out.push_str(&format!(
+            "---\n# {path}\n{}",
+            String::from_utf8_lossy(bytes)
+        ));
+    };
+    for (path, entry) in changes {
+        match entry {
+            Entry::File(bytes) => emit(path, bytes),
+            Entry::Dir(files) => files
+                .iter()
+                .for_each(|(name, bytes)| emit(&format!("{path}/{name}"), bytes)),
+            Entry::Removed => {}
+        }
+    }
+    out
+}
+
+/// One job's part of a commit.
+pub(super) struct Prepared {
+    pub job: Job,
+    pub action: Action,
+    pub changes: Changes,
+    pub summary: String,
+}
+
+/// The commit message of a batch: what changed per tenant, one `Tenant-Id:` trailer per tenant
+/// changed and one `Change-Id:` per job folded in.
+pub(super) fn commit_message(prepared: &[&Prepared]) -> String {
+    let mut tenants: Vec<&str> = Vec::new();
+    let mut described: BTreeMap<&str, String> = BTreeMap::new();
+    for p in prepared {
+        let id = p.job.customer_id.as_str();
+        if !tenants.contains(&id) {
+            tenants.push(id);
+        }
+        // A later job of the same tenant describes its final state.
+        described.insert(
+            id,
+            match (p.action, p.job.reason.as_deref()) {
+                (Action::Delete, _) => format!("tenant {id}: delete"),
+                // Why the change was queued (a plan upgrade, a suspension) says more than
+                // the action does.
+                (_, Some(reason)) => format!("tenant {id}: {reason}"),
+                (action, None) => format!("tenant {id}: {} ({})", action.as_str(), p.summary),
+            },
+        );
+    }
+    let mut trailers: Vec<(&str, String)> = tenants
+        .iter()
+        .map(|id| ("Tenant-Id", id.to_string()))
+        .collect();
+    trailers.extend(
+        prepared
+            .iter()
+            .map(|p| ("Change-Id", p.job.change_id.clone())),
+    );
+    if let [only] = tenants.as_slice() {
+        return gitops::message(&described[only], &[], &trailers);
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in described.values() {
+        let action = line
+            .split(": ")
+            .nth(1)
+            .and_then(|a| a.split(' ').next())
+            .unwrap_or("update");
+        *counts.entry(action).or_default() += 1;
+    }
+    let subject = counts
+        .iter()
+        .map(|(action, n)| format!("{action} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let body: Vec<String> = tenants.iter().map(|id| described[id].clone()).collect();
+    gitops::message(&format!("tenants: {subject}"), &body, &trailers)
+}
