@@ -26,7 +26,8 @@ on_both_backends!(
     env = ENV;
     a_signed_upgrade_is_one_commit_and_a_new_license,
     bad_stale_or_unsigned_deliveries_change_nothing,
-    an_ended_trial_is_suspended_by_the_clock_and_reactivated_by_payment
+    an_ended_trial_is_suspended_by_the_clock_and_reactivated_by_payment,
+    a_failed_payment_is_suspended_after_the_grace_period
 );
 
 fn now() -> i64 {
@@ -460,4 +461,58 @@ async fn an_ended_trial_is_suspended_by_the_clock_and_reactivated_by_payment(s: 
     assert!(file_at(&repo, &reactivated, &backup).contains("suspend: false"));
     assert_eq!(claims(&reactivated), claims(&signed_up));
     assert_eq!(account(&s, &id).await["subscription"]["status"], "active");
+}
+
+async fn a_failed_payment_is_suspended_after_the_grace_period(s: TestServer) {
+    let id = signup(&s, "ops@example.com").await;
+    let t0 = now();
+    let active = subscription_updated("evt_1Active", &id, "price_starter_monthly", t0);
+    assert_eq!(send_signed(&s, &active).await["outcome"], "applied");
+    let mut failed = fixture("invoice.payment_failed");
+    failed["created"] = json!(t0 + 1);
+    assert_eq!(send_signed(&s, &failed).await["outcome"], "applied");
+    s.wait_queue_drained(Duration::from_secs(30)).await;
+    assert_eq!(account(&s, &id).await["subscription"]["status"], "past_due");
+    let repo = repo(&s);
+    let past_due = head(&repo);
+
+    // LIFECYCLE_GRACE_DAYS (7) from the failed payment: still running on day 6, not on day 8.
+    let day = |n: i64| billing::db::ts(chrono::Utc::now() + chrono::Duration::days(n));
+    let within = tick(&s, &day(6));
+    assert!(
+        String::from_utf8_lossy(&within.stdout).contains("0 changed"),
+        "{within:?}"
+    );
+    // Another replica in the middle of a pass (its lease runs 2 s more): this one waits for it.
+    let held_until = billing::db::ts(chrono::Utc::now() + chrono::Duration::seconds(2));
+    sqlx::query("UPDATE scheduler_leases SET owner = 'other-replica', lease_until = $1")
+        .bind(&held_until)
+        .execute(&s.db().await)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let after = tick(&s, &day(8));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "ran beside another replica's pass"
+    );
+    assert!(
+        String::from_utf8_lossy(&after.stdout).contains("1 changed"),
+        "{after:?}"
+    );
+    s.wait_queue_drained(Duration::from_secs(30)).await;
+    let suspended = head(&repo);
+    assert_eq!(suspended.parent_id(0).unwrap(), past_due.id());
+    let message = suspended.message().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "tenant {id}: suspend past_due → suspended (grace period ended)"
+        )),
+        "{message}"
+    );
+    assert_eq!(replicas_at(&repo, &suspended, &id), running(1, 0));
+    assert_eq!(
+        account(&s, &id).await["subscription"]["status"],
+        "suspended"
+    );
 }
