@@ -281,6 +281,27 @@ pub struct Config {
     #[arg(long = "stripe-price", global = true, value_name = "PLAN=PRICE")]
     pub stripe_prices: Vec<String>,
 
+    /// Days a past-due subscription keeps running, counted from the failed payment that made it
+    /// past due; then the lifecycle scheduler suspends it.
+    #[arg(
+        long,
+        env = "LIFECYCLE_GRACE_DAYS",
+        default_value_t = 7,
+        value_parser = clap::value_parser!(u32).range(0..=3650),
+        global = true
+    )]
+    pub lifecycle_grace_days: u32,
+
+    /// Seconds between two passes of the lifecycle scheduler in `billing serve`.
+    #[arg(
+        long,
+        env = "LIFECYCLE_INTERVAL_SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub lifecycle_interval_seconds: u64,
+
     /// Poll the Kubernetes API for Flux Kustomization / Argo CD Application status: `auto`
     /// when a kubeconfig (KUBECONFIG, ~/.kube/config) or in-cluster config is found, or `off`.
     #[arg(

@@ -79,10 +79,11 @@ const EXPECTED_OBJECTS: &str = "
     ServiceAccount/tenant-reconciler RoleBinding/tenant-reconciler-admin SealedSecret/tenant-secrets
     Service/postgres StatefulSet/postgres ConfigMap/mosquitto-config Service/mosquitto
     Deployment/mosquitto Service/api Deployment/api Service/dashboard Deployment/dashboard
-    Service/exporter Deployment/exporter Ingress/tenant PersistentVolumeClaim/backups
+    Service/exporter Deployment/exporter Ingress/tenant ConfigMap/suspended-page Service/suspended
+    Deployment/suspended PersistentVolumeClaim/backups
     CronJob/postgres-backup Kustomization/tenant-demo NetworkPolicy/default-deny
     NetworkPolicy/allow-dns NetworkPolicy/postgres NetworkPolicy/mosquitto NetworkPolicy/api
-    NetworkPolicy/dashboard NetworkPolicy/exporter NetworkPolicy/backup";
+    NetworkPolicy/dashboard NetworkPolicy/exporter NetworkPolicy/suspended NetworkPolicy/backup";
 
 #[test]
 fn every_plan_renders_the_expected_objects_in_the_tenant_namespace() {
@@ -188,7 +189,7 @@ fn every_container_is_pinned_bounded_probed_and_non_root() {
                 }
             }
         }
-        assert_eq!(seen, 7, "plan {name}: containers checked");
+        assert_eq!(seen, 8, "plan {name}: containers checked");
     }
 }
 

@@ -1,5 +1,6 @@
 //! Stripe webhooks through the running server: events shaped like Stripe's (fixtures), signed
-//! with the test's own copy of the endpoint secret exactly as Stripe signs them.
+//! with the test's own copy of the endpoint secret exactly as Stripe signs them; and the
+//! clock's side (`billing lifecycle tick`), suspending a trial that a payment then reactivates.
 
 mod common;
 
@@ -24,7 +25,9 @@ const STRIPE_CUSTOMER: &str = "cus_QexampleCustomer";
 on_both_backends!(
     env = ENV;
     a_signed_upgrade_is_one_commit_and_a_new_license,
-    bad_stale_or_unsigned_deliveries_change_nothing
+    bad_stale_or_unsigned_deliveries_change_nothing,
+    an_ended_trial_is_suspended_by_the_clock_and_reactivated_by_payment,
+    a_failed_payment_is_suspended_after_the_grace_period
 );
 
 fn now() -> i64 {
@@ -339,4 +342,177 @@ async fn bad_stale_or_unsigned_deliveries_change_nothing(s: TestServer) {
     );
     // The same event, once properly signed, does apply: nothing above consumed its id.
     assert_eq!(send_signed(&s, &event).await["outcome"], "applied");
+}
+
+/// Runs `billing lifecycle tick --now <now>` against the server's database and data dir.
+fn tick(s: &TestServer, now: &str) -> std::process::Output {
+    s.command()
+        .env("SEALED_SECRETS_CERT", common::sealing_cert_path())
+        .args(["lifecycle", "tick", "--now", now])
+        .output()
+        .expect("run billing lifecycle tick")
+}
+
+/// Desired replicas of every Deployment and StatefulSet of the tenant at `commit`.
+fn replicas_at(repo: &Repository, commit: &git2::Commit<'_>, id: &str) -> Vec<(String, i64)> {
+    let dir = billing::render::tenant_dir(id);
+    let mut out = Vec::new();
+    for file in billing::render::TENANT_MANIFESTS {
+        let text = file_at(repo, commit, &format!("{dir}/{file}"));
+        for doc in billing::render::parse_documents(text.as_bytes()).unwrap() {
+            if matches!(doc["kind"].as_str(), Some("Deployment" | "StatefulSet")) {
+                let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+                out.push((name, doc["spec"]["replicas"].as_i64().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn running(suspended_page: i64, others: i64) -> Vec<(String, i64)> {
+    let mut want: Vec<(String, i64)> = ["api", "dashboard", "exporter", "mosquitto", "postgres"]
+        .into_iter()
+        .map(|n| (n.to_string(), others))
+        .collect();
+    want.push(("suspended".into(), suspended_page));
+    want.sort();
+    want
+}
+
+async fn an_ended_trial_is_suspended_by_the_clock_and_reactivated_by_payment(s: TestServer) {
+    let id = signup(&s, "ops@example.com").await;
+    let repo = repo(&s);
+    let signed_up = head(&repo);
+    let dir = billing::render::tenant_dir(&id);
+    let backup = format!("{dir}/backup.yaml");
+    let postgres = format!("{dir}/postgres.yaml");
+    assert_eq!(replicas_at(&repo, &signed_up, &id), running(0, 1));
+
+    // The bad time first: a clear error, a non-zero exit, nothing changed.
+    let bad = tick(&s, "next tuesday");
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--now") && stderr.contains("RFC 3339"),
+        "{stderr}"
+    );
+
+    // Before the trial's end (14 days) nothing happens; 15 days later it is suspended.
+    let day = |n: i64| billing::db::ts(chrono::Utc::now() + chrono::Duration::days(n));
+    let early = tick(&s, &day(13));
+    assert!(early.status.success(), "{early:?}");
+    let later = tick(&s, &day(15));
+    let stdout = String::from_utf8_lossy(&later.stdout).into_owned();
+    assert!(later.status.success(), "{later:?}");
+    assert!(stdout.contains("1 changed"), "{stdout}");
+    s.wait_queue_drained(Duration::from_secs(30)).await;
+
+    let suspended = head(&repo);
+    assert_eq!(
+        suspended.parent_id(0).unwrap(),
+        signed_up.id(),
+        "one commit"
+    );
+    let message = suspended.message().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "tenant {id}: suspend trialing → suspended (trial ended)"
+        )),
+        "{message}"
+    );
+    assert_eq!(replicas_at(&repo, &suspended, &id), running(1, 0));
+    assert!(file_at(&repo, &suspended, &backup).contains("suspend: true"));
+    let claims = |c: &git2::Commit<'_>| {
+        let pg = billing::render::parse_documents(file_at(&repo, c, &postgres).as_bytes()).unwrap();
+        let backups =
+            billing::render::parse_documents(file_at(&repo, c, &backup).as_bytes()).unwrap();
+        (
+            pg[1]["spec"]["volumeClaimTemplates"].clone(),
+            backups[0].clone(),
+        )
+    };
+    assert_eq!(claims(&suspended), claims(&signed_up), "volumes kept");
+    let view = account(&s, &id).await;
+    assert_eq!(view["subscription"]["status"], "suspended", "{view}");
+
+    // The same pass again changes nothing: no second commit.
+    let again = tick(&s, &day(15));
+    assert!(again.status.success(), "{again:?}");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 changed"));
+    s.wait_queue_drained(Duration::from_secs(30)).await;
+    assert_eq!(head(&repo).id(), suspended.id());
+
+    // Payment: Stripe says the subscription is active -> a reactivation commit.
+    let paid = subscription_updated("evt_1Paid", &id, "price_starter_monthly", now());
+    let receipt = send_signed(&s, &paid).await;
+    assert_eq!(receipt["outcome"], "applied", "{receipt}");
+    s.wait_queue_drained(Duration::from_secs(30)).await;
+    let reactivated = head(&repo);
+    assert_eq!(reactivated.parent_id(0).unwrap(), suspended.id());
+    let message = reactivated.message().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "tenant {id}: reactivate suspended → active (Stripe evt_1Paid)"
+        )),
+        "{message}"
+    );
+    assert_eq!(replicas_at(&repo, &reactivated, &id), running(0, 1));
+    assert!(file_at(&repo, &reactivated, &backup).contains("suspend: false"));
+    assert_eq!(claims(&reactivated), claims(&signed_up));
+    assert_eq!(account(&s, &id).await["subscription"]["status"], "active");
+}
+
+async fn a_failed_payment_is_suspended_after_the_grace_period(s: TestServer) {
+    let id = signup(&s, "ops@example.com").await;
+    let t0 = now();
+    let active = subscription_updated("evt_1Active", &id, "price_starter_monthly", t0);
+    assert_eq!(send_signed(&s, &active).await["outcome"], "applied");
+    let mut failed = fixture("invoice.payment_failed");
+    failed["created"] = json!(t0 + 1);
+    assert_eq!(send_signed(&s, &failed).await["outcome"], "applied");
+    s.wait_queue_drained(Duration::from_secs(30)).await;
+    assert_eq!(account(&s, &id).await["subscription"]["status"], "past_due");
+    let repo = repo(&s);
+    let past_due = head(&repo);
+
+    // LIFECYCLE_GRACE_DAYS (7) from the failed payment: still running on day 6, not on day 8.
+    let day = |n: i64| billing::db::ts(chrono::Utc::now() + chrono::Duration::days(n));
+    let within = tick(&s, &day(6));
+    assert!(
+        String::from_utf8_lossy(&within.stdout).contains("0 changed"),
+        "{within:?}"
+    );
+    // Another replica in the middle of a pass (its lease runs 2 s more): this one waits for it.
+    let held_until = billing::db::ts(chrono::Utc::now() + chrono::Duration::seconds(2));
+    sqlx::query("UPDATE scheduler_leases SET owner = 'other-replica', lease_until = $1")
+        .bind(&held_until)
+        .execute(&s.db().await)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let after = tick(&s, &day(8));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "ran beside another replica's pass"
+    );
+    assert!(
+        String::from_utf8_lossy(&after.stdout).contains("1 changed"),
+        "{after:?}"
+    );
+    s.wait_queue_drained(Duration::from_secs(30)).await;
+    let suspended = head(&repo);
+    assert_eq!(suspended.parent_id(0).unwrap(), past_due.id());
+    let message = suspended.message().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "tenant {id}: suspend past_due → suspended (grace period ended)"
+        )),
+        "{message}"
+    );
+    assert_eq!(replicas_at(&repo, &suspended, &id), running(1, 0));
+    assert_eq!(
+        account(&s, &id).await["subscription"]["status"],
+        "suspended"
+    );
 }

@@ -271,6 +271,12 @@ fn describe(
     let mut reason = parts.join(", ");
     match (change.source, change.reference) {
         (Source::Stripe, Some(reference)) => reason.push_str(&format!(" (Stripe {reference})")),
+        (Source::Clock, _) => reason.push_str(match change.event {
+            Event::TrialExpired => " (trial ended)",
+            Event::GraceExpired => " (grace period ended)",
+            Event::Erased => " (retention period ended)",
+            _ => " (clock)",
+        }),
         (source, _) => reason.push_str(&format!(" ({})", source.as_str())),
     }
     reason

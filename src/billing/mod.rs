@@ -1,7 +1,9 @@
 //! Billing after signup: the subscription state machine, the effects of its changes (a new
-//! license, a re-render through the outbox, history and audit), and the Stripe door.
+//! license, a re-render through the outbox, history and audit), the Stripe door and the clock's
+//! (the lifecycle scheduler).
 
 pub mod change;
+pub mod lifecycle;
 pub mod stripe;
 pub mod subscription;
 

@@ -43,6 +43,26 @@ pub enum Command {
     /// Tenant stacks.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// The subscription lifecycle scheduler.
+    #[command(subcommand)]
+    Lifecycle(LifecycleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LifecycleCommand {
+    /// Run one scheduler pass: suspend ended trials and past-due subscriptions past their grace
+    /// period. Writes the database only; the running server's worker commits.
+    Tick {
+        /// The time the pass runs as of (RFC 3339, e.g. 2025-01-31T12:00:00Z). Default: now.
+        #[arg(long, value_name = "RFC 3339", value_parser = parse_rfc3339)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+fn parse_rfc3339(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("not an RFC 3339 time like 2025-01-31T12:00:00Z ({e})"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,10 +205,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", crate::deploy::describe_changes(&changes));
             }
         }
+        Command::Lifecycle(LifecycleCommand::Tick { now }) => {
+            let app = App::start(config).await?;
+            let as_of = now.unwrap_or_else(chrono::Utc::now);
+            let report = lifecycle_tick(&app, as_of).await?;
+            for (id, reason) in &report.changed {
+                println!("tenant {id}: {reason}");
+            }
+            println!(
+                "lifecycle pass as of {}: {} changed, {} failed",
+                crate::db::ts(as_of),
+                report.changed.len(),
+                report.failed.len()
+            );
+            if !report.failed.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let (old, new) = keys::rotate(&key_paths(&config))?;
             println!("retired key {old}; new signing key {new}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One pass by hand: waits a little for a pass another process (the server) is running.
+async fn lifecycle_tick(
+    app: &App,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<crate::billing::lifecycle::Report> {
+    for _ in 0..100 {
+        if let Some(report) = crate::billing::lifecycle::tick(app, as_of).await? {
+            return Ok(report);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("another process has been running a lifecycle pass for 20 s; try again later")
 }

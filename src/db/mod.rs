@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod audit;
 pub mod deployments;
 pub mod licenses;
+pub mod lifecycle;
 pub mod login_throttle;
 pub mod outbox;
 pub mod secrets;

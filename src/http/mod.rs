@@ -80,6 +80,7 @@ pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
     tokio::spawn(crate::deploy::run_worker(app.clone()));
     tokio::spawn(crate::watcher::stall::run(app.clone()));
     tokio::spawn(crate::watcher::poller::run(app.clone()));
+    tokio::spawn(crate::billing::lifecycle::run(app.clone()));
     let listener = tokio::net::TcpListener::bind(app.config.listen_addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");

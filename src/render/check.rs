@@ -37,6 +37,9 @@ pub(super) fn expected_objects(id: &str, settings: &RenderSettings) -> BTreeSet<
         ("Service", "exporter".into()),
         ("Deployment", "exporter".into()),
         ("Ingress", "tenant".into()),
+        ("ConfigMap", "suspended-page".into()),
+        ("Service", "suspended".into()),
+        ("Deployment", "suspended".into()),
         ("PersistentVolumeClaim", "backups".into()),
         ("CronJob", "postgres-backup".into()),
         ("Kustomization", format!("tenant-{id}")),
@@ -49,6 +52,7 @@ pub(super) fn expected_objects(id: &str, settings: &RenderSettings) -> BTreeSet<
         "api",
         "dashboard",
         "exporter",
+        "suspended",
         "backup",
     ];
     fixed

@@ -18,6 +18,7 @@ use std::path::Path;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
+use crate::billing::subscription::SubscriptionStatus;
 use crate::plans::{Plan, Resources};
 use check::RenderedFile;
 use skeleton::{Skeletons, Split};
@@ -80,6 +81,7 @@ templates! {
         "dashboard.yaml",
         "exporter.yaml",
         "ingress.yaml",
+        "suspended.yaml",
         "backup.yaml",
     ],
     kustomization: "kustomization.yaml",
@@ -134,6 +136,9 @@ struct TenantView<'a> {
     host: String,
     plan: &'a str,
     subscription_status: &'a str,
+    /// False when the subscription is suspended, canceled or deleted: every workload is scaled
+    /// to zero (volumes kept) and the Ingress serves the suspended page.
+    running: bool,
     company_name: &'a str,
     email: &'a str,
     full_name: Option<&'a str>,
@@ -175,6 +180,10 @@ impl<'a> Context<'a> {
                 host: format!("{}.{}", spec.id, settings.base_domain),
                 plan: &spec.plan,
                 subscription_status: &spec.subscription_status,
+                running: spec
+                    .subscription_status
+                    .parse::<SubscriptionStatus>()
+                    .is_ok_and(SubscriptionStatus::runs),
                 company_name: &spec.company_name,
                 email: &spec.email,
                 full_name: spec.full_name.as_deref(),

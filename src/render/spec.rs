@@ -29,6 +29,8 @@ pub struct Images {
     pub dashboard: String,
     pub exporter: String,
     pub backup: String,
+    /// The static web server answering a suspended tenant's Ingress.
+    pub suspended_page: String,
 }
 
 impl Default for Images {
@@ -42,6 +44,7 @@ impl Default for Images {
             api: "ghcr.io/iotistic/api:1.0.0".into(),
             dashboard: "ghcr.io/iotistic/dashboard:1.0.0".into(),
             exporter: "ghcr.io/iotistic/billing-exporter:1.0.0".into(),
+            suspended_page: "docker.io/nginxinc/nginx-unprivileged:1.27.3-alpine".into(),
         }
     }
 }

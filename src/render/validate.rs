@@ -3,6 +3,7 @@
 //! Customer text is escaped, not restricted: only its size and a few control characters that
 //! kustomize cannot round-trip are refused.
 
+use crate::billing::subscription::SubscriptionStatus;
 use crate::plans::Resources;
 
 use super::{
@@ -125,6 +126,20 @@ pub(super) fn spec(spec: &TenantSpec) -> Result<(), RenderError> {
             format!("{:?} is not a valid label value", spec.subscription_status),
         ));
     }
+    // Whether the workloads run follows from the status: an unknown one is a caller's bug.
+    if spec
+        .subscription_status
+        .parse::<SubscriptionStatus>()
+        .is_err()
+    {
+        return Err(spec_err(
+            "subscription_status",
+            format!(
+                "{:?} is not a subscription status",
+                spec.subscription_status
+            ),
+        ));
+    }
     let texts = [
         ("company_name", Some(&spec.company_name)),
         ("email", Some(&spec.email)),
@@ -186,6 +201,7 @@ pub(super) fn settings(s: &RenderSettings, id: &str) -> Result<(), RenderError> 
         ("images.dashboard", &i.dashboard),
         ("images.exporter", &i.exporter),
         ("images.backup", &i.backup),
+        ("images.suspended_page", &i.suspended_page),
     ];
     for (field, image) in images {
         if !is_pinned_image(image) {

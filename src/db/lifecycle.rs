@@ -1,0 +1,85 @@
+//! Queries of the lifecycle scheduler: its lease (one process runs a pass at a time) and the
+//! subscriptions the clock has overtaken.
+
+use sqlx::{Any, Executor};
+
+use crate::billing::subscription::SubscriptionStatus;
+
+/// The lease row of the lifecycle scheduler (created by migration 0007).
+pub const LIFECYCLE_LEASE: &str = "lifecycle";
+
+/// Takes lease `name` for `owner` until `until`, if nobody holds it at `now`; false when
+/// another process does. Times are `db::ts` text.
+pub async fn take_lease<'c>(
+    db: impl Executor<'c, Database = Any>,
+    name: &str,
+    owner: &str,
+    now: &str,
+    until: &str,
+) -> Result<bool, sqlx::Error> {
+    let taken = sqlx::query(
+        "UPDATE scheduler_leases SET owner = $1, lease_until = $2 \
+         WHERE name = $3 AND (lease_until < $4 OR owner = $1)",
+    )
+    .bind(owner)
+    .bind(until)
+    .bind(name)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(taken.rows_affected() == 1)
+}
+
+/// Gives lease `name` back, if `owner` still holds it.
+pub async fn release_lease<'c>(
+    db: impl Executor<'c, Database = Any>,
+    name: &str,
+    owner: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE scheduler_leases SET owner = NULL, lease_until = '1970-01-01T00:00:00.000Z' \
+         WHERE name = $1 AND owner = $2",
+    )
+    .bind(name)
+    .bind(owner)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Customers in a trial that ended at or before `now`, oldest end first.
+pub async fn trials_ended<'c>(
+    db: impl Executor<'c, Database = Any>,
+    now: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT customer_id FROM subscriptions \
+         WHERE status = $1 AND trial_ends_at IS NOT NULL AND trial_ends_at <= $2 \
+         ORDER BY trial_ends_at, customer_id",
+    )
+    .bind(SubscriptionStatus::Trialing.as_str())
+    .bind(now)
+    .fetch_all(db)
+    .await
+}
+
+/// Customers past due since before `since`: since their latest transition into past_due (the
+/// failed payment), or, without one in the history, since the row last changed.
+pub async fn past_due_since<'c>(
+    db: impl Executor<'c, Database = Any>,
+    since: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let past_due = SubscriptionStatus::PastDue.as_str();
+    sqlx::query_scalar(
+        "SELECT s.customer_id FROM subscriptions s \
+         WHERE s.status = $1 AND COALESCE( \
+             (SELECT MAX(h.at) FROM subscription_history h \
+              WHERE h.customer_id = s.customer_id AND h.to_status = $1 AND h.from_status <> $1), \
+             s.updated_at) < $2 \
+         ORDER BY s.customer_id",
+    )
+    .bind(past_due)
+    .bind(since)
+    .fetch_all(db)
+    .await
+}
