@@ -29,7 +29,7 @@ pub struct Report {
 /// run by hand does not hold off the server's passes.
 pub async fn tick(app: &App, as_of: DateTime<Utc>) -> anyhow::Result<Option<Report>> {
     let pool = &app.db.pool;
-    let owner = &app.gitops.owner;
+    let owner = &app.worker_id;
     let wall = Utc::now();
     let taken = lifecycle::take_lease(
         pool,
@@ -77,7 +77,7 @@ async fn pass(app: &App, as_of: DateTime<Utc>) -> anyhow::Result<Report> {
         }
     }
     if !report.changed.is_empty() {
-        app.gitops.wake.notify_one();
+        app.worker_wake.notify_one();
     }
     Ok(report)
 }
