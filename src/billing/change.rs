@@ -62,7 +62,7 @@ pub async fn apply(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Outcome> {
     let now_text = db::ts(now);
-    let Some(held) = subscriptions::state(&mut **tx, customer_id).await? else {
+    let Some(held) = subscriptions::state(&mut **tx, app.db.backend, customer_id).await? else {
         return Ok(Outcome::Ignored("customer has no subscription".into()));
     };
     if let (Some(at), Some(newest)) = (change.stripe_event_at, held.stripe_event_at) {

@@ -27,14 +27,22 @@ struct StateRow {
     stripe_event_at: Option<i64>,
 }
 
+/// The subscription as held, locked for the rest of the transaction on PostgreSQL (`FOR
+/// UPDATE`), so a Stripe event and a clock pass deciding at the same moment take turns instead
+/// of one overwriting the other (SQLite's single writer already serialises them).
 pub async fn state<'c>(
     db: impl Executor<'c, Database = Any>,
+    backend: super::Backend,
     customer_id: &str,
 ) -> anyhow::Result<Option<SubscriptionState>> {
-    let row: Option<StateRow> = sqlx::query_as(
+    let lock = match backend {
+        super::Backend::Postgres => " FOR UPDATE",
+        super::Backend::Sqlite => "",
+    };
+    let row: Option<StateRow> = sqlx::query_as(&format!(
         "SELECT plan, status, trial_ends_at, current_period_ends_at, stripe_subscription_id, \
-         stripe_event_at FROM subscriptions WHERE customer_id = $1",
-    )
+         stripe_event_at FROM subscriptions WHERE customer_id = $1{lock}"
+    ))
     .bind(customer_id)
     .fetch_optional(db)
     .await?;
