@@ -141,10 +141,8 @@ pub async fn request(
     let now = Utc::now();
     let now_text = db::ts(now);
     let mut tx = app.db.pool.begin().await?;
-    if accounts::customer_by_id(&mut *tx, customer_id)
-        .await?
-        .is_none()
-    {
+    // A deleted customer is gone for operators too: a redeploy must not bring the stack back.
+    if !db::erasure::is_live(&mut *tx, customer_id).await? {
         return Err(ApiError::NotFound("no such customer"));
     }
     let instance_url = match action {
@@ -214,7 +212,8 @@ pub async fn redeploy_all(
     let queued = sqlx::query(
         "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, created_at, updated_at) \
          SELECT $1 || '-' || customer_id, customer_id, $3, 'pending', 0, $2, $2 \
-         FROM deployments WHERE status <> 'deleted'",
+         FROM deployments WHERE status <> 'deleted' \
+         AND customer_id IN (SELECT id FROM customers WHERE deleted_at IS NULL)",
     )
     .bind(&change_set)
     .bind(&now_text)
