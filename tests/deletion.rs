@@ -26,12 +26,14 @@ struct Customer {
     token: String,
 }
 
-/// Signs up (with a full name), fails one login (so the email is in the throttle and the audit
-/// log), logs in, and waits for the stack's commit.
+/// Tries to log in before signing up (an audit row of nobody naming the email), signs up (with
+/// a full name), fails one login (the email in the throttle and the customer's audit rows),
+/// logs in, and waits for the stack's commit.
 async fn customer(s: &TestServer, tag: &str) -> Customer {
     let email = format!("Erin.{tag}@Example.com");
     let company = format!("Quokka Fabrik {tag}");
     let full_name = format!("Erin Zettelkasten {tag}");
+    assert_eq!(login(s, &email, PASSWORD).await.0, 401);
     let (code, body) = s
         .post_json(
             "/api/customers/signup",
