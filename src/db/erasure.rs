@@ -49,6 +49,23 @@ pub async fn live_email<'c>(
     .await
 }
 
+/// Takes a live customer's row for a change: on SQLite the write lock, before the transaction
+/// reads anything (a read first fails with SQLITE_BUSY_SNAPSHOT when another writer commits in
+/// between); on PostgreSQL the row lock, so it waits for a deletion in flight. False when the
+/// customer is missing or deleted.
+pub async fn lock_live<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE customers SET updated_at = updated_at WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Whether the customer exists and is not deleted (a session of a deleted one is refused).
 pub async fn is_live<'c>(
     db: impl Executor<'c, Database = Any>,

@@ -142,7 +142,7 @@ pub async fn request(
     let now_text = db::ts(now);
     let mut tx = app.db.pool.begin().await?;
     // A deleted customer is gone for operators too: a redeploy must not bring the stack back.
-    if !db::erasure::is_live(&mut *tx, customer_id).await? {
+    if !db::erasure::lock_live(&mut *tx, customer_id).await? {
         return Err(ApiError::NotFound("no such customer"));
     }
     let instance_url = match action {
