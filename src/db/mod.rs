@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod deployments;
+pub mod erasure;
 pub mod licenses;
 pub mod lifecycle;
 pub mod login_throttle;
@@ -75,9 +76,12 @@ impl Db {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the single writer; the busy timeout makes
                         // concurrent writers queue instead of failing with SQLITE_BUSY.
+                        // secure_delete zeroes deleted and overwritten content, so a deleted
+                        // customer's data does not linger in free pages of the file.
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                             PRAGMA secure_delete = ON;",
                         )
                         .await?;
                     }

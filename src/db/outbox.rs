@@ -255,7 +255,7 @@ pub async fn pending_for<'c>(
         .try_get(0)
 }
 
-/// Queues `action` for every tenant that is not deleted, as one change set (change ids
+/// Queues `action` for every tenant that is not deleted (nor its customer), as one change set (change ids
 /// `<change_set>-<customer id>`); returns how many.
 pub async fn enqueue_all_live<'c>(
     db: impl Executor<'c, Database = Any>,
@@ -266,7 +266,8 @@ pub async fn enqueue_all_live<'c>(
     Ok(sqlx::query(
         "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, created_at, updated_at) \
          SELECT $1 || '-' || customer_id, customer_id, $3, $4, 0, $2, $2 \
-         FROM deployments WHERE status <> $5",
+         FROM deployments WHERE status <> $5 \
+         AND customer_id IN (SELECT id FROM customers WHERE deleted_at IS NULL)",
     )
     .bind(change_set)
     .bind(now)

@@ -92,7 +92,9 @@ pub(super) fn commit_message(prepared: &[&Prepared]) -> String {
         described.insert(
             id,
             match (p.action, p.job.reason.as_deref()) {
-                (Action::Delete, _) => format!("tenant {id}: delete"),
+                // A deletion's reason says who asked (`delete (customer request)`).
+                (Action::Delete, Some(reason)) => format!("tenant {id}: {reason}"),
+                (Action::Delete, None) => format!("tenant {id}: delete"),
                 // Why the change was queued (a plan upgrade, a suspension) says more than
                 // the action does.
                 (_, Some(reason)) => format!("tenant {id}: {reason}"),

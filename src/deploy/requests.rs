@@ -134,10 +134,8 @@ pub async fn request(
     let now = Utc::now();
     let now_text = db::ts(now);
     let mut tx = app.db.pool.begin().await?;
-    if accounts::customer_by_id(&mut *tx, customer_id)
-        .await?
-        .is_none()
-    {
+    // A deleted customer is gone for operators too: a redeploy must not bring the stack back.
+    if !db::erasure::lock_live(&mut *tx, customer_id).await? {
         return Err(ApiError::NotFound("no such customer"));
     }
     let instance_url = match action {

@@ -1,13 +1,14 @@
-//! Customer endpoints: signup, login, me, and the admin listing.
+//! Customer endpoints: signup, login, me, the admin listing, and deletion.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{Admin, CustomerSession, JsonBody};
+use super::extract::{Admin, Caller, CustomerSession, JsonBody, RawBody};
+use crate::accounts::deletion::{self, By, Deleted};
 use crate::accounts::domain::CustomerId;
 use crate::accounts::login::{self, LoginRequest, LoginResponse};
 use crate::accounts::signup::{self, SignupRequest, SignupResponse};
@@ -76,4 +77,26 @@ pub async fn get(
 ) -> Result<Json<AccountView>> {
     let id = CustomerId::parse(&id).ok_or(ApiError::NotFound("no such customer"))?;
     Ok(Json(view::load(&app, id.as_str(), Utc::now()).await?))
+}
+
+/// Deletes the customer: the admin, or the customer themself with `{password}`.
+pub async fn delete(
+    State(app): State<SharedApp>,
+    caller: Caller,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: RawBody,
+) -> Result<(StatusCode, Json<Deleted>)> {
+    let id = CustomerId::parse(&id).ok_or(ApiError::NotFound("no such customer"))?;
+    caller.may_see(id.as_str())?;
+    let (by, password) = match caller {
+        Caller::Admin => (By::Admin, None),
+        Caller::Customer(_) => (
+            By::Customer,
+            Some(deletion::password_from_json(body.json(&headers)?)?),
+        ),
+    };
+    let deleted = deletion::delete(&app, id.as_str(), by, password, &meta).await?;
+    Ok((StatusCode::ACCEPTED, Json(deleted)))
 }

@@ -49,18 +49,41 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         require_json(req.headers())?;
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
-                    limit: MAX_BODY_BYTES,
-                }
-            } else {
-                ApiError::MalformedJson(e.body_text())
-            }
-        })?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::MalformedJson(e.to_string()))
+    }
+}
+
+/// A body of at most [`MAX_BODY_BYTES`] that may be empty, for routes where only some callers
+/// must send JSON ([`RawBody::json`] checks it then).
+pub struct RawBody(pub Bytes);
+
+impl RawBody {
+    /// The body as JSON, declared so (see [`is_json`]).
+    pub fn json(&self, headers: &HeaderMap) -> Result<serde_json::Value, ApiError> {
+        require_json(headers)?;
+        serde_json::from_slice(&self.0).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge {
+                        limit: MAX_BODY_BYTES,
+                    }
+                } else {
+                    ApiError::MalformedJson(e.body_text())
+                }
+            })
     }
 }
 
@@ -152,7 +175,7 @@ impl FromRequestParts<SharedApp> for MetricsReader {
     }
 }
 
-/// The customer whose valid session token was presented.
+/// The customer whose valid session token was presented, and who is not deleted.
 pub struct CustomerSession(pub String);
 
 impl FromRequestParts<SharedApp> for CustomerSession {
@@ -160,10 +183,16 @@ impl FromRequestParts<SharedApp> for CustomerSession {
 
     async fn from_request_parts(parts: &mut Parts, app: &SharedApp) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::Unauthorized("session token required"))?;
-        app.sessions
+        let invalid = ApiError::Unauthorized("invalid or expired session token");
+        let id = app
+            .sessions
             .verify(&app.config.license_issuer, token)
-            .map(CustomerSession)
-            .ok_or(ApiError::Unauthorized("invalid or expired session token"))
+            .ok_or(invalid)?;
+        // The signature outlives the account: a deleted customer's token must stop working.
+        if !crate::db::erasure::is_live(&app.db.pool, &id).await? {
+            return Err(ApiError::Unauthorized("invalid or expired session token"));
+        }
+        Ok(CustomerSession(id))
     }
 }
 

@@ -32,7 +32,10 @@ pub fn router(app: SharedApp) -> Router {
         .route("/api/customers/login", post(customers::login))
         .route("/api/customers/me", get(customers::me))
         .route("/api/customers", get(customers::list))
-        .route("/api/customers/{id}", get(customers::get))
+        .route(
+            "/api/customers/{id}",
+            get(customers::get).delete(customers::delete),
+        )
         .route(
             "/api/customers/{id}/deployment/status",
             get(deployments::status),
