@@ -105,14 +105,7 @@ async fn a_subscription_made_in_stripe_upgrades_the_tenant(s: TestServer) {
     let Some(stripe) = LocalStripe::start().await else {
         return;
     };
-    let (code, body) = s
-        .signup("sales@example.com", "correct-horse-battery", "Sold Co")
-        .await;
-    assert_eq!(code, 201, "{body}");
-    let id = body["customer"]["customer_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.signed_up("sales@example.com", "Sold Co").await;
     s.wait_queue_drained(Duration::from_secs(30)).await;
 
     // Sales sets the customer up in the Stripe dashboard, outside Checkout: only the

@@ -92,12 +92,7 @@ async fn send_signed(s: &TestServer, event: &Value) -> Value {
 }
 
 async fn signup(s: &TestServer, email: &str) -> String {
-    let (code, body) = s.signup(email, "correct-horse-battery", "Acme GmbH").await;
-    assert_eq!(code, 201, "{body}");
-    let id = body["customer"]["customer_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.signed_up(email, "Acme GmbH").await;
     s.wait_queue_drained(Duration::from_secs(30)).await;
     id
 }

@@ -334,6 +334,16 @@ impl TestServer {
         }
     }
 
+    /// Signs a customer up (asserting the 201) and returns their id.
+    pub async fn signed_up(&self, email: &str, company: &str) -> String {
+        let (code, body) = self.signup(email, PASSWORD, company).await;
+        assert_eq!(code, 201, "{body}");
+        body["customer"]["customer_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub async fn signup(
         &self,
         email: &str,
