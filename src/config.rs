@@ -302,6 +302,20 @@ pub struct Config {
     )]
     pub lifecycle_interval_seconds: u64,
 
+    /// Where customer emails go: `smtp://host:port` (plain), `smtp://host?tls=required`
+    /// (STARTTLS) or `smtps://user:password@host` (TLS). Unset: emails are written to the log.
+    #[arg(long, env = "SMTP_URL", global = true, hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The From address of customer emails; its domain also names their Message-IDs.
+    #[arg(
+        long,
+        env = "SMTP_FROM",
+        default_value = "billing@iotistic.cloud",
+        global = true
+    )]
+    pub smtp_from: String,
+
     /// Poll the Kubernetes API for Flux Kustomization / Argo CD Application status: `auto`
     /// when a kubeconfig (KUBECONFIG, ~/.kube/config) or in-cluster config is found, or `off`.
     #[arg(

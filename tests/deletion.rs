@@ -305,6 +305,17 @@ async fn sqlite_file_keeps_no_trace_of_a_deleted_customer() {
 
     assert_eq!(delete(&s, &c.id, ADMIN_TOKEN, None).await.0, 202);
     s.wait_for_status(&c.id, "deleted", WAIT).await;
+    // The farewell email holds the address until it is sent; then its row keeps none.
+    let sent = "SELECT COUNT(*) FROM notifications WHERE customer_id = $1 \
+                AND kind = 'account_deleted' AND status = 'sent'";
+    let deadline = std::time::Instant::now() + WAIT;
+    while common::count(&s.db().await, sent, &c.id).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "farewell email not sent"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let after = sqlite_bytes(&s).await;
     for text in [&c.email, &c.company, &c.full_name] {
         assert!(!contains(&after, text), "{text} left in the database file");

@@ -223,6 +223,17 @@ async fn a_signed_upgrade_is_one_commit_and_a_new_license(s: TestServer) {
     assert_eq!(receipt["customer_id"], id.as_str());
     s.wait_queue_drained(Duration::from_secs(30)).await;
     assert_eq!(account(&s, &id).await["subscription"]["status"], "past_due");
+    // One payment-failed email (no SMTP_URL here: it goes to the log).
+    let logged = |log: String| {
+        log.lines()
+            .filter(|l| l.contains("logged, not sent") && l.contains("payment failed"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while logged(s.log()) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(logged(s.log()), 1, "{}", s.log());
     let failed_commit = head(&repo);
     assert_eq!(failed_commit.parent_id(0).unwrap(), after.id());
     assert!(

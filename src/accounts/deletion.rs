@@ -15,8 +15,9 @@ use super::{throttle, RequestMeta};
 use crate::app::App;
 use crate::billing::{Event, SubscriptionStatus};
 use crate::db::outbox::{self, Action};
-use crate::db::{self, audit, deployments, erasure, subscriptions, Tx};
+use crate::db::{self, audit, deployments, erasure, notifications, subscriptions, Tx};
 use crate::error::ApiError;
+use crate::notify;
 use crate::status;
 
 /// Who asked for the deletion.
@@ -134,6 +135,19 @@ pub async fn delete(
         None,
         None,
         &now_text,
+    )
+    .await?;
+    // The farewell is queued with the address read before the scrub; whatever else was
+    // still unsent for this customer goes (it would name them after their deletion).
+    notifications::drop_pending(&mut *tx, customer_id).await?;
+    notify::queue(
+        &mut *tx,
+        &app.config.smtp_from,
+        customer_id,
+        &email,
+        &notify::Email::AccountDeleted,
+        "",
+        now,
     )
     .await?;
     erasure::forget_login_failures(&mut *tx, &email).await?;

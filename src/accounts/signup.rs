@@ -165,6 +165,21 @@ pub async fn signup(
     }
     // The outbox job commits with the customer: a 201 always comes with a stack to build.
     outbox::enqueue(&mut *tx, id.as_str(), outbox::Action::Create, now).await?;
+    let trial_end_day = trial_ends_at.format("%Y-%m-%d").to_string();
+    crate::notify::queue(
+        &mut *tx,
+        &app.config.smtp_from,
+        id.as_str(),
+        &req.email.display,
+        &crate::notify::Email::Welcome {
+            company_name: &req.company_name,
+            trial_ends_at: &trial_end_day,
+            instance_url: &instance_url,
+        },
+        "",
+        now,
+    )
+    .await?;
     audit::record(&mut *tx, &now_text, &entry).await?;
     tx.commit().await?;
     app.worker_wake.notify_one();

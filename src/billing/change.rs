@@ -10,6 +10,7 @@ use crate::app::App;
 use crate::db::outbox;
 use crate::db::{self, accounts, audit, licenses, subscriptions, Tx};
 use crate::license::{self, LicenseSubject};
+use crate::notify;
 use crate::plans::Catalogue;
 
 /// Who caused a change.
@@ -128,6 +129,7 @@ pub async fn apply(
     )
     .await?;
     let jti = reissue_license(app, tx, customer_id, &next, now).await?;
+    tell_customer(app, tx, customer_id, &held, &next, change, now).await?;
     let change_id = outbox::enqueue_because(
         &mut **tx,
         customer_id,
@@ -159,6 +161,51 @@ pub async fn apply(
     )
     .await?;
     Ok(Outcome::Applied { reason, change_id })
+}
+
+/// Queues the email a change calls for: a suspension, or a failed payment that made the
+/// subscription past due. Keyed by the Stripe event (or the moment, for the clock), so a
+/// redelivered event queues nothing new.
+async fn tell_customer(
+    app: &App,
+    tx: &mut Tx<'_>,
+    customer_id: &str,
+    held: &subscriptions::SubscriptionState,
+    next: &subscriptions::SubscriptionState,
+    change: &Change<'_>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let became = |s| next.status == s && held.status != s;
+    let kind = if became(SubscriptionStatus::Suspended) {
+        notify::Kind::Suspended
+    } else if change.event == Event::PaymentFailed && became(SubscriptionStatus::PastDue) {
+        notify::Kind::PaymentFailed
+    } else {
+        return Ok(());
+    };
+    let customer = accounts::customer_by_id(&mut **tx, customer_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("customer {customer_id} not found"))?;
+    let company_name = &customer.company_name;
+    let email = match kind {
+        notify::Kind::PaymentFailed => notify::Email::PaymentFailed {
+            company_name,
+            grace_days: app.config.lifecycle_grace_days,
+        },
+        _ => notify::Email::Suspended { company_name },
+    };
+    let dedupe_key = change.reference.map_or_else(|| db::ts(now), String::from);
+    notify::queue(
+        &mut **tx,
+        &app.config.smtp_from,
+        customer_id,
+        &customer.email,
+        &email,
+        &dedupe_key,
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Signs, records and seals the license of the subscription's new state; returns its jti.

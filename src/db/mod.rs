@@ -9,6 +9,7 @@ pub mod erasure;
 pub mod licenses;
 pub mod lifecycle;
 pub mod login_throttle;
+pub mod notifications;
 pub mod outbox;
 pub mod secrets;
 pub mod subscriptions;

@@ -80,7 +80,9 @@ pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
     if app.config.admin_token().is_none() {
         tracing::warn!("ADMIN_API_TOKEN is not set: admin endpoints will refuse every request");
     }
+    let mail = crate::notify::sender::Sender::from_config(&app.config)?;
     tokio::spawn(crate::deploy::run_worker(app.clone()));
+    tokio::spawn(crate::notify::sender::run(app.clone(), mail));
     tokio::spawn(crate::watcher::stall::run(app.clone()));
     tokio::spawn(crate::watcher::poller::run(app.clone()));
     tokio::spawn(crate::billing::lifecycle::run(app.clone()));

@@ -1,0 +1,101 @@
+//! Customer emails: what kinds there are, how one is queued in the transaction of the change
+//! that causes it (`queue`), and the sender that delivers the queue (`sender`).
+
+pub mod sender;
+pub mod templates;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Any, Executor};
+
+pub use templates::Email;
+
+use crate::db::notifications::{self, NewNotification};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Welcome,
+    Suspended,
+    PaymentFailed,
+    AccountDeleted,
+}
+
+impl Kind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Welcome => "welcome",
+            Kind::Suspended => "suspended",
+            Kind::PaymentFailed => "payment_failed",
+            Kind::AccountDeleted => "account_deleted",
+        }
+    }
+}
+
+/// Where an email is: waiting (or leased) to be sent, sent, or given up. Stored as `as_str`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Sent,
+    Failed,
+}
+
+impl Status {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// The domain of a `From` address (`billing@iotistic.cloud`, `Billing <b@x.io>`), for
+/// Message-IDs.
+pub fn domain_of(from: &str) -> &str {
+    from.rsplit('@')
+        .next()
+        .map(|d| d.trim_end_matches('>').trim())
+        .filter(|d| !d.is_empty())
+        .unwrap_or("localhost")
+}
+
+/// Queues `email` for `recipient` in the caller's transaction. Its Message-ID is fixed here,
+/// so every attempt to send it carries the same one. False when an email of that kind and
+/// `dedupe_key` was queued for the customer before.
+pub async fn queue<'c>(
+    db: impl Executor<'c, Database = Any>,
+    from: &str,
+    customer_id: &str,
+    recipient: &str,
+    email: &Email<'_>,
+    dedupe_key: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), domain_of(from));
+    notifications::enqueue(
+        db,
+        &NewNotification {
+            customer_id,
+            kind: email.kind(),
+            dedupe_key,
+            recipient,
+            subject: email.subject(),
+            body: &email.body(),
+            message_id: &message_id,
+        },
+        now,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::domain_of;
+
+    #[test]
+    fn message_ids_take_the_domain_of_the_from_address() {
+        assert_eq!(domain_of("billing@iotistic.cloud"), "iotistic.cloud");
+        assert_eq!(domain_of("Billing <b@example.io>"), "example.io");
+        assert_eq!(domain_of("nobody"), "nobody");
+        assert_eq!(domain_of("x@"), "localhost");
+    }
+}

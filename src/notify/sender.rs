@@ -1,0 +1,122 @@
+//! The sender in `billing serve`: claims queued emails under a lease, sends each over SMTP
+//! (or, with no `SMTP_URL`, writes it to the log) and marks it sent.
+//!
+//! SMTP gives at-least-once delivery at best: a crash after the server accepted a message and
+//! before it is marked sent sends it again once the lease expires. The stored Message-ID goes
+//! out with every attempt, so such a duplicate is recognisably the same message.
+
+use std::time::Duration as StdDuration;
+
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::templates::check_subject;
+use crate::app::SharedApp;
+use crate::config::Config;
+use crate::db::notifications::{self, Pending};
+
+const POLL: StdDuration = StdDuration::from_secs(1);
+const BATCH: i64 = 20;
+const LEASE: Duration = Duration::seconds(60);
+const MAX_ATTEMPTS: i64 = 10;
+
+pub struct Sender {
+    /// None: no SMTP_URL, emails go to the log.
+    smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    from: Mailbox,
+}
+
+impl Sender {
+    /// Checks SMTP_URL and SMTP_FROM at start-up, so a typo fails `serve` instead of every email.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let from = config
+            .smtp_from
+            .parse::<Mailbox>()
+            .context("SMTP_FROM is not an email address")?;
+        let smtp = config
+            .smtp_url
+            .as_deref()
+            .map(|url| {
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map(|b| b.build())
+                    // Not the URL itself: it may carry a password.
+                    .context("SMTP_URL is not a valid smtp:// or smtps:// URL")
+            })
+            .transpose()?;
+        if smtp.is_none() {
+            tracing::warn!("SMTP_URL is not set: customer emails are written to the log, not sent");
+        }
+        Ok(Sender { smtp, from })
+    }
+
+    async fn deliver(&self, row: &Pending) -> Result<(), String> {
+        let recipient = row.recipient.as_deref().ok_or("no recipient")?;
+        let body = row.body.clone().unwrap_or_default();
+        let Some(smtp) = &self.smtp else {
+            tracing::info!(
+                message_id = %row.message_id,
+                kind = %row.kind,
+                to = recipient,
+                subject = %row.subject,
+                body = %body,
+                "email (SMTP_URL unset: logged, not sent)"
+            );
+            return Ok(());
+        };
+        let to = recipient
+            .parse::<Mailbox>()
+            .map_err(|e| format!("recipient: {e}"))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(check_subject(&row.subject)?)
+            .message_id(Some(row.message_id.clone()))
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| format!("building the message: {e}"))?;
+        smtp.send(message)
+            .await
+            .map(drop)
+            .map_err(|e| format!("SMTP: {e}"))
+    }
+}
+
+/// Sends what is queued until the process ends.
+pub async fn run(app: SharedApp, sender: Sender) {
+    loop {
+        match pass(&app, &sender).await {
+            // A full batch: there may be more at once.
+            Ok(n) if n >= BATCH as usize => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "email sender: database unavailable"),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// One batch; returns how many emails it took.
+async fn pass(app: &SharedApp, sender: &Sender) -> Result<usize, sqlx::Error> {
+    let owner = &app.worker_id;
+    let rows = notifications::claim(&app.db, owner, BATCH, LEASE, Utc::now()).await?;
+    for row in &rows {
+        match sender.deliver(row).await {
+            Ok(()) => {
+                if !notifications::mark_sent(&app.db, row.id, owner, Utc::now()).await? {
+                    tracing::warn!(message_id = %row.message_id, "email sent after its lease ran out");
+                }
+                tracing::info!(message_id = %row.message_id, kind = %row.kind, customer_id = %row.customer_id, "email sent");
+            }
+            Err(error) => {
+                let backoff = Duration::seconds(1 << row.attempts.clamp(0, 12));
+                let gave_up =
+                    notifications::retry(&app.db, row, &error, MAX_ATTEMPTS, backoff, Utc::now())
+                        .await?;
+                tracing::warn!(message_id = %row.message_id, kind = %row.kind, error = %error, gave_up, "email not sent");
+            }
+        }
+    }
+    Ok(rows.len())
+}

@@ -1,0 +1,203 @@
+//! Customer emails through the running server and a real SMTP server (aiosmtpd): one welcome
+//! email per signup, also when the server is killed right after the 201; with no SMTP_URL the
+//! email is in the server's log.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestServer, PASSWORD};
+
+for_each_backend!(
+    a_signup_gets_exactly_one_welcome_email,
+    a_kill_right_after_signup_still_sends_one_welcome_email,
+    without_smtp_url_the_email_is_in_the_log
+);
+
+/// aiosmtpd on a free port in its own process group, saving each message to `dir`.
+struct SmtpSink {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl SmtpSink {
+    fn start() -> Option<Self> {
+        let ok = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            common::skip::skip_unless_ci("the email tests", "python3 with aiosmtpd is missing");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/smtp_sink.py");
+        let child = Command::new("python3")
+            .process_group(0)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the SMTP sink");
+        let sink = SmtpSink { dir, port, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "SMTP sink did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(sink)
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far for `to`, as text.
+    fn messages_to(&self, to: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "eml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if header(&text, "To").is_some_and(|t| t.contains(to)) {
+                    out.push(text);
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits until some message reached `to`; then returns the distinct Message-IDs received
+    /// for it, after `settle` more for any duplicate or second email to arrive.
+    async fn message_ids_to(&self, to: &str, settle: Duration) -> BTreeSet<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.messages_to(to).is_empty() {
+            assert!(Instant::now() < deadline, "no email reached {to}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(settle).await;
+        self.messages_to(to)
+            .iter()
+            .map(|m| header(m, "Message-ID").expect("a Message-ID header"))
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        common::kill_process_group(&mut self.child);
+    }
+}
+
+/// The value of header `name` in a raw message (unfolded headers only, which ours are).
+fn header(message: &str, name: &str) -> Option<String> {
+    message
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+}
+
+async fn server_with(backend: Backend, sink: &SmtpSink) -> Option<TestServer> {
+    let url = sink.url();
+    TestServer::start_with(backend, &[("SMTP_URL", &url)]).await
+}
+
+async fn sign_up(s: &TestServer, email: &str) -> String {
+    let (code, body) = s.signup(email, PASSWORD, "Acme GmbH").await;
+    assert_eq!(code, 201, "{body}");
+    body["customer"]["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn a_signup_gets_exactly_one_welcome_email(backend: Backend) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let Some(s) = server_with(backend, &sink).await else {
+        return;
+    };
+    let id = sign_up(&s, "ada@example.com").await;
+    let ids = sink
+        .message_ids_to("ada@example.com", Duration::from_secs(2))
+        .await;
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let messages = sink.messages_to("ada@example.com");
+    assert_eq!(messages.len(), 1, "sent once, not retried");
+    let m = &messages[0];
+    assert_eq!(header(m, "Subject").as_deref(), Some("Welcome to Iotistic"));
+    assert!(header(m, "From")
+        .unwrap()
+        .contains("billing@iotistic.cloud"));
+    assert!(m.contains("Acme GmbH"), "{m}");
+    // Sent, and the row keeps no address or text once sent.
+    let pool = s.db().await;
+    let sent = "SELECT COUNT(*) FROM notifications WHERE customer_id = $1 AND status = 'sent' \
+                AND recipient IS NULL AND body IS NULL AND sent_at IS NOT NULL";
+    assert_eq!(common::count(&pool, sent, &id).await, 1);
+}
+
+async fn a_kill_right_after_signup_still_sends_one_welcome_email(backend: Backend) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let Some(mut s) = server_with(backend, &sink).await else {
+        return;
+    };
+    sign_up(&s, "grace@example.com").await;
+    s.stop();
+    s.restart().await;
+    let ids = sink
+        .message_ids_to("grace@example.com", Duration::from_secs(3))
+        .await;
+    assert_eq!(
+        ids.len(),
+        1,
+        "one welcome email, whatever was re-sent: {ids:?}"
+    );
+    // A later signup after the restart is delivered too: the sender runs again.
+    sign_up(&s, "linus@example.com").await;
+    let ids = sink
+        .message_ids_to("linus@example.com", Duration::from_secs(1))
+        .await;
+    assert_eq!(ids.len(), 1, "{ids:?}");
+}
+
+async fn without_smtp_url_the_email_is_in_the_log(backend: Backend) {
+    let Some(s) = TestServer::start(backend).await else {
+        return;
+    };
+    sign_up(&s, "hedy@example.com").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = s.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("logged, not sent") && l.contains("hedy@example.com"));
+        if let Some(line) = line {
+            assert!(line.contains("Welcome to Iotistic"), "{line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no logged email:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pool = s.db().await;
+    let sent = "SELECT COUNT(*) FROM notifications WHERE kind = $1 AND status = 'sent'";
+    assert_eq!(common::count(&pool, sent, "welcome").await, 1);
+}
