@@ -295,6 +295,16 @@ pub struct Config {
     )]
     pub stripe_api_base: String,
 
+    /// Seconds a Stripe API call may take before it is a 502 `stripe_unavailable`.
+    #[arg(
+        long,
+        env = "STRIPE_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=120),
+        global = true
+    )]
+    pub stripe_timeout_seconds: u64,
+
     /// Days a past-due subscription keeps running, counted from the failed payment that made it
     /// past due; then the lifecycle scheduler suspends it.
     #[arg(

@@ -5,7 +5,9 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
@@ -40,6 +42,8 @@ struct Shared {
     seen: Arc<Mutex<Vec<Seen>>>,
     /// When set, `POST /v1/checkout/sessions` answers this Stripe error.
     fail_checkout: Arc<Mutex<Option<Value>>>,
+    /// When set, nothing is answered (past the server's STRIPE_TIMEOUT_SECONDS).
+    hang: Arc<AtomicBool>,
     localstripe: String,
     http: reqwest::Client,
 }
@@ -56,8 +60,14 @@ impl FakeStripe {
             localstripe: localstripe.base.clone(),
             ..Shared::default()
         };
+        // `Connection: close`: no pooled connection outlives `stop`, so Stripe is really gone.
         let app = axum::Router::new()
             .fallback(answer)
+            .layer(axum::middleware::map_response(|mut r: Response| async {
+                r.headers_mut()
+                    .insert("connection", axum::http::HeaderValue::from_static("close"));
+                r
+            }))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -88,6 +98,9 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if shared.hang.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
     let path = uri.path().to_string();
     let auth = headers
         .get("authorization")
@@ -169,6 +182,7 @@ async fn start(backend: Backend) -> Option<(TestServer, FakeStripe, LocalStripe)
         ("STRIPE_SECRET_KEY", KEY),
         ("STRIPE_API_BASE", fake.url.as_str()),
         ("STRIPE_PRICE_PROFESSIONAL", PRICE),
+        ("STRIPE_TIMEOUT_SECONDS", "2"),
     ];
     let server = TestServer::start_with(backend, &env).await?;
     Some((server, fake, localstripe))
@@ -278,6 +292,13 @@ async fn checkout_links_one_stripe_customer_and_opens_the_portal(backend: Backen
     assert_eq!(in_stripe["email"], "alice@example.com");
     assert_eq!(in_stripe["name"], "Acme GmbH");
     assert_eq!(in_stripe["metadata"]["customer_id"], alice.as_str());
+    let audited = common::count(
+        &s.db().await,
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'stripe.customer_created' AND customer_id = $1",
+        &alice,
+    )
+    .await;
+    assert_eq!(audited, 1);
 
     let sessions = fake.seen("/v1/checkout/sessions");
     assert_eq!(sessions.len(), 1);
@@ -451,9 +472,38 @@ async fn stripe_failures_are_502_and_change_nothing(backend: Backend) {
         "the Stripe customer Stripe made is kept: {carol_view}"
     );
 
+    // Stripe does not answer: a 502 after STRIPE_TIMEOUT_SECONDS, and no Stripe id stored.
+    let (_, erin_token) = customer(&s, "erin@example.com").await;
+    fake.shared.hang.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let (code, body) = post(
+        &s,
+        "/api/subscriptions/checkout",
+        &erin_token,
+        checkout_body("professional"),
+    )
+    .await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (502, Some("stripe_unavailable")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, erin_view) = s.get_json("/api/subscriptions/me", Some(&erin_token)).await;
+    assert!(erin_view["stripe_customer_id"].is_null(), "{erin_view}");
+
     // Stripe is down: a 502 at once, and no Stripe id stored or changed.
     fake.stop().await;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let (code, body) = post(
         &s,
         "/api/subscriptions/checkout",
@@ -470,7 +520,11 @@ async fn stripe_failures_are_502_and_change_nothing(backend: Backend) {
             .contains("nothing was changed"),
         "{body}"
     );
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let (_, dave_view) = s.get_json("/api/subscriptions/me", Some(&dave_token)).await;
     assert!(dave_view["stripe_customer_id"].is_null(), "{dave_view}");
 

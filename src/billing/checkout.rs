@@ -7,10 +7,25 @@ use serde_json::Value;
 
 use super::stripe::api::{self, NewCheckout, NewCustomer};
 use crate::accounts::domain::CustomerId;
+use crate::accounts::RequestMeta;
 use crate::app::App;
-use crate::db::{self, accounts, erasure, subscriptions};
+use crate::db::{self, accounts, audit, erasure, subscriptions};
 use crate::error::ApiError;
-use crate::http::extract::Caller;
+
+/// Who asks: a customer for themselves (by session), or the admin for any customer.
+pub enum Requester {
+    Admin,
+    Customer(String),
+}
+
+impl Requester {
+    fn actor(&self) -> String {
+        match self {
+            Requester::Admin => "admin".into(),
+            Requester::Customer(id) => format!("customer:{id}"),
+        }
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct CheckoutStarted {
@@ -26,7 +41,8 @@ pub struct PortalOpened {
 /// `{plan, success_url, cancel_url}` (and `customer_id` for the admin) → a Checkout Session.
 pub async fn checkout(
     app: &App,
-    caller: &Caller,
+    by: &Requester,
+    meta: &RequestMeta,
     body: &Value,
 ) -> Result<CheckoutStarted, ApiError> {
     let plan = string_field(body, "plan")?
@@ -34,9 +50,9 @@ pub async fn checkout(
     let price = price_of(app, plan)?;
     let success_url = url_field(body, "success_url")?;
     let cancel_url = url_field(body, "cancel_url")?;
-    let customer_id = target(app, caller, body).await?;
+    let customer_id = target(app, by, body).await?;
     let stripe = client(app)?;
-    let stripe_customer_id = ensure_stripe_customer(app, &stripe, &customer_id).await?;
+    let stripe_customer_id = ensure_stripe_customer(app, &stripe, by, meta, &customer_id).await?;
     let session = stripe
         .create_checkout_session(&NewCheckout {
             customer_id: &customer_id,
@@ -55,9 +71,9 @@ pub async fn checkout(
 }
 
 /// `{return_url}` (and `customer_id` for the admin) → a Billing Portal session's URL.
-pub async fn portal(app: &App, caller: &Caller, body: &Value) -> Result<PortalOpened, ApiError> {
+pub async fn portal(app: &App, by: &Requester, body: &Value) -> Result<PortalOpened, ApiError> {
     let return_url = url_field(body, "return_url")?;
-    let customer_id = target(app, caller, body).await?;
+    let customer_id = target(app, by, body).await?;
     let stripe = client(app)?;
     let stripe_customer_id = subscriptions::stripe_id_of(&app.db.pool, &customer_id)
         .await?
@@ -77,6 +93,8 @@ pub async fn portal(app: &App, caller: &Caller, body: &Value) -> Result<PortalOp
 async fn ensure_stripe_customer(
     app: &App,
     stripe: &api::Client<'_>,
+    by: &Requester,
+    meta: &RequestMeta,
     customer_id: &str,
 ) -> Result<String, ApiError> {
     let pool = &app.db.pool;
@@ -97,7 +115,18 @@ async fn ensure_stripe_customer(
         })
         .await?;
     let now = db::ts(chrono::Utc::now());
-    subscriptions::link_stripe_customer(pool, customer_id, &created.id, &now).await?;
+    let mut tx = pool.begin().await?;
+    subscriptions::link_stripe_customer(&mut *tx, customer_id, &created.id, &now).await?;
+    let entry = audit::AuditEntry {
+        action: "stripe.customer_created",
+        customer_id: Some(customer_id.to_string()),
+        actor: by.actor(),
+        client_ip: meta.client_ip.clone(),
+        user_agent: meta.user_agent.clone(),
+        details: serde_json::json!({ "stripe_customer_id": created.id }),
+    };
+    audit::record(&mut *tx, &now, &entry).await?;
+    tx.commit().await?;
     tracing::info!(customer_id, stripe_customer_id = %created.id, "Stripe customer created");
     subscriptions::stripe_id_of(pool, customer_id)
         .await?
@@ -107,17 +136,15 @@ async fn ensure_stripe_customer(
 
 /// Whose subscription: the customer's own, or for the admin the body's `customer_id`. A live
 /// customer only; another customer's id looks nonexistent to a customer.
-async fn target(app: &App, caller: &Caller, body: &Value) -> Result<String, ApiError> {
+async fn target(app: &App, by: &Requester, body: &Value) -> Result<String, ApiError> {
     let named = string_field(body, "customer_id")?;
-    let id = match (caller, named) {
-        (Caller::Customer(own), _) => {
-            if let Some(named) = named {
-                caller.may_see(named)?;
-            }
-            own.clone()
+    let id = match (by, named) {
+        (Requester::Customer(own), Some(named)) if named != own => {
+            return Err(ApiError::NotFound("no such customer"))
         }
-        (Caller::Admin, Some(named)) => named.to_string(),
-        (Caller::Admin, None) => {
+        (Requester::Customer(own), _) => own.clone(),
+        (Requester::Admin, Some(named)) => named.to_string(),
+        (Requester::Admin, None) => {
             return Err(ApiError::validation(
                 "missing_field",
                 "customer_id",
@@ -136,10 +163,12 @@ fn client(app: &App) -> Result<api::Client<'_>, ApiError> {
     let key = app.config.stripe_secret_key.as_ref().ok_or_else(|| {
         ApiError::Unavailable("Stripe is not configured: STRIPE_SECRET_KEY is not set".into())
     })?;
+    let timeout = std::time::Duration::from_secs(app.config.stripe_timeout_seconds);
     Ok(api::Client::new(
         &app.http,
         &app.config.stripe_api_base,
         key,
+        timeout,
     ))
 }
 

@@ -5,17 +5,20 @@ use axum::Json;
 
 use super::extract::{Caller, CustomerSession, JsonBody};
 use crate::accounts::domain::CustomerId;
+use crate::accounts::RequestMeta;
 use crate::app::SharedApp;
-use crate::billing::checkout::{self, CheckoutStarted, PortalOpened};
+use crate::billing::checkout::{self, CheckoutStarted, PortalOpened, Requester};
 use crate::billing::view::{self, SubscriptionView};
 use crate::error::{ApiError, Result};
 
 pub async fn checkout(
     State(app): State<SharedApp>,
     caller: Caller,
+    meta: RequestMeta,
     JsonBody(body): JsonBody,
 ) -> Result<Json<CheckoutStarted>> {
-    Ok(Json(checkout::checkout(&app, &caller, &body).await?))
+    let by = requester(caller);
+    Ok(Json(checkout::checkout(&app, &by, &meta, &body).await?))
 }
 
 pub async fn portal(
@@ -23,7 +26,16 @@ pub async fn portal(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Json<PortalOpened>> {
-    Ok(Json(checkout::portal(&app, &caller, &body).await?))
+    Ok(Json(
+        checkout::portal(&app, &requester(caller), &body).await?,
+    ))
+}
+
+fn requester(caller: Caller) -> Requester {
+    match caller {
+        Caller::Admin => Requester::Admin,
+        Caller::Customer(id) => Requester::Customer(id),
+    }
 }
 
 pub async fn me(

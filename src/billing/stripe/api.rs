@@ -8,9 +8,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-/// Long enough for Stripe's slow p99, short enough that a checkout click gets an answer.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Stripe's `error.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,14 +88,22 @@ pub struct Client<'a> {
     http: &'a reqwest::Client,
     base: &'a str,
     key: &'a SecretString,
+    /// Per call: short, so a checkout click gets an answer while Stripe is slow.
+    timeout: Duration,
 }
 
 impl<'a> Client<'a> {
-    pub fn new(http: &'a reqwest::Client, base: &'a str, key: &'a SecretString) -> Self {
+    pub fn new(
+        http: &'a reqwest::Client,
+        base: &'a str,
+        key: &'a SecretString,
+        timeout: Duration,
+    ) -> Self {
         Client {
             http,
             base: base.trim_end_matches('/'),
             key,
+            timeout,
         }
     }
 
@@ -154,7 +159,7 @@ impl<'a> Client<'a> {
             .http
             .post(format!("{}{path}", self.base))
             .bearer_auth(self.key.expose_secret())
-            .timeout(TIMEOUT)
+            .timeout(self.timeout)
             .form(form);
         if let Some(key) = idempotency_key {
             req = req.header("Idempotency-Key", key);
