@@ -230,6 +230,7 @@ fn checkout_body(plan: &str) -> Value {
 for_each_backend!(
     checkout_links_one_stripe_customer_and_opens_the_portal,
     stripe_failures_are_502_and_change_nothing,
+    without_a_secret_key_checkout_is_unavailable,
 );
 
 async fn checkout_links_one_stripe_customer_and_opens_the_portal(backend: Backend) {
@@ -540,4 +541,33 @@ async fn stripe_failures_are_502_and_change_nothing(backend: Backend) {
         .await;
     assert_eq!(after["stripe_customer_id"], carol_stripe);
     assert!(!s.log().contains(KEY), "the secret key is never logged");
+}
+
+async fn without_a_secret_key_checkout_is_unavailable(backend: Backend) {
+    let env = [("STRIPE_PRICE_PROFESSIONAL", PRICE)];
+    let Some(s) = TestServer::start_with(backend, &env).await else {
+        return;
+    };
+    let (_, token) = customer(&s, "frank@example.com").await;
+    let (code, body) = post(
+        &s,
+        "/api/subscriptions/checkout",
+        &token,
+        checkout_body("professional"),
+    )
+    .await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("STRIPE_SECRET_KEY"),
+        "{body}"
+    );
+    let (_, me) = s.get_json("/api/subscriptions/me", Some(&token)).await;
+    assert!(me["stripe_customer_id"].is_null(), "{me}");
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::app::App;
+use crate::billing::SubscriptionStatus;
 use crate::db::{accounts, erasure, subscriptions};
 use crate::error::ApiError;
 
@@ -11,7 +12,7 @@ use crate::error::ApiError;
 pub struct SubscriptionView {
     pub customer_id: String,
     pub plan: String,
-    pub status: String,
+    pub status: &'static str,
     pub trial_ends_at: Option<String>,
     pub current_period_ends_at: Option<String>,
     pub stripe_customer_id: Option<String>,
@@ -34,7 +35,11 @@ pub async fn load(app: &App, customer_id: &str) -> Result<SubscriptionView, ApiE
     Ok(SubscriptionView {
         customer_id: customer_id.to_string(),
         plan: sub.plan,
-        status: sub.status,
+        status: sub
+            .status
+            .parse::<SubscriptionStatus>()
+            .map_err(anyhow::Error::msg)?
+            .as_str(),
         trial_ends_at: sub.trial_ends_at,
         current_period_ends_at: sub.current_period_ends_at,
         stripe_customer_id,
