@@ -281,6 +281,30 @@ pub struct Config {
     #[arg(long = "stripe-price", global = true, value_name = "PLAN=PRICE")]
     pub stripe_prices: Vec<String>,
 
+    /// Secret API key (`sk_…`) for Checkout and Billing Portal sessions. Unset:
+    /// `/api/subscriptions/checkout` and `/portal` answer 503.
+    #[arg(long, env = "STRIPE_SECRET_KEY", global = true, hide_env_values = true)]
+    pub stripe_secret_key: Option<SecretString>,
+
+    /// Base URL of Stripe's API (a test double in tests).
+    #[arg(
+        long,
+        env = "STRIPE_API_BASE",
+        default_value = "https://api.stripe.com",
+        global = true
+    )]
+    pub stripe_api_base: String,
+
+    /// Seconds a Stripe API call may take before it is a 502 `stripe_unavailable`.
+    #[arg(
+        long,
+        env = "STRIPE_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=120),
+        global = true
+    )]
+    pub stripe_timeout_seconds: u64,
+
     /// Days a past-due subscription keeps running, counted from the failed payment that made it
     /// past due; then the lifecycle scheduler suspends it.
     #[arg(

@@ -33,6 +33,12 @@ pub enum ApiError {
     AdminDisabled,
     #[error("{0}")]
     Unavailable(String),
+    /// The request is valid but the resource's state does not allow it.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Stripe did not answer, or refused: a 502, and nothing of ours was changed.
+    #[error("{0}; nothing was changed")]
+    Stripe(#[from] crate::billing::stripe::api::StripeError),
     /// The database cannot be reached (pool timeout, refused or dropped connection): the
     /// client may retry; the detail is logged, never sent.
     #[error("the database is unavailable; retry shortly")]
@@ -117,6 +123,16 @@ impl ApiError {
                 "unavailable",
                 None,
             ),
+            Conflict { code, .. } => (StatusCode::CONFLICT, "Conflict", code, None),
+            Stripe(crate::billing::stripe::api::StripeError::Unavailable(_)) => (
+                StatusCode::BAD_GATEWAY,
+                "Bad gateway",
+                "stripe_unavailable",
+                None,
+            ),
+            Stripe(crate::billing::stripe::api::StripeError::Api { .. }) => {
+                (StatusCode::BAD_GATEWAY, "Bad gateway", "stripe_error", None)
+            }
             DatabaseUnavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service unavailable",
@@ -201,6 +217,7 @@ impl IntoResponse for ApiError {
         let detail = match &self {
             ApiError::Internal(err) => Some(format!("{err:#}")),
             ApiError::DatabaseUnavailable(detail) => Some(detail.clone()),
+            ApiError::Stripe(err) => Some(err.to_string()),
             ApiError::Rejected { status, message } if status.is_server_error() => {
                 Some(message.clone())
             }

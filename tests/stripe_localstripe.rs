@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::localstripe::LocalStripe;
 use common::{TestServer, ADMIN_TOKEN};
 
 const SECRET: &str = "whsec_localstripe_0123456789";
@@ -13,91 +13,6 @@ const ENV: &[(&str, &str)] = &[
     ("STRIPE_WEBHOOK_SECRET", SECRET),
     ("STRIPE_PRICE_PROFESSIONAL", "price_professional_monthly"),
 ];
-
-/// localstripe on a free 127.0.0.1 port, in its own process group (killed whole on drop).
-struct LocalStripe {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Drop for LocalStripe {
-    fn drop(&mut self) {
-        common::kill_process_group(&mut self.child);
-    }
-}
-
-impl LocalStripe {
-    async fn start() -> Option<Self> {
-        use std::os::unix::process::CommandExt;
-        let importable = Command::new("python3")
-            .args(["-c", "import localstripe"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !importable {
-            common::skip::skip_unless_ci(
-                "the localstripe test",
-                "localstripe is not installed (pip install localstripe)",
-            );
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
-            // --from-scratch: its store (a fixed /tmp file) may hold another run's objects.
-            .args([
-                "-m",
-                "localstripe",
-                "--from-scratch",
-                "--port",
-                &port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("spawn localstripe");
-        let ls = LocalStripe {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while ls
-            .http
-            .get(format!("{}/v1/plans", ls.base))
-            .basic_auth("sk_test_1", Some(""))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "localstripe did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Some(ls)
-    }
-
-    /// A form-encoded Stripe API call, as Stripe's own clients make it.
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .basic_auth("sk_test_1", Some(""))
-            .form(form)
-            .send()
-            .await
-            .expect("localstripe request");
-        let status = resp.status();
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        assert!(status.is_success(), "POST {path}: {status} {body}");
-        body
-    }
-}
 
 on_both_backends!(env = ENV; a_subscription_made_in_stripe_upgrades_the_tenant);
 

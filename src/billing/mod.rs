@@ -3,9 +3,11 @@
 //! (the lifecycle scheduler).
 
 pub mod change;
+pub mod checkout;
 pub mod lifecycle;
 pub mod stripe;
 pub mod subscription;
+pub mod view;
 
 pub use change::{apply, Change, Outcome, Source};
 pub use subscription::{Event, SubscriptionStatus};

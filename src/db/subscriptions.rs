@@ -195,3 +195,30 @@ pub async fn finish_event<'c>(
         .await?;
     Ok(())
 }
+
+/// One row of `subscription_history`, as the API shows it.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct HistoryRow {
+    pub event: String,
+    pub from_status: String,
+    pub to_status: String,
+    pub from_plan: String,
+    pub to_plan: String,
+    pub source: String,
+    pub reference: Option<String>,
+    pub at: String,
+}
+
+/// The customer's subscription transitions, oldest first.
+pub async fn history<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+) -> Result<Vec<HistoryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT event, from_status, to_status, from_plan, to_plan, source, reference, at \
+         FROM subscription_history WHERE customer_id = $1 ORDER BY id",
+    )
+    .bind(customer_id)
+    .fetch_all(db)
+    .await
+}

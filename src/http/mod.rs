@@ -10,6 +10,7 @@ pub mod licenses;
 pub mod metrics;
 pub mod rejections;
 pub mod stripe;
+pub mod subscriptions;
 
 use std::net::SocketAddr;
 
@@ -55,6 +56,10 @@ pub fn router(app: SharedApp) -> Router {
             post(gitops_events::argocd_event),
         )
         .route("/api/webhooks/stripe", post(stripe::webhook))
+        .route("/api/subscriptions/checkout", post(subscriptions::checkout))
+        .route("/api/subscriptions/portal", post(subscriptions::portal))
+        .route("/api/subscriptions/me", get(subscriptions::me))
+        .route("/api/subscriptions/{customer_id}", get(subscriptions::get))
         .route("/api/licenses/public-key", get(licenses::public_key))
         .route("/api/licenses/verify", post(licenses::verify))
         .route("/.well-known/jwks.json", get(licenses::jwks))

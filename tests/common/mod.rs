@@ -12,6 +12,8 @@ use sqlx::AnyPool;
 #[path = "../tools/skip.rs"]
 pub mod skip;
 
+pub mod localstripe;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -1,6 +1,7 @@
 //! Stripe's door: a verified webhook event, processed once, linked to our customer and
 //! turned into one subscription change (see `billing::change`), all in one transaction.
 
+pub mod api;
 pub mod event;
 pub mod signature;
 
