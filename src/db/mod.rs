@@ -38,6 +38,23 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The row lock a claim query ends with: PostgreSQL skips rows another replica holds;
+    /// SQLite has one writer at a time, so the UPDATE itself is the lock.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// The row lock of a read-then-write in one transaction (SQLite: its single writer).
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Backend::Postgres => "FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
     pub fn of_url(url: &str) -> anyhow::Result<Self> {
         if url.starts_with("sqlite:") {
             Ok(Backend::Sqlite)

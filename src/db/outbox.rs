@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sqlx::{Any, Executor, FromRow};
 
-use crate::db::{self, Backend, Db};
+use crate::db::{self, Db};
 use crate::status::DeploymentStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,11 +115,7 @@ pub async fn claim(
     lease: Duration,
     now: DateTime<Utc>,
 ) -> Result<Vec<Job>, sqlx::Error> {
-    let lock = match db.backend {
-        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        // SQLite has one writer at a time: the UPDATE itself is the lock.
-        Backend::Sqlite => "",
-    };
+    let lock = db.backend.skip_locked();
     let sql = format!(
         "UPDATE render_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
          WHERE id IN (SELECT id FROM render_jobs WHERE status = $5 \

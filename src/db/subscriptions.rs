@@ -35,13 +35,10 @@ pub async fn state<'c>(
     backend: super::Backend,
     customer_id: &str,
 ) -> anyhow::Result<Option<SubscriptionState>> {
-    let lock = match backend {
-        super::Backend::Postgres => " FOR UPDATE",
-        super::Backend::Sqlite => "",
-    };
+    let lock = backend.for_update();
     let row: Option<StateRow> = sqlx::query_as(&format!(
         "SELECT plan, status, trial_ends_at, current_period_ends_at, stripe_subscription_id, \
-         stripe_event_at FROM subscriptions WHERE customer_id = $1{lock}"
+         stripe_event_at FROM subscriptions WHERE customer_id = $1 {lock}"
     ))
     .bind(customer_id)
     .fetch_optional(db)
