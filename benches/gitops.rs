@@ -1,7 +1,8 @@
 //! GitOps benchmark: render cost, one-tenant commit cost at 100 and 10,000 tenants (against the
 //! scripted `git add` + `git commit` way on a work tree of the same repository), full re-renders
 //! into one commit (cold, and after one template changed), and the repository's size on disk.
-//! Run with `cargo bench --bench gitops` (BENCH_TENANTS overrides 10,000). Prints a table;
+//! Run with `cargo bench --bench gitops` (BENCH_TENANTS overrides 10,000; BENCH_HUGE_TENANTS=100000
+//! adds one-tenant commit rows at that size). Prints a table;
 //! every figure is a median over repeated runs.
 
 use std::path::Path;
@@ -15,9 +16,27 @@ use billing::render::{
     demo_sealed_values, render_lock_path, RenderLock, RenderSettings, Renderer, TenantSpec,
 };
 
+/// Tenant `i`'s id: spread like generated ids (a letter, then 11 of `[a-z0-9]`), so the
+/// repository's prefix directories fill as they do in service.
+fn tenant_id(i: usize) -> String {
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    // splitmix64: a fixed, well-spread sequence.
+    let mut x = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    let mut id = String::from(ALNUM[(x % 26) as usize] as char);
+    let mut rest = (x / 26) ^ (i as u64) << 40;
+    for _ in 1..12 {
+        id.push(ALNUM[(rest % 36) as usize] as char);
+        rest /= 36;
+    }
+    id
+}
+
 fn spec(i: usize, company: &str) -> TenantSpec {
     TenantSpec {
-        id: format!("t{i:011}"),
+        id: tenant_id(i),
         plan: "starter".into(),
         subscription_status: "trialing".into(),
         company_name: company.into(),
@@ -50,11 +69,17 @@ impl Ctx {
 
     /// Renders tenants 0..n on every core, as the worker's compute pool does, each from its
     /// lock in `locks` when given.
-    fn all_changes(&self, n: usize, company: &str, locks: &[Option<RenderLock>]) -> Changes {
+    fn all_changes(
+        &self,
+        tenants: std::ops::Range<usize>,
+        company: &str,
+        locks: &[Option<RenderLock>],
+    ) -> Changes {
         let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
-        let chunk = n.div_ceil(cores).max(1);
+        let n = tenants.end;
+        let chunk = tenants.len().div_ceil(cores).max(1);
         std::thread::scope(|scope| {
-            let parts: Vec<_> = (0..n)
+            let parts: Vec<_> = tenants
                 .step_by(chunk)
                 .map(|start| {
                     scope.spawn(move || {
@@ -147,9 +172,22 @@ fn repo_with(ctx: &Ctx, dir: &Path, n: usize) -> (GitOpsRepo, Duration) {
     let mut repo =
         GitOpsRepo::open_or_init(&dir.join(format!("r{n}.git")), "main", author()).unwrap();
     let started = Instant::now();
-    let all = ctx.all_changes(n, "Bench Co", &[]);
+    let all = ctx.all_changes(0..n, "Bench Co", &[]);
     repo.commit(&all, &format!("tenants: create {n}")).unwrap();
     (repo, started.elapsed())
+}
+
+/// A repository holding `n` tenants, built in commits of 10,000 (the largest only appears in
+/// the one-tenant commit rows).
+fn repo_built_in_steps(ctx: &Ctx, dir: &Path, n: usize) -> GitOpsRepo {
+    let mut repo =
+        GitOpsRepo::open_or_init(&dir.join(format!("r{n}.git")), "main", author()).unwrap();
+    for start in (0..n).step_by(10_000) {
+        let all = ctx.all_changes(start..n.min(start + 10_000), "Bench Co", &[]);
+        repo.commit(&all, &format!("tenants: create from {start}"))
+            .unwrap();
+    }
+    repo
 }
 
 /// One-tenant changes, each rendered and committed: median times of (commit alone, render and
@@ -206,7 +244,7 @@ fn cli_commit(ctx: &Ctx, bare: &Path, scratch: &Path, rounds: usize) -> Option<D
         .map(|r| {
             let started = Instant::now();
             let changes = ctx.changes(r % 7, &format!("Scripted {r}"));
-            let id = format!("t{:011}", r % 7);
+            let id = tenant_id(r % 7);
             for (path, entry) in &changes {
                 if let billing::gitops::Entry::Dir(files) = entry {
                     for (name, bytes) in files {
@@ -220,8 +258,8 @@ fn cli_commit(ctx: &Ctx, bare: &Path, scratch: &Path, rounds: usize) -> Option<D
                 &work,
                 &[
                     "add",
-                    &format!("tenants/{id}"),
-                    &format!("flux-tenants/{id}.yaml"),
+                    &billing::render::tenant_dir(&id),
+                    &billing::render::flux_kustomization_path(&id),
                 ],
             );
             git(&work, &["commit", "-q", "-m", "tenant: update"]);
@@ -236,6 +274,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    // The one-tenant commit rows at a third size (e.g. 100,000), built in steps.
+    let huge: Option<usize> = std::env::var("BENCH_HUGE_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let ctx = Ctx {
         renderer: Renderer::from_dir(&root.join("templates")).unwrap(),
@@ -285,6 +327,8 @@ fn main() {
     }
     let cold = median(colds);
     let mut large = large.unwrap();
+    let mut huge = huge.map(|n| (n, repo_built_in_steps(&ctx, scratch.path(), n)));
+    let mut at_huge = [Vec::new(), Vec::new()];
     // One-tenant commits: rounds of 60 alternate between the two repositories (the cost of
     // creating files drifts on this disk), each followed by a repack as the worker does; every
     // round runs with fsync (the service's default) and without (git's default).
@@ -308,6 +352,12 @@ fn main() {
             let repack = started.elapsed();
             let after_repack = dir_size(&objects) - before_commits;
             first_repack.get_or_insert((written, repack, repacked, after_repack));
+            if let Some((_, repo)) = huge.as_mut() {
+                repo.set_fsync(fsync).unwrap();
+                settle();
+                at_huge[mode].push(one_tenant_commit(&ctx, repo, 60, round));
+                repo.repack().unwrap();
+            }
         }
     }
     large.set_fsync(true).unwrap();
@@ -319,6 +369,7 @@ fn main() {
         })
     };
     let (at_100, at_big) = (medians(at_100), medians(at_big));
+    let huge = huge.map(|(n, _)| (n, medians(at_huge)));
     let (written, repack, repacked, after_repack) = first_repack.unwrap();
     settle();
     let cli = cli_commit(&ctx, large.path(), scratch.path(), 15);
@@ -339,7 +390,7 @@ fn main() {
             .map(|b| b.and_then(|b| RenderLock::from_bytes(&b)))
             .collect();
         assert!(locks.iter().all(Option::is_some), "every tenant has a lock");
-        let all = changed.all_changes(big, "Bench Co", &locks);
+        let all = changed.all_changes(0..big, "Bench Co", &locks);
         large
             .commit(&all, "templates: namespace annotation")
             .unwrap()
@@ -383,6 +434,17 @@ fn main() {
             both(large.map(ms))
         );
         println!("| {ratio_label} {big} / 100 | {} |", ratios(large, small));
+    }
+    if let Some((n, at)) = huge {
+        let commit = at.map(|(commit, _)| commit);
+        println!(
+            "| commit one tenant's change (render excluded), {n} tenants in repo | {} |",
+            both(commit.map(ms))
+        );
+        println!(
+            "| commit ratio {n} / 100 | {} |",
+            ratios(commit, at_100.map(|(commit, _)| commit))
+        );
     }
     let at_big = at_big.map(|(_, total)| total);
     match cli {

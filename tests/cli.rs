@@ -172,7 +172,7 @@ fn init_creates_a_bare_repository_with_the_layout_readme() {
         .unwrap();
     let text = String::from_utf8_lossy(readme.content());
     assert!(
-        text.contains("tenants/<customer_id>/") && text.contains("flux-tenants/"),
+        text.contains("tenants/ab/c/<customer_id>/") && text.contains("flux-tenants/"),
         "{text}"
     );
     // Running it again changes nothing.
@@ -203,10 +203,16 @@ async fn tenant_render_prints_a_customers_manifests() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains(&format!("# tenants/{id}/namespace.yaml")),
+        text.contains(&format!(
+            "# {}/namespace.yaml",
+            billing::render::tenant_dir(&id)
+        )),
         "{text}"
     );
-    assert!(text.contains(&format!("# flux-tenants/{id}.yaml")));
+    assert!(text.contains(&format!(
+        "# {}",
+        billing::render::flux_kustomization_path(&id)
+    )));
     assert!(text.contains("Render Co"));
     let docs: Vec<serde_json::Value> = text
         .split("\n---\n")

@@ -144,8 +144,11 @@ async fn kills_during_pushes(remote_url: &str, remote_dir: &Path) {
     let counts = trailer_counts(&remote);
     for id in &ids {
         assert!(
-            tree.get_path(Path::new(&format!("tenants/{id}/kustomization.yaml")))
-                .is_ok(),
+            tree.get_path(Path::new(&format!(
+                "{}/kustomization.yaml",
+                billing::render::tenant_dir(id)
+            )))
+            .is_ok(),
             "{id} is not on the remote"
         );
         assert_eq!(

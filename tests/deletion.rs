@@ -92,8 +92,8 @@ fn tip(s: &TestServer, id: &str) -> (String, Vec<String>) {
         .unwrap()
         .walk(git2::TreeWalkMode::PreOrder, |root, e| {
             let path = format!("{root}{}", e.name().unwrap());
-            if path.starts_with(&format!("tenants/{id}"))
-                || path == format!("flux-tenants/{id}.yaml")
+            if path.starts_with(&billing::render::tenant_dir(id))
+                || path == billing::render::flux_kustomization_path(id)
             {
                 left.push(path);
             }

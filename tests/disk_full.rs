@@ -131,7 +131,10 @@ async fn a_full_disk_shows_in_readiness_status_and_metrics_and_loses_nothing() {
     let head = git.refname_to_id("refs/heads/main").unwrap();
     let tree = git.find_commit(head).unwrap().tree().unwrap();
     assert!(tree
-        .get_path(Path::new(&format!("tenants/{id}/kustomization.yaml")))
+        .get_path(Path::new(&format!(
+            "{}/kustomization.yaml",
+            billing::render::tenant_dir(&id)
+        )))
         .is_ok());
     drop(s);
 }

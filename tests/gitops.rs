@@ -121,7 +121,7 @@ async fn signup_commits_the_stack_and_nothing_secret(s: TestServer) {
     );
 
     let files = files_at(&repo, &head);
-    let dir = format!("tenants/{id}/");
+    let dir = format!("{}/", billing::render::tenant_dir(&id));
     for name in [
         "kustomization.yaml",
         "namespace.yaml",
@@ -135,7 +135,7 @@ async fn signup_commits_the_stack_and_nothing_secret(s: TestServer) {
             files.keys()
         );
     }
-    assert!(files.contains_key(&format!("flux-tenants/{id}.yaml")));
+    assert!(files.contains_key(&billing::render::flux_kustomization_path(&id)));
     assert!(files[&format!("{dir}namespace.yaml")].contains(&format!("customer-{id}")));
     let sealed = &files[&format!("{dir}sealedsecret.yaml")];
     for key in ["DATABASE_PASSWORD", "MQTT_ADMIN_PASSWORD", "LICENSE_KEY"] {
@@ -288,8 +288,12 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
     );
     // `git revert` of the deletion brings the stack back: it is all in the parent commit.
     let parent = repo.find_commit(head).unwrap().parent(0).unwrap();
-    assert!(files_at(&repo, &parent.id().to_string())
-        .contains_key(&format!("tenants/{id}/kustomization.yaml")));
+    assert!(
+        files_at(&repo, &parent.id().to_string()).contains_key(&format!(
+            "{}/kustomization.yaml",
+            billing::render::tenant_dir(&id)
+        ))
+    );
 
     // Once idle, the worker consolidates the small packs of single commits: the pack mark
     // reaches the tip and only the consolidated packs are left.
@@ -321,8 +325,12 @@ async fn redeploy_is_idempotent_and_delete_is_a_commit(s: TestServer) {
         "{packs} packs for {commits} commits: the per-commit packs were consolidated"
     );
     let repo = gitops_repo(&s);
-    assert!(files_at(&repo, &parent.id().to_string())
-        .contains_key(&format!("tenants/{id}/namespace.yaml")));
+    assert!(
+        files_at(&repo, &parent.id().to_string()).contains_key(&format!(
+            "{}/namespace.yaml",
+            billing::render::tenant_dir(&id)
+        ))
+    );
 }
 
 fn loose_objects(objects: &Path) -> usize {
@@ -409,8 +417,10 @@ async fn remote_down_then_up_and_a_racing_writer() {
         .await;
     let tip = remote.refname_to_id("refs/heads/main").unwrap();
     assert_eq!(committed["committed_revision"], tip.to_string().as_str());
-    assert!(files_at(&remote, "refs/heads/main")
-        .contains_key(&format!("tenants/{first}/kustomization.yaml")));
+    assert!(files_at(&remote, "refs/heads/main").contains_key(&format!(
+        "{}/kustomization.yaml",
+        billing::render::tenant_dir(&first)
+    )));
     assert_eq!(s.get_json("/readyz", None).await.1["status"], "ready");
 
     // Another writer pushes to the remote behind the server's back (an operator's commit).
@@ -455,8 +465,14 @@ async fn remote_down_then_up_and_a_racing_writer() {
         files.contains_key("OPERATOR_NOTES.md"),
         "the other writer's commit was lost"
     );
-    assert!(files.contains_key(&format!("tenants/{first}/kustomization.yaml")));
-    assert!(files.contains_key(&format!("tenants/{second}/kustomization.yaml")));
+    assert!(files.contains_key(&format!(
+        "{}/kustomization.yaml",
+        billing::render::tenant_dir(&first)
+    )));
+    assert!(files.contains_key(&format!(
+        "{}/kustomization.yaml",
+        billing::render::tenant_dir(&second)
+    )));
     assert_eq!(
         commits_touching(&remote, "refs/heads/main", &second).len(),
         1

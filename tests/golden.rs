@@ -1,4 +1,5 @@
-//! The checked-in demo tenant (`tenants/demo/` with its `render.json`, `flux-tenants/demo.yaml`)
+//! The checked-in demo tenant (`tenants/de/m/demo/` with its `render.json`, and
+//! `flux-tenants/de/m/demo.yaml`)
 //! is exactly what the templates render today. After an intended template change, regenerate it with
 //! `cargo run -- tenant render --demo` and review the diff like any other change.
 
@@ -7,18 +8,18 @@ use std::path::Path;
 
 fn checked_in(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
-    let dir = root.join("tenants/demo");
-    for entry in std::fs::read_dir(&dir).expect("tenants/demo exists") {
+    let dir = root.join(billing::render::tenant_dir("demo"));
+    for entry in std::fs::read_dir(&dir).expect("the demo tenant is checked in") {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         files.insert(
-            format!("tenants/demo/{name}"),
+            format!("{}/{name}", billing::render::tenant_dir("demo")),
             std::fs::read(&path).unwrap(),
         );
     }
-    let flux = root.join("flux-tenants/demo.yaml");
-    if let Ok(bytes) = std::fs::read(flux) {
-        files.insert("flux-tenants/demo.yaml".into(), bytes);
+    let flux = billing::render::flux_kustomization_path("demo");
+    if let Ok(bytes) = std::fs::read(root.join(&flux)) {
+        files.insert(flux, bytes);
     }
     files
 }
@@ -68,7 +69,10 @@ fn demo_rendering_is_reproducible_and_seals_every_secret() {
     let a = billing::deploy::demo::render_demo(&renderer, &plans).unwrap();
     let b = billing::deploy::demo::render_demo(&renderer, &plans).unwrap();
     assert_eq!(a.files, b.files);
-    let sealed = String::from_utf8(a.files["tenants/demo/sealedsecret.yaml"].clone()).unwrap();
+    let sealed = String::from_utf8(
+        a.files[&format!("{}/sealedsecret.yaml", billing::render::tenant_dir("demo"))].clone(),
+    )
+    .unwrap();
     assert!(
         !sealed.contains("demo-only"),
         "a demo secret is in plain text"

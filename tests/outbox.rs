@@ -178,7 +178,8 @@ async fn a_template_upgrade_reaches_every_tenant_in_one_commit() {
         assert!(message.contains(&format!("Tenant-Id: {id}\n")));
         let entry = tree
             .get_path(std::path::Path::new(&format!(
-                "tenants/{id}/namespace.yaml"
+                "{}/namespace.yaml",
+                billing::render::tenant_dir(id)
             )))
             .unwrap();
         let blob = repo.find_blob(entry.id()).unwrap();
@@ -202,7 +203,7 @@ async fn a_template_upgrade_reaches_every_tenant_in_one_commit() {
     assert_eq!(changed, ["namespace.yaml", "render.json"]);
 
     // A hand edit of another file survives a partial redeploy; a full one repairs it.
-    let api = format!("tenants/{}/api.yaml", ids[0]);
+    let api = format!("{}/api.yaml", billing::render::tenant_dir(&ids[0]));
     let rendered = {
         let entry = tree.get_path(std::path::Path::new(&api)).unwrap();
         repo.find_blob(entry.id()).unwrap().content().to_vec()

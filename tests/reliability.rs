@@ -145,7 +145,8 @@ async fn two_hundred_signups_through_random_kills() {
     for id in ids.iter().take(25) {
         let sealed = tree
             .get_path(std::path::Path::new(&format!(
-                "tenants/{id}/sealedsecret.yaml"
+                "{}/sealedsecret.yaml",
+                billing::render::tenant_dir(id)
             )))
             .unwrap();
         let doc: Value =

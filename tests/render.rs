@@ -111,7 +111,10 @@ fn every_plan_renders_the_expected_objects_in_the_tenant_namespace() {
                 "Kustomization" => {
                     assert_eq!(
                         (file.as_str(), ns),
-                        ("flux-tenants/demo.yaml", Some("flux-system"))
+                        (
+                            billing::render::flux_kustomization_path("demo").as_str(),
+                            Some("flux-system")
+                        )
                     );
                 }
                 _ => assert_eq!(ns, Some("customer-demo"), "{file}: {kind}"),
@@ -509,7 +512,10 @@ fn tenants_build_with_kustomize_and_validate_against_kubernetes_schemas() {
             let tmp = tempfile::tempdir().unwrap();
             let out = render_plan(&spec, plan);
             write_tree(&out, tmp.path());
-            let built = kustomize_build(&kubectl, &tmp.path().join("tenants/demo"));
+            let built = kustomize_build(
+                &kubectl,
+                &tmp.path().join(billing::render::tenant_dir("demo")),
+            );
             let docs = parse_documents(built.as_bytes()).unwrap();
             // kustomize (kyaml, go-yaml) reads customer text back exactly as written.
             let ns = docs.iter().find(|d| d["kind"] == "Namespace").unwrap();
@@ -524,7 +530,9 @@ fn tenants_build_with_kustomize_and_validate_against_kubernetes_schemas() {
             );
 
             let mut custom = validate_builtin(&docs, tmp.path(), &validator);
-            let flux = parse_documents(&out.files["flux-tenants/demo.yaml"]).unwrap();
+            let flux =
+                parse_documents(&out.files[&billing::render::flux_kustomization_path("demo")])
+                    .unwrap();
             custom.extend(validate_builtin(&flux, tmp.path(), &validator));
             check_custom_resources(&custom);
         }
@@ -559,7 +567,7 @@ fn check_custom_resources(custom: &[Value]) {
     let flux = &custom[1];
     assert_eq!(s(flux, &["apiVersion"]), "kustomize.toolkit.fluxcd.io/v1");
     let spec = &flux["spec"];
-    assert_eq!(s(spec, &["path"]), "./tenants/demo");
+    assert_eq!(s(spec, &["path"]), "./tenants/de/m/demo");
     assert_eq!(
         (spec["prune"].as_bool(), spec["wait"].as_bool()),
         (Some(true), Some(true))
@@ -627,7 +635,7 @@ fn operator_manifests_validate() {
             "ApplicationSet" => {
                 assert_eq!(
                     s(&spec["generators"][0]["git"]["directories"][0], &["path"]),
-                    "tenants/*"
+                    "tenants/*/*/*"
                 );
                 assert_eq!(
                     s(spec, &["template", "spec", "destination", "namespace"]),

@@ -79,7 +79,8 @@ async fn two_replicas_share_the_work_without_doing_any_twice() {
     for id in &ids {
         assert!(
             tree.get_path(std::path::Path::new(&format!(
-                "tenants/{id}/kustomization.yaml"
+                "{}/kustomization.yaml",
+                billing::render::tenant_dir(id)
             )))
             .is_ok(),
             "{id} missing on the remote"

@@ -1,24 +1,21 @@
-//! The GitOps repository: a bare repository written with git2 through in-memory tree updates.
+//! The GitOps repository: a bare repository written with libgit2's own parts (see `write`).
 //! It knows Git, not HTTP and not customers: it takes "these paths, these bytes, this message"
-//! and returns a revision.
+//! on a branch and returns a revision.
 
-mod listing;
+mod changes;
 pub mod locks;
 pub mod pack;
-pub mod packfile;
 pub mod push;
 mod shared;
-pub mod tree;
+mod write;
 
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository, RepositoryInitOptions, Signature};
 
-use packfile::NewPack;
+pub use changes::{file_count, Changes, Entry};
 pub use push::{PushAuth, PushOutcome, Remote};
 pub use shared::{GitHealth, SharedRepo};
-pub use tree::{Changes, Entry};
-use tree::{Sink, Trees};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitOpsError {
@@ -51,7 +48,6 @@ pub struct GitOpsRepo {
     path: PathBuf,
     branch: String,
     author: Author,
-    trees: Trees,
     /// Commits not yet in a pack written by [`GitOpsRepo::repack`].
     unpacked: std::cell::Cell<usize>,
     /// Whether what a commit writes is on disk (fsync) before the branch moves.
@@ -109,7 +105,7 @@ impl GitOpsRepo {
                 Repository::init_opts(path, &opts)?
             }
         };
-        packfile::remove_leftovers(path, std::time::Duration::from_secs(600))?;
+        pack::remove_leftovers(path, std::time::Duration::from_secs(600))?;
         if let Ok(mut local) = repo.config()?.open_level(git2::ConfigLevel::Local) {
             if local.get_entry(OLD_FSYNC_CONFIG).is_ok() {
                 local.remove(OLD_FSYNC_CONFIG)?;
@@ -120,7 +116,6 @@ impl GitOpsRepo {
             path: path.to_path_buf(),
             branch: branch.to_string(),
             author,
-            trees: Trees::default(),
             unpacked: std::cell::Cell::new(0),
             fsync: false,
             stale_lock_after: DEFAULT_STALE_LOCK_AFTER,
@@ -174,6 +169,11 @@ impl GitOpsRepo {
         &self.path
     }
 
+    /// The branch the service works on (`main`).
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
     pub fn branch_ref(&self) -> String {
         format!("refs/heads/{}", self.branch)
     }
@@ -182,64 +182,80 @@ impl GitOpsRepo {
         &self.repo
     }
 
-    /// The branch tip, or None in an empty repository.
+    /// The main branch's tip, or None in an empty repository.
     pub fn head(&self) -> Result<Option<Oid>> {
-        match self.repo.refname_to_id(&self.branch_ref()) {
+        self.tip(&self.branch)
+    }
+
+    /// The tip of `branch`, or None when it does not exist.
+    pub fn tip(&self, branch: &str) -> Result<Option<Oid>> {
+        match self.repo.refname_to_id(&format!("refs/heads/{branch}")) {
             Ok(oid) => Ok(Some(oid)),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Commits `changes` on top of the branch tip. Returns None, and writes no commit, when the
-    /// resulting tree is the tip's tree: re-applying what is already there is free.
-    ///
-    /// The commit's new objects are written as one pack (two files, not one per object). Large
-    /// change sets (a full re-render, a big group commit) are delta-compressed in that pack and
-    /// count as packed; small ones wait for [`GitOpsRepo::repack`].
+    /// Commits `changes` on top of the main branch. Returns None, and writes no commit, when
+    /// the resulting tree is the tip's tree: re-applying what is already there is free.
     pub fn commit(&mut self, changes: &Changes, message: &str) -> Result<Option<Oid>> {
-        match self.commit_once(changes, message) {
-            Err(e) if self.removed_stale_lock(&e) => self.commit_once(changes, message),
+        let branch = self.branch.clone();
+        self.commit_on(&branch, None, changes, message)
+    }
+
+    /// Commits `changes` on `branch`; a branch that does not exist yet starts at `start` (or
+    /// at the main branch's tip). The commit's new objects are written as one pack.
+    pub fn commit_on(
+        &mut self,
+        branch: &str,
+        start: Option<Oid>,
+        changes: &Changes,
+        message: &str,
+    ) -> Result<Option<Oid>> {
+        match self.commit_once(branch, start, changes, message) {
+            Err(e) if self.removed_stale_lock(&e) => {
+                self.commit_once(branch, start, changes, message)
+            }
             done => done,
         }
     }
 
-    fn commit_once(&mut self, changes: &Changes, message: &str) -> Result<Option<Oid>> {
-        let bulk = tree::file_count(changes) >= BULK_FILES;
+    fn commit_once(
+        &mut self,
+        branch: &str,
+        start: Option<Oid>,
+        changes: &Changes,
+        message: &str,
+    ) -> Result<Option<Oid>> {
+        let bulk = file_count(changes) >= BULK_FILES;
         if bulk && self.unpacked.get() > 0 {
             // Everything before a bulk pack is consolidated first, so the pack mark can move
             // past it.
             self.repack()?;
         }
-        let parent = self.head()?;
-        let odb = self.repo.odb()?;
-        let pack = NewPack::new(&odb, bulk);
-        let built = build_commit(
-            &self.repo,
-            &self.trees,
-            &self.author,
-            parent,
-            changes,
-            message,
-            &pack,
-        )?;
-        let Some(oid) = built else { return Ok(None) };
-        pack.write(&self.path, self.fsync)?;
-        // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
-        match parent {
-            Some(old) => self.repo.reference_matching(
-                &self.branch_ref(),
-                oid,
-                true,
-                old,
-                message_subject(message),
-            )?,
-            None => {
-                self.repo
-                    .reference(&self.branch_ref(), oid, false, message_subject(message))?
-            }
+        let current = self.tip(branch)?;
+        let parent = match current {
+            Some(tip) => Some(tip),
+            None => start.or(self.head()?),
         };
-        if bulk {
+        let sig = Signature::now(&self.author.name, &self.author.email)?;
+        let Some(built) = write::build(&self.repo, parent, changes, message, &sig, &sig)? else {
+            return Ok(None);
+        };
+        built.write(&self.repo)?;
+        let oid = built.commit;
+        let refname = format!("refs/heads/{branch}");
+        // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
+        match current {
+            Some(old) => {
+                self.repo
+                    .reference_matching(&refname, oid, true, old, message_subject(message))?
+            }
+            None => self
+                .repo
+                .reference(&refname, oid, false, message_subject(message))?,
+        };
+        if bulk && branch == self.branch {
             pack::mark_packed(&self.repo, oid)?;
             self.unpacked.set(0);
         } else {
@@ -248,55 +264,41 @@ impl GitOpsRepo {
         Ok(Some(oid))
     }
 
-    /// Whether committing `changes` would leave the tip's tree as it is. Hashes only: writes
-    /// nothing, so a later packed commit is not defeated by loose copies.
+    /// Whether committing `changes` would leave the main branch's tree as it is. Hashes only:
+    /// writes nothing.
     pub fn unchanged(&self, changes: &Changes) -> Result<bool> {
         let Some(root) = self.head_tree()? else {
             return Ok(changes.is_empty());
         };
-        let odb = self.repo.odb()?;
         for (path, entry) in changes {
-            let current = self.trees.entry(&odb, root, path)?.map(|(id, _)| id);
-            if current != self.trees.entry_id_of(entry)? {
+            if !changes::same(&self.repo, &root, path, entry)? {
                 return Ok(false);
             }
         }
         Ok(true)
     }
 
-    /// A file's bytes at the branch tip.
+    /// A file's bytes at the main branch's tip.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let Some(root) = self.head_tree()? else {
-            return Ok(None);
-        };
-        let odb = self.repo.odb()?;
-        match self.trees.entry(&odb, root, path)? {
-            Some((id, false)) => Ok(Some(odb.read(id)?.data().to_vec())),
-            _ => Ok(None),
-        }
+        Ok(self.read_many(&[path.to_string()])?.pop().flatten())
     }
 
-    /// The bytes of each file in `paths` at the branch tip (None where there is no file).
+    /// The bytes of each file in `paths` at the main branch's tip (None where there is no file).
     pub fn read_many(&self, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         let Some(root) = self.head_tree()? else {
             return Ok(vec![None; paths.len()]);
         };
-        let odb = self.repo.odb()?;
-        self.trees
-            .entries(&odb, root, paths)?
-            .into_iter()
-            .map(|entry| match entry {
-                Some((id, false)) => Ok(Some(odb.read(id)?.data().to_vec())),
-                _ => Ok(None),
-            })
+        paths
+            .iter()
+            .map(|path| changes::file_at(&self.repo, &root, path))
             .collect()
     }
 
-    fn head_tree(&self) -> Result<Option<Oid>> {
+    fn head_tree(&self) -> Result<Option<git2::Tree<'_>>> {
         let Some(head) = self.head()? else {
             return Ok(None);
         };
-        Ok(Some(self.repo.find_commit(head)?.tree_id()))
+        Ok(Some(self.repo.find_commit(head)?.tree()?))
     }
 
     /// Whether `descendant` is `ancestor` or has it in its history.
@@ -318,55 +320,6 @@ pub const BULK_FILES: usize = 256;
 
 fn message_subject(message: &str) -> &str {
     message.lines().next().unwrap_or("commit")
-}
-
-/// Puts the trees and the commit object for `changes` on `parent` into `pack`, moving no ref.
-/// None when the tree would not change.
-fn build_commit(
-    repo: &Repository,
-    trees: &Trees,
-    author: &Author,
-    parent: Option<Oid>,
-    changes: &Changes,
-    message: &str,
-    pack: &NewPack<'_>,
-) -> Result<Option<Oid>> {
-    let base = parent
-        .map(|oid| repo.find_commit(oid).map(|c| c.tree_id()))
-        .transpose()?;
-    let odb = repo.odb()?;
-    let sink = Sink::Pack(pack);
-    let tree_id = match trees.apply(&odb, &sink, base, changes)? {
-        Some(id) => id,
-        None => pack.put(git2::ObjectType::Tree, &[], None),
-    };
-    if base == Some(tree_id) {
-        return Ok(None);
-    }
-    let sig = Signature::now(&author.name, &author.email)?;
-    let body = commit_object(tree_id, parent, &sig, message);
-    Ok(Some(pack.put(git2::ObjectType::Commit, &body, None)))
-}
-
-/// A commit object's bytes, exactly as `git commit-tree` (and libgit2) would write them.
-fn commit_object(tree: Oid, parent: Option<Oid>, sig: &Signature<'_>, message: &str) -> Vec<u8> {
-    let when = sig.when();
-    let minutes = when.offset_minutes();
-    let person = format!(
-        "{} <{}> {} {}{:02}{:02}",
-        String::from_utf8_lossy(sig.name_bytes()),
-        String::from_utf8_lossy(sig.email_bytes()),
-        when.seconds(),
-        if minutes < 0 { '-' } else { '+' },
-        minutes.abs() / 60,
-        minutes.abs() % 60
-    );
-    let mut body = format!("tree {tree}\n");
-    if let Some(parent) = parent {
-        body.push_str(&format!("parent {parent}\n"));
-    }
-    body.push_str(&format!("author {person}\ncommitter {person}\n\n{message}"));
-    body.into_bytes()
 }
 
 /// Builds a commit message with the trailers later tools parse (`Tenant-Id:`, `Change-Id:`).

@@ -49,6 +49,26 @@ impl GitOpsRepo {
     }
 }
 
+/// Temporary files a killed writer left in `objects/pack` (libgit2's indexer names them
+/// `pack_git2_*`; older versions of this service wrote `tmp_billing_*`): removed once older than
+/// `age`, so a live writer's are kept.
+pub fn remove_leftovers(repo_path: &Path, age: std::time::Duration) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(repo_path.join("objects/pack")) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= age));
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if stale && (name.starts_with("pack_git2_") || name.starts_with("tmp_billing_")) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Records that everything reachable from `commit` is in consolidated packs.
 pub(super) fn mark_packed(repo: &Repository, commit: Oid) -> Result<()> {
     repo.reference(PACKED_REF, commit, true, "billing: packed")?;

@@ -1,7 +1,8 @@
 //! Pushing to the remote the cluster syncs from. A non-fast-forward (libgit2's local check or
 //! the server's, reported through the push-update-reference callback) is resolved by fetching
-//! and re-applying our own commits on the new tip: we own only `tenants/<id>/` and
-//! `flux-tenants/<id>.yaml`, so another writer's changes elsewhere are kept as they are.
+//! and re-applying our own commits on the new tip: we own only the tenant directories under
+//! `tenants/` and the Kustomizations under `flux-tenants/`, so another writer's changes
+//! elsewhere are kept as they are.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -11,8 +12,7 @@ use git2::{
     Sort,
 };
 
-use super::tree::{self, Changes, Entry};
-use super::{GitOpsError, GitOpsRepo, Result};
+use super::{write, Changes, Entry, GitOpsError, GitOpsRepo, Result};
 
 /// The directories whose children the service owns (one child per tenant).
 pub const OWNED_DIRS: [&str; 2] = ["tenants", "flux-tenants"];
@@ -248,7 +248,7 @@ impl GitOpsRepo {
     }
 
     /// Re-creates the local-only commits on top of `upstream`, each carrying only the owned
-    /// entries it changed. Commits whose change is already upstream vanish. Returns the new tip.
+    /// files it changed. Commits whose change is already upstream vanish. Returns the new tip.
     pub fn rebase_onto(&self, upstream: Oid) -> Result<Oid> {
         let Some(local) = self.head()? else {
             self.repo
@@ -259,64 +259,65 @@ impl GitOpsRepo {
         walk.push(local)?;
         walk.hide(upstream)?;
         walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
-        let mut tip = self.repo.find_commit(upstream)?;
-        let odb = self.repo.odb()?;
+        let mut tip = upstream;
+        let committer = Signature::now(&self.author.name, &self.author.email)?;
         for oid in walk {
             let commit = self.repo.find_commit(oid?)?;
-            let new_tree = commit.tree_id();
-            let old_tree = commit.parent(0).ok().map(|p| p.tree_id());
-            let mut changes = Changes::new();
-            for dir in OWNED_DIRS {
-                for name in self.trees.changed_children(&odb, old_tree, new_tree, dir)? {
-                    let path = format!("{dir}/{name}");
-                    changes.insert(path.clone(), self.entry_of(&odb, new_tree, &path)?);
-                }
-            }
-            let base = tip.tree_id();
-            let applied = self
-                .trees
-                .apply(&odb, &tree::Sink::Write(&odb), Some(base), &changes)?;
-            let Some(tree_id) = applied else {
+            let changes = self.owned_changes(&commit)?;
+            let msg = commit.message().unwrap_or_default();
+            let Some(built) = write::build(
+                &self.repo,
+                Some(tip),
+                &changes,
+                msg,
+                &commit.author(),
+                &committer,
+            )?
+            else {
                 continue;
             };
-            if tree_id == base {
-                continue;
-            }
-            let tree = self.repo.find_tree(tree_id)?;
-            let committer = Signature::now(&self.author.name, &self.author.email)?;
-            let msg = commit.message().unwrap_or_default();
-            let id = self
-                .repo
-                .commit(None, &commit.author(), &committer, msg, &tree, &[&tip])?;
-            tip = self.repo.find_commit(id)?;
-            // Re-applied commits are loose too: the next repack must see them.
+            built.write(&self.repo)?;
+            tip = built.commit;
             self.unpacked.set(self.unpacked.get() + 1);
         }
         self.repo.reference(
             &self.branch_ref(),
-            tip.id(),
+            tip,
             true,
             "re-applied on the remote tip",
         )?;
-        Ok(tip.id())
+        Ok(tip)
     }
 
-    /// The entry at `path` as a change to copy: a tree is copied whole by id.
-    fn entry_of(&self, odb: &git2::Odb<'_>, tree: Oid, path: &str) -> Result<Entry> {
-        let id = match self.trees.entry(odb, tree, path)? {
-            None => return Ok(Entry::Removed),
-            Some((id, false)) => return Ok(Entry::File(odb.read(id)?.data().to_vec())),
-            Some((id, true)) => id,
-        };
-        let sub = self.repo.find_tree(id)?;
-        let mut files = std::collections::BTreeMap::new();
-        sub.walk(git2::TreeWalkMode::PreOrder, |root, e| {
-            if let (Some(name), Ok(blob)) = (e.name(), self.repo.find_blob(e.id())) {
-                files.insert(format!("{root}{name}"), blob.content().to_vec());
-            }
-            git2::TreeWalkResult::Ok
-        })?;
-        Ok(Entry::Dir(files))
+    /// The files under the owned directories that `commit` changed against its first parent.
+    fn owned_changes(&self, commit: &git2::Commit<'_>) -> Result<Changes> {
+        let new_tree = commit.tree()?;
+        let old_tree = commit.parent(0).ok().map(|p| p.tree()).transpose()?;
+        let mut opts = git2::DiffOptions::new();
+        for dir in OWNED_DIRS {
+            opts.pathspec(format!("{dir}/"));
+        }
+        let diff =
+            self.repo
+                .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), Some(&mut opts))?;
+        let mut changes = Changes::new();
+        for delta in diff.deltas() {
+            let Some(path) = delta.new_file().path().and_then(|p| p.to_str()) else {
+                continue;
+            };
+            let entry = if delta.status() == git2::Delta::Deleted {
+                Entry::Removed
+            } else {
+                Entry::File(
+                    self.repo
+                        .find_blob(delta.new_file().id())?
+                        .content()
+                        .to_vec(),
+                )
+            };
+            changes.insert(path.to_string(), entry);
+        }
+        Ok(changes)
     }
 }
 

@@ -99,7 +99,7 @@ fn large_change_sets_are_written_as_one_pack() {
             .collect();
         bulk.insert(format!("tenants/b{i}"), Entry::Dir(files));
     }
-    assert!(tree::file_count(&bulk) >= BULK_FILES);
+    assert!(file_count(&bulk) >= BULK_FILES);
     let before = packs(&objects);
     let packed = repo.commit(&bulk, "bulk").unwrap().expect("bulk commit");
     let after = packs(&objects);
@@ -135,7 +135,7 @@ fn large_change_sets_are_written_as_one_pack() {
         files.insert("f0.yaml".into(), format!("changed {i}\n").into_bytes());
         small.insert(format!("tenants/b{i}"), Entry::Dir(files));
     }
-    assert!(tree::file_count(&small) >= BULK_FILES);
+    assert!(file_count(&small) >= BULK_FILES);
     repo.commit(&small, "small bulk").unwrap().expect("changed");
     let last = packs(&objects);
     let new: Vec<_> = last.difference(&after).collect();

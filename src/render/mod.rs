@@ -1,6 +1,6 @@
 //! Pure tenant renderer: (tenant, plan, cluster settings, sealed secrets) -> the files of the
-//! tenant's GitOps directory, `tenants/<id>/*.yaml`, plus its Flux reconciler at
-//! `flux-tenants/<id>.yaml`. No clock, randomness or IO while rendering: same inputs, same bytes.
+//! tenant's GitOps directory, `tenants/ab/c/<id>/*.yaml` (see `tenant_dir`), plus its Flux
+//! reconciler at `flux-tenants/ab/c/<id>.yaml`. No clock, randomness or IO while rendering: same inputs, same bytes.
 //!
 //! Customer text only ever reaches YAML through the JSON-escaping formatter (`escape`), and every
 //! rendered document is parsed back and checked (`check`) before anything is returned.
@@ -25,9 +25,9 @@ use skeleton::{Skeletons, Split};
 
 pub use objects::parse_documents;
 pub use spec::{
-    demo_sealed_values, demo_spec, flux_kustomization_path, namespace_of, tenant_dir, Images,
-    LockedTemplate, RenderError, RenderLock, RenderSettings, RenderedTenant, SealedValues,
-    TenantSpec,
+    demo_sealed_values, demo_spec, flat_flux_kustomization_path, flat_tenant_dir,
+    flux_kustomization_path, namespace_of, tenant_dir, tenant_shard, Images, LockedTemplate,
+    RenderError, RenderLock, RenderSettings, RenderedTenant, SealedValues, TenantSpec,
 };
 pub use validate::untransportable;
 

@@ -164,8 +164,27 @@ pub enum RenderError {
     },
 }
 
-/// `tenants/<id>`: the tenant's directory in the GitOps repository.
+/// Where a tenant lives under a root, from its id alone, the way Git spreads `objects/xx/`:
+/// `ab/c/abc…` (the id's first two characters, then its third; `_` pads a shorter id). Ids
+/// start with a letter and go on with `[a-z0-9]`, so the first level holds at most 26 × 36 =
+/// 936 directories and the second at most 36; a million random ids leave about 30 tenants per
+/// leaf. Every directory stays under 1,000 entries, the most a Git host's web view lists, and a
+/// one-tenant commit rewrites a few small trees whatever the tenant count.
+pub fn tenant_shard(id: &str) -> String {
+    let mut chars = id.chars().chain(std::iter::repeat('_'));
+    let first: String = chars.by_ref().take(2).collect();
+    let second: String = chars.take(1).collect();
+    format!("{first}/{second}")
+}
+
+/// `tenants/ab/c/<id>`: the tenant's directory in the GitOps repository. It depends on the id
+/// only, so it stays put whichever cluster syncs the tenant.
 pub fn tenant_dir(id: &str) -> String {
+    format!("tenants/{}/{id}", tenant_shard(id))
+}
+
+/// `tenants/<id>`: where the flat layout before `billing gitops migrate-layout` kept a tenant.
+pub fn flat_tenant_dir(id: &str) -> String {
     format!("tenants/{id}")
 }
 
@@ -174,8 +193,14 @@ pub fn namespace_of(id: &str) -> String {
     format!("customer-{id}")
 }
 
-/// `flux-tenants/<id>.yaml`: the tenant's Flux Kustomization, beside (not inside) its directory.
+/// `flux-tenants/ab/c/<id>.yaml`: the tenant's Flux Kustomization, beside (not inside) its
+/// directory, spread the same way. `flux-tenants/` is the cluster's sync root.
 pub fn flux_kustomization_path(id: &str) -> String {
+    format!("flux-tenants/{}/{id}.yaml", tenant_shard(id))
+}
+
+/// `flux-tenants/<id>.yaml`: the flat layout's Kustomization path.
+pub fn flat_flux_kustomization_path(id: &str) -> String {
     format!("flux-tenants/{id}.yaml")
 }
 

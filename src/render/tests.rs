@@ -79,9 +79,9 @@ fn every_plan_renders_deterministically() {
         let mut expected: Vec<_> = TENANT_MANIFESTS
             .iter()
             .chain(["kustomization.yaml"].iter())
-            .map(|f| format!("tenants/demo/{f}"))
+            .map(|f| format!("{}/{f}", crate::render::tenant_dir("demo")))
             .collect();
-        expected.push("flux-tenants/demo.yaml".into());
+        expected.push(crate::render::flux_kustomization_path("demo"));
         expected.sort();
         assert_eq!(paths, expected);
     }
@@ -269,17 +269,19 @@ fn sealed_values_must_match_the_secret_the_workloads_read() {
 fn storage_class_is_rendered_only_when_set() {
     let mut settings = RenderSettings::default();
     let plain = render(&demo_spec()).unwrap();
-    assert!(
-        !String::from_utf8_lossy(&plain.files["tenants/demo/postgres.yaml"])
-            .contains("storageClassName")
-    );
+    assert!(!String::from_utf8_lossy(
+        &plain.files[&format!("{}/postgres.yaml", crate::render::tenant_dir("demo"))]
+    )
+    .contains("storageClassName"));
     settings.storage_class = Some("fast-ssd".into());
     let out = Renderer::builtin()
         .render(&demo_spec(), &starter(), &settings, &demo_sealed_values())
         .unwrap();
     for file in ["postgres.yaml", "backup.yaml"] {
-        let text =
-            String::from_utf8_lossy(&out.files[&format!("tenants/demo/{file}")]).into_owned();
+        let text = String::from_utf8_lossy(
+            &out.files[&format!("{}/{file}", crate::render::tenant_dir("demo"))],
+        )
+        .into_owned();
         assert!(text.contains("storageClassName: \"fast-ssd\""), "{file}");
     }
 }
@@ -403,15 +405,21 @@ fn a_changed_template_re_renders_only_its_files() {
         .unwrap();
     assert!(!partial.complete);
     let paths: Vec<_> = partial.files.keys().collect();
-    assert_eq!(paths, ["tenants/demo/namespace.yaml"]);
     assert_eq!(
-        partial.files["tenants/demo/namespace.yaml"],
-        full.files["tenants/demo/namespace.yaml"]
+        paths,
+        [&format!(
+            "{}/namespace.yaml",
+            crate::render::tenant_dir("demo")
+        )]
     );
-    assert!(
-        String::from_utf8_lossy(&partial.files["tenants/demo/namespace.yaml"])
-            .contains("iotistic.io/changed")
+    assert_eq!(
+        partial.files[&format!("{}/namespace.yaml", crate::render::tenant_dir("demo"))],
+        full.files[&format!("{}/namespace.yaml", crate::render::tenant_dir("demo"))]
     );
+    assert!(String::from_utf8_lossy(
+        &partial.files[&format!("{}/namespace.yaml", crate::render::tenant_dir("demo"))]
+    )
+    .contains("iotistic.io/changed"));
     assert_eq!(partial.lock, full.lock, "the same record as a full render");
     assert_ne!(partial.lock, before.lock);
 
@@ -440,7 +448,10 @@ fn customer_text_is_quoted_in_the_namespace_annotations() {
         ..demo_spec()
     };
     let out = render(&spec).unwrap();
-    let docs = parse_documents(&out.files["tenants/demo/namespace.yaml"]).unwrap();
+    let docs = parse_documents(
+        &out.files[&format!("{}/namespace.yaml", crate::render::tenant_dir("demo"))],
+    )
+    .unwrap();
     assert_eq!(docs.len(), 1);
     let annotations = &docs[0]["metadata"]["annotations"];
     assert_eq!(

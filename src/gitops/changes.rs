@@ -1,0 +1,87 @@
+//! What a commit changes, as paths and bytes, and how that compares with a tree already in Git.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use git2::{ObjectType, Oid, Repository, Tree};
+
+use super::Result;
+
+/// The new content at one path: a file, a whole directory (replacing what was there), or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    File(Vec<u8>),
+    Dir(BTreeMap<String, Vec<u8>>),
+    Removed,
+}
+
+/// What a commit changes: repo-relative path -> new entry.
+pub type Changes = BTreeMap<String, Entry>;
+
+/// How many files a change set writes.
+pub fn file_count(changes: &Changes) -> usize {
+    changes
+        .values()
+        .map(|e| match e {
+            Entry::File(_) => 1,
+            Entry::Dir(files) => files.len(),
+            Entry::Removed => 0,
+        })
+        .sum()
+}
+
+/// The bytes of the file at `path` in `root` (None when there is no file there).
+pub(super) fn file_at(repo: &Repository, root: &Tree<'_>, path: &str) -> Result<Option<Vec<u8>>> {
+    match root.get_path(Path::new(path)) {
+        Ok(entry) if entry.kind() == Some(ObjectType::Blob) => {
+            Ok(Some(repo.find_blob(entry.id())?.content().to_vec()))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `root` already holds exactly `entry` at `path` (hashing, writing nothing).
+pub(super) fn same(repo: &Repository, root: &Tree<'_>, path: &str, entry: &Entry) -> Result<bool> {
+    let current = match root.get_path(Path::new(path)) {
+        Ok(found) => Some((found.id(), found.kind())),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match (entry, current) {
+        (Entry::Removed, None) => true,
+        (Entry::Dir(files), None) => files.is_empty(),
+        (Entry::File(bytes), Some((id, Some(ObjectType::Blob)))) => id == blob_id(bytes)?,
+        (Entry::Dir(files), Some((id, Some(ObjectType::Tree)))) => {
+            files_of(repo, id)? == hashed(files)?
+        }
+        _ => false,
+    })
+}
+
+fn blob_id(bytes: &[u8]) -> Result<Oid> {
+    Ok(Oid::hash_object(ObjectType::Blob, bytes)?)
+}
+
+fn hashed(files: &BTreeMap<String, Vec<u8>>) -> Result<BTreeMap<String, Oid>> {
+    files
+        .iter()
+        .map(|(name, bytes)| Ok((name.clone(), blob_id(bytes)?)))
+        .collect()
+}
+
+/// Every file under the tree `id`, by its path below it.
+fn files_of(repo: &Repository, id: Oid) -> Result<BTreeMap<String, Oid>> {
+    let mut files = BTreeMap::new();
+    repo.find_tree(id)?
+        .walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+            if e.kind() == Some(ObjectType::Blob) {
+                if let Some(name) = e.name() {
+                    files.insert(format!("{dir}{name}"), e.id());
+                }
+            }
+            git2::TreeWalkResult::Ok
+        })?;
+    Ok(files)
+}

@@ -1,0 +1,217 @@
+//! One commit, one pack, all from libgit2's own parts. The commit's objects are built in memory
+//! (a mempack backend in front of the repository's object store, which stays read-only here):
+//! blobs, the directories replaced whole, then `TreeUpdateBuilder` rewrites only the trees on
+//! the changed paths. Exactly the objects the commit created are then inserted one by one into
+//! a `PackBuilder` and written through `Odb::packwriter`: nothing loose, never the whole tree.
+
+use std::collections::BTreeMap;
+
+use git2::build::TreeUpdateBuilder;
+use git2::{FileMode, ObjectType, Odb, OdbLookupFlags, Oid, Repository, Signature};
+
+use super::{Changes, Entry, Result};
+
+/// A commit built in memory, not yet written to disk.
+pub(super) struct Built {
+    /// The scratch repository (mempack + the real store as an alternate) holding the objects.
+    scratch: Repository,
+    pub commit: Oid,
+    /// Every object the commit may have created, in the order it was made.
+    candidates: Vec<(Oid, Option<String>)>,
+}
+
+/// A repository whose writes go to memory and whose reads fall through to `disk`'s objects.
+fn scratch_over(disk: &Repository) -> Result<Repository> {
+    let odb = Odb::new()?;
+    // The mempack backend is owned (and freed) by the odb; the handle is not needed.
+    odb.add_new_mempack_backend(1000)?;
+    let objects = disk.path().join("objects");
+    let objects = objects
+        .to_str()
+        .ok_or_else(|| git2::Error::from_str("repository path is not UTF-8"))?;
+    odb.add_disk_alternate(objects)?;
+    Ok(Repository::from_odb(odb)?)
+}
+
+/// Builds the commit of `changes` on `parent` (or on nothing) in memory. None when the tree
+/// would not change.
+pub(super) fn build(
+    disk: &Repository,
+    parent: Option<Oid>,
+    changes: &Changes,
+    message: &str,
+    author: &Signature<'_>,
+    committer: &Signature<'_>,
+) -> Result<Option<Built>> {
+    let scratch = scratch_over(disk)?;
+    let mut candidates = Vec::new();
+    let base = match parent {
+        Some(id) => scratch.find_commit(id)?.tree()?,
+        None => {
+            // Only the baseline: packed only if the commit's tree is empty too.
+            let empty = scratch.treebuilder(None)?.write()?;
+            scratch.find_tree(empty)?
+        }
+    };
+    let mut update = TreeUpdateBuilder::new();
+    for (path, entry) in changes {
+        check_path(path)?;
+        match entry {
+            Entry::File(bytes) => {
+                let id = blob(&scratch, bytes, path, &mut candidates)?;
+                update.upsert(path.as_str(), id, FileMode::Blob);
+            }
+            Entry::Dir(files) if !files.is_empty() => {
+                let id = dir_tree(&scratch, path, files, &mut candidates)?;
+                update.upsert(path.as_str(), id, FileMode::Tree);
+            }
+            // libgit2 refuses to remove what is not there; an emptied directory goes too.
+            Entry::Dir(_) | Entry::Removed => {
+                if base.get_path(std::path::Path::new(path)).is_ok() {
+                    update.remove(path.as_str());
+                }
+            }
+        }
+    }
+    let tree = update.create_updated(&scratch, &base)?;
+    if parent.is_some() && tree == base.id() {
+        return Ok(None);
+    }
+    let new_tree = scratch.find_tree(tree)?;
+    candidates.push((tree, None));
+    for path in changes.keys() {
+        trees_on_path(&new_tree, path, &mut candidates);
+    }
+    let commit = {
+        let parents = parent
+            .map(|id| scratch.find_commit(id))
+            .transpose()?
+            .into_iter()
+            .collect::<Vec<_>>();
+        let parents = parents.iter().collect::<Vec<_>>();
+        scratch.commit(None, author, committer, message, &new_tree, &parents)?
+    };
+    candidates.push((commit, None));
+    drop(new_tree);
+    drop(base);
+    Ok(Some(Built {
+        scratch,
+        commit,
+        candidates,
+    }))
+}
+
+impl Built {
+    /// Writes the objects the commit created (those `disk` does not hold yet) as one pack.
+    /// Returns how many objects went in.
+    pub fn write(&self, disk: &Repository) -> Result<usize> {
+        let store = disk.odb()?;
+        let mut builder = self.scratch.packbuilder()?;
+        builder.set_threads(0);
+        let mut seen = std::collections::HashSet::new();
+        for (id, name) in &self.candidates {
+            // Without NO_REFRESH every miss would rescan objects/pack.
+            if seen.insert(*id) && !store.exists_ext(*id, OdbLookupFlags::NO_REFRESH) {
+                builder.insert_object(*id, name.as_deref())?;
+            }
+        }
+        let count = builder.object_count();
+        if count == 0 {
+            return Ok(0);
+        }
+        let mut writer = store.packwriter()?;
+        let mut failed = None;
+        builder.foreach(
+            |chunk| match std::io::Write::write_all(&mut writer, chunk) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            },
+        )?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        // The indexer checks the pack, writes its index and (with libgit2's fsync option)
+        // syncs both before they are renamed into place.
+        writer.commit()?;
+        Ok(count)
+    }
+}
+
+/// A blob, remembered as a candidate with its file name (a delta-compression hint).
+fn blob(
+    scratch: &Repository,
+    bytes: &[u8],
+    path: &str,
+    candidates: &mut Vec<(Oid, Option<String>)>,
+) -> Result<Oid> {
+    let id = scratch.odb()?.write(ObjectType::Blob, bytes)?;
+    candidates.push((id, Some(path.to_string())));
+    Ok(id)
+}
+
+/// The tree of a directory given whole (`name` or `sub/name` -> bytes).
+fn dir_tree(
+    scratch: &Repository,
+    dir: &str,
+    files: &BTreeMap<String, Vec<u8>>,
+    candidates: &mut Vec<(Oid, Option<String>)>,
+) -> Result<Oid> {
+    let mut here = scratch.treebuilder(None)?;
+    let mut subdirs: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    for (name, bytes) in files {
+        match name.split_once('/') {
+            Some((sub, rest)) => {
+                subdirs
+                    .entry(sub)
+                    .or_default()
+                    .insert(rest.to_string(), bytes.clone());
+            }
+            None => {
+                check_path(name)?;
+                let id = blob(scratch, bytes, &format!("{dir}/{name}"), candidates)?;
+                here.insert(name, id, FileMode::Blob.into())?;
+            }
+        }
+    }
+    for (sub, files) in subdirs {
+        check_path(sub)?;
+        let id = dir_tree(scratch, &format!("{dir}/{sub}"), &files, candidates)?;
+        here.insert(sub, id, FileMode::Tree.into())?;
+    }
+    let id = here.write()?;
+    candidates.push((id, None));
+    Ok(id)
+}
+
+/// The trees from `root` down to `path` (the ones a change at `path` rewrote).
+fn trees_on_path(root: &git2::Tree<'_>, path: &str, candidates: &mut Vec<(Oid, Option<String>)>) {
+    let mut at = String::new();
+    for part in path.split('/') {
+        if !at.is_empty() {
+            at.push('/');
+        }
+        at.push_str(part);
+        match root.get_path(std::path::Path::new(&at)) {
+            Ok(entry) if entry.kind() == Some(ObjectType::Tree) => {
+                candidates.push((entry.id(), None))
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Refuses a path Git would not store or a checkout would misplace.
+fn check_path(path: &str) -> Result<(), git2::Error> {
+    let bad = path.is_empty()
+        || path.contains('\0')
+        || path
+            .split('/')
+            .any(|part| matches!(part, "" | "." | ".." | ".git"));
+    if bad {
+        return Err(git2::Error::from_str(&format!("invalid path {path:?}")));
+    }
+    Ok(())
+}
