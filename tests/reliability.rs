@@ -93,11 +93,23 @@ async fn two_hundred_signups_through_random_kills() {
     let tenants = repo
         .find_tree(tree.get_name("tenants").unwrap().id())
         .unwrap();
-    assert_eq!(
-        tenants.len(),
-        ids.len(),
-        "one tenant directory per customer"
-    );
+    // Tenant directories sit two prefix levels down: tenants/ab/c/<id>.
+    let mut dirs = Vec::new();
+    tenants
+        .walk(git2::TreeWalkMode::PreOrder, |root, e| {
+            if root.matches('/').count() == 2 && e.kind() == Some(git2::ObjectType::Tree) {
+                dirs.push(format!("tenants/{root}{}", e.name().unwrap()));
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .unwrap();
+    let mut expected: Vec<_> = ids
+        .iter()
+        .map(|id| billing::render::tenant_dir(id))
+        .collect();
+    dirs.sort();
+    expected.sort();
+    assert_eq!(dirs, expected, "one tenant directory per customer");
     let mut walk = repo.revwalk().unwrap();
     walk.push(head).unwrap();
     let mut creates = std::collections::BTreeMap::<String, usize>::new();
