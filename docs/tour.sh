@@ -85,8 +85,9 @@ for _ in $(seq 1 100); do
 done
 git --git-dir "$DATA_DIR/gitops.git" log --oneline | tee log.txt
 grep -q "tenant $id: create (starter, trialing)" log.txt || fail "no commit for tenant $id"
-git --git-dir "$DATA_DIR/gitops.git" ls-tree --name-only "main:tenants/$id" | grep -qx kustomization.yaml ||
-  fail "tenants/$id/ has no kustomization.yaml"
+dir=$("$BILLING" tenant path "$id")
+git --git-dir "$DATA_DIR/gitops.git" ls-tree --name-only "main:$dir" | grep -qx kustomization.yaml ||
+  fail "$dir/ has no kustomization.yaml"
 
 # 3. The deployment status: `committed` with the commit's revision (`ready` once a cluster reports).
 curl -sS -H "authorization: Bearer $ADMIN_API_TOKEN" "$BASE/api/customers/$id/deployment/status" | tee status.json

@@ -229,3 +229,28 @@ async fn tenant_render_prints_a_customers_manifests() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
 }
+
+#[test]
+fn tenant_path_prints_the_sharded_directory_or_refuses_a_bad_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    let out = billing_command(dir.path(), &url)
+        .args(["tenant", "path", "k3x9abcdefgh"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tenants/k3/x/k3x9abcdefgh\n"
+    );
+    let bad = billing_command(dir.path(), &url)
+        .args(["tenant", "path", "../etc"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a customer id"));
+}

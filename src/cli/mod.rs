@@ -72,12 +72,17 @@ pub enum TenantCommand {
         /// The customer id.
         #[arg(required_unless_present = "demo")]
         id: Option<String>,
-        /// Rewrite the golden demo tenant (tenants/demo/, flux-tenants/demo.yaml) in --out.
+        /// Rewrite the golden demo tenant (tenants/de/m/demo/, flux-tenants/de/m/demo.yaml) in --out.
         #[arg(long, conflicts_with = "id")]
         demo: bool,
         /// Checkout to write the golden files into.
         #[arg(long, default_value = ".")]
         out: PathBuf,
+    },
+    /// Print a tenant's directory in the GitOps repository (derived from its id alone).
+    Path {
+        /// The customer id.
+        id: String,
     },
 }
 
@@ -204,6 +209,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let (changes, _) = crate::deploy::render_tenant(&app, &id).await?;
                 print!("{}", crate::deploy::describe_changes(&changes));
             }
+        }
+        Command::Tenant(TenantCommand::Path { id }) => {
+            let Some(id) = crate::accounts::domain::CustomerId::parse(&id) else {
+                anyhow::bail!("{id:?} is not a customer id (a letter, then 11 of [a-z0-9])");
+            };
+            println!("{}", crate::render::tenant_dir(id.as_str()));
         }
         Command::Lifecycle(LifecycleCommand::Tick { now }) => {
             let app = App::start(config).await?;
