@@ -67,21 +67,6 @@ fn trailer_counts(remote: &git2::Repository) -> BTreeMap<String, usize> {
     counts
 }
 
-/// `git fsck --strict` finds nothing wrong (the git CLI is part of the test's tools).
-fn assert_fsck_clean(repo: &Path) {
-    let out = std::process::Command::new("git")
-        .args(["fsck", "--strict", "--no-dangling"])
-        .current_dir(repo)
-        .output()
-        .expect("git fsck");
-    assert!(
-        out.status.success(),
-        "git fsck {}: {}",
-        repo.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 async fn kills_during_pushes(remote_url: &str, remote_dir: &Path) {
     let env = [
         ("GITOPS_REMOTE", remote_url),
@@ -160,9 +145,9 @@ async fn kills_during_pushes(remote_url: &str, remote_dir: &Path) {
     }
     // No lock of a dead process is left to block the next commit or push.
     assert_eq!(lock_files(&local), Vec::<String>::new());
-    assert_fsck_clean(&local);
+    common::assert_git_fsck_strict(&local);
     assert_eq!(lock_files(&remote_dir.join("refs")), Vec::<String>::new());
-    assert_fsck_clean(remote_dir);
+    common::assert_git_fsck_strict(remote_dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -542,3 +542,45 @@ async fn a_push_pokes_the_flux_receiver_with_the_new_revision() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A tenant left in the flat layout of older versions is moved by its next change: the flat
+/// directory and Kustomization go in the same commit (here a removal, which must also take the
+/// flat copy), and a tenant with nothing in the flat layout is untouched by the clean-up.
+#[test]
+fn a_change_clears_the_flat_layout_of_older_versions() {
+    use billing::gitops::{Changes, Entry, GitOpsRepo};
+    let dir = tempfile::tempdir().unwrap();
+    let author = billing::gitops::Author {
+        name: "t".into(),
+        email: "t@localhost".into(),
+    };
+    let mut repo = GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author).unwrap();
+    let (old, new) = ("k3x9abcdefgh", "m2z8abcdefgh");
+    let mut flat = Changes::new();
+    flat.insert(
+        billing::render::flat_tenant_dir(old),
+        Entry::Dir([("kustomization.yaml".into(), b"resources: []\n".to_vec())].into()),
+    );
+    flat.insert(
+        billing::render::flat_flux_kustomization_path(old),
+        Entry::File(b"kind: Kustomization\n".to_vec()),
+    );
+    flat.insert(
+        billing::render::tenant_dir(new),
+        Entry::Dir([("kustomization.yaml".into(), b"resources: []\n".to_vec())].into()),
+    );
+    repo.commit(&flat, "old layout").unwrap().unwrap();
+    repo.commit(&billing::deploy::removal_changes(old), "remove old")
+        .unwrap()
+        .expect("the flat copy is removed");
+    let files = files_at(repo.repository(), "main");
+    assert!(
+        files.keys().all(|p| !p.contains(old)),
+        "nothing of {old} is left: {files:?}"
+    );
+    assert!(files.contains_key(&format!(
+        "{}/kustomization.yaml",
+        billing::render::tenant_dir(new)
+    )));
+    common::assert_git_fsck_strict(repo.path());
+}

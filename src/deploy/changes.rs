@@ -36,6 +36,7 @@ pub fn tenant_changes(customer_id: &str, rendered: RenderedTenant) -> Changes {
         }
     }
     changes.insert(dir, Entry::Dir(own));
+    remove_flat_layout(customer_id, &mut changes);
     changes
 }
 
@@ -46,7 +47,23 @@ pub fn removal_changes(customer_id: &str) -> Changes {
         crate::render::flux_kustomization_path(customer_id),
         Entry::Removed,
     );
+    remove_flat_layout(customer_id, &mut changes);
     changes
+}
+
+/// A tenant still in the flat layout of older versions (`tenants/<id>/`) moves with its next
+/// complete render: the old directory and Kustomization go in the same commit, so the cluster
+/// never sees two `tenant-<id>`. A full redeploy moves every tenant in one commit. Removing a
+/// path that is not there changes nothing. (A two-character id's flat path would be a prefix
+/// directory; generated ids have twelve.)
+fn remove_flat_layout(customer_id: &str, changes: &mut Changes) {
+    if customer_id.len() > 2 {
+        changes.insert(crate::render::flat_tenant_dir(customer_id), Entry::Removed);
+        changes.insert(
+            crate::render::flat_flux_kustomization_path(customer_id),
+            Entry::Removed,
+        );
+    }
 }
 
 /// The files of a change set as one YAML stream, each preceded by a `# path` comment.

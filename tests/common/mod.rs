@@ -584,3 +584,19 @@ pub fn kill_process_group(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `git fsck --strict` finds nothing wrong in the repository at `repo` (the git CLI is part of
+/// the tests' tools: without it this fails).
+pub fn assert_git_fsck_strict(repo: &std::path::Path) {
+    let out = std::process::Command::new("git")
+        .args(["fsck", "--strict", "--no-dangling"])
+        .current_dir(repo)
+        .output()
+        .expect("git fsck");
+    assert!(
+        out.status.success(),
+        "git fsck {}: {}",
+        repo.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
