@@ -50,7 +50,7 @@ pub struct GitOpsRepo {
     author: Author,
     /// Commits not yet in a pack written by [`GitOpsRepo::repack`].
     unpacked: std::cell::Cell<usize>,
-    /// Whether what a commit writes is on disk (fsync) before the branch moves.
+    /// The fsync setting this handle was opened with (see [`GitOpsRepo::set_fsync`]).
     fsync: bool,
     /// A lock file older than this is a dead writer's and is removed when it blocks us.
     stale_lock_after: std::time::Duration,
@@ -135,12 +135,12 @@ impl GitOpsRepo {
     }
 
     /// Whether commits are durable against a crash of the machine, not only of the process: on
-    /// (the default), each commit's pack, index and branch update are fsync'ed in that order,
-    /// and so are the consolidated packs before what they supersede is deleted. Off is for
-    /// scratch repositories. The part libgit2 writes (refs, the repack's pack, loose objects)
-    /// follows libgit2's process-wide fsync option, so this sets it for every repository of the
-    /// process; `core.fsyncObjectFiles` would do it per repository, but makes every git
-    /// command on the repository warn that the setting is deprecated.
+    /// (the default), libgit2's indexer syncs each commit's pack and index before the branch
+    /// moves, the ref update is synced, and so are the consolidated packs before what they
+    /// supersede is deleted. Off is for scratch repositories. It is libgit2's process-wide
+    /// option, so this sets it for every repository of the process; `core.fsyncObjectFiles`
+    /// would do it per repository, but makes every git command on the repository warn that the
+    /// setting is deprecated.
     pub fn set_fsync(&mut self, on: bool) -> Result<()> {
         set_libgit2_fsync(on)?;
         if self.fsync != on {
@@ -175,7 +175,7 @@ impl GitOpsRepo {
     }
 
     pub fn branch_ref(&self) -> String {
-        format!("refs/heads/{}", self.branch)
+        branch_refname(&self.branch)
     }
 
     pub fn repository(&self) -> &Repository {
@@ -189,7 +189,7 @@ impl GitOpsRepo {
 
     /// The tip of `branch`, or None when it does not exist.
     pub fn tip(&self, branch: &str) -> Result<Option<Oid>> {
-        match self.repo.refname_to_id(&format!("refs/heads/{branch}")) {
+        match self.repo.refname_to_id(&branch_refname(branch)) {
             Ok(oid) => Ok(Some(oid)),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
             Err(e) => Err(e.into()),
@@ -244,7 +244,7 @@ impl GitOpsRepo {
         };
         built.write(&self.repo)?;
         let oid = built.commit;
-        let refname = format!("refs/heads/{branch}");
+        let refname = branch_refname(branch);
         // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
         match current {
             Some(old) => {
@@ -317,6 +317,10 @@ pub fn limit_open_packs() -> Result<()> {
 
 /// Change sets with at least this many files are written as one packfile.
 pub const BULK_FILES: usize = 256;
+
+fn branch_refname(branch: &str) -> String {
+    format!("refs/heads/{branch}")
+}
 
 fn message_subject(message: &str) -> &str {
     message.lines().next().unwrap_or("commit")

@@ -183,7 +183,7 @@ pub fn tenant_dir(id: &str) -> String {
     format!("tenants/{}/{id}", tenant_shard(id))
 }
 
-/// `tenants/<id>`: where the flat layout before `billing gitops migrate-layout` kept a tenant.
+/// `tenants/<id>`: where older versions' flat layout kept a tenant.
 pub fn flat_tenant_dir(id: &str) -> String {
     format!("tenants/{id}")
 }
