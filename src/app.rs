@@ -29,6 +29,8 @@ pub struct App {
     pub render_settings: RenderSettings,
     /// Woken when a job is queued, so the worker need not wait for its next poll.
     pub worker_wake: tokio::sync::Notify,
+    /// Woken after a push, so the drift scan looks at the remote at once.
+    pub scan_wake: tokio::sync::Notify,
     /// This process's name on the job leases.
     pub worker_id: String,
     /// For outgoing calls (the sync webhook poke, Stripe).
@@ -79,6 +81,7 @@ impl App {
             gitops,
             sealing,
             worker_wake: tokio::sync::Notify::new(),
+            scan_wake: tokio::sync::Notify::new(),
             worker_id: format!("worker-{}", uuid::Uuid::new_v4()),
             http: reqwest::Client::new(),
             metrics: crate::metrics::Metrics::default(),

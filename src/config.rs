@@ -176,6 +176,17 @@ pub struct Config {
     )]
     pub gitops_stale_lock_seconds: u64,
 
+    /// How often the service fetches the remote and looks for commits it did not make (a
+    /// person's revert or edit of a tenant marks it `drifted`). Also right after each push.
+    #[arg(
+        long,
+        env = "GITOPS_FETCH_INTERVAL_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub gitops_fetch_interval_seconds: u64,
+
     /// Attempts before a job that fails to render is given up (`failed`).
     #[arg(long, env = "GITOPS_MAX_ATTEMPTS", default_value_t = 5, global = true)]
     pub gitops_max_attempts: i64,

@@ -1,5 +1,6 @@
 //! The one state machine of a tenant's deployment, used by the outbox worker (and the watcher):
-//! pending -> committed -> ready, or failed / stalled, or deleted.
+//! pending -> committed -> ready, or failed / stalled, or deleted; drifted when Git holds a
+//! tenant the service did not render (a person's revert or edit, or a rollback).
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +19,9 @@ pub enum DeploymentStatus {
     Stalled,
     /// Removed from Git.
     Deleted,
+    /// Main holds a version of the stack the service did not render from the database (a
+    /// person's commit, or a rollback). Nothing but a forced deploy or a deletion overwrites it.
+    Drifted,
 }
 
 /// What happened to a tenant's deployment.
@@ -41,6 +45,9 @@ pub enum Event {
     SyncFailed,
     /// No success was reported within the stall timeout after the commit.
     TimedOut,
+    /// A commit the service did not make changed the tenant on main, or a rollback was
+    /// committed.
+    Drifted,
 }
 
 impl DeploymentStatus {
@@ -52,18 +59,20 @@ impl DeploymentStatus {
             Self::Failed => "failed",
             Self::Stalled => "stalled",
             Self::Deleted => "deleted",
+            Self::Drifted => "drifted",
         }
     }
 
     /// The status in the old service's vocabulary, which its admin dashboard reads as
     /// `customer.deploymentStatus`: pending → `pending`, committed (in Git, the cluster has not
     /// reported it ready yet) → `deploying`, ready → `deployed`, failed and stalled → `failed`
-    /// (stalled carries its timeout as the error), deleted → `deleted`.
+    /// (stalled carries its timeout as the error), deleted → `deleted`; drifted (running what
+    /// Git holds, by hand) → `deployed`.
     pub fn legacy_name(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Committed => "deploying",
-            Self::Ready => "deployed",
+            Self::Ready | Self::Drifted => "deployed",
             Self::Failed | Self::Stalled => "failed",
             Self::Deleted => "deleted",
         }
@@ -77,7 +86,10 @@ impl DeploymentStatus {
             (Deleted, Event::Queued) => Some(Pending),
             (Deleted, Event::Removed) => Some(Deleted),
             (Deleted, _) => None,
+            (_, Event::Drifted) => Some(Drifted),
             (_, Event::Queued) => Some(self),
+            // Only a forced deploy commits for a drifted tenant: it takes over again.
+            (Drifted, Event::CommittedUnchanged) => Some(Committed),
             (_, Event::Committed) => Some(Committed),
             (Pending, Event::CommittedUnchanged) => Some(Committed),
             (_, Event::CommittedUnchanged) => Some(self),
@@ -103,7 +115,7 @@ impl FromStr for DeploymentStatus {
 
     fn from_str(s: &str) -> Result<Self, String> {
         use DeploymentStatus::*;
-        [Pending, Committed, Ready, Failed, Stalled, Deleted]
+        [Pending, Committed, Ready, Failed, Stalled, Deleted, Drifted]
             .into_iter()
             .find(|v| v.as_str() == s)
             .ok_or_else(|| format!("unknown deployment status {s:?}"))
@@ -150,8 +162,26 @@ mod tests {
     }
 
     #[test]
+    fn a_drifted_tenant_stays_so_until_a_forced_deploy_or_deletion() {
+        for s in [Committed, Ready, Stalled, Failed, Pending] {
+            assert_eq!(s.on(Event::Drifted), Some(Drifted));
+        }
+        assert_eq!(Deleted.on(Event::Drifted), None);
+        assert_eq!(Drifted.on(Event::Queued), Some(Drifted));
+        assert_eq!(
+            Drifted.on(Event::Synced),
+            None,
+            "the cluster running the hand edit does not make it ours"
+        );
+        assert_eq!(Drifted.on(Event::TimedOut), None);
+        assert_eq!(Drifted.on(Event::Committed), Some(Committed));
+        assert_eq!(Drifted.on(Event::CommittedUnchanged), Some(Committed));
+        assert_eq!(Drifted.on(Event::Removed), Some(Deleted));
+    }
+
+    #[test]
     fn parses_what_it_prints() {
-        for s in [Pending, Committed, Ready, Failed, Stalled, Deleted] {
+        for s in [Pending, Committed, Ready, Failed, Stalled, Deleted, Drifted] {
             assert_eq!(s.as_str().parse::<DeploymentStatus>().unwrap(), s);
         }
         assert!("bogus".parse::<DeploymentStatus>().is_err());
@@ -159,7 +189,7 @@ mod tests {
 
     #[test]
     fn the_old_dashboard_vocabulary() {
-        let legacy: Vec<&str> = [Pending, Committed, Ready, Failed, Stalled, Deleted]
+        let legacy: Vec<&str> = [Pending, Committed, Ready, Failed, Stalled, Deleted, Drifted]
             .into_iter()
             .map(DeploymentStatus::legacy_name)
             .collect();
@@ -171,7 +201,8 @@ mod tests {
                 "deployed",
                 "failed",
                 "failed",
-                "deleted"
+                "deleted",
+                "deployed"
             ]
         );
     }

@@ -1,5 +1,8 @@
 //! The operator's subcommands.
 
+mod tenant;
+pub use tenant::{GitopsCommand, TenantCommand};
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,6 +46,9 @@ pub enum Command {
     /// Tenant stacks.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// The GitOps repository.
+    #[command(subcommand)]
+    Gitops(GitopsCommand),
     /// The subscription lifecycle scheduler.
     #[command(subcommand)]
     Lifecycle(LifecycleCommand),
@@ -63,27 +69,6 @@ fn parse_rfc3339(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|e| format!("not an RFC 3339 time like 2025-01-31T12:00:00Z ({e})"))
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TenantCommand {
-    /// Print a tenant's manifests as they would be committed.
-    Render {
-        /// The customer id.
-        #[arg(required_unless_present = "demo")]
-        id: Option<String>,
-        /// Rewrite the golden demo tenant (tenants/de/m/demo/, flux-tenants/de/m/demo.yaml) in --out.
-        #[arg(long, conflicts_with = "id")]
-        demo: bool,
-        /// Checkout to write the golden files into.
-        #[arg(long, default_value = ".")]
-        out: PathBuf,
-    },
-    /// Print a tenant's directory in the GitOps repository (derived from its id alone).
-    Path {
-        /// The customer id.
-        id: String,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,26 +181,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.gitops_branch
             );
         }
-        Command::Tenant(TenantCommand::Render { id, demo, out }) => {
-            let renderer = crate::app::renderer(&config)?;
-            let plans = crate::plans::Catalogue::load(config.plans_file.as_deref())?;
-            if demo {
-                let files = crate::deploy::demo::demo_files(&renderer, &plans)?;
-                crate::deploy::demo::write_golden(&out, &files)?;
-                println!("wrote {} golden files under {}", files.len(), out.display());
-            } else {
-                let id = id.unwrap_or_default();
-                let app = App::start(config).await?;
-                let (changes, _) = crate::deploy::render_tenant(&app, &id).await?;
-                print!("{}", crate::deploy::describe_changes(&changes));
-            }
-        }
-        Command::Tenant(TenantCommand::Path { id }) => {
-            let Some(id) = crate::accounts::domain::CustomerId::parse(&id) else {
-                anyhow::bail!("{id:?} is not a customer id (a letter, then 11 of [a-z0-9])");
-            };
-            println!("{}", crate::render::tenant_dir(id.as_str()));
-        }
+        Command::Tenant(command) => return tenant::run(config, command).await,
+        Command::Gitops(command) => return tenant::run_gitops(config, command).await,
         Command::Lifecycle(LifecycleCommand::Tick { now }) => {
             let app = App::start(config).await?;
             let as_of = now.unwrap_or_else(chrono::Utc::now);

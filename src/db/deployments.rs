@@ -66,7 +66,8 @@ pub async fn apply_event(
     .bind(customer_id)
     .execute(&mut **tx)
     .await?;
-    let transition = next != current || matches!(event, Event::Committed | Event::Removed);
+    let transition =
+        next != current || matches!(event, Event::Committed | Event::Removed | Event::Drifted);
     if event != Event::Queued && transition {
         let revision = revision.or(row.committed_revision.as_deref());
         insert_history(

@@ -16,6 +16,10 @@ pub enum Action {
     /// Re-render everything, ignoring the render lock (repairs hand edits in the repository).
     Rebuild,
     Delete,
+    /// A rebuild that also overwrites a drifted tenant (a person's edit or a rollback).
+    Force,
+    /// Restore the tenant's files as they were at the job's target revision.
+    Rollback,
 }
 
 impl Action {
@@ -25,6 +29,8 @@ impl Action {
             Action::Update => "update",
             Action::Rebuild => "rebuild",
             Action::Delete => "delete",
+            Action::Force => "force",
+            Action::Rollback => "rollback",
         }
     }
 
@@ -34,6 +40,8 @@ impl Action {
             Action::Update,
             Action::Rebuild,
             Action::Delete,
+            Action::Force,
+            Action::Rollback,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -70,6 +78,8 @@ pub struct Job {
     pub attempts: i64,
     /// Why the change was queued, worded for the commit message (e.g. a plan upgrade).
     pub reason: Option<String>,
+    /// A rollback's revision (None: the parent of the tenant's last change).
+    pub target_revision: Option<String>,
 }
 
 /// Queues a change; returns its change id (the `Change-Id:` trailer of the commit).
@@ -91,16 +101,38 @@ pub async fn enqueue_because<'c>(
     reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<String, sqlx::Error> {
+    insert(db, customer_id, action, reason, None, now).await
+}
+
+/// Queues a rollback of the tenant to `target` (None: to before its last change).
+pub async fn enqueue_rollback<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+    target: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<String, sqlx::Error> {
+    insert(db, customer_id, Action::Rollback, None, target, now).await
+}
+
+async fn insert<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+    action: Action,
+    reason: Option<&str>,
+    target: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<String, sqlx::Error> {
     let change_id = uuid::Uuid::new_v4().to_string();
     sqlx::query(
         "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, reason, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $6, $6)",
+         target_revision, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $7)",
     )
     .bind(&change_id)
     .bind(customer_id)
     .bind(action.as_str())
     .bind(PENDING)
     .bind(reason)
+    .bind(target)
     .bind(db::ts(now))
     .execute(db)
     .await?;
@@ -120,7 +152,7 @@ pub async fn claim(
         "UPDATE render_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
          WHERE id IN (SELECT id FROM render_jobs WHERE status = $5 \
                       AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4 {lock}) \
-         RETURNING id, change_id, customer_id, action, attempts, reason"
+         RETURNING id, change_id, customer_id, action, attempts, reason, target_revision"
     );
     let mut jobs: Vec<Job> = sqlx::query_as(&sql)
         .bind(owner)
@@ -155,6 +187,60 @@ pub async fn complete<'c>(
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Marks a job done without a commit: its tenant has drifted, and only a forced deploy (or a
+/// deletion) overwrites that. `note` says so on the job.
+pub async fn complete_held<'c>(
+    db: impl Executor<'c, Database = Any>,
+    job: &Job,
+    owner: &str,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE render_jobs SET status = $5, last_error = $1, lease_owner = NULL, lease_until = NULL, \
+         updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status = $6",
+    )
+    .bind(note)
+    .bind(db::ts(now))
+    .bind(job.id)
+    .bind(owner)
+    .bind(JobStatus::Done.as_str())
+    .bind(PENDING)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Which of `change_ids` are this service's jobs (any status): commits naming one are ours.
+pub async fn known_change_ids<'c>(
+    db: impl Executor<'c, Database = Any> + Copy,
+    change_ids: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut known = Vec::new();
+    for id in change_ids {
+        let found: Option<(String,)> =
+            sqlx::query_as("SELECT change_id FROM render_jobs WHERE change_id = $1")
+                .bind(id)
+                .fetch_optional(db)
+                .await?;
+        known.extend(found.map(|(id,)| id));
+    }
+    Ok(known)
+}
+
+/// The change ids of a tenant's jobs, newest first (history names each commit's).
+pub async fn change_ids_of<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT change_id FROM render_jobs WHERE customer_id = $1 ORDER BY id DESC")
+            .bind(customer_id)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// Records a failed attempt. Past `max_attempts` the job is failed for good; otherwise it is

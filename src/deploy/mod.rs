@@ -3,7 +3,11 @@
 
 mod changes;
 pub mod demo;
+pub mod drift;
+pub mod history;
+pub mod layout;
 pub mod requests;
+mod rollback;
 
 use changes::{commit_message, Prepared};
 pub use changes::{describe_changes, removal_changes, tenant_changes};
@@ -129,7 +133,9 @@ async fn render_locks(
 ) -> anyhow::Result<Vec<Option<RenderLock>>> {
     let wanted: Vec<bool> = specs
         .iter()
-        .map(|(_, action, data)| *action != Action::Rebuild && matches!(data, Ok(Some(_))))
+        .map(|(_, action, data)| {
+            !matches!(action, Action::Rebuild | Action::Force) && matches!(data, Ok(Some(_)))
+        })
         .collect();
     let paths: Vec<String> = specs
         .iter()
@@ -177,13 +183,27 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     let claimed = jobs.len();
 
     let mut specs = Vec::with_capacity(jobs.len());
+    // Rollbacks are read from Git, not rendered.
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(jobs.len());
     for job in jobs {
         let action = Action::parse(&job.action).unwrap_or(Action::Update);
-        let data = match action {
-            Action::Delete => Ok(None),
-            _ => load_spec(app, &job.customer_id).await.map(Some),
-        };
-        specs.push((job, action, data));
+        match action {
+            Action::Delete => specs.push((job, action, Ok(None))),
+            Action::Rollback => match rollback::changes(app, &job).await {
+                Ok((changes, summary)) => prepared.push(Prepared {
+                    job,
+                    action,
+                    changes,
+                    summary,
+                }),
+                Err(err) => give_up_or_retry(app, &job, &format!("{err:#}")).await?,
+            },
+            _ if action != Action::Force && drift::holds(app, &job).await? => {}
+            _ => {
+                let data = load_spec(app, &job.customer_id).await.map(Some);
+                specs.push((job, action, data));
+            }
+        }
     }
     let mut locks = render_locks(app, &specs).await?.into_iter();
     let loaded: Vec<Loaded> = specs
@@ -194,7 +214,6 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
             (job, action, data)
         })
         .collect();
-    let mut prepared: Vec<Prepared> = Vec::with_capacity(loaded.len());
     for (job, action, result) in render_all(app, loaded).await? {
         match result {
             Ok((changes, summary)) => prepared.push(Prepared {
@@ -209,6 +228,8 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     if prepared.is_empty() {
         return Ok(claimed);
     }
+    // Job order decides which change of a tenant wins.
+    prepared.sort_by_key(|p| p.job.id);
 
     let app2 = app.clone();
     let (outcome, prepared) = crate::pool::GIT
@@ -236,17 +257,18 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     for p in &prepared {
         let mut tx = app.db.pool.begin().await?;
         if outbox::complete(&mut *tx, &p.job, &app.worker_id, &revision, Utc::now()).await? {
-            let event = if p.action == Action::Delete {
-                Event::Removed
-            } else {
-                Event::Committed
+            let (event, note) = match p.action {
+                Action::Delete => (Event::Removed, None),
+                // Git now runs a version the database did not render: held until forced.
+                Action::Rollback => (Event::Drifted, Some(rollback::note(&p.summary))),
+                _ => (Event::Committed, None),
             };
             deployments::apply_event(
                 &mut tx,
                 &p.job.customer_id,
                 event,
                 Some(&revision),
-                None,
+                note.as_deref(),
                 &now,
             )
             .await?;
@@ -255,6 +277,7 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     }
     tracing::info!(jobs = prepared.len(), %revision, "render jobs committed");
     if gitops.remote.is_some() {
+        app.scan_wake.notify_one();
         poke_cluster(app, &revision).await;
     }
     Ok(claimed)

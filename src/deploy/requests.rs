@@ -124,11 +124,48 @@ pub struct Accepted {
     pub instance_url: Option<String>,
 }
 
-/// Queues a re-render or a removal of the tenant's stack; the worker commits it.
+/// Queues a re-render or a removal of the tenant's stack; the worker commits it. A plain
+/// rebuild of a drifted tenant is refused: only `Action::Force` overwrites what a person did.
 pub async fn request(
     app: &App,
     customer_id: &str,
     action: Action,
+    meta: &RequestMeta,
+) -> Result<Accepted, ApiError> {
+    queue(app, customer_id, action, None, meta).await
+}
+
+/// Queues a rollback of the tenant to `to` (a revision), or to before its last change.
+pub async fn rollback(
+    app: &App,
+    customer_id: &str,
+    to: Option<&str>,
+    meta: &RequestMeta,
+) -> Result<Accepted, ApiError> {
+    let to = match to {
+        None => None,
+        Some(rev) => Some(resolve(app, rev).await?),
+    };
+    queue(app, customer_id, Action::Rollback, to, meta).await
+}
+
+/// The full hash of a revision in the repository, or a 422 that names it.
+async fn resolve(app: &App, revision: &str) -> Result<String, ApiError> {
+    let repo = app
+        .gitops
+        .repo
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+    repo.resolve(revision)
+        .map(|oid| oid.to_string())
+        .map_err(|e| ApiError::validation("unknown_revision", "to", e.to_string()))
+}
+
+async fn queue(
+    app: &App,
+    customer_id: &str,
+    action: Action,
+    target: Option<String>,
     meta: &RequestMeta,
 ) -> Result<Accepted, ApiError> {
     let now = Utc::now();
@@ -138,13 +175,28 @@ pub async fn request(
     if !db::erasure::lock_live(&mut *tx, customer_id).await? {
         return Err(ApiError::NotFound("no such customer"));
     }
+    let deployment = accounts::deployment(&mut *tx, customer_id).await?;
+    let drifted =
+        deployment.as_ref().map(|d| d.status.as_str()) == Some(DeploymentStatus::Drifted.as_str());
+    if drifted && matches!(action, Action::Rebuild | Action::Update | Action::Create) {
+        return Err(ApiError::Conflict {
+            code: "tenant_drifted",
+            message: format!(
+                "tenant {customer_id} was changed outside the service (see its status); \
+                 deploy with force=true to overwrite that with the database's rendering"
+            ),
+        });
+    }
     let instance_url = match action {
         Action::Delete => None,
-        _ => accounts::deployment(&mut *tx, customer_id)
-            .await?
-            .map(|d| d.instance_url),
+        _ => deployment.map(|d| d.instance_url),
     };
-    let change_id = outbox::enqueue(&mut *tx, customer_id, action, now).await?;
+    let change_id = match action {
+        Action::Rollback => {
+            outbox::enqueue_rollback(&mut *tx, customer_id, target.as_deref(), now).await?
+        }
+        _ => outbox::enqueue(&mut *tx, customer_id, action, now).await?,
+    };
     let status =
         deployments::apply_event(&mut tx, customer_id, Event::Queued, None, None, &now_text)
             .await?
@@ -156,13 +208,15 @@ pub async fn request(
         &audit::AuditEntry {
             action: match action {
                 Action::Delete => "deployment.delete_requested",
+                Action::Rollback => "deployment.rollback_requested",
+                Action::Force => "deployment.forced_deploy_requested",
                 _ => "deployment.redeploy_requested",
             },
             customer_id: Some(customer_id.to_string()),
             actor: "admin".into(),
             client_ip: meta.client_ip.clone(),
             user_agent: meta.user_agent.clone(),
-            details: json!({ "change_id": change_id }),
+            details: json!({ "change_id": change_id, "to": target }),
         },
     )
     .await?;

@@ -72,7 +72,7 @@ fn hashed(files: &BTreeMap<String, Vec<u8>>) -> Result<BTreeMap<String, Oid>> {
 }
 
 /// Every file under the tree `id`, by its path below it.
-fn files_of(repo: &Repository, id: Oid) -> Result<BTreeMap<String, Oid>> {
+pub(super) fn files_of(repo: &Repository, id: Oid) -> Result<BTreeMap<String, Oid>> {
     let mut files = BTreeMap::new();
     repo.find_tree(id)?
         .walk(git2::TreeWalkMode::PreOrder, |dir, e| {

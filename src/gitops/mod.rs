@@ -3,6 +3,7 @@
 //! on a branch and returns a revision.
 
 mod changes;
+mod history;
 pub mod locks;
 pub mod pack;
 pub mod push;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use git2::{Oid, Repository, RepositoryInitOptions, Signature};
 
 pub use changes::{file_count, Changes, Entry};
+pub use history::CommitInfo;
 pub use push::{PushAuth, PushOutcome, Remote};
 pub use shared::{GitHealth, SharedRepo};
 
@@ -30,6 +32,9 @@ pub enum GitOpsError {
     /// A pack index on disk is not a version-2 index (a truncated or foreign file).
     #[error("unreadable pack index")]
     CorruptPackIndex,
+    /// A revision that names no commit here.
+    #[error("no commit {0:?} in the GitOps repository")]
+    UnknownRevision(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }

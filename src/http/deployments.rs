@@ -1,10 +1,10 @@
 //! Deployment endpoints: status (admin or the customer), redeploy and delete (admin).
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 
-use super::extract::{Admin, Caller};
+use super::extract::{Admin, Caller, RawBody};
 use crate::accounts::domain::CustomerId;
 use crate::accounts::RequestMeta;
 use crate::app::SharedApp;
@@ -37,14 +37,89 @@ async fn accept(
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
+/// Renders everything of one tenant. A drifted tenant (changed by hand, or rolled back) is a
+/// 409 unless `?force=true`, which overwrites what Git holds with the database's rendering.
 pub async fn deploy(
     State(app): State<SharedApp>,
     _: Admin,
     meta: RequestMeta,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<(StatusCode, Json<Accepted>)> {
-    // An explicit deploy of one tenant renders everything: it also repairs hand edits.
-    accept(&app, &id, Action::Rebuild, &meta).await
+    let action = if bool_param(query.as_deref(), "force")? {
+        Action::Force
+    } else {
+        Action::Rebuild
+    };
+    accept(&app, &id, action, &meta).await
+}
+
+/// Restores the tenant's files as they were before its last change, or at the body's `to` (a
+/// revision; the body may be empty), as a commit.
+pub async fn rollback(
+    State(app): State<SharedApp>,
+    _: Admin,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: RawBody,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let id = customer_id(&id)?;
+    let to = if body.0.is_empty() {
+        None
+    } else {
+        match body.json(&headers)?.get("to") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(rev)) => Some(rev.clone()),
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "invalid_field",
+                    "to",
+                    "to must be a revision (a string)",
+                ))
+            }
+        }
+    };
+    let accepted = requests::rollback(&app, id.as_str(), to.as_deref(), &meta).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// The tenant's commits on main, newest first (`?limit=`, default 50).
+pub async fn history(
+    State(app): State<SharedApp>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>> {
+    let id = customer_id(&id)?;
+    caller.may_see(id.as_str())?;
+    let commits = crate::deploy::history::tenant_history(&app, id.as_str(), 50).await?;
+    Ok(Json(
+        serde_json::json!({ "customer_id": id.as_str(), "commits": commits }),
+    ))
+}
+
+/// A `true`/`false` query parameter (absent: false), or a 400 that names it.
+fn bool_param(query: Option<&str>, name: &'static str) -> Result<bool> {
+    let mut value = false;
+    for (key, raw) in query
+        .iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|p| p.split_once('='))
+        .filter(|(key, _)| *key == name)
+    {
+        value = match raw {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => {
+                return Err(ApiError::validation(
+                    "invalid_query",
+                    name,
+                    format!("{key} must be true or false"),
+                ))
+            }
+        };
+    }
+    Ok(value)
 }
 
 pub async fn delete(
@@ -64,25 +139,7 @@ pub async fn redeploy_all(
     meta: RequestMeta,
     RawQuery(query): RawQuery,
 ) -> Result<(StatusCode, Json<AcceptedAll>)> {
-    let mut full = false;
-    for (key, value) in query
-        .iter()
-        .flat_map(|q| q.split('&'))
-        .filter_map(|p| p.split_once('='))
-    {
-        match (key, value) {
-            ("full", "true" | "1") => full = true,
-            ("full", "false" | "0") => full = false,
-            ("full", _) => {
-                return Err(ApiError::validation(
-                    "invalid_query",
-                    "full",
-                    "full must be true or false",
-                ))
-            }
-            _ => {}
-        }
-    }
+    let full = bool_param(query.as_deref(), "full")?;
     let accepted = requests::redeploy_all(&app, &meta, full).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }

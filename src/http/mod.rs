@@ -42,6 +42,8 @@ pub fn router(app: SharedApp) -> Router {
             get(deployments::status),
         )
         .route("/api/customers/{id}/deploy", post(deployments::deploy))
+        .route("/api/customers/{id}/rollback", post(deployments::rollback))
+        .route("/api/customers/{id}/history", get(deployments::history))
         .route(
             "/api/admin/tenants/redeploy",
             post(deployments::redeploy_all),
@@ -87,6 +89,7 @@ pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
     }
     let mail = crate::notify::sender::Sender::from_config(&app.config)?;
     tokio::spawn(crate::deploy::run_worker(app.clone()));
+    tokio::spawn(crate::deploy::drift::run(app.clone()));
     tokio::spawn(crate::notify::sender::run(app.clone(), mail));
     tokio::spawn(crate::watcher::stall::run(app.clone()));
     tokio::spawn(crate::watcher::poller::run(app.clone()));

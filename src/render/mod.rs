@@ -26,8 +26,9 @@ use skeleton::{Skeletons, Split};
 pub use objects::parse_documents;
 pub use spec::{
     demo_sealed_values, demo_spec, flat_flux_kustomization_path, flat_tenant_dir,
-    flux_kustomization_path, namespace_of, tenant_dir, tenant_shard, Images, LockedTemplate,
-    RenderError, RenderLock, RenderSettings, RenderedTenant, SealedValues, TenantSpec,
+    flux_kustomization_path, namespace_of, tenant_dir, tenant_of_path, tenant_shard, Images,
+    LockedTemplate, RenderError, RenderLock, RenderSettings, RenderedTenant, SealedValues,
+    TenantSpec,
 };
 pub use validate::untransportable;
 

@@ -183,6 +183,19 @@ pub fn tenant_dir(id: &str) -> String {
     format!("tenants/{}/{id}", tenant_shard(id))
 }
 
+/// The tenant a repository path belongs to, in the sharded layout: `tenants/ab/c/<id>/…` or
+/// `flux-tenants/ab/c/<id>.yaml` (None for anything else).
+pub fn tenant_of_path(path: &str) -> Option<&str> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let id = match parts.as_slice() {
+        ["tenants", _, _, id, _, ..] => *id,
+        ["flux-tenants", _, _, file] => file.strip_suffix(".yaml")?,
+        _ => return None,
+    };
+    let shard = format!("{}/{}", parts[1], parts[2]);
+    (!id.is_empty() && tenant_shard(id) == shard).then_some(id)
+}
+
 /// `tenants/<id>`: where older versions' flat layout kept a tenant.
 pub fn flat_tenant_dir(id: &str) -> String {
     format!("tenants/{id}")

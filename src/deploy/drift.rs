@@ -1,0 +1,209 @@
+//! Drift: main holds a tenant the service did not render. After each fetch (every
+//! `GITOPS_FETCH_INTERVAL_SECONDS`, and right after a push) the commits since the last look are
+//! read; one that changed a tenant's files and names none of our `Change-Id`s (a person's
+//! `git revert` or edit) marks that tenant `drifted`, with its revision and author. A drifted
+//! tenant's jobs are held (done without a commit) until a forced deploy or a deletion.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::Utc;
+use serde_json::json;
+
+use crate::app::App;
+use crate::db::deployments::{self, HistoryEntry, BILLING_SOURCE};
+use crate::db::outbox::{self, Job};
+use crate::db::{self, accounts, audit};
+use crate::gitops::CommitInfo;
+use crate::status::{DeploymentStatus, Event};
+
+/// The mark (`refs/billing/scanned`) of the newest commit the scan has looked at.
+const SCANNED: &str = "scanned";
+
+/// A tenant someone changed by hand.
+#[derive(Debug, Clone)]
+pub struct Drift {
+    pub customer_id: String,
+    pub revision: String,
+    pub author: String,
+    pub summary: String,
+}
+
+/// Whether the job's tenant has drifted; its job is then done without a commit and the
+/// tenant's history says so.
+pub(super) async fn holds(app: &App, job: &Job) -> anyhow::Result<bool> {
+    let Some(row) = accounts::deployment(&app.db.pool, &job.customer_id).await? else {
+        return Ok(false);
+    };
+    if row.status.parse::<DeploymentStatus>() != Ok(DeploymentStatus::Drifted) {
+        return Ok(false);
+    }
+    let note = format!(
+        "{} {} held: the tenant has drifted; a forced deploy applies the database's rendering",
+        job.action, job.change_id
+    );
+    let now = Utc::now();
+    let at = db::ts(now);
+    let mut tx = app.db.pool.begin().await?;
+    if outbox::complete_held(&mut *tx, job, &app.worker_id, &note, now).await? {
+        deployments::insert_history(
+            &mut *tx,
+            &HistoryEntry {
+                customer_id: &job.customer_id,
+                revision: row.committed_revision.as_deref(),
+                source: BILLING_SOURCE,
+                state: DeploymentStatus::Drifted.as_str(),
+                message: Some(&note),
+                at: &at,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(customer_id = %job.customer_id, change_id = %job.change_id, "job held: tenant drifted");
+    Ok(true)
+}
+
+/// Fetches (when there is a remote), then marks drifted every tenant changed by a commit since
+/// the last scan that is not ours. The first scan of a repository only sets the mark.
+pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
+    let app2 = app.clone();
+    let (commits, head) = crate::pool::GIT
+        .run(move || -> anyhow::Result<_> {
+            let repo = app2
+                .gitops
+                .repo
+                .lock()
+                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+            if let Some(remote) = &app2.gitops.remote {
+                if let Err(e) = repo.sync_from(remote) {
+                    tracing::warn!(error = %e, "fetch from the GitOps remote failed");
+                }
+            }
+            let Some(head) = repo.head()? else {
+                return Ok((Vec::new(), None));
+            };
+            let Some(since) = repo.mark(SCANNED)? else {
+                repo.set_mark(SCANNED, head)?;
+                return Ok((Vec::new(), None));
+            };
+            Ok((repo.commits_since(Some(since))?, Some(head)))
+        })
+        .await
+        .context("git task panicked")??;
+    let Some(head) = head else {
+        return Ok(Vec::new());
+    };
+    let mut drifts = Vec::new();
+    for commit in commits {
+        let ids = commit.trailers("Change-Id");
+        if !outbox::known_change_ids(&app.db.pool, &ids)
+            .await?
+            .is_empty()
+            || !commit.trailers(super::layout::TRAILER).is_empty()
+        {
+            continue;
+        }
+        for customer_id in tenants_changed(app, &commit).await? {
+            if let Some(drift) = mark_drifted(app, &customer_id, &commit).await? {
+                drifts.push(drift);
+            }
+        }
+    }
+    let app2 = app.clone();
+    crate::pool::GIT
+        .run(move || -> anyhow::Result<()> {
+            let repo = app2
+                .gitops
+                .repo
+                .lock()
+                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+            Ok(repo.set_mark(SCANNED, head)?)
+        })
+        .await
+        .context("git task panicked")??;
+    Ok(drifts)
+}
+
+async fn tenants_changed(app: &Arc<App>, commit: &CommitInfo) -> anyhow::Result<Vec<String>> {
+    let app = app.clone();
+    let revision = commit.revision;
+    let paths = crate::pool::GIT
+        .run(move || -> anyhow::Result<Vec<String>> {
+            let repo = app
+                .gitops
+                .repo
+                .lock()
+                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+            Ok(repo.owned_paths_changed(revision)?)
+        })
+        .await
+        .context("git task panicked")??;
+    let mut ids: Vec<String> = paths
+        .iter()
+        .filter_map(|p| crate::render::tenant_of_path(p))
+        .map(str::to_string)
+        .collect();
+    ids.dedup();
+    Ok(ids)
+}
+
+async fn mark_drifted(
+    app: &App,
+    customer_id: &str,
+    commit: &CommitInfo,
+) -> anyhow::Result<Option<Drift>> {
+    let revision = commit.revision.to_string();
+    let author = format!("{} <{}>", commit.author_name, commit.author_email);
+    let note = format!(
+        "changed outside the service in {} by {author}: {}",
+        &revision[..12],
+        commit.summary
+    );
+    let at = db::ts(Utc::now());
+    let mut tx = app.db.pool.begin().await?;
+    let next = deployments::apply_event(
+        &mut tx,
+        customer_id,
+        Event::Drifted,
+        Some(&revision),
+        Some(&note),
+        &at,
+    )
+    .await?;
+    if next.is_none() {
+        // Deleted, or not a tenant of ours.
+        return Ok(None);
+    }
+    audit::record(
+        &mut *tx,
+        &at,
+        &audit::AuditEntry {
+            action: "deployment.drifted",
+            customer_id: Some(customer_id.to_string()),
+            actor: author.clone(),
+            details: json!({ "revision": revision, "summary": commit.summary }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::warn!(%customer_id, %revision, %author, "tenant drifted: changed outside the service");
+    Ok(Some(Drift {
+        customer_id: customer_id.to_string(),
+        revision,
+        author,
+        summary: commit.summary.clone(),
+    }))
+}
+
+/// The scan loop of `billing serve`.
+pub async fn run(app: Arc<App>) {
+    let every = std::time::Duration::from_secs(app.config.gitops_fetch_interval_seconds);
+    loop {
+        let _ = tokio::time::timeout(every, app.scan_wake.notified()).await;
+        if let Err(err) = scan(&app).await {
+            tracing::warn!(error = %format!("{err:#}"), "drift scan failed");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `billing gitops migrate-layout`: moves a repository written by older versions (a flat
+//! `tenants/<id>/` and `flux-tenants/<id>.yaml`) to the sharded layout in one commit, bytes
+//! unchanged except each Kustomization's `path:`, so the diff reviews as renames.
+
+use crate::gitops::{self, Changes, Entry, GitOpsRepo};
+use crate::render::{flat_flux_kustomization_path, flat_tenant_dir, flux_kustomization_path};
+use crate::render::{tenant_dir, tenant_shard};
+
+/// The trailer of a migration commit: the drift scan knows it for the service's own.
+pub const TRAILER: &str = "Layout-Migration";
+
+/// What a migration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub tenants: Vec<String>,
+    pub revision: Option<git2::Oid>,
+}
+
+/// Ids of the tenants still in the flat layout: a directory under `tenants/` or a file under
+/// `flux-tenants/` whose name is not a two-character shard.
+pub fn flat_tenants(repo: &GitOpsRepo) -> gitops::Result<Vec<String>> {
+    let mut ids: Vec<String> = repo
+        .list_dir("tenants")?
+        .into_iter()
+        .filter(|(name, is_dir)| *is_dir && name.len() > 2)
+        .map(|(name, _)| name)
+        .collect();
+    ids.extend(
+        repo.list_dir("flux-tenants")?
+            .into_iter()
+            .filter(|(_, is_dir)| !is_dir)
+            .filter_map(|(name, _)| name.strip_suffix(".yaml").map(str::to_string))
+            .filter(|id| id.len() > 2),
+    );
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// The changes that move `id` from its flat paths to its sharded ones.
+fn move_tenant(repo: &GitOpsRepo, id: &str, changes: &mut Changes) -> gitops::Result<()> {
+    if let Some(files) = repo.read_dir(&flat_tenant_dir(id))? {
+        changes.insert(tenant_dir(id), Entry::Dir(files));
+        changes.insert(flat_tenant_dir(id), Entry::Removed);
+    }
+    if let Some(bytes) = repo.read(&flat_flux_kustomization_path(id))? {
+        let text = String::from_utf8_lossy(&bytes);
+        let (old, new) = (
+            format!("path: ./{}\n", flat_tenant_dir(id)),
+            format!("path: ./{}\n", tenant_dir(id)),
+        );
+        changes.insert(
+            flux_kustomization_path(id),
+            Entry::File(text.replace(&old, &new).into_bytes()),
+        );
+        changes.insert(flat_flux_kustomization_path(id), Entry::Removed);
+    }
+    Ok(())
+}
+
+/// Moves every flat tenant in one commit on the main branch (none when there is nothing to
+/// move).
+pub fn migrate(repo: &mut GitOpsRepo) -> gitops::Result<Moved> {
+    let tenants = flat_tenants(repo)?;
+    if tenants.is_empty() {
+        return Ok(Moved {
+            tenants,
+            revision: None,
+        });
+    }
+    let mut changes = Changes::new();
+    for id in &tenants {
+        move_tenant(repo, id, &mut changes)?;
+    }
+    let body: Vec<String> = tenants
+        .iter()
+        .map(|id| format!("tenants/{id} -> tenants/{}/{id}", tenant_shard(id)))
+        .collect();
+    let message = gitops::message(
+        &format!(
+            "gitops: move {} tenants to the sharded layout",
+            tenants.len()
+        ),
+        &body,
+        &[(TRAILER, "sharded".to_string())],
+    );
+    let revision = repo.commit(&changes, &message)?;
+    Ok(Moved { tenants, revision })
+}

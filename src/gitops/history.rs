@@ -1,0 +1,248 @@
+//! Reading the main branch's history: which commits changed given paths, which owned files a
+//! commit changed itself, what paths held at a revision, and marks of how far the service has
+//! looked (refs under `refs/billing/`, so they live and move with the repository).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use git2::{Commit, ObjectType, Oid, Sort, Tree};
+
+use super::push::OWNED_DIRS;
+use super::{Changes, Entry, GitOpsError, GitOpsRepo, Result};
+
+/// One commit as history shows it.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub revision: Oid,
+    pub summary: String,
+    pub message: String,
+    pub author_name: String,
+    pub author_email: String,
+    /// Author time, seconds since the epoch.
+    pub time: i64,
+}
+
+impl CommitInfo {
+    fn of(commit: &Commit<'_>) -> Self {
+        let author = commit.author();
+        CommitInfo {
+            revision: commit.id(),
+            summary: commit.summary().unwrap_or_default().to_string(),
+            message: commit.message().unwrap_or_default().to_string(),
+            author_name: author.name().unwrap_or_default().to_string(),
+            author_email: author.email().unwrap_or_default().to_string(),
+            time: author.when().seconds(),
+        }
+    }
+
+    /// The values of the `key:` trailers in the message's last paragraph.
+    pub fn trailers(&self, key: &str) -> Vec<String> {
+        let last = self.message.trim_end().rsplit("\n\n").next().unwrap_or("");
+        last.lines()
+            .filter_map(|line| line.split_once(": "))
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    }
+}
+
+fn entry_id(tree: &Tree<'_>, path: &str) -> Result<Option<Oid>> {
+    match tree.get_path(Path::new(path)) {
+        Ok(entry) => Ok(Some(entry.id())),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl GitOpsRepo {
+    /// The commit a revision names (a full or short hash, `main~2`, a tag), or a clear error.
+    pub fn resolve(&self, revision: &str) -> Result<Oid> {
+        let object = self
+            .repo
+            .revparse_single(revision)
+            .map_err(|_| GitOpsError::UnknownRevision(revision.to_string()))?;
+        Ok(object.peel_to_commit()?.id())
+    }
+
+    /// The main branch's commits that changed any of `paths`, newest first, at most `limit`. A
+    /// merge commit counts only where it differs from every parent (its conflict resolution);
+    /// the merged commits are listed themselves.
+    pub fn log_paths(&self, paths: &[String], limit: usize) -> Result<Vec<CommitInfo>> {
+        let Some(head) = self.head()? else {
+            return Ok(Vec::new());
+        };
+        let mut walk = self.repo.revwalk()?;
+        walk.push(head)?;
+        walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)?;
+        let mut found = Vec::new();
+        for oid in walk {
+            if found.len() >= limit {
+                break;
+            }
+            let commit = self.repo.find_commit(oid?)?;
+            if self.changed_any(&commit, paths)? {
+                found.push(CommitInfo::of(&commit));
+            }
+        }
+        Ok(found)
+    }
+
+    fn changed_any(&self, commit: &Commit<'_>, paths: &[String]) -> Result<bool> {
+        let tree = commit.tree()?;
+        let parents: Vec<Tree<'_>> = commit
+            .parents()
+            .map(|p| p.tree())
+            .collect::<std::result::Result<_, _>>()?;
+        for path in paths {
+            let now = entry_id(&tree, path)?;
+            let changed = if parents.is_empty() {
+                now.is_some()
+            } else {
+                let mut differs = true;
+                for parent in &parents {
+                    differs &= entry_id(parent, path)? != now;
+                }
+                differs
+            };
+            if changed {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The commits on the main branch after `since` (all of them when None), oldest first.
+    pub fn commits_since(&self, since: Option<Oid>) -> Result<Vec<CommitInfo>> {
+        let Some(head) = self.head()? else {
+            return Ok(Vec::new());
+        };
+        let mut walk = self.repo.revwalk()?;
+        walk.push(head)?;
+        if let Some(since) = since {
+            walk.hide(since)?;
+        }
+        walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
+        let mut out = Vec::new();
+        for oid in walk {
+            out.push(CommitInfo::of(&self.repo.find_commit(oid?)?));
+        }
+        Ok(out)
+    }
+
+    /// Owned files the commit `revision` changed against its parent; for a merge, those it
+    /// changed against every parent (what the merge itself did).
+    pub fn owned_paths_changed(&self, revision: Oid) -> Result<Vec<String>> {
+        let commit = self.repo.find_commit(revision)?;
+        let tree = commit.tree()?;
+        let parents: Vec<Option<Tree<'_>>> = if commit.parent_count() == 0 {
+            vec![None]
+        } else {
+            commit
+                .parents()
+                .map(|p| p.tree().map(Some))
+                .collect::<std::result::Result<_, _>>()?
+        };
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for parent in &parents {
+            let mut opts = git2::DiffOptions::new();
+            for dir in OWNED_DIRS {
+                opts.pathspec(format!("{dir}/"));
+            }
+            let diff =
+                self.repo
+                    .diff_tree_to_tree(parent.as_ref(), Some(&tree), Some(&mut opts))?;
+            for delta in diff.deltas() {
+                let file = if delta.status() == git2::Delta::Deleted {
+                    delta.old_file()
+                } else {
+                    delta.new_file()
+                };
+                if let Some(path) = file.path().and_then(|p| p.to_str()) {
+                    *counts.entry(path.to_string()).or_default() += 1;
+                }
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .filter(|(_, n)| *n == parents.len())
+            .map(|(path, _)| path)
+            .collect())
+    }
+
+    /// The changes that put each of `paths` back as it was at `revision`: a directory whole, a
+    /// file, or its removal where it did not exist.
+    pub fn restore(&self, revision: Oid, paths: &[String]) -> Result<Changes> {
+        let tree = self.repo.find_commit(revision)?.tree()?;
+        let mut changes = Changes::new();
+        for path in paths {
+            let entry = match tree.get_path(Path::new(path)) {
+                Err(e) if e.code() == git2::ErrorCode::NotFound => Entry::Removed,
+                Err(e) => return Err(e.into()),
+                Ok(found) if found.kind() == Some(ObjectType::Tree) => {
+                    Entry::Dir(self.files_under(found.id())?)
+                }
+                Ok(found) => Entry::File(self.repo.find_blob(found.id())?.content().to_vec()),
+            };
+            changes.insert(path.clone(), entry);
+        }
+        Ok(changes)
+    }
+
+    /// Every file below the tree `id` with its bytes, by its path below it.
+    fn files_under(&self, id: Oid) -> Result<BTreeMap<String, Vec<u8>>> {
+        super::changes::files_of(&self.repo, id)?
+            .into_iter()
+            .map(|(path, id)| Ok((path, self.repo.find_blob(id)?.content().to_vec())))
+            .collect()
+    }
+
+    /// The names directly under `dir` on the main branch, with whether each is a directory.
+    pub fn list_dir(&self, dir: &str) -> Result<Vec<(String, bool)>> {
+        let Some(root) = self.head_tree()? else {
+            return Ok(Vec::new());
+        };
+        let id = match root.get_path(Path::new(dir)) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => e.id(),
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let tree = self.repo.find_tree(id)?;
+        Ok(tree
+            .iter()
+            .filter_map(|e| {
+                let name = e.name()?.to_string();
+                Some((name, e.kind() == Some(ObjectType::Tree)))
+            })
+            .collect())
+    }
+
+    /// The whole tree at `dir` on the main branch, as files by their path below it (None when
+    /// there is no directory there).
+    pub fn read_dir(&self, dir: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
+        let Some(root) = self.head_tree()? else {
+            return Ok(None);
+        };
+        match root.get_path(Path::new(dir)) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => Ok(Some(self.files_under(e.id())?)),
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The commit the mark `name` points at (`refs/billing/<name>`), if set.
+    pub fn mark(&self, name: &str) -> Result<Option<Oid>> {
+        match self.repo.refname_to_id(&format!("refs/billing/{name}")) {
+            Ok(oid) => Ok(Some(oid)),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn set_mark(&self, name: &str, oid: Oid) -> Result<()> {
+        self.repo
+            .reference(&format!("refs/billing/{name}"), oid, true, "mark")?;
+        Ok(())
+    }
+}
