@@ -2,6 +2,7 @@
 //! one commit, push, then mark jobs done and move each deployment through the state machine.
 
 mod changes;
+mod commit;
 pub mod demo;
 pub mod drift;
 pub mod history;
@@ -9,8 +10,9 @@ pub mod layout;
 pub mod requests;
 mod rollback;
 
-use changes::{commit_message, Prepared};
+use changes::Prepared;
 pub use changes::{describe_changes, removal_changes, tenant_changes};
+use commit::{commit_and_push, poke_cluster, repack, REPACK_WHEN_BUSY};
 
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ use chrono::{Duration, Utc};
 use crate::app::App;
 use crate::db::outbox::{self, Action, Job};
 use crate::db::{self, accounts, deployments};
-use crate::gitops::{self, Changes};
+use crate::gitops::Changes;
 use crate::render::{RenderLock, SealedValues, TenantSpec, SECRET_NAME};
 use crate::status::Event;
 
@@ -283,19 +285,6 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     Ok(claimed)
 }
 
-/// Tells Flux or Argo CD that the branch moved, so it syncs now rather than at its next
-/// interval. Best effort: the interval is the fallback, so a failure is only logged.
-async fn poke_cluster(app: &App, revision: &str) {
-    let Some(target) = app.config.sync_webhook() else {
-        return;
-    };
-    if let Err(err) =
-        crate::poke::poke(&app.http, &target, &app.config.gitops_branch, revision).await
-    {
-        tracing::warn!(error = %format!("{err:#}"), "sync webhook poke failed");
-    }
-}
-
 async fn give_up_or_retry(app: &App, job: &Job, error: &str) -> anyhow::Result<()> {
     let now = Utc::now();
     let backoff = Duration::seconds(2i64.saturating_pow(job.attempts.clamp(0, 8) as u32));
@@ -323,117 +312,6 @@ async fn give_up_or_retry(app: &App, job: &Job, error: &str) -> anyhow::Result<(
     tx.commit().await?;
     tracing::warn!(customer_id = %job.customer_id, change_id = %job.change_id, gave_up, error, "render job failed");
     Ok(())
-}
-
-/// Commits (a no-op when nothing changed) and pushes; returns the revision that contains the
-/// changes. Errors are strings: they are stored on the jobs and shown to operators.
-/// The jobs' changes are moved into the commit (a batch of rendered tenants is the worker's
-/// largest allocation; it is not copied).
-fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<String, String> {
-    let gitops = &app.gitops;
-    let mut repo = gitops
-        .repo
-        .lock()
-        .map_err(|_| "git repository lock poisoned".to_string())?;
-    // Jobs whose change is already in Git (a retry after a crash between commit and
-    // bookkeeping) are done without being named again: each change is in exactly one commit.
-    let mut effective = Vec::new();
-    for (i, p) in prepared.iter().enumerate() {
-        if !repo.unchanged(&p.changes).map_err(|e| e.to_string())? {
-            effective.push(i);
-        }
-    }
-    if !effective.is_empty() {
-        // Later jobs of the same tenant win: changes are applied in job order.
-        let mut changes = Changes::new();
-        for &i in &effective {
-            let p = &mut prepared[i];
-            // A later job of a tenant replaces everything an earlier one wrote for it (one may
-            // be a whole directory, the other single files in it).
-            let dir = crate::render::tenant_dir(&p.job.customer_id);
-            let under = format!("{dir}/");
-            changes.retain(|path, _| *path != dir && !path.starts_with(&under));
-            changes.extend(std::mem::take(&mut p.changes));
-        }
-        let described: Vec<&Prepared> = effective.iter().map(|&i| &prepared[i]).collect();
-        if let Err(e) = repo.commit(&changes, &commit_message(&described)) {
-            let msg = format!("commit failed: {e}");
-            app.metrics.gitops_commit_failures.inc();
-            gitops.set_health(|h| h.commit_error = Some(msg.clone()));
-            return Err(msg);
-        }
-        app.metrics.gitops_commits.inc();
-    }
-    gitops.set_health(|h| h.commit_error = None);
-    let head = repo
-        .head()
-        .map_err(|e| e.to_string())?
-        .ok_or("the branch is empty")?
-        .to_string();
-    let Some(remote) = &gitops.remote else {
-        gitops.set_health(|h| h.last_commit = Some(head.clone()));
-        return Ok(head);
-    };
-    match repo.push(remote, 5) {
-        Ok(outcome) => {
-            let tip = match outcome {
-                gitops::PushOutcome::Pushed(oid) | gitops::PushOutcome::UpToDate(oid) => {
-                    oid.to_string()
-                }
-            };
-            gitops.set_health(|h| {
-                h.last_commit = Some(tip.clone());
-                h.last_push_at = Some(db::ts(Utc::now()));
-                h.remote_error = None;
-            });
-            Ok(tip)
-        }
-        Err(err) => {
-            app.metrics.gitops_push_failures.inc();
-            let msg = format!("push to the GitOps remote failed: {err}");
-            gitops.set_health(|h| {
-                h.last_commit = Some(head.clone());
-                h.remote_error = Some(msg.clone());
-            });
-            Err(msg)
-        }
-    }
-}
-
-/// Each small commit writes a small pack; a busy worker consolidates them after this many
-/// commits, an idle one after a second without work.
-const REPACK_WHEN_BUSY: usize = 64;
-
-/// Packs loose objects when at least `min_commits` commits are unpacked. Maintenance: a
-/// failure is logged and retried later, never surfaced to a job.
-async fn repack(app: &Arc<App>, min_commits: usize) {
-    let app2 = app.clone();
-    let outcome = crate::pool::GIT
-        .run(move || {
-            let mut repo = app2
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| "lock poisoned".to_string())?;
-            if repo.unpacked_commits() < min_commits.max(1) {
-                return Ok(None);
-            }
-            repo.repack().map(Some).map_err(|e| e.to_string())
-        })
-        .await;
-    match outcome {
-        Ok(Ok(Some(done))) => {
-            tracing::info!(
-                objects = done.objects,
-                packs_removed = done.packs_removed,
-                loose_removed = done.loose_removed,
-                "repacked"
-            )
-        }
-        Ok(Ok(None)) => {}
-        Ok(Err(err)) => tracing::warn!(error = %err, "repack failed"),
-        Err(err) => tracing::warn!(error = %err, "repack task failed"),
-    }
 }
 
 /// The worker: runs batches until the process ends; wakes on new jobs or every second.
