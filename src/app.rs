@@ -40,6 +40,8 @@ pub struct App {
     pub pods: PodStore,
     /// Stripe price id -> plan name.
     pub stripe_prices: std::collections::BTreeMap<String, String>,
+    /// Which changes wait for review, and the forge of their pull requests.
+    pub review: crate::review::Review,
 }
 
 pub type SharedApp = Arc<App>;
@@ -57,6 +59,7 @@ impl App {
     pub async fn start(config: Config) -> anyhow::Result<SharedApp> {
         let plans = Catalogue::load(config.plans_file.as_deref())?;
         let stripe_prices = config.stripe_price_map(&plans)?;
+        let review = crate::review::Review::from_config(&config.review)?;
         let db = Db::connect(&config.database_url(), config.database_acquire_timeout()).await?;
         db.migrate().await?;
         let paths = key_paths(&config);
@@ -87,6 +90,7 @@ impl App {
             metrics: crate::metrics::Metrics::default(),
             pods: PodStore::default(),
             stripe_prices,
+            review,
         }))
     }
 }

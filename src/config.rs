@@ -187,6 +187,10 @@ pub struct Config {
     )]
     pub gitops_fetch_interval_seconds: u64,
 
+    /// Review mode and the forge its pull requests go to.
+    #[command(flatten)]
+    pub review: crate::review::ReviewConfig,
+
     /// Attempts before a job that fails to render is given up (`failed`).
     #[arg(long, env = "GITOPS_MAX_ATTEMPTS", default_value_t = 5, global = true)]
     pub gitops_max_attempts: i64,

@@ -22,6 +22,9 @@ pub enum DeploymentStatus {
     /// Main holds a version of the stack the service did not render from the database (a
     /// person's commit, or a rollback). Nothing but a forced deploy or a deletion overwrites it.
     Drifted,
+    /// The change is on its own branch (`tenant/<id>/<change-id>`), waiting for a person to
+    /// merge it into main (review mode).
+    AwaitingReview,
 }
 
 /// What happened to a tenant's deployment.
@@ -48,6 +51,10 @@ pub enum Event {
     /// A commit the service did not make changed the tenant on main, or a rollback was
     /// committed.
     Drifted,
+    /// The change was committed on a review branch instead of main.
+    Proposed,
+    /// The review was closed unmerged (or its branch deleted): main keeps what it had.
+    ReviewClosed,
 }
 
 impl DeploymentStatus {
@@ -60,6 +67,7 @@ impl DeploymentStatus {
             Self::Stalled => "stalled",
             Self::Deleted => "deleted",
             Self::Drifted => "drifted",
+            Self::AwaitingReview => "awaiting_review",
         }
     }
 
@@ -67,11 +75,11 @@ impl DeploymentStatus {
     /// `customer.deploymentStatus`: pending → `pending`, committed (in Git, the cluster has not
     /// reported it ready yet) → `deploying`, ready → `deployed`, failed and stalled → `failed`
     /// (stalled carries its timeout as the error), deleted → `deleted`; drifted (running what
-    /// Git holds, by hand) → `deployed`.
+    /// Git holds, by hand) → `deployed`; awaiting review → `deploying`.
     pub fn legacy_name(self) -> &'static str {
         match self {
             Self::Pending => "pending",
-            Self::Committed => "deploying",
+            Self::Committed | Self::AwaitingReview => "deploying",
             Self::Ready | Self::Drifted => "deployed",
             Self::Failed | Self::Stalled => "failed",
             Self::Deleted => "deleted",
@@ -87,6 +95,11 @@ impl DeploymentStatus {
             (Deleted, Event::Removed) => Some(Deleted),
             (Deleted, _) => None,
             (_, Event::Drifted) => Some(Drifted),
+            (_, Event::Proposed) => Some(AwaitingReview),
+            (AwaitingReview, Event::ReviewClosed) => Some(Committed),
+            (_, Event::ReviewClosed) => None,
+            // What runs is main's version until the review is merged.
+            (AwaitingReview, Event::Synced | Event::SyncFailed | Event::TimedOut) => None,
             (_, Event::Queued) => Some(self),
             // Only a forced deploy commits for a drifted tenant: it takes over again.
             (Drifted, Event::CommittedUnchanged) => Some(Committed),
@@ -115,10 +128,19 @@ impl FromStr for DeploymentStatus {
 
     fn from_str(s: &str) -> Result<Self, String> {
         use DeploymentStatus::*;
-        [Pending, Committed, Ready, Failed, Stalled, Deleted, Drifted]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown deployment status {s:?}"))
+        [
+            Pending,
+            Committed,
+            Ready,
+            Failed,
+            Stalled,
+            Deleted,
+            Drifted,
+            AwaitingReview,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+        .ok_or_else(|| format!("unknown deployment status {s:?}"))
     }
 }
 
@@ -180,8 +202,28 @@ mod tests {
     }
 
     #[test]
+    fn a_review_waits_for_its_merge_or_its_closing() {
+        assert_eq!(Ready.on(Event::Proposed), Some(AwaitingReview));
+        assert_eq!(AwaitingReview.on(Event::Proposed), Some(AwaitingReview));
+        assert_eq!(AwaitingReview.on(Event::Synced), None);
+        assert_eq!(AwaitingReview.on(Event::Committed), Some(Committed));
+        assert_eq!(AwaitingReview.on(Event::ReviewClosed), Some(Committed));
+        assert_eq!(Ready.on(Event::ReviewClosed), None);
+        assert_eq!(Deleted.on(Event::Proposed), None);
+    }
+
+    #[test]
     fn parses_what_it_prints() {
-        for s in [Pending, Committed, Ready, Failed, Stalled, Deleted, Drifted] {
+        for s in [
+            Pending,
+            Committed,
+            Ready,
+            Failed,
+            Stalled,
+            Deleted,
+            Drifted,
+            AwaitingReview,
+        ] {
             assert_eq!(s.as_str().parse::<DeploymentStatus>().unwrap(), s);
         }
         assert!("bogus".parse::<DeploymentStatus>().is_err());
@@ -189,10 +231,19 @@ mod tests {
 
     #[test]
     fn the_old_dashboard_vocabulary() {
-        let legacy: Vec<&str> = [Pending, Committed, Ready, Failed, Stalled, Deleted, Drifted]
-            .into_iter()
-            .map(DeploymentStatus::legacy_name)
-            .collect();
+        let legacy: Vec<&str> = [
+            Pending,
+            Committed,
+            Ready,
+            Failed,
+            Stalled,
+            Deleted,
+            Drifted,
+            AwaitingReview,
+        ]
+        .into_iter()
+        .map(DeploymentStatus::legacy_name)
+        .collect();
         assert_eq!(
             legacy,
             [
@@ -202,7 +253,8 @@ mod tests {
                 "failed",
                 "failed",
                 "deleted",
-                "deployed"
+                "deployed",
+                "deploying"
             ]
         );
     }

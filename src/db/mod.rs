@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod login_throttle;
 pub mod notifications;
 pub mod outbox;
+pub mod reviews;
 pub mod secrets;
 pub mod subscriptions;
 

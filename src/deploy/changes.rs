@@ -97,7 +97,7 @@ pub(super) struct Prepared {
 
 /// The commit message of a batch: what changed per tenant, one `Tenant-Id:` trailer per tenant
 /// changed and one `Change-Id:` per job folded in.
-pub(super) fn commit_message(prepared: &[&Prepared]) -> String {
+pub(crate) fn commit_message(prepared: &[&Prepared]) -> String {
     let mut tenants: Vec<&str> = Vec::new();
     let mut described: BTreeMap<&str, String> = BTreeMap::new();
     for p in prepared {

@@ -91,6 +91,10 @@ pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
         })
         .await
         .context("git task panicked")??;
+    for c in &commits {
+        tracing::debug!(revision = %c.revision, summary = %c.summary, "new commit on main");
+    }
+    crate::review::merge::settle(app, &commits).await?;
     let Some(head) = head else {
         return Ok(Vec::new());
     };

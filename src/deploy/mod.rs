@@ -7,6 +7,7 @@ pub mod demo;
 pub mod drift;
 pub mod history;
 pub mod layout;
+mod propose;
 pub mod requests;
 mod rollback;
 
@@ -232,6 +233,22 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     }
     // Job order decides which change of a tenant wins.
     prepared.sort_by_key(|p| p.job.id);
+    let mut direct = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        if app
+            .review
+            .policy
+            .reviewed(p.action, p.job.reason.as_deref())
+        {
+            direct.extend(propose::propose(app, p).await?);
+        } else {
+            direct.push(p);
+        }
+    }
+    let prepared = direct;
+    if prepared.is_empty() {
+        return Ok(claimed);
+    }
 
     let app2 = app.clone();
     let (outcome, prepared) = crate::pool::GIT
@@ -278,6 +295,12 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
         tx.commit().await?;
     }
     tracing::info!(jobs = prepared.len(), %revision, "render jobs committed");
+    // A change that went straight to main replaces the tenant's open review.
+    if app.review.policy.any_review() {
+        for p in &prepared {
+            crate::review::supersede(app, &p.job.customer_id).await?;
+        }
+    }
     if gitops.remote.is_some() {
         app.scan_wake.notify_one();
         poke_cluster(app, &revision).await;

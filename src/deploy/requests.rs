@@ -30,6 +30,10 @@ pub struct DeploymentStatusView {
     pub updated_at: String,
     /// Jobs of this tenant not yet in Git.
     pub pending_changes: i64,
+    /// The branch of the change waiting for review (`tenant/<id>/<change-id>`), if any.
+    pub review_branch: Option<String>,
+    /// Its pull (merge) request on the forge, once opened.
+    pub review_url: Option<String>,
     /// The GitOps side as a whole: a failing remote shows here, never silently.
     pub gitops: GitHealth,
     /// Sync reports and billing's own transitions, newest first.
@@ -64,6 +68,7 @@ pub async fn status(app: &App, customer_id: &str) -> Result<DeploymentStatusView
         .await?
         .ok_or(ApiError::NotFound("no such customer"))?;
     let pending = outbox::pending_for(&app.db.pool, customer_id).await?;
+    let review = db::reviews::open_of(&app.db.pool, customer_id).await?;
     let watch = deployments::watch_row(&app.db.pool, customer_id).await?;
     let history = deployments::history(&app.db.pool, customer_id, HISTORY_SHOWN).await?;
     let (applied_revision, health, message, deployed_at) = watch
@@ -103,6 +108,8 @@ pub async fn status(app: &App, customer_id: &str) -> Result<DeploymentStatusView
         error: row.error,
         updated_at: row.updated_at,
         pending_changes: pending,
+        review_branch: review.as_ref().map(|r| r.branch.clone()),
+        review_url: review.and_then(|r| r.forge_url),
         gitops: app.gitops.health(),
         history,
         customer,

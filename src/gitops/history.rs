@@ -20,6 +20,9 @@ pub struct CommitInfo {
     pub author_email: String,
     /// Author time, seconds since the epoch.
     pub time: i64,
+    /// On the branch's first-parent line (where a merge, squash or cherry-pick lands), not
+    /// brought in by a merge.
+    pub mainline: bool,
 }
 
 impl CommitInfo {
@@ -32,14 +35,16 @@ impl CommitInfo {
             author_name: author.name().unwrap_or_default().to_string(),
             author_email: author.email().unwrap_or_default().to_string(),
             time: author.when().seconds(),
+            mainline: true,
         }
     }
 
-    /// The values of the `key:` trailers in the message's last paragraph.
+    /// The values of the message's `key: value` lines. Anywhere in the message, indented or
+    /// not: a squash merge quotes the squashed commits' trailers in its body.
     pub fn trailers(&self, key: &str) -> Vec<String> {
-        let last = self.message.trim_end().rsplit("\n\n").next().unwrap_or("");
-        last.lines()
-            .filter_map(|line| line.split_once(": "))
+        self.message
+            .lines()
+            .filter_map(|line| line.trim().split_once(": "))
             .filter(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v.trim().to_string())
             .collect()
@@ -111,20 +116,31 @@ impl GitOpsRepo {
         Ok(false)
     }
 
-    /// The commits on the main branch after `since` (all of them when None), oldest first.
+    /// The commits on the main branch after `since` (all of them when None), oldest first,
+    /// those merged in included (`mainline` false).
     pub fn commits_since(&self, since: Option<Oid>) -> Result<Vec<CommitInfo>> {
         let Some(head) = self.head()? else {
             return Ok(Vec::new());
         };
-        let mut walk = self.repo.revwalk()?;
-        walk.push(head)?;
-        if let Some(since) = since {
-            walk.hide(since)?;
-        }
-        walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
+        let walk = |first_parent: bool| -> Result<git2::Revwalk<'_>> {
+            let mut walk = self.repo.revwalk()?;
+            walk.push(head)?;
+            if let Some(since) = since {
+                walk.hide(since)?;
+            }
+            if first_parent {
+                walk.simplify_first_parent()?;
+            }
+            walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
+            Ok(walk)
+        };
+        let mainline: std::collections::HashSet<Oid> =
+            walk(true)?.collect::<std::result::Result<_, _>>()?;
         let mut out = Vec::new();
-        for oid in walk {
-            out.push(CommitInfo::of(&self.repo.find_commit(oid?)?));
+        for oid in walk(false)? {
+            let mut info = CommitInfo::of(&self.repo.find_commit(oid?)?);
+            info.mainline = mainline.contains(&info.revision);
+            out.push(info);
         }
         Ok(out)
     }

@@ -2,6 +2,7 @@
 //! It knows Git, not HTTP and not customers: it takes "these paths, these bytes, this message"
 //! on a branch and returns a revision.
 
+mod branches;
 mod changes;
 mod history;
 pub mod locks;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository, RepositoryInitOptions, Signature};
 
+pub use branches::DiffStat;
 pub use changes::{file_count, Changes, Entry};
 pub use history::CommitInfo;
 pub use push::{PushAuth, PushOutcome, Remote};

@@ -58,7 +58,7 @@ enum Attempt {
     NonFastForward(String),
 }
 
-fn callbacks<'a>(
+pub(super) fn callbacks<'a>(
     auth: &'a PushAuth,
     rejection: Option<&'a RefCell<Option<String>>>,
 ) -> RemoteCallbacks<'a> {
@@ -120,7 +120,7 @@ impl GitOpsRepo {
         format!("refs/remotes/origin/{}", self.branch)
     }
 
-    fn ensure_origin(&self, url: &str) -> Result<git2::Remote<'_>> {
+    pub(super) fn ensure_origin(&self, url: &str) -> Result<git2::Remote<'_>> {
         match self.repo.find_remote("origin") {
             Ok(r) if r.url() == Some(url) => Ok(r),
             Ok(_) => {

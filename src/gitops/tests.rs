@@ -250,3 +250,74 @@ fn init_commits_layout_and_unchanged_content_makes_no_commit() {
         "tenant t1: create\n\nTenant-Id: t1\n"
     );
 }
+
+#[test]
+fn a_commit_on_another_branch_leaves_main_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut repo = GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author()).unwrap();
+    repo.set_fsync(false).unwrap();
+    let main = repo.head().unwrap();
+    let mut changes = Changes::new();
+    changes.insert(
+        "tenants/ab/c/abc/x.yaml".into(),
+        Entry::File(b"x: 1\n".to_vec()),
+    );
+    let tip = repo
+        .commit_on(
+            "tenant/abc/change-1",
+            main,
+            &changes,
+            "proposed\n\nChange-Id: change-1\n",
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(repo.head().unwrap(), main, "main did not move");
+    assert_eq!(repo.tip("tenant/abc/change-1").unwrap(), Some(tip));
+    assert!(repo.commits_since(main).unwrap().is_empty());
+    assert!(!repo.contains(main.unwrap(), tip).unwrap());
+}
+
+#[test]
+fn a_pushed_branch_does_not_reach_main_through_a_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote_path = dir.path().join("remote.git");
+    git2::Repository::init_opts(
+        &remote_path,
+        git2::RepositoryInitOptions::new()
+            .bare(true)
+            .initial_head("main"),
+    )
+    .unwrap();
+    let remote = Remote {
+        url: remote_path.to_str().unwrap().to_string(),
+        auth: PushAuth::default(),
+    };
+    let mut repo = GitOpsRepo::open_or_init(&dir.path().join("r.git"), "main", author()).unwrap();
+    repo.set_fsync(false).unwrap();
+    repo.push(&remote, 1).unwrap();
+    let main = repo.head().unwrap();
+    let mut changes = Changes::new();
+    changes.insert(
+        "tenants/ab/c/abc/x.yaml".into(),
+        Entry::File(b"x: 1\n".to_vec()),
+    );
+    repo.commit_on("tenant/abc/change-1", main, &changes, "proposed\n")
+        .unwrap()
+        .unwrap();
+    repo.push_branch(&remote, "tenant/abc/change-1").unwrap();
+    let served = git2::Repository::open_bare(&remote_path).unwrap();
+    assert!(served
+        .refname_to_id("refs/heads/tenant/abc/change-1")
+        .is_ok());
+    repo.sync_from(&remote).unwrap();
+    assert_eq!(repo.head().unwrap(), main, "main did not move");
+    repo.repack().unwrap();
+    repo.sync_from(&remote).unwrap();
+    assert_eq!(repo.head().unwrap(), main, "main did not move");
+    repo.delete_branch(Some(&remote), "tenant/abc/change-1")
+        .unwrap();
+    assert!(served
+        .refname_to_id("refs/heads/tenant/abc/change-1")
+        .is_err());
+    assert_eq!(repo.tip("tenant/abc/change-1").unwrap(), None);
+}

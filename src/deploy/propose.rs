@@ -1,0 +1,127 @@
+//! Review mode's side of the worker: a change committed on its own branch from main's tip,
+//! pushed, recorded as an open review (superseding the tenant's older one) and offered as a
+//! pull request. The job is done once its branch is in Git; the merge is a person's.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use serde_json::json;
+
+use super::changes::{commit_message, Prepared};
+use crate::app::App;
+use crate::db::reviews::{self, Review};
+use crate::db::{self, audit, deployments, outbox};
+use crate::gitops::DiffStat;
+use crate::status::Event;
+
+/// Proposes `p` on its branch. Gives the change back when it changes nothing on main (it is
+/// then done like a direct one, without a commit).
+pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Option<Prepared>> {
+    let branch = crate::review::branch_name(&p.job.customer_id, &p.job.change_id);
+    let message = commit_message(&[&p]);
+    let app2 = app.clone();
+    let branch2 = branch.clone();
+    let message2 = message.clone();
+    let (p, outcome) = crate::pool::GIT
+        .run(move || {
+            let outcome = commit_branch(&app2, &branch2, &p, &message2);
+            (p, outcome)
+        })
+        .await
+        .context("git task panicked")?;
+    let (tip, stat) = match outcome {
+        Ok(Some(done)) => done,
+        Ok(None) => return Ok(Some(p)),
+        Err(err) => {
+            let err = format!("review branch {branch}: {err:#}");
+            outbox::postpone(&app.db, &[p.job], &err, Duration::seconds(5), Utc::now()).await?;
+            return Ok(None);
+        }
+    };
+    crate::review::supersede(app, &p.job.customer_id).await?;
+    let review = Review {
+        change_id: p.job.change_id.clone(),
+        customer_id: p.job.customer_id.clone(),
+        branch: branch.clone(),
+        revision: tip.clone(),
+        forge_number: None,
+        forge_url: None,
+        title: message.lines().next().unwrap_or_default().to_string(),
+        body: body(&p, &branch, stat),
+    };
+    let now = db::ts(Utc::now());
+    let mut tx = app.db.pool.begin().await?;
+    if outbox::complete(&mut *tx, &p.job, &app.worker_id, &tip, Utc::now()).await? {
+        reviews::insert(&mut *tx, &review, &now).await?;
+        let note = format!("awaiting review on {branch}");
+        deployments::apply_event(
+            &mut tx,
+            &p.job.customer_id,
+            Event::Proposed,
+            None,
+            Some(&note),
+            &now,
+        )
+        .await?;
+        audit::record(
+            &mut *tx,
+            &now,
+            &audit::AuditEntry {
+                action: "deployment.review_proposed",
+                customer_id: Some(p.job.customer_id.clone()),
+                actor: "billing".into(),
+                details: json!({ "change_id": p.job.change_id, "branch": branch, "revision": tip }),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(customer_id = %p.job.customer_id, %branch, revision = %tip, "change proposed for review");
+    crate::review::open_request(app, &review).await;
+    Ok(None)
+}
+
+/// Commits the change on its branch from main's tip (or finds it there after a crash) and
+/// pushes the branch. None when it changes nothing on main.
+fn commit_branch(
+    app: &App,
+    branch: &str,
+    p: &Prepared,
+    message: &str,
+) -> anyhow::Result<Option<(String, DiffStat)>> {
+    let mut repo = app
+        .gitops
+        .repo
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+    if repo.unchanged(&p.changes)? {
+        return Ok(None);
+    }
+    let base = repo.head()?;
+    let tip = match repo.tip(branch)? {
+        Some(tip) => tip,
+        None => match repo.commit_on(branch, base, &p.changes, message)? {
+            Some(tip) => tip,
+            None => return Ok(None),
+        },
+    };
+    let stat = repo.diff_stat(base, tip)?;
+    if let Some(remote) = &app.gitops.remote {
+        repo.push_branch(remote, branch)?;
+    }
+    Ok(Some((tip.to_string(), stat)))
+}
+
+/// The pull request's description: what the change is and how to apply or drop it.
+fn body(p: &Prepared, branch: &str, stat: DiffStat) -> String {
+    let reason = p.job.reason.as_deref().unwrap_or(p.job.action.as_str());
+    format!(
+        "Tenant: `{}`\nPlan and status: {}\nReason: {reason}\nChange-Id: {}\nBranch: `{branch}`\n\
+         Diff: {} files changed, {} insertions(+), {} deletions(-)\n\n\
+         Merging applies this change to the tenant (a merge commit, squash or rebase all work); \
+         closing it unmerged abandons it. A newer change of the tenant supersedes it.\n",
+        p.job.customer_id, p.summary, p.job.change_id, stat.files, stat.insertions, stat.deletions
+    )
+}

@@ -1,0 +1,66 @@
+//! Branches other than main (review mode): push one, delete one here and on the remote, and
+//! the diff stat a pull request shows.
+
+use git2::{Oid, PushOptions};
+
+use super::push::{callbacks, Remote};
+use super::{branch_refname, GitOpsError, GitOpsRepo, Result};
+
+/// Files changed, lines added, lines removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiffStat {
+    pub files: usize,
+    pub insertions: usize,
+    pub deletions: usize,
+}
+
+impl GitOpsRepo {
+    /// Pushes `branch` (ours alone, so forced: a retry after a crash overwrites its own try).
+    pub fn push_branch(&self, remote: &Remote, branch: &str) -> Result<()> {
+        let refname = branch_refname(branch);
+        self.push_refspec(remote, &format!("+{refname}:{refname}"))
+    }
+
+    /// Deletes `branch` here and, with a remote, there (a branch already gone is fine).
+    pub fn delete_branch(&self, remote: Option<&Remote>, branch: &str) -> Result<()> {
+        if let Ok(mut local) = self.repo.find_branch(branch, git2::BranchType::Local) {
+            local.delete()?;
+        }
+        match remote {
+            Some(remote) => self.push_refspec(remote, &format!(":{}", branch_refname(branch))),
+            None => Ok(()),
+        }
+    }
+
+    fn push_refspec(&self, remote: &Remote, refspec: &str) -> Result<()> {
+        let mut origin = self.ensure_origin(&remote.url)?;
+        let rejection = std::cell::RefCell::new(None);
+        let mut opts = PushOptions::new();
+        opts.remote_callbacks(callbacks(&remote.auth, Some(&rejection)));
+        origin.push(&[refspec], Some(&mut opts))?;
+        drop(opts);
+        match rejection.into_inner() {
+            None => Ok(()),
+            Some(msg) => Err(GitOpsError::Remote(format!(
+                "remote rejected {refspec}: {msg}"
+            ))),
+        }
+    }
+
+    /// What `to` changes against `from`.
+    pub fn diff_stat(&self, from: Option<Oid>, to: Oid) -> Result<DiffStat> {
+        let old = from
+            .map(|id| self.repo.find_commit(id).and_then(|c| c.tree()))
+            .transpose()?;
+        let new = self.repo.find_commit(to)?.tree()?;
+        let stats = self
+            .repo
+            .diff_tree_to_tree(old.as_ref(), Some(&new), None)?
+            .stats()?;
+        Ok(DiffStat {
+            files: stats.files_changed(),
+            insertions: stats.insertions(),
+            deletions: stats.deletions(),
+        })
+    }
+}

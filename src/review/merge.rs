@@ -1,0 +1,173 @@
+//! What became of the open reviews, read after each fetch: main contains the branch's commit
+//! (a merge commit, a fast-forward or a rebase that kept it), or a new commit on main names the
+//! change's `Change-Id` (a squash merge or a cherry-pick): merged, and the tenant is
+//! `committed` at that revision for the watcher. A pull request closed unmerged abandons it.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::Utc;
+use git2::Oid;
+use serde_json::json;
+
+use super::forge::RequestState;
+use crate::app::App;
+use crate::db::reviews::{self, Review, ReviewState};
+use crate::db::{self, audit, deployments};
+use crate::gitops::CommitInfo;
+use crate::status::Event;
+
+/// Settles every open review against main after a fetch; `new_commits` are main's commits since
+/// the last look, oldest first.
+pub async fn settle(app: &Arc<App>, new_commits: &[CommitInfo]) -> anyhow::Result<()> {
+    for review in reviews::open(&app.db.pool).await? {
+        if let Some(merged) = merged_at(app, &review, new_commits).await? {
+            finish(app, &review, ReviewState::Merged, Some(&merged)).await?;
+            continue;
+        }
+        let Some(forge) = &app.review.forge else {
+            continue;
+        };
+        let Some(number) = review.forge_number else {
+            super::open_request(app, &review).await;
+            continue;
+        };
+        match forge.state(&app.http, number).await {
+            Ok(RequestState::Closed) => finish(app, &review, ReviewState::Abandoned, None).await?,
+            // Merged on the forge but not fetched yet: the next fetch sees it in Git.
+            Ok(RequestState::Open | RequestState::Merged) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, branch = %review.branch, "reading the pull request failed")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The commit on main that took the review in, if any.
+async fn merged_at(
+    app: &Arc<App>,
+    review: &Review,
+    new_commits: &[CommitInfo],
+) -> anyhow::Result<Option<String>> {
+    let proposed = Oid::from_str(&review.revision)?;
+    let change_id = review.change_id.clone();
+    let candidates: Vec<(Oid, bool)> = new_commits
+        .iter()
+        .filter(|c| c.mainline)
+        .map(|c| (c.revision, c.trailers("Change-Id").contains(&change_id)))
+        .collect();
+    let app = app.clone();
+    crate::pool::GIT
+        .run(move || -> anyhow::Result<Option<String>> {
+            let repo = app
+                .gitops
+                .repo
+                .lock()
+                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+            for (revision, names_it) in candidates {
+                if names_it || repo.contains(revision, proposed)? {
+                    tracing::debug!(%revision, %proposed, names_it, "review found on main");
+                    return Ok(Some(revision.to_string()));
+                }
+            }
+            // Merged before the last look (a restart in between): main's tip contains it.
+            match repo.head()? {
+                Some(head) if repo.contains(head, proposed)? => {
+                    tracing::debug!(%head, %proposed, "review contained in main's tip");
+                    Ok(Some(head.to_string()))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await
+        .context("git task panicked")?
+}
+
+async fn finish(
+    app: &Arc<App>,
+    review: &Review,
+    state: ReviewState,
+    merged: Option<&str>,
+) -> anyhow::Result<()> {
+    let now = db::ts(Utc::now());
+    let mut tx = app.db.pool.begin().await?;
+    if !reviews::close(&mut *tx, &review.change_id, state, merged, &now).await? {
+        return Ok(());
+    }
+    let (event, note, action) = match state {
+        ReviewState::Merged => (Event::Committed, None, "deployment.review_merged"),
+        _ => (
+            Event::ReviewClosed,
+            Some(format!(
+                "review {} closed unmerged: the change was abandoned",
+                review.branch
+            )),
+            "deployment.review_abandoned",
+        ),
+    };
+    deployments::apply_event(
+        &mut tx,
+        &review.customer_id,
+        event,
+        merged,
+        note.as_deref(),
+        &now,
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        &now,
+        &audit::AuditEntry {
+            action,
+            customer_id: Some(review.customer_id.clone()),
+            actor: "git".into(),
+            details: json!({
+                "change_id": review.change_id,
+                "branch": review.branch,
+                "merged_revision": merged,
+                "pull_request": review.forge_url,
+            }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(customer_id = %review.customer_id, branch = %review.branch, state = state.as_str(), "review settled");
+    if state == ReviewState::Abandoned {
+        resume_ready(app, &review.customer_id).await?;
+    }
+    super::retire(app, review, false).await;
+    Ok(())
+}
+
+/// After an abandoned review the tenant runs main's version as before: ready again when the
+/// cluster already reported a revision that contains its commit.
+async fn resume_ready(app: &Arc<App>, customer_id: &str) -> anyhow::Result<()> {
+    let Some(row) = deployments::watch_row(&app.db.pool, customer_id).await? else {
+        return Ok(());
+    };
+    let (Some(applied), Some(committed)) = (row.applied_revision, row.committed_revision) else {
+        return Ok(());
+    };
+    let (applied, committed) = (Oid::from_str(&applied)?, Oid::from_str(&committed)?);
+    let app2 = app.clone();
+    let synced = crate::pool::GIT
+        .run(move || -> anyhow::Result<bool> {
+            let repo = app2
+                .gitops
+                .repo
+                .lock()
+                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+            Ok(repo.contains(applied, committed)?)
+        })
+        .await
+        .context("git task panicked")??;
+    if synced {
+        let now = db::ts(Utc::now());
+        let mut tx = app.db.pool.begin().await?;
+        deployments::apply_event(&mut tx, customer_id, Event::Synced, None, None, &now).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
