@@ -95,6 +95,8 @@ echo
 revision=$(git --git-dir "$DATA_DIR/gitops.git" rev-parse main)
 grep -q '"status":"committed"' status.json || fail "status is not committed"
 grep -q "\"committed_revision\":\"$revision\"" status.json || fail "status does not name commit $revision"
+billing tenant history "$id" | tee history.txt
+grep -q "^${revision:0:12} .*create (starter, trialing)" history.txt || fail "history does not list commit $revision"
 
 # 4. The license verifies, over HTTP and offline with the CLI (same DATA_DIR, same keys).
 curl -sS -H 'content-type: application/json' -d "{\"license\":\"$jwt\"}" "$BASE/api/licenses/verify" | tee verify.json
