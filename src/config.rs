@@ -341,6 +341,16 @@ pub struct Config {
     )]
     pub lifecycle_interval_seconds: u64,
 
+    /// Days a canceled customer's account and stack are kept before the scheduler deletes them
+    /// (a reminder email goes 7 days before, or at once when the retention is shorter).
+    #[arg(
+        long,
+        env = "DELETION_RETENTION_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub deletion_retention_days: u32,
+
     /// Where customer emails go: `smtp://host:port` (plain), `smtp://host?tls=required`
     /// (STARTTLS) or `smtps://user:password@host` (TLS). Unset: emails are written to the log.
     #[arg(long, env = "SMTP_URL", global = true, hide_env_values = true)]

@@ -1,7 +1,10 @@
 //! Customer emails through the running server and a real SMTP server (aiosmtpd): one welcome
-//! email per signup, also when the server is killed right after the 201; with no SMTP_URL the
-//! email is in the server's log.
+//! email per signup, also when the server is killed right after the 201; the trial reminders 7
+//! and 2 days ahead and the suspension, each once however often the scheduler runs; "instance
+//! ready" at the first ready report; with no SMTP_URL the email is in the server's log.
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
 
 use std::collections::BTreeSet;
@@ -15,6 +18,8 @@ use common::{Backend, TestServer, PASSWORD};
 for_each_backend!(
     a_signup_gets_exactly_one_welcome_email,
     a_kill_right_after_signup_still_sends_one_welcome_email,
+    trial_reminders_and_the_suspension_arrive_once_each,
+    the_first_ready_report_sends_instance_ready_once,
     without_smtp_url_the_email_is_in_the_log
 );
 
@@ -114,7 +119,145 @@ fn header(message: &str, name: &str) -> Option<String> {
 
 async fn server_with(backend: Backend, sink: &SmtpSink) -> Option<TestServer> {
     let url = sink.url();
-    TestServer::start_with(backend, &[("SMTP_URL", &url)]).await
+    TestServer::start_with(
+        backend,
+        &[
+            ("SMTP_URL", &url),
+            ("FLUX_WEBHOOK_SECRET", cluster::FLUX_SECRET),
+        ],
+    )
+    .await
+}
+
+/// The subjects of every email `to` received, sorted.
+fn subjects_to(sink: &SmtpSink, to: &str) -> Vec<String> {
+    let mut subjects: Vec<String> = sink
+        .messages_to(to)
+        .iter()
+        .map(|m| header(m, "Subject").unwrap_or_default())
+        .collect();
+    subjects.sort();
+    subjects
+}
+
+/// Waits until `to` has received `want` (sorted subjects), then a little longer for extras.
+async fn wait_subjects(sink: &SmtpSink, to: &str, want: &[&str]) {
+    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while subjects_to(sink, to).len() < want.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{to} got {:?}, not {want:?}",
+            subjects_to(sink, to)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(subjects_to(sink, to), want);
+}
+
+fn tick(s: &TestServer, now: chrono::DateTime<chrono::Utc>) -> String {
+    let out = s
+        .command()
+        .env("SEALED_SECRETS_CERT", common::sealing_cert_path())
+        .args(["lifecycle", "tick", "--now", &billing::db::ts(now)])
+        .output()
+        .expect("billing lifecycle tick");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn trial_reminders_and_the_suspension_arrive_once_each(backend: Backend) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let Some(s) = server_with(backend, &sink).await else {
+        return;
+    };
+    let to = "grace@example.com";
+    let (code, body) = s.signup(to, PASSWORD, "Acme GmbH").await;
+    assert_eq!(code, 201, "{body}");
+    let ends =
+        billing::db::parse_ts(body["subscription"]["trial_ends_at"].as_str().unwrap()).unwrap();
+    let welcome = "Welcome to Iotistic";
+    let soon = "Your Iotistic trial ends soon";
+    wait_subjects(&sink, to, &[welcome]).await;
+
+    // A week ahead, twice (two passes, or two replicas): one reminder.
+    let week = ends - chrono::Duration::days(6);
+    assert!(tick(&s, week).contains("trial ends in 7 days"));
+    assert!(!tick(&s, week).contains("reminded"));
+    wait_subjects(&sink, to, &[welcome, soon]).await;
+    let two_days = ends - chrono::Duration::hours(30);
+    assert!(tick(&s, two_days).contains("trial ends in 2 days"));
+    tick(&s, two_days);
+    wait_subjects(&sink, to, &[welcome, soon, soon]).await;
+    let bodies: Vec<String> = sink.messages_to(to);
+    assert!(
+        bodies.iter().any(|m| m.contains("ends in 2 days")),
+        "{bodies:?}"
+    );
+
+    // Past the end: suspended, and told so once.
+    let after = ends + chrono::Duration::hours(1);
+    assert!(tick(&s, after).contains("1 changed"));
+    assert!(tick(&s, after).contains("0 changed"));
+    wait_subjects(
+        &sink,
+        to,
+        &[
+            welcome,
+            soon,
+            soon,
+            "Your Iotistic subscription is suspended",
+        ],
+    )
+    .await;
+}
+
+async fn the_first_ready_report_sends_instance_ready_once(backend: Backend) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let Some(s) = server_with(backend, &sink).await else {
+        return;
+    };
+    let to = "ready@example.com";
+    let id = sign_up(&s, to).await;
+    let committed = s
+        .wait_for_status(&id, "committed", Duration::from_secs(30))
+        .await;
+    let rev = committed["committed_revision"].as_str().unwrap();
+    let event = cluster::fixture("flux-event-reconciliation-succeeded.json", &id, rev);
+    let (code, body) = cluster::flux_event(&s, &event).await;
+    assert_eq!(code, 202, "{body}");
+    s.wait_for_status(&id, "ready", Duration::from_secs(30))
+        .await;
+    // Failing and becoming ready again is not a second "ready" email.
+    let failed = cluster::fixture("flux-event-health-check-failed.json", &id, rev);
+    assert_eq!(cluster::flux_event(&s, &failed).await.0, 202);
+    s.wait_for_status(&id, "failed", Duration::from_secs(30))
+        .await;
+    assert_eq!(cluster::flux_event(&s, &event).await.0, 202);
+    s.wait_for_status(&id, "ready", Duration::from_secs(30))
+        .await;
+    wait_subjects(
+        &sink,
+        to,
+        &["Welcome to Iotistic", "Your Iotistic instance is ready"],
+    )
+    .await;
+    let ready = sink
+        .messages_to(to)
+        .into_iter()
+        .find(|m| m.contains("instance is ready"))
+        .unwrap();
+    assert!(ready.contains(&format!("https://{id}.")), "{ready}");
 }
 
 async fn sign_up(s: &TestServer, email: &str) -> String {

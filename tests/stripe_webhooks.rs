@@ -27,7 +27,8 @@ on_both_backends!(
     a_signed_upgrade_is_one_commit_and_a_new_license,
     bad_stale_or_unsigned_deliveries_change_nothing,
     an_ended_trial_is_suspended_by_the_clock_and_reactivated_by_payment,
-    a_failed_payment_is_suspended_after_the_grace_period
+    a_failed_payment_is_suspended_after_the_grace_period,
+    a_canceled_account_is_reminded_then_deleted_after_retention
 );
 
 fn now() -> i64 {
@@ -521,4 +522,59 @@ async fn a_failed_payment_is_suspended_after_the_grace_period(s: TestServer) {
         account(&s, &id).await["subscription"]["status"],
         "suspended"
     );
+}
+
+async fn a_canceled_account_is_reminded_then_deleted_after_retention(s: TestServer) {
+    let id = signup(&s, "leaving@example.com").await;
+    let t0 = now();
+    let active = subscription_updated("evt_1Paid", &id, "price_starter_monthly", t0);
+    assert_eq!(send_signed(&s, &active).await["outcome"], "applied");
+    let mut deleted = subscription_updated("evt_2Gone", &id, "price_starter_monthly", t0 + 1);
+    deleted["type"] = json!("customer.subscription.deleted");
+    deleted["data"]["object"]["status"] = json!("canceled");
+    assert_eq!(send_signed(&s, &deleted).await["outcome"], "applied");
+    s.wait_queue_drained(Duration::from_secs(30)).await;
+    assert_eq!(account(&s, &id).await["subscription"]["status"], "canceled");
+
+    // DELETION_RETENTION_DAYS (30): a reminder in the last week, once; the deletion after.
+    let day = |n: i64| billing::db::ts(chrono::Utc::now() + chrono::Duration::days(n));
+    let early = String::from_utf8_lossy(&tick(&s, &day(20)).stdout).into_owned();
+    assert!(!early.contains(&id), "{early}");
+    let week = String::from_utf8_lossy(&tick(&s, &day(24)).stdout).into_owned();
+    assert!(
+        week.contains(&format!("reminded {id}: deletion in under a week")),
+        "{week}"
+    );
+    let again = String::from_utf8_lossy(&tick(&s, &day(25)).stdout).into_owned();
+    assert!(!again.contains(&id), "one reminder: {again}");
+    let pool = s.db().await;
+    let reminders = "SELECT COUNT(*) FROM notifications WHERE kind = $1";
+    assert_eq!(
+        common::count(&pool, reminders, "deletion_reminder").await,
+        1
+    );
+
+    let gone = String::from_utf8_lossy(&tick(&s, &day(31)).stdout).into_owned();
+    assert!(
+        gone.contains(&format!("tenant {id}: delete (retention ended)")),
+        "{gone}"
+    );
+    s.wait_for_status(&id, "deleted", Duration::from_secs(30))
+        .await;
+    assert_eq!(account(&s, &id).await["subscription"]["status"], "deleted");
+    let repo = repo(&s);
+    let removal = head(&repo);
+    assert!(
+        removal.message().unwrap().starts_with(&format!(
+            "tenant {id}: delete (retention ended after cancellation)"
+        )),
+        "{:?}",
+        removal.message()
+    );
+    let tree = removal.tree().unwrap();
+    assert!(tree
+        .get_path(std::path::Path::new(&billing::render::tenant_dir(&id)))
+        .is_err());
+    let pii = "SELECT COUNT(*) FROM customers WHERE email = $1";
+    assert_eq!(common::count(&pool, pii, "leaving@example.com").await, 0);
 }

@@ -26,6 +26,8 @@ pub enum By {
     Admin,
     /// The customer, with their current password.
     Customer,
+    /// The scheduler, when a canceled subscription's retention period ended.
+    Retention,
 }
 
 impl By {
@@ -33,6 +35,7 @@ impl By {
         match self {
             By::Admin => "admin",
             By::Customer => "customer",
+            By::Retention => "retention",
         }
     }
 
@@ -40,6 +43,7 @@ impl By {
         match self {
             By::Admin => "admin".into(),
             By::Customer => format!("customer:{id}"),
+            By::Retention => "clock".into(),
         }
     }
 
@@ -48,6 +52,7 @@ impl By {
         match self {
             By::Admin => "delete (admin)",
             By::Customer => "delete (customer request)",
+            By::Retention => "delete (retention ended after cancellation)",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The lifecycle scheduler: one pass as of a given time suspends the trials that ended and the
 //! past-due subscriptions whose grace period ended, each through the state machine in its own
-//! transaction (so each becomes its own commit through the outbox). `billing serve` runs a pass
+//! transaction (so each becomes its own commit through the outbox), then sends the reminders
+//! due and deletes the canceled accounts past retention (`reminders`). `billing serve` runs a pass
 //! every `LIFECYCLE_INTERVAL_SECONDS`; operators and tests run one with `billing lifecycle tick`.
 
 use std::time::Duration as StdDuration;
@@ -22,6 +23,8 @@ pub struct Report {
     pub changed: Vec<(String, String)>,
     /// Customers whose change failed (logged; the next pass tries again).
     pub failed: Vec<String>,
+    /// (customer id, what about) of every reminder email queued.
+    pub reminded: Vec<(String, String)>,
 }
 
 /// Runs one pass as of `as_of`, or returns None when another process holds the lease. The lease
@@ -76,6 +79,8 @@ async fn pass(app: &App, as_of: DateTime<Utc>) -> anyhow::Result<Report> {
             }
         }
     }
+    super::reminders::trials(app, as_of, &mut report).await?;
+    super::reminders::retention(app, as_of, &mut report).await?;
     if !report.changed.is_empty() {
         app.worker_wake.notify_one();
     }

@@ -5,6 +5,7 @@
 pub mod change;
 pub mod checkout;
 pub mod lifecycle;
+mod reminders;
 pub mod stripe;
 pub mod subscription;
 pub mod view;

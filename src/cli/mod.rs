@@ -190,6 +190,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for (id, reason) in &report.changed {
                 println!("tenant {id}: {reason}");
             }
+            for (id, about) in &report.reminded {
+                println!("reminded {id}: {about}");
+            }
             println!(
                 "lifecycle pass as of {}: {} changed, {} failed",
                 crate::db::ts(as_of),

@@ -83,3 +83,49 @@ pub async fn past_due_since<'c>(
     .fetch_all(db)
     .await
 }
+
+/// A customer a reminder goes to, and the time it is about (a trial's end, a cancellation).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Reminded {
+    pub customer_id: String,
+    pub email: String,
+    pub company_name: String,
+    pub at: String,
+}
+
+/// Live customers whose trial ends after `after` and at or before `until`.
+pub async fn trials_ending<'c>(
+    db: impl Executor<'c, Database = Any>,
+    after: &str,
+    until: &str,
+) -> Result<Vec<Reminded>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.customer_id, c.email, c.company_name, s.trial_ends_at AS at \
+         FROM subscriptions s JOIN customers c ON c.id = s.customer_id \
+         WHERE s.status = $1 AND c.deleted_at IS NULL \
+         AND s.trial_ends_at > $2 AND s.trial_ends_at <= $3 ORDER BY s.customer_id",
+    )
+    .bind(SubscriptionStatus::Trialing.as_str())
+    .bind(after)
+    .bind(until)
+    .fetch_all(db)
+    .await
+}
+
+/// Live customers whose subscription is canceled, with when it was: their latest transition
+/// into canceled, or, without one in the history, when the row last changed.
+pub async fn canceled<'c>(
+    db: impl Executor<'c, Database = Any>,
+) -> Result<Vec<Reminded>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.customer_id, c.email, c.company_name, COALESCE( \
+             (SELECT MAX(h.at) FROM subscription_history h \
+              WHERE h.customer_id = s.customer_id AND h.to_status = $1 AND h.from_status <> $1), \
+             s.updated_at) AS at \
+         FROM subscriptions s JOIN customers c ON c.id = s.customer_id \
+         WHERE s.status = $1 AND c.deleted_at IS NULL ORDER BY s.customer_id",
+    )
+    .bind(SubscriptionStatus::Canceled.as_str())
+    .fetch_all(db)
+    .await
+}

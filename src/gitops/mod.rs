@@ -92,6 +92,22 @@ fn set_libgit2_fsync(on: bool) -> Result<()> {
     Ok(())
 }
 
+/// Lets libgit2 keep parsed trees of any size in its object cache. Its default caches trees
+/// up to 4 KiB only, so `tenants/` (up to 936 entries, ~40 KiB) would be read, hash-verified
+/// and parsed again for every path looked up under it: thousands of times in a commit of many
+/// tenants.
+fn cache_large_trees() -> Result<()> {
+    static DONE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        // SAFETY: a global option taking (int type, size_t size); set once, before any
+        // repository's cache fills.
+        unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 4 << 20) }
+            .map_err(|e| e.to_string())
+    })
+    .clone()
+    .map_err(|e| git2::Error::from_str(&e).into())
+}
+
 /// A repository setting this code wrote for a while (`core.fsyncObjectFiles`): libgit2 ORs it
 /// with its own option, so it would keep syncing with `GITOPS_FSYNC=false`, and git warns that
 /// it is deprecated. Removed on open.
@@ -103,6 +119,7 @@ pub const OPERATOR_README: &str = include_str!("operator_readme.md");
 impl GitOpsRepo {
     /// Opens the bare repository at `path`, creating it (with the layout's README) if missing.
     pub fn open_or_init(path: &Path, branch: &str, author: Author) -> Result<Self> {
+        cache_large_trees()?;
         let repo = match Repository::open_bare(path) {
             Ok(repo) => repo,
             Err(_) => {

@@ -79,8 +79,9 @@ pub(super) fn build(
     }
     let new_tree = scratch.find_tree(tree)?;
     candidates.push((tree, None));
+    let mut visited = std::collections::HashSet::new();
     for path in changes.keys() {
-        trees_on_path(&new_tree, path, &mut candidates);
+        trees_on_path(&new_tree, path, &mut visited, &mut candidates);
     }
     let commit = {
         let parents = parent
@@ -186,15 +187,20 @@ fn dir_tree(
     Ok(id)
 }
 
-/// The trees from `root` down to `path` (the ones a change at `path` rewrote).
-fn trees_on_path(root: &git2::Tree<'_>, path: &str, candidates: &mut Vec<(Oid, Option<String>)>) {
-    let mut at = String::new();
-    for part in path.split('/') {
-        if !at.is_empty() {
-            at.push('/');
+/// The trees from `root` down to `path` (the ones a change at `path` rewrote); directories in
+/// `visited` were looked up for an earlier path already.
+fn trees_on_path<'a>(
+    root: &git2::Tree<'_>,
+    path: &'a str,
+    visited: &mut std::collections::HashSet<&'a str>,
+    candidates: &mut Vec<(Oid, Option<String>)>,
+) {
+    for (end, _) in path.match_indices('/').chain([(path.len(), "")]) {
+        let at = &path[..end];
+        if !visited.insert(at) {
+            continue;
         }
-        at.push_str(part);
-        match root.get_path(std::path::Path::new(&at)) {
+        match root.get_path(std::path::Path::new(at)) {
             Ok(entry) if entry.kind() == Some(ObjectType::Tree) => {
                 candidates.push((entry.id(), None))
             }

@@ -17,6 +17,9 @@ pub enum Kind {
     Suspended,
     PaymentFailed,
     AccountDeleted,
+    TrialEnding,
+    InstanceReady,
+    DeletionReminder,
 }
 
 impl Kind {
@@ -26,6 +29,9 @@ impl Kind {
             Kind::Suspended => "suspended",
             Kind::PaymentFailed => "payment_failed",
             Kind::AccountDeleted => "account_deleted",
+            Kind::TrialEnding => "trial_ending",
+            Kind::InstanceReady => "instance_ready",
+            Kind::DeletionReminder => "deletion_reminder",
         }
     }
 }
@@ -85,6 +91,37 @@ pub async fn queue<'c>(
         now,
     )
     .await
+}
+
+/// Queues the "instance ready" email, once per customer (its first time ready), in the
+/// caller's transaction.
+pub async fn instance_ready(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    from: &str,
+    customer_id: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let Some(customer) = crate::db::accounts::customer_by_id(&mut **tx, customer_id).await? else {
+        return Ok(());
+    };
+    let Some(deployment) = crate::db::accounts::deployment(&mut **tx, customer_id).await? else {
+        return Ok(());
+    };
+    let email = Email::InstanceReady {
+        company_name: &customer.company_name,
+        instance_url: &deployment.instance_url,
+    };
+    queue(
+        &mut **tx,
+        from,
+        customer_id,
+        &customer.email,
+        &email,
+        "",
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,6 +20,19 @@ pub enum Email<'a> {
     },
     /// Sent after the personal data is gone: it names nobody.
     AccountDeleted,
+    TrialEnding {
+        company_name: &'a str,
+        trial_ends_at: &'a str,
+        days_left: i64,
+    },
+    InstanceReady {
+        company_name: &'a str,
+        instance_url: &'a str,
+    },
+    DeletionReminder {
+        company_name: &'a str,
+        deleted_on: &'a str,
+    },
 }
 
 impl Email<'_> {
@@ -29,6 +42,9 @@ impl Email<'_> {
             Email::Suspended { .. } => Kind::Suspended,
             Email::PaymentFailed { .. } => Kind::PaymentFailed,
             Email::AccountDeleted => Kind::AccountDeleted,
+            Email::TrialEnding { .. } => Kind::TrialEnding,
+            Email::InstanceReady { .. } => Kind::InstanceReady,
+            Email::DeletionReminder { .. } => Kind::DeletionReminder,
         }
     }
 
@@ -38,6 +54,9 @@ impl Email<'_> {
             Kind::Suspended => "Your Iotistic subscription is suspended",
             Kind::PaymentFailed => "Your Iotistic payment failed",
             Kind::AccountDeleted => "Your Iotistic account is deleted",
+            Kind::TrialEnding => "Your Iotistic trial ends soon",
+            Kind::InstanceReady => "Your Iotistic instance is ready",
+            Kind::DeletionReminder => "Your Iotistic account will be deleted",
         }
     }
 
@@ -62,6 +81,27 @@ impl Email<'_> {
                 "Hello {company_name},\n\na payment for your subscription failed. Your \
                  instance keeps running for {grace_days} days; please update your payment \
                  method before then.\n"
+            ),
+            Email::TrialEnding {
+                company_name,
+                trial_ends_at,
+                days_left,
+            } => format!(
+                "Hello {company_name},\n\nyour free trial ends in {days_left} days, on \
+                 {trial_ends_at}. Choose a plan to keep your instance running; without one it \
+                 is stopped then, and your data is kept.\n"
+            ),
+            Email::InstanceReady {
+                company_name,
+                instance_url,
+            } => format!("Hello {company_name},\n\nyour instance is ready at {instance_url}.\n"),
+            Email::DeletionReminder {
+                company_name,
+                deleted_on,
+            } => format!(
+                "Hello {company_name},\n\nyour subscription is canceled. Your account, its \
+                 data and your instance will be deleted on {deleted_on}. Choose a plan before \
+                 then to keep them.\n"
             ),
             Email::AccountDeleted => "Hello,\n\nyour Iotistic account and its personal data \
                  are deleted, and your instance is being removed. This is the last email we \

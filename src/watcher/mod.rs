@@ -230,6 +230,15 @@ pub async fn record(app: &Arc<App>, report: &Report) -> anyhow::Result<Outcome> 
             tx.rollback().await?;
             continue;
         }
+        if status == DeploymentStatus::Ready && row.status != DeploymentStatus::Ready.as_str() {
+            crate::notify::instance_ready(
+                &mut tx,
+                &app.config.smtp_from,
+                &report.customer_id,
+                Utc::now(),
+            )
+            .await?;
+        }
         deployments::insert_history(
             &mut *tx,
             &deployments::HistoryEntry {
