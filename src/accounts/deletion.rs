@@ -237,6 +237,13 @@ async fn end_subscription(
     let Some(held) = subscriptions::state(&mut **tx, backend, customer_id).await? else {
         return Ok(None);
     };
+    if let (Some(id), false) = (
+        &held.stripe_subscription_id,
+        held.status == SubscriptionStatus::Canceled,
+    ) {
+        // A deleted customer is charged no more: cancelled at Stripe through the outbox.
+        crate::db::cancellations::queue(&mut **tx, id, now).await?;
+    }
     let mut status = held.status;
     for event in [Event::Canceled, Event::Erased] {
         let Some(next) = status.on(event).filter(|next| *next != status) else {

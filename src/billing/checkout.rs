@@ -160,16 +160,9 @@ async fn target(app: &App, by: &Requester, body: &Value) -> Result<String, ApiEr
 }
 
 fn client(app: &App) -> Result<api::Client<'_>, ApiError> {
-    let key = app.config.stripe_secret_key.as_ref().ok_or_else(|| {
+    super::stripe::client(app).ok_or_else(|| {
         ApiError::Unavailable("Stripe is not configured: STRIPE_SECRET_KEY is not set".into())
-    })?;
-    let timeout = std::time::Duration::from_secs(app.config.stripe_timeout_seconds);
-    Ok(api::Client::new(
-        &app.http,
-        &app.config.stripe_api_base,
-        key,
-        timeout,
-    ))
+    })
 }
 
 /// The Stripe price of a plan (`STRIPE_PRICE_<PLAN>`, `--stripe-price`).

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod cancellations;
 pub mod deployments;
 pub mod erasure;
 pub mod licenses;

@@ -90,6 +90,7 @@ pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
     let mail = crate::notify::sender::Sender::from_config(&app.config)?;
     tokio::spawn(crate::deploy::run_worker(app.clone()));
     tokio::spawn(crate::deploy::drift::run(app.clone()));
+    tokio::spawn(crate::billing::stripe::cancel::run(app.clone()));
     tokio::spawn(crate::notify::sender::run(app.clone(), mail));
     tokio::spawn(crate::watcher::stall::run(app.clone()));
     tokio::spawn(crate::watcher::poller::run(app.clone()));

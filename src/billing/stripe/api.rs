@@ -54,6 +54,15 @@ struct ErrorObject {
 #[derive(Debug, Deserialize)]
 pub struct Customer {
     pub id: String,
+    /// `metadata.customer_id`: our id, set by us or by whoever made the customer in Stripe.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub status: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,18 +158,45 @@ impl<'a> Client<'a> {
         self.post("/v1/billing_portal/sessions", &form, None).await
     }
 
+    /// `GET /v1/customers/:id`: how a subscription made outside Checkout, whose event names
+    /// only the Stripe customer, is linked to us through that customer's metadata.
+    pub async fn customer(&self, stripe_customer_id: &str) -> Result<Customer, StripeError> {
+        let path = format!("/v1/customers/{stripe_customer_id}");
+        self.send(reqwest::Method::GET, &path, &[], None).await
+    }
+
+    /// `DELETE /v1/subscriptions/:id`: cancels it at once (a deleted customer pays no more).
+    pub async fn cancel_subscription(&self, id: &str) -> Result<Subscription, StripeError> {
+        let path = format!("/v1/subscriptions/{id}");
+        self.send(reqwest::Method::DELETE, &path, &[], None).await
+    }
+
     async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
         form: &[(&str, &str)],
         idempotency_key: Option<&str>,
     ) -> Result<T, StripeError> {
+        self.send(reqwest::Method::POST, path, form, idempotency_key)
+            .await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, &str)],
+        idempotency_key: Option<&str>,
+    ) -> Result<T, StripeError> {
+        let verb = method.to_string();
         let mut req = self
             .http
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(self.key.expose_secret())
-            .timeout(self.timeout)
-            .form(form);
+            .timeout(self.timeout);
+        if !form.is_empty() {
+            req = req.form(form);
+        }
         if let Some(key) = idempotency_key {
             req = req.header("Idempotency-Key", key);
         }
@@ -171,7 +207,7 @@ impl<'a> Client<'a> {
         let body = resp.bytes().await.map_err(unavailable)?;
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| {
-                StripeError::Unavailable(format!("unexpected answer to POST {path}: {e}"))
+                StripeError::Unavailable(format!("unexpected answer to {verb} {path}: {e}"))
             });
         }
         match serde_json::from_slice::<ErrorEnvelope>(&body) {
@@ -183,7 +219,7 @@ impl<'a> Client<'a> {
             }),
             // Not Stripe's error shape: a proxy or load balancer answered.
             Err(_) => Err(StripeError::Unavailable(format!(
-                "POST {path} answered {status} without Stripe's error body"
+                "{verb} {path} answered {status} without Stripe's error body"
             ))),
         }
     }

@@ -2,6 +2,7 @@
 //! turned into one subscription change (see `billing::change`), all in one transaction.
 
 pub mod api;
+pub mod cancel;
 pub mod event;
 pub mod signature;
 
@@ -24,6 +25,18 @@ pub struct Receipt {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub customer_id: Option<String>,
+}
+
+/// The Stripe API client, when `STRIPE_SECRET_KEY` is set.
+pub fn client(app: &App) -> Option<api::Client<'_>> {
+    let key = app.config.stripe_secret_key.as_ref()?;
+    let timeout = std::time::Duration::from_secs(app.config.stripe_timeout_seconds);
+    Some(api::Client::new(
+        &app.http,
+        &app.config.stripe_api_base,
+        key,
+        timeout,
+    ))
 }
 
 /// Verifies, de-duplicates and applies one webhook delivery.
@@ -52,6 +65,12 @@ pub async fn receive(
         customer_id: None,
     };
 
+    let mut facts = event.facts(&app.stripe_prices);
+    // Read before the transaction: a Stripe call must not hold the database.
+    facts.customer_id = match facts.customer_id.take() {
+        Some(id) => Some(id),
+        None => metadata_of_stripe_customer(app, &facts).await?,
+    };
     let mut tx = app.db.pool.begin().await?;
     if !subscriptions::claim_event(&mut *tx, &event.id, &event.kind, event.created, &now_text)
         .await?
@@ -59,7 +78,6 @@ pub async fn receive(
         // Processed before: its effects are committed already.
         return Ok(receipt);
     }
-    let facts = event.facts(&app.stripe_prices);
     if let Some(price) = &facts.unknown_price {
         tracing::warn!(event_id = %event.id, price, "Stripe price maps to no plan (STRIPE_PRICE_<PLAN>); plan left as it is");
     }
@@ -96,6 +114,26 @@ pub async fn receive(
     tracing::info!(event_id = %event.id, kind = %event.kind, customer_id = ?customer_id, outcome = receipt.outcome, reason = ?receipt.reason, "Stripe event");
     receipt.customer_id = customer_id;
     Ok(receipt)
+}
+
+/// `metadata.customer_id` of the event's Stripe customer, read through the API when the event
+/// does not carry it and the Stripe customer is not linked to us yet (a subscription sales made
+/// in the dashboard). A Stripe failure is a 502: Stripe delivers the event again later.
+async fn metadata_of_stripe_customer(
+    app: &App,
+    facts: &event::Facts,
+) -> Result<Option<String>, ApiError> {
+    let (Some(stripe_id), Some(client)) = (&facts.stripe_customer_id, client(app)) else {
+        return Ok(None);
+    };
+    if subscriptions::customer_of_stripe(&app.db.pool, stripe_id)
+        .await?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let customer = client.customer(stripe_id).await?;
+    Ok(customer.metadata.get("customer_id").cloned())
 }
 
 /// Our customer: by the Stripe customer id stored on it, else by the `metadata.customer_id`

@@ -1,0 +1,61 @@
+//! Cancels at Stripe the subscriptions of deleted customers, from the `stripe_cancellations`
+//! outbox the deletion filled: `DELETE /v1/subscriptions/:id`, retried with backoff; an already
+//! canceled or unknown subscription counts as done. Runs in `billing serve` when
+//! `STRIPE_SECRET_KEY` is set (without it the rows wait).
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+
+use super::api::StripeError;
+use crate::app::App;
+use crate::db::cancellations;
+
+const MAX_ATTEMPTS: i64 = 10;
+
+/// One pass: returns how many cancellations it handled.
+pub async fn pass(app: &App) -> anyhow::Result<usize> {
+    let Some(client) = super::client(app) else {
+        return Ok(0);
+    };
+    let now = Utc::now();
+    let due = cancellations::claim(&app.db, &app.worker_id, 20, Duration::seconds(60), now).await?;
+    for (subscription_id, attempts) in &due {
+        let error = match client.cancel_subscription(subscription_id).await {
+            Ok(_) => None,
+            // Canceled already (by the customer in the portal, or a retry after a lost answer).
+            Err(StripeError::Api { status: 404, .. }) => None,
+            Err(StripeError::Api { message, .. }) if message.contains("canceled") => None,
+            Err(e) => Some(e.to_string()),
+        };
+        let give_up = attempts + 1 >= MAX_ATTEMPTS;
+        let backoff = Duration::seconds(2i64.pow((*attempts).clamp(0, 9) as u32));
+        cancellations::finish(
+            &app.db,
+            subscription_id,
+            &app.worker_id,
+            error.as_deref(),
+            give_up,
+            backoff,
+            Utc::now(),
+        )
+        .await?;
+        match error {
+            None => tracing::info!(%subscription_id, "Stripe subscription canceled"),
+            Some(e) => {
+                tracing::warn!(%subscription_id, error = %e, give_up, "cancelling a Stripe subscription failed")
+            }
+        }
+    }
+    Ok(due.len())
+}
+
+/// The canceller loop of `billing serve`: a pass every 5 seconds.
+pub async fn run(app: Arc<App>) {
+    loop {
+        if let Err(err) = pass(&app).await {
+            tracing::warn!(error = %format!("{err:#}"), "Stripe cancellation pass failed");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
+}
