@@ -172,7 +172,7 @@ fn init_creates_a_bare_repository_with_the_layout_readme() {
         .unwrap();
     let text = String::from_utf8_lossy(readme.content());
     assert!(
-        text.contains("tenants/ab/c/<customer_id>/") && text.contains("flux-tenants/"),
+        text.contains("tenants/a/b/c/<customer_id>/") && text.contains("flux-tenants/"),
         "{text}"
     );
     // Running it again changes nothing.
@@ -245,7 +245,7 @@ fn tenant_path_prints_the_sharded_directory_or_refuses_a_bad_id() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "tenants/k3/x/k3x9abcdefgh\n"
+        "tenants/k/3/x/k3x9abcdefgh\n"
     );
     let bad = billing_command(dir.path(), &url)
         .args(["tenant", "path", "../etc"])

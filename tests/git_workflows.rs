@@ -319,7 +319,7 @@ fn migrate_layout_moves_a_thousand_flat_tenants_in_one_commit() {
         .find_tree(tree.get_name("tenants").unwrap().id())
         .unwrap();
     assert!(
-        tenants.iter().all(|e| e.name().unwrap().len() == 2),
+        tenants.iter().all(|e| e.name().unwrap().len() == 1),
         "only shard directories"
     );
     for id in &ids {

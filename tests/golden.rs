@@ -1,5 +1,5 @@
-//! The checked-in demo tenant (`tenants/de/m/demo/` with its `render.json`, and
-//! `flux-tenants/de/m/demo.yaml`)
+//! The checked-in demo tenant (`tenants/d/e/m/demo/` with its `render.json`, and
+//! `flux-tenants/d/e/m/demo.yaml`)
 //! is exactly what the templates render today. After an intended template change, regenerate it with
 //! `cargo run -- tenant render --demo` and review the diff like any other change.
 

@@ -93,11 +93,11 @@ async fn two_hundred_signups_through_random_kills() {
     let tenants = repo
         .find_tree(tree.get_name("tenants").unwrap().id())
         .unwrap();
-    // Tenant directories sit two prefix levels down: tenants/ab/c/<id>.
+    // Tenant directories sit three prefix levels down: tenants/a/b/c/<id>.
     let mut dirs = Vec::new();
     tenants
         .walk(git2::TreeWalkMode::PreOrder, |root, e| {
-            if root.matches('/').count() == 2 && e.kind() == Some(git2::ObjectType::Tree) {
+            if root.matches('/').count() == 3 && e.kind() == Some(git2::ObjectType::Tree) {
                 dirs.push(format!("tenants/{root}{}", e.name().unwrap()));
             }
             git2::TreeWalkResult::Ok

@@ -567,7 +567,7 @@ fn check_custom_resources(custom: &[Value]) {
     let flux = &custom[1];
     assert_eq!(s(flux, &["apiVersion"]), "kustomize.toolkit.fluxcd.io/v1");
     let spec = &flux["spec"];
-    assert_eq!(s(spec, &["path"]), "./tenants/de/m/demo");
+    assert_eq!(s(spec, &["path"]), "./tenants/d/e/m/demo");
     assert_eq!(
         (spec["prune"].as_bool(), spec["wait"].as_bool()),
         (Some(true), Some(true))
@@ -635,7 +635,7 @@ fn operator_manifests_validate() {
             "ApplicationSet" => {
                 assert_eq!(
                     s(&spec["generators"][0]["git"]["directories"][0], &["path"]),
-                    "tenants/*/*/*"
+                    "tenants/*/*/*/*"
                 );
                 assert_eq!(
                     s(spec, &["template", "spec", "destination", "namespace"]),

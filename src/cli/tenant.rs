@@ -20,7 +20,7 @@ pub enum TenantCommand {
         /// The customer id.
         #[arg(required_unless_present = "demo")]
         id: Option<String>,
-        /// Rewrite the golden demo tenant (tenants/de/m/demo/, flux-tenants/de/m/demo.yaml) in --out.
+        /// Rewrite the golden demo tenant (tenants/d/e/m/demo/, flux-tenants/d/e/m/demo.yaml) in --out.
         #[arg(long, conflicts_with = "id")]
         demo: bool,
         /// Checkout to write the golden files into.
@@ -59,7 +59,7 @@ pub enum TenantCommand {
 #[derive(Debug, Subcommand)]
 pub enum GitopsCommand {
     /// Move tenants of the flat layout of older versions (`tenants/<id>/`) to the sharded one
-    /// (`tenants/ab/c/<id>/`) in one commit, and push it when a remote is configured.
+    /// (`tenants/a/b/c/<id>/`) in one commit, and push it when a remote is configured.
     MigrateLayout {
         /// The bare repository. Default: GITOPS_REPO.
         #[arg(long)]

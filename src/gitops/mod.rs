@@ -93,9 +93,9 @@ fn set_libgit2_fsync(on: bool) -> Result<()> {
 }
 
 /// Lets libgit2 keep parsed trees of any size in its object cache. Its default caches trees
-/// up to 4 KiB only, so `tenants/` (up to 936 entries, ~40 KiB) would be read, hash-verified
-/// and parsed again for every path looked up under it: thousands of times in a commit of many
-/// tenants.
+/// up to 4 KiB only (about a hundred entries), so a larger directory would be read,
+/// hash-verified and parsed again for every path looked up under it: thousands of times in a
+/// commit of many tenants.
 fn cache_large_trees() -> Result<()> {
     static DONE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {

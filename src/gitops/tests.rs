@@ -259,7 +259,7 @@ fn a_commit_on_another_branch_leaves_main_alone() {
     let main = repo.head().unwrap();
     let mut changes = Changes::new();
     changes.insert(
-        "tenants/ab/c/abc/x.yaml".into(),
+        "tenants/a/b/c/abc/x.yaml".into(),
         Entry::File(b"x: 1\n".to_vec()),
     );
     let tip = repo
@@ -298,7 +298,7 @@ fn a_pushed_branch_does_not_reach_main_through_a_sync() {
     let main = repo.head().unwrap();
     let mut changes = Changes::new();
     changes.insert(
-        "tenants/ab/c/abc/x.yaml".into(),
+        "tenants/a/b/c/abc/x.yaml".into(),
         Entry::File(b"x: 1\n".to_vec()),
     );
     repo.commit_on("tenant/abc/change-1", main, &changes, "proposed\n")

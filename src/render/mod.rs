@@ -1,6 +1,6 @@
 //! Pure tenant renderer: (tenant, plan, cluster settings, sealed secrets) -> the files of the
-//! tenant's GitOps directory, `tenants/ab/c/<id>/*.yaml` (see `tenant_dir`), plus its Flux
-//! reconciler at `flux-tenants/ab/c/<id>.yaml`. No clock, randomness or IO while rendering: same inputs, same bytes.
+//! tenant's GitOps directory, `tenants/a/b/c/<id>/*.yaml` (see `tenant_dir`), plus its Flux
+//! reconciler at `flux-tenants/a/b/c/<id>.yaml`. No clock, randomness or IO while rendering: same inputs, same bytes.
 //!
 //! Customer text only ever reaches YAML through the JSON-escaping formatter (`escape`), and every
 //! rendered document is parsed back and checked (`check`) before anything is returned.

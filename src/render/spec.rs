@@ -165,34 +165,38 @@ pub enum RenderError {
 }
 
 /// Where a tenant lives under a root, from its id alone, the way Git spreads `objects/xx/`:
-/// `ab/c/abc…` (the id's first two characters, then its third; `_` pads a shorter id). Ids
-/// start with a letter and go on with `[a-z0-9]`, so the first level holds at most 26 × 36 =
-/// 936 directories and the second at most 36; a million random ids leave about 30 tenants per
-/// leaf. Every directory stays under 1,000 entries, the most a Git host's web view lists, and a
-/// one-tenant commit rewrites a few small trees whatever the tenant count.
+/// `a/b/c/abc…` (the id's first three characters, one directory each; `_` pads a shorter id).
+/// Ids start with a letter and go on with `[a-z0-9]`, so the levels hold at most 26, 36 and 36
+/// directories, and a million random ids leave about 30 tenants per leaf. Every directory stays
+/// far under 1,000 entries (the most a Git host's web view lists), and a one-tenant commit
+/// rewrites four small trees whatever the tenant count: with two characters at the first level
+/// (936 entries) its cost doubled from 100 to 10,000 tenants.
 pub fn tenant_shard(id: &str) -> String {
-    let mut chars = id.chars().chain(std::iter::repeat('_'));
-    let first: String = chars.by_ref().take(2).collect();
-    let second: String = chars.take(1).collect();
-    format!("{first}/{second}")
+    let chars: Vec<String> = id
+        .chars()
+        .chain(std::iter::repeat('_'))
+        .take(3)
+        .map(String::from)
+        .collect();
+    chars.join("/")
 }
 
-/// `tenants/ab/c/<id>`: the tenant's directory in the GitOps repository. It depends on the id
+/// `tenants/a/b/c/<id>`: the tenant's directory in the GitOps repository. It depends on the id
 /// only, so it stays put whichever cluster syncs the tenant.
 pub fn tenant_dir(id: &str) -> String {
     format!("tenants/{}/{id}", tenant_shard(id))
 }
 
-/// The tenant a repository path belongs to, in the sharded layout: `tenants/ab/c/<id>/…` or
-/// `flux-tenants/ab/c/<id>.yaml` (None for anything else).
+/// The tenant a repository path belongs to, in the sharded layout: `tenants/a/b/c/<id>/…` or
+/// `flux-tenants/a/b/c/<id>.yaml` (None for anything else).
 pub fn tenant_of_path(path: &str) -> Option<&str> {
     let parts: Vec<&str> = path.split('/').collect();
     let id = match parts.as_slice() {
-        ["tenants", _, _, id, _, ..] => *id,
-        ["flux-tenants", _, _, file] => file.strip_suffix(".yaml")?,
+        ["tenants", _, _, _, id, _, ..] => *id,
+        ["flux-tenants", _, _, _, file] => file.strip_suffix(".yaml")?,
         _ => return None,
     };
-    let shard = format!("{}/{}", parts[1], parts[2]);
+    let shard = parts[1..4].join("/");
     (!id.is_empty() && tenant_shard(id) == shard).then_some(id)
 }
 
@@ -206,7 +210,7 @@ pub fn namespace_of(id: &str) -> String {
     format!("customer-{id}")
 }
 
-/// `flux-tenants/ab/c/<id>.yaml`: the tenant's Flux Kustomization, beside (not inside) its
+/// `flux-tenants/a/b/c/<id>.yaml`: the tenant's Flux Kustomization, beside (not inside) its
 /// directory, spread the same way. `flux-tenants/` is the cluster's sync root.
 pub fn flux_kustomization_path(id: &str) -> String {
     format!("flux-tenants/{}/{id}.yaml", tenant_shard(id))
