@@ -195,7 +195,12 @@ async fn a_signed_upgrade_is_one_commit_and_a_new_license(s: TestServer) {
     assert_eq!(claims["features"]["canScheduleJobs"], true);
     assert_eq!(claims["subscription"]["status"], "active");
     assert_eq!(claims["trial"]["isTrialMode"], false);
-    assert_eq!(claims["exp"], t0 + 30 * 86400);
+    // Valid for LIFECYCLE_GRACE_DAYS (7) past the period, while the renewal is paid.
+    assert_eq!(claims["exp"], t0 + 37 * 86400);
+    assert_eq!(
+        claims["subscription"]["currentPeriodEndsAt"],
+        billing::db::ts(chrono::DateTime::from_timestamp(t0 + 30 * 86400, 0).unwrap())
+    );
 
     // Stripe redelivers: acknowledged, nothing done twice.
     let receipt = send_signed(&s, &upgrade).await;

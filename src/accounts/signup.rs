@@ -100,6 +100,7 @@ pub async fn signup(
             subscription_status: status,
             trial_ends_at: Some(trial_ends_at),
             current_period_ends_at: None,
+            grace_after_period: Duration::zero(),
         },
         now,
     )?;

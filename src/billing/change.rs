@@ -245,6 +245,12 @@ async fn reissue_license(
             subscription_status: s.status.as_str(),
             trial_ends_at,
             current_period_ends_at: period_ends_at,
+            grace_after_period: match s.status {
+                SubscriptionStatus::Active | SubscriptionStatus::PastDue => {
+                    chrono::Duration::days(i64::from(app.config.lifecycle_grace_days))
+                }
+                _ => chrono::Duration::zero(),
+            },
         },
         now,
     )?;

@@ -79,7 +79,7 @@ pub async fn flux_event(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Answer, ApiError> {
-    let Some(secret) = configured(&app.config.flux_webhook_secret) else {
+    let Some(secret) = configured(&app.config.cluster.flux_webhook_secret) else {
         return Err(ApiError::Unauthorized(
             "FLUX_WEBHOOK_SECRET is not set: Flux events are refused",
         ));
@@ -105,7 +105,7 @@ pub async fn argocd_event(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Answer, ApiError> {
-    let Some(token) = configured(&app.config.argocd_webhook_token) else {
+    let Some(token) = configured(&app.config.cluster.argocd_webhook_token) else {
         return Err(ApiError::Unauthorized(
             "ARGOCD_WEBHOOK_TOKEN is not set: Argo CD events are refused",
         ));

@@ -57,6 +57,9 @@ pub struct LicenseSubject<'a> {
     pub subscription_status: &'a str,
     pub trial_ends_at: Option<DateTime<Utc>>,
     pub current_period_ends_at: Option<DateTime<Utc>>,
+    /// How long past the paid period's end the license stays valid, so an instance keeps
+    /// running while the renewal is paid (zero for a trial or a stopped subscription).
+    pub grace_after_period: chrono::Duration,
 }
 
 pub struct IssuedLicense {
@@ -66,7 +69,7 @@ pub struct IssuedLicense {
     pub token_sha256: String,
 }
 
-/// Signs a license valid until the trial or the paid period ends.
+/// Signs a license valid until the trial ends, or the paid period plus its grace.
 pub fn issue(
     ring: &KeyRing,
     issuer: &str,
@@ -74,10 +77,11 @@ pub fn issue(
     now: DateTime<Utc>,
 ) -> anyhow::Result<IssuedLicense> {
     let signing = ring.signing()?;
-    let expires = subject
-        .trial_ends_at
-        .or(subject.current_period_ends_at)
-        .ok_or_else(|| anyhow::anyhow!("a license needs a trial or period end"))?;
+    let expires = match (subject.trial_ends_at, subject.current_period_ends_at) {
+        (Some(trial), _) => trial,
+        (None, Some(period)) => period + subject.grace_after_period,
+        (None, None) => anyhow::bail!("a license needs a trial or period end"),
+    };
     let rfc3339 = |t: DateTime<Utc>| crate::db::ts(t);
     let claims = LicenseClaims {
         customer_id: subject.customer_id.to_string(),
@@ -210,7 +214,35 @@ mod tests {
             subscription_status: "trialing",
             trial_ends_at: Some(trial_end),
             current_period_ends_at: None,
+            grace_after_period: chrono::Duration::zero(),
         }
+    }
+
+    #[test]
+    fn a_paid_license_outlives_its_period_by_the_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = ring(dir.path());
+        let catalogue = Catalogue::builtin().unwrap();
+        let plan = catalogue.get("starter").unwrap();
+        let now = Utc::now();
+        let period_end = now + chrono::Duration::days(30);
+        let paid = LicenseSubject {
+            subscription_status: "active",
+            trial_ends_at: None,
+            current_period_ends_at: Some(period_end),
+            grace_after_period: chrono::Duration::days(7),
+            ..subject(plan, now)
+        };
+        let claims = issue(&ring, "iss", &paid, now).unwrap().claims;
+        assert_eq!(
+            claims.exp,
+            (period_end + chrono::Duration::days(7)).timestamp()
+        );
+        assert_eq!(
+            claims.subscription.current_period_ends_at,
+            Some(crate::db::ts(period_end))
+        );
+        assert!(!claims.trial.is_trial_mode);
     }
 
     #[test]

@@ -160,7 +160,7 @@ pub async fn pass(app: &Arc<App>, client: &Client) -> anyhow::Result<Pass> {
 
 /// The poller task: finds the cluster configuration once, then polls until the process ends.
 pub async fn run(app: Arc<App>) {
-    if app.config.watcher_kube_poll == KubePoll::Off {
+    if app.config.cluster.watcher_kube_poll == KubePoll::Off {
         tracing::info!("Kubernetes poller off (WATCHER_KUBE_POLL=off)");
         return;
     }
@@ -177,7 +177,7 @@ pub async fn run(app: Arc<App>) {
             return;
         }
     };
-    let every = Duration::from_secs(app.config.watcher_poll_interval_seconds.max(1));
+    let every = Duration::from_secs(app.config.cluster.watcher_poll_interval_seconds.max(1));
     tracing::info!(interval_s = every.as_secs(), "Kubernetes poller on");
     loop {
         match pass(&app, &client).await {

@@ -41,7 +41,7 @@ pub fn interval(stall: Duration) -> Duration {
 
 /// The sweep task, started by `http::serve`.
 pub async fn run(app: Arc<App>) {
-    let stall = Duration::from_secs(app.config.watcher_stall_seconds.max(1));
+    let stall = Duration::from_secs(app.config.cluster.watcher_stall_seconds.max(1));
     let every = interval(stall);
     loop {
         tokio::time::sleep(every).await;

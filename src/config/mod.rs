@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod cluster;
+mod derived;
+
 use clap::Args;
 use secrecy::SecretString;
 
@@ -191,6 +194,10 @@ pub struct Config {
     #[command(flatten)]
     pub review: crate::review::ReviewConfig,
 
+    /// What the cluster side talks to: sync pokes, sync event webhooks, the watcher.
+    #[command(flatten)]
+    pub cluster: cluster::ClusterConfig,
+
     /// Attempts before a job that fails to render is given up (`failed`).
     #[arg(long, env = "GITOPS_MAX_ATTEMPTS", default_value_t = 5, global = true)]
     pub gitops_max_attempts: i64,
@@ -203,36 +210,6 @@ pub struct Config {
         global = true
     )]
     pub gitops_lease_seconds: i64,
-
-    /// URL poked (POST) after each successful push: a Flux Receiver or Argo CD webhook.
-    #[arg(long, env = "SYNC_WEBHOOK_URL", global = true)]
-    pub sync_webhook_url: Option<String>,
-
-    /// What listens at SYNC_WEBHOOK_URL: `flux` (a Receiver of type `generic` or
-    /// `generic-hmac`, URL `.../hook/<digest>`) or `argocd` (URL `.../api/webhook`).
-    #[arg(
-        long,
-        env = "SYNC_WEBHOOK_KIND",
-        value_enum,
-        default_value = "flux",
-        global = true
-    )]
-    pub sync_webhook_kind: crate::poke::PokeKind,
-
-    /// Signing key of the sync webhook: the Flux Receiver's token (`generic-hmac`) or Argo CD's
-    /// `webhook.github.secret`. Unset: requests are not signed.
-    #[arg(
-        long,
-        env = "SYNC_WEBHOOK_SECRET",
-        global = true,
-        hide_env_values = true
-    )]
-    pub sync_webhook_secret: Option<SecretString>,
-
-    /// The GitOps repository's URL as the Git provider shows it (what Argo CD apps use as
-    /// `repoURL`). Default: GITOPS_REMOTE.
-    #[arg(long, env = "SYNC_WEBHOOK_REPO_URL", global = true)]
-    pub sync_webhook_repo_url: Option<String>,
 
     /// PEM certificate of the cluster's sealed-secrets controller (`kubeseal --fetch-cert`).
     /// Default: a local sealing key pair generated under `<data-dir>/sealing/`.
@@ -251,26 +228,6 @@ pub struct Config {
         global = true
     )]
     pub trust_forwarded_for: bool,
-
-    /// Shared secret of the Flux Provider (type generic-hmac) that signs the events posted to
-    /// `/api/gitops/flux/events`. Unset: that endpoint refuses every request.
-    #[arg(
-        long,
-        env = "FLUX_WEBHOOK_SECRET",
-        global = true,
-        hide_env_values = true
-    )]
-    pub flux_webhook_secret: Option<SecretString>,
-
-    /// Bearer token argocd-notifications sends to `/api/gitops/argocd/events`. Unset: that
-    /// endpoint refuses every request.
-    #[arg(
-        long,
-        env = "ARGOCD_WEBHOOK_TOKEN",
-        global = true,
-        hide_env_values = true
-    )]
-    pub argocd_webhook_token: Option<SecretString>,
 
     /// Signing secret(s) of the Stripe webhook endpoint (`whsec_…`), comma-separated while a
     /// secret is rotated. Unset: `/api/webhooks/stripe` refuses every request.
@@ -364,35 +321,6 @@ pub struct Config {
         global = true
     )]
     pub smtp_from: String,
-
-    /// Poll the Kubernetes API for Flux Kustomization / Argo CD Application status: `auto`
-    /// when a kubeconfig (KUBECONFIG, ~/.kube/config) or in-cluster config is found, or `off`.
-    #[arg(
-        long,
-        env = "WATCHER_KUBE_POLL",
-        value_enum,
-        default_value = "auto",
-        global = true
-    )]
-    pub watcher_kube_poll: KubePoll,
-
-    /// Seconds between two polls of the Kubernetes API.
-    #[arg(
-        long,
-        env = "WATCHER_POLL_INTERVAL_SECONDS",
-        default_value_t = 30,
-        global = true
-    )]
-    pub watcher_poll_interval_seconds: u64,
-
-    /// Seconds after a commit without a successful sync report before a tenant is `stalled`.
-    #[arg(
-        long,
-        env = "WATCHER_STALL_SECONDS",
-        default_value_t = 600,
-        global = true
-    )]
-    pub watcher_stall_seconds: u64,
 }
 
 /// Whether the sync watcher polls the Kubernetes API.
@@ -400,124 +328,4 @@ pub struct Config {
 pub enum KubePoll {
     Auto,
     Off,
-}
-
-impl Config {
-    pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("billing.db").display()
-            )
-        })
-    }
-
-    pub fn database_acquire_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.database_acquire_timeout_seconds.max(1))
-    }
-
-    /// The admin token, if one is configured; an empty value counts as none.
-    pub fn admin_token(&self) -> Option<&SecretString> {
-        use secrecy::ExposeSecret;
-        self.admin_api_token
-            .as_ref()
-            .filter(|t| !t.expose_secret().is_empty())
-    }
-
-    /// The Stripe webhook secrets, in order (empty entries dropped).
-    pub fn stripe_webhook_secrets(&self) -> Vec<&str> {
-        use secrecy::ExposeSecret;
-        self.stripe_webhook_secret
-            .as_ref()
-            .map(|s| s.expose_secret().split(',').map(str::trim))
-            .into_iter()
-            .flatten()
-            .filter(|s| !s.is_empty())
-            .collect()
-    }
-
-    /// Stripe price id -> plan name, from `--stripe-price` and `STRIPE_PRICE_<PLAN>`; a price
-    /// for a plan the catalogue lacks is a start-up error, not a silently ignored upgrade.
-    pub fn stripe_price_map(
-        &self,
-        plans: &crate::plans::Catalogue,
-    ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-        let mut map = std::collections::BTreeMap::new();
-        for name in plans.plans.keys() {
-            let var = format!("STRIPE_PRICE_{}", name.to_uppercase().replace('-', "_"));
-            if let Ok(price) = std::env::var(&var) {
-                if !price.trim().is_empty() {
-                    map.insert(price.trim().to_string(), name.clone());
-                }
-            }
-        }
-        for pair in &self.stripe_prices {
-            let (plan, price) = pair
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("--stripe-price {pair:?} is not PLAN=PRICE"))?;
-            if plans.get(plan).is_none() {
-                anyhow::bail!("--stripe-price names unknown plan {plan:?}");
-            }
-            map.insert(price.to_string(), plan.to_string());
-        }
-        Ok(map)
-    }
-
-    pub fn gitops_repo(&self) -> PathBuf {
-        self.gitops_repo
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("gitops.git"))
-    }
-
-    pub fn keys_dir(&self) -> PathBuf {
-        self.data_dir.join("keys")
-    }
-
-    pub fn license_private_key_path(&self) -> PathBuf {
-        self.license_private_key_path
-            .clone()
-            .unwrap_or_else(|| self.keys_dir().join("license-private.pem"))
-    }
-
-    pub fn license_public_key_path(&self) -> PathBuf {
-        self.license_public_key_path
-            .clone()
-            .unwrap_or_else(|| self.keys_dir().join("license-public.pem"))
-    }
-
-    pub fn license_retired_keys_dir(&self) -> PathBuf {
-        self.license_retired_keys_dir
-            .clone()
-            .unwrap_or_else(|| self.keys_dir().join("retired"))
-    }
-
-    pub fn instance_url(&self, customer_id: &str) -> String {
-        format!("https://{customer_id}.{}", self.base_domain)
-    }
-
-    /// Where to announce pushes, if SYNC_WEBHOOK_URL is set (an empty value counts as unset).
-    pub fn sync_webhook(&self) -> Option<crate::poke::PokeTarget> {
-        use secrecy::ExposeSecret;
-        let url = self
-            .sync_webhook_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|u| !u.is_empty())?;
-        let non_empty = |s: &Option<String>| {
-            s.as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        Some(crate::poke::PokeTarget {
-            url: url.to_string(),
-            kind: self.sync_webhook_kind,
-            secret: self
-                .sync_webhook_secret
-                .clone()
-                .filter(|s| !s.expose_secret().is_empty()),
-            repo_url: non_empty(&self.sync_webhook_repo_url)
-                .or_else(|| non_empty(&self.gitops_remote)),
-        })
-    }
 }
