@@ -461,3 +461,50 @@ async fn gitlab_merge_request_opened_and_fast_forward_detected() {
     assert!(quota_on_main(&remote, &id).starts_with("# reviewed on gitlab"));
     common::assert_git_fsck_strict(&daemon.dir.path().join("tenants.git"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_forge_deleting_the_branch_abandons_the_change() {
+    let daemon = common::GitDaemon::start("tenants.git").expect("git daemon");
+    let remote = daemon.repo("tenants.git");
+    let url = daemon.url("tenants.git");
+    let work = tempfile::tempdir().unwrap();
+    let templates = templates_copy(work.path());
+    let templates_text = templates.to_str().unwrap().to_string();
+    let env = [
+        ("GITOPS_REMOTE", url.as_str()),
+        ("GITOPS_FETCH_INTERVAL_SECONDS", "1"),
+        ("COMMIT_MODE_OVERRIDES", "template=review"),
+        ("TEMPLATES_DIR", templates_text.as_str()),
+    ];
+    let mut s = TestServer::start_with(Backend::Sqlite, &env).await.unwrap();
+    let id = s.signed_up("noforge@acme.example", "Plain Git Co").await;
+    s.wait_for_status(&id, "committed", Duration::from_secs(60))
+        .await;
+    let before = quota_on_main(&remote, &id);
+    upgrade_quota_template(&templates, "never merged");
+    s.restart().await;
+    let (code, _) = s.admin_post("/api/admin/tenants/redeploy").await;
+    assert_eq!(code, 202);
+    let st = awaiting(&s, &id).await;
+    let branch = st["review_branch"].as_str().unwrap().to_string();
+    assert!(
+        st["review_url"].is_null(),
+        "no forge, no pull request: {st}"
+    );
+    assert_eq!(remote_branches(&remote), vec![branch.clone()]);
+
+    let clone = work.path().join("c");
+    fresh_clone(&url, &clone);
+    git(&clone, &["push", "-q", "origin", "--delete", &branch]);
+    let st = wait_until(&s, &id, "was abandoned", |st| st["review_branch"].is_null()).await;
+    assert_eq!(st["status"], "committed", "{st}");
+    assert_eq!(quota_on_main(&remote, &id), before, "main kept its version");
+    let history = st["history"].as_array().unwrap();
+    assert!(
+        history[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("closed unmerged")),
+        "{st}"
+    );
+    common::assert_git_fsck_strict(&daemon.dir.path().join("tenants.git"));
+}

@@ -47,6 +47,36 @@ impl GitOpsRepo {
         }
     }
 
+    /// The branches under `prefix` on the remote (`ls-remote`), or here without a remote.
+    pub fn branches_under(&self, remote: Option<&Remote>, prefix: &str) -> Result<Vec<String>> {
+        let want = branch_refname(prefix);
+        let names: Vec<String> = match remote {
+            None => self
+                .repo
+                .references_glob(&format!("{want}*"))?
+                .filter_map(|r| r.ok()?.name().map(str::to_string))
+                .collect(),
+            Some(remote) => {
+                let mut origin = self.ensure_origin(&remote.url)?;
+                let connection = origin.connect_auth(
+                    git2::Direction::Fetch,
+                    Some(callbacks(&remote.auth, None)),
+                    None,
+                )?;
+                connection
+                    .list()?
+                    .iter()
+                    .map(|head| head.name().to_string())
+                    .filter(|name| name.starts_with(&want))
+                    .collect()
+            }
+        };
+        Ok(names
+            .into_iter()
+            .filter_map(|n| n.strip_prefix("refs/heads/").map(str::to_string))
+            .collect())
+    }
+
     /// What `to` changes against `from`.
     pub fn diff_stat(&self, from: Option<Oid>, to: Oid) -> Result<DiffStat> {
         let old = from

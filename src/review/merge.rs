@@ -1,7 +1,8 @@
 //! What became of the open reviews, read after each fetch: main contains the branch's commit
 //! (a merge commit, a fast-forward or a rebase that kept it), or a new commit on main names the
 //! change's `Change-Id` (a squash merge or a cherry-pick): merged, and the tenant is
-//! `committed` at that revision for the watcher. A pull request closed unmerged abandons it.
+//! `committed` at that revision for the watcher. A pull request closed unmerged abandons it;
+//! without a forge, so does deleting the branch.
 
 use std::sync::Arc;
 
@@ -20,12 +21,24 @@ use crate::status::Event;
 /// Settles every open review against main after a fetch; `new_commits` are main's commits since
 /// the last look, oldest first.
 pub async fn settle(app: &Arc<App>, new_commits: &[CommitInfo]) -> anyhow::Result<()> {
-    for review in reviews::open(&app.db.pool).await? {
+    let open = reviews::open(&app.db.pool).await?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    // Without a forge, deleting a review branch unmerged is how a person closes it.
+    let pushed = match &app.review.forge {
+        Some(_) => None,
+        None => Some(review_branches(app).await?),
+    };
+    for review in open {
         if let Some(merged) = merged_at(app, &review, new_commits).await? {
             finish(app, &review, ReviewState::Merged, Some(&merged)).await?;
             continue;
         }
         let Some(forge) = &app.review.forge else {
+            if pushed.as_ref().is_some_and(|b| !b.contains(&review.branch)) {
+                finish(app, &review, ReviewState::Abandoned, None).await?;
+            }
             continue;
         };
         let Some(number) = review.forge_number else {
@@ -42,6 +55,22 @@ pub async fn settle(app: &Arc<App>, new_commits: &[CommitInfo]) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// The review branches the remote (or, without one, this repository) has.
+async fn review_branches(app: &Arc<App>) -> anyhow::Result<Vec<String>> {
+    let app = app.clone();
+    crate::pool::GIT
+        .run(move || -> anyhow::Result<Vec<String>> {
+            let repo = app
+                .gitops
+                .repo
+                .lock()
+                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+            Ok(repo.branches_under(app.gitops.remote.as_ref(), "tenant/")?)
+        })
+        .await
+        .context("git task panicked")?
 }
 
 /// The commit on main that took the review in, if any.
