@@ -213,21 +213,23 @@ pub async fn complete_held<'c>(
     Ok(done.rows_affected() == 1)
 }
 
-/// Which of `change_ids` are this service's jobs (any status): commits naming one are ours.
-pub async fn known_change_ids<'c>(
+/// Whether any of `change_ids` is one of this service's jobs (any status): a commit naming
+/// one is ours. Stops at the first found, so a batch commit of thousands costs one query.
+pub async fn any_known_change_id<'c>(
     db: impl Executor<'c, Database = Any> + Copy,
     change_ids: &[String],
-) -> Result<Vec<String>, sqlx::Error> {
-    let mut known = Vec::new();
+) -> Result<bool, sqlx::Error> {
     for id in change_ids {
         let found: Option<(String,)> =
             sqlx::query_as("SELECT change_id FROM render_jobs WHERE change_id = $1")
                 .bind(id)
                 .fetch_optional(db)
                 .await?;
-        known.extend(found.map(|(id,)| id));
+        if found.is_some() {
+            return Ok(true);
+        }
     }
-    Ok(known)
+    Ok(false)
 }
 
 /// The change ids of a tenant's jobs, newest first (history names each commit's).

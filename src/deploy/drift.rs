@@ -101,9 +101,7 @@ pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
     let mut drifts = Vec::new();
     for commit in commits {
         let ids = commit.trailers("Change-Id");
-        if !outbox::known_change_ids(&app.db.pool, &ids)
-            .await?
-            .is_empty()
+        if outbox::any_known_change_id(&app.db.pool, &ids).await?
             || !commit.trailers(super::layout::TRAILER).is_empty()
         {
             continue;
