@@ -7,6 +7,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "shared/ids.rs"]
+mod ids;
 
 use std::time::{Duration, Instant};
 
@@ -135,7 +137,8 @@ async fn burst_and_fill(burst: usize, rss_tenants: usize) -> Run {
     let commits = count_commits(&repo_path) - commits_before;
 
     // Tenants beyond the burst are inserted directly (hashing 10,000 passwords would measure
-    // argon2, not the server), then the worker renders them all.
+    // argon2, not the server), then the worker renders them all. Their ids are spread like
+    // generated ones: `r0000…` ids would all share one directory of the layout.
     let pid = s.pid();
     let db = s.db().await;
     let started = Instant::now();
@@ -146,7 +149,7 @@ async fn burst_and_fill(burst: usize, rss_tenants: usize) -> Run {
         .await
         .unwrap();
     for i in existing..rss_tenants {
-        clone_customer(&db, &template.0, &format!("r{i:011}")).await;
+        clone_customer(&db, &template.0, &ids::tenant_id(i)).await;
     }
     s.post_json("/api/customers/signup", &serde_json::json!({"email": "wake@bench.example", "password": "bench-password-1", "company_name": "Wake"})).await;
     s.wait_queue_drained(DRAIN_TIMEOUT).await;
