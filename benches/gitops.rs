@@ -13,13 +13,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use billing::deploy::tenant_changes;
-use ids::tenant_id;
 use billing::gitops::{Author, Changes, GitOpsRepo};
 use billing::plans::Catalogue;
 use billing::render::{
     demo_sealed_values, render_lock_path, RenderLock, RenderSettings, Renderer, TenantSpec,
 };
-
+use ids::tenant_id;
 
 fn spec(i: usize, company: &str) -> TenantSpec {
     TenantSpec {
