@@ -58,6 +58,17 @@ pub enum Event {
 }
 
 impl DeploymentStatus {
+    pub const ALL: [DeploymentStatus; 8] = [
+        Self::Pending,
+        Self::Committed,
+        Self::Ready,
+        Self::Failed,
+        Self::Stalled,
+        Self::Deleted,
+        Self::Drifted,
+        Self::AwaitingReview,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -127,20 +138,10 @@ impl FromStr for DeploymentStatus {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        use DeploymentStatus::*;
-        [
-            Pending,
-            Committed,
-            Ready,
-            Failed,
-            Stalled,
-            Deleted,
-            Drifted,
-            AwaitingReview,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-        .ok_or_else(|| format!("unknown deployment status {s:?}"))
+        DeploymentStatus::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown deployment status {s:?}"))
     }
 }
 
@@ -214,16 +215,7 @@ mod tests {
 
     #[test]
     fn parses_what_it_prints() {
-        for s in [
-            Pending,
-            Committed,
-            Ready,
-            Failed,
-            Stalled,
-            Deleted,
-            Drifted,
-            AwaitingReview,
-        ] {
+        for s in DeploymentStatus::ALL {
             assert_eq!(s.as_str().parse::<DeploymentStatus>().unwrap(), s);
         }
         assert!("bogus".parse::<DeploymentStatus>().is_err());
@@ -231,19 +223,10 @@ mod tests {
 
     #[test]
     fn the_old_dashboard_vocabulary() {
-        let legacy: Vec<&str> = [
-            Pending,
-            Committed,
-            Ready,
-            Failed,
-            Stalled,
-            Deleted,
-            Drifted,
-            AwaitingReview,
-        ]
-        .into_iter()
-        .map(DeploymentStatus::legacy_name)
-        .collect();
+        let legacy: Vec<&str> = DeploymentStatus::ALL
+            .into_iter()
+            .map(DeploymentStatus::legacy_name)
+            .collect();
         assert_eq!(
             legacy,
             [

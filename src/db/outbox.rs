@@ -174,19 +174,7 @@ pub async fn complete<'c>(
     commit_id: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE render_jobs SET status = $5, commit_id = $1, lease_owner = NULL, lease_until = NULL, \
-         last_error = NULL, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status = $6",
-    )
-    .bind(commit_id)
-    .bind(db::ts(now))
-    .bind(job.id)
-    .bind(owner)
-    .bind(JobStatus::Done.as_str())
-    .bind(PENDING)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    finish(db, job, owner, Some(commit_id), None, now).await
 }
 
 /// Marks a job done without a commit: its tenant has drifted, and only a forced deploy (or a
@@ -198,16 +186,28 @@ pub async fn complete_held<'c>(
     note: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
+    finish(db, job, owner, None, Some(note), now).await
+}
+
+async fn finish<'c>(
+    db: impl Executor<'c, Database = Any>,
+    job: &Job,
+    owner: &str,
+    commit_id: Option<&str>,
+    note: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE render_jobs SET status = $5, last_error = $1, lease_owner = NULL, lease_until = NULL, \
-         updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status = $6",
+        "UPDATE render_jobs SET status = $5, commit_id = $1, lease_owner = NULL, lease_until = NULL, \
+         last_error = $7, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status = $6",
     )
-    .bind(note)
+    .bind(commit_id)
     .bind(db::ts(now))
     .bind(job.id)
     .bind(owner)
     .bind(JobStatus::Done.as_str())
     .bind(PENDING)
+    .bind(note)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
