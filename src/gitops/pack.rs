@@ -93,12 +93,8 @@ fn write_new_objects(repo: &Repository, path: &Path, tips: &[Oid]) -> Result<Rep
     let mut loose_removed = 0;
     let mut packs_removed = 0;
     if objects > 0 {
-        let mut pack = git2::Buf::new();
-        builder.write_buf(&mut pack)?;
         let odb = repo.odb()?;
-        let mut writer = odb.packwriter()?;
-        std::io::Write::write_all(&mut writer, &pack)?;
-        writer.commit()?;
+        let pack = super::write::store_pack(&odb, &mut builder)?;
         // The indexer names the pack after its trailing checksum.
         let checksum = Oid::from_bytes(&pack[pack.len() - 20..])?;
         let name = format!("pack-{checksum}");

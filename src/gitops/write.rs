@@ -1,13 +1,14 @@
 //! One commit, one pack, all from libgit2's own parts. The commit's objects are built in memory
-//! (a mempack backend in front of the repository's object store, which stays read-only here):
-//! blobs, the directories replaced whole, then `TreeUpdateBuilder` rewrites only the trees on
-//! the changed paths. Exactly the objects the commit created are then inserted one by one into
-//! a `PackBuilder` and written through `Odb::packwriter`: nothing loose, never the whole tree.
+//! (a mempack backend, with the repository's object store attached behind it for reads once the
+//! new blobs are in): blobs, the directories replaced whole, then `TreeUpdateBuilder` rewrites
+//! only the trees on the changed paths. Exactly the objects the commit created are then inserted
+//! one by one into a `PackBuilder` and written through `Odb::packwriter`: nothing loose, never
+//! the whole tree.
 
 use std::collections::BTreeMap;
 
 use git2::build::TreeUpdateBuilder;
-use git2::{FileMode, ObjectType, Odb, OdbLookupFlags, Oid, Repository, Signature};
+use git2::{FileMode, ObjectType, Odb, OdbLookupFlags, Oid, PackBuilder, Repository, Signature};
 
 use super::{Changes, Entry, Result};
 
@@ -20,17 +21,26 @@ pub(super) struct Built {
     candidates: Vec<(Oid, Option<String>)>,
 }
 
-/// A repository whose writes go to memory and whose reads fall through to `disk`'s objects.
-fn scratch_over(disk: &Repository) -> Result<Repository> {
+/// A repository whose writes go to memory; [`attach_store`] later lets its reads fall through
+/// to a repository's objects.
+fn scratch_in_memory() -> Result<Repository> {
     let odb = Odb::new()?;
     // The mempack backend is owned (and freed) by the odb; the handle is not needed.
     odb.add_new_mempack_backend(1000)?;
+    Ok(Repository::from_odb(odb)?)
+}
+
+/// Adds `disk`'s object store behind the scratch repository's memory. Done only once the
+/// commit's new blobs and whole directories are written: libgit2 checks each new object against
+/// every backend and, on a miss, rescans `objects/pack` first, which cost more than a
+/// 10,000-tenant commit's whole tree building.
+fn attach_store(scratch: &Repository, disk: &Repository) -> Result<()> {
     let objects = disk.path().join("objects");
     let objects = objects
         .to_str()
         .ok_or_else(|| git2::Error::from_str("repository path is not UTF-8"))?;
-    odb.add_disk_alternate(objects)?;
-    Ok(Repository::from_odb(odb)?)
+    scratch.odb()?.add_disk_alternate(objects)?;
+    Ok(())
 }
 
 /// Builds the commit of `changes` on `parent` (or on nothing) in memory. None when the tree
@@ -43,8 +53,26 @@ pub(super) fn build(
     author: &Signature<'_>,
     committer: &Signature<'_>,
 ) -> Result<Option<Built>> {
-    let scratch = scratch_over(disk)?;
+    let scratch = scratch_in_memory()?;
     let mut candidates = Vec::new();
+    // What each changed path becomes: a blob, a whole tree, or nothing.
+    let mut written = Vec::with_capacity(changes.len());
+    for (path, entry) in changes {
+        check_path(path)?;
+        let object = match entry {
+            Entry::File(bytes) => Some((
+                blob(&scratch, bytes, path, &mut candidates)?,
+                FileMode::Blob,
+            )),
+            Entry::Dir(files) if !files.is_empty() => Some((
+                dir_tree(&scratch, path, files, &mut candidates)?,
+                FileMode::Tree,
+            )),
+            Entry::Dir(_) | Entry::Removed => None,
+        };
+        written.push((path, object));
+    }
+    attach_store(&scratch, disk)?;
     let base = match parent {
         Some(id) => scratch.find_commit(id)?.tree()?,
         None => {
@@ -54,19 +82,13 @@ pub(super) fn build(
         }
     };
     let mut update = TreeUpdateBuilder::new();
-    for (path, entry) in changes {
-        check_path(path)?;
-        match entry {
-            Entry::File(bytes) => {
-                let id = blob(&scratch, bytes, path, &mut candidates)?;
-                update.upsert(path.as_str(), id, FileMode::Blob);
-            }
-            Entry::Dir(files) if !files.is_empty() => {
-                let id = dir_tree(&scratch, path, files, &mut candidates)?;
-                update.upsert(path.as_str(), id, FileMode::Tree);
+    for (path, object) in written {
+        match object {
+            Some((id, mode)) => {
+                update.upsert(path.as_str(), id, mode);
             }
             // libgit2 refuses to remove what is not there; an emptied directory goes too.
-            Entry::Dir(_) | Entry::Removed => {
+            None => {
                 if base.get_path(std::path::Path::new(path)).is_ok() {
                     update.remove(path.as_str());
                 }
@@ -120,25 +142,24 @@ impl Built {
         if count == 0 {
             return Ok(0);
         }
-        let mut writer = store.packwriter()?;
-        let mut failed = None;
-        builder.foreach(
-            |chunk| match std::io::Write::write_all(&mut writer, chunk) {
-                Ok(()) => true,
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
-            },
-        )?;
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
-        // The indexer checks the pack, writes its index and (with libgit2's fsync option)
-        // syncs both before they are renamed into place.
-        writer.commit()?;
+        store_pack(&store, &mut builder)?;
         Ok(count)
     }
+}
+
+/// Writes `builder`'s pack into `store` and returns it. The pack is made whole before the
+/// indexer sees it: fed chunk by chunk as `PackBuilder::foreach` makes them, the indexer remaps
+/// the growing file for nearly every object (4.8 s of a 10,000-tenant commit, against 0.25 s
+/// for the whole pack at once).
+pub(super) fn store_pack(store: &Odb<'_>, builder: &mut PackBuilder<'_>) -> Result<git2::Buf> {
+    let mut pack = git2::Buf::new();
+    builder.write_buf(&mut pack)?;
+    let mut writer = store.packwriter()?;
+    std::io::Write::write_all(&mut writer, &pack)?;
+    // The indexer checks the pack, writes its index and (with libgit2's fsync option)
+    // syncs both before they are renamed into place.
+    writer.commit()?;
+    Ok(pack)
 }
 
 /// A blob, remembered as a candidate with its file name (a delta-compression hint).
