@@ -7,43 +7,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::git_cli::{fresh_clone, git_as as git};
 use common::{Backend, TestServer, ADMIN_TOKEN};
 use serde_json::Value;
-
-/// Runs git in `dir` as `who`; panics with its stderr when it fails.
-fn git(dir: &Path, who: &str, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", &format!("user.name={who}")])
-        .args(["-c", &format!("user.email={who}@ops.example")])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A fresh clone of the remote's main in `dir`.
-fn fresh_clone(url: &str, dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
-    let out = Command::new("git")
-        .args(["clone", "-q", "-b", "main", url])
-        .arg(dir)
-        .output()
-        .expect("git clone");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn remote_file(remote: &git2::Repository, path: &str) -> Option<String> {
     let tip = remote.refname_to_id("refs/heads/main").ok()?;

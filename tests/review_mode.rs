@@ -7,13 +7,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::Json;
+use common::git_cli::{fresh_clone, git_as};
 use common::{Backend, TestServer};
 use serde_json::{json, Value};
 
@@ -109,38 +109,9 @@ async fn start_forge() -> (String, Shared) {
     (base, shared)
 }
 
+/// Runs git in `dir` as carol, the reviewer.
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=carol",
-            "-c",
-            "user.email=carol@ops.example",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn fresh_clone(url: &str, dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
-    let out = Command::new("git")
-        .args(["clone", "-q", "-b", "main", url])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    git_as(dir, "carol", args)
 }
 
 fn remote_branches(remote: &git2::Repository) -> Vec<String> {

@@ -26,51 +26,11 @@ async fn a_subscription_made_in_stripe_upgrades_the_tenant(s: TestServer) {
     // Sales sets the customer up in the Stripe dashboard, outside Checkout: only the
     // metadata links it to us.
     let hook = s.url("/api/webhooks/stripe");
+    stripe.deliver_webhooks_to(&hook, SECRET).await;
     stripe
-        .post(
-            "/_config/webhooks/billing",
-            &[("url", &hook), ("secret", SECRET)],
-        )
+        .professional_plan("prod_pro", "price_professional_monthly")
         .await;
-    stripe
-        .post(
-            "/v1/products",
-            &[("id", "prod_pro"), ("name", "Professional")],
-        )
-        .await;
-    stripe
-        .post(
-            "/v1/plans",
-            &[
-                ("id", "price_professional_monthly"),
-                ("product", "prod_pro"),
-                ("amount", "24900"),
-                ("currency", "eur"),
-                ("interval", "month"),
-            ],
-        )
-        .await;
-    let token = stripe
-        .post(
-            "/v1/tokens",
-            &[
-                ("card[number]", "4242424242424242"),
-                ("card[exp_month]", "12"),
-                ("card[exp_year]", "2030"),
-                ("card[cvc]", "123"),
-            ],
-        )
-        .await;
-    let customer = stripe
-        .post(
-            "/v1/customers",
-            &[
-                ("email", "sales@example.com"),
-                ("source", token["id"].as_str().unwrap()),
-                ("metadata[customer_id]", &id),
-            ],
-        )
-        .await;
+    let customer = stripe.customer_with_card("sales@example.com", &id).await;
     let subscription = stripe
         .post(
             "/v1/subscriptions",

@@ -32,52 +32,12 @@ async fn a_dashboard_subscription_links_by_customer_metadata_and_deletion_cancel
     let id = s.signed_up("dash@example.com", "Dashboard Co").await;
     s.wait_queue_drained(Duration::from_secs(30)).await;
     let hook = s.url("/api/webhooks/stripe");
+    stripe.deliver_webhooks_to(&hook, SECRET).await;
     stripe
-        .post(
-            "/_config/webhooks/billing",
-            &[("url", &hook), ("secret", SECRET)],
-        )
-        .await;
-    stripe
-        .post(
-            "/v1/products",
-            &[("id", "prod_sales"), ("name", "Professional")],
-        )
-        .await;
-    stripe
-        .post(
-            "/v1/plans",
-            &[
-                ("id", "price_pro_sales"),
-                ("product", "prod_sales"),
-                ("amount", "24900"),
-                ("currency", "eur"),
-                ("interval", "month"),
-            ],
-        )
-        .await;
-    let token = stripe
-        .post(
-            "/v1/tokens",
-            &[
-                ("card[number]", "4242424242424242"),
-                ("card[exp_month]", "12"),
-                ("card[exp_year]", "2030"),
-                ("card[cvc]", "123"),
-            ],
-        )
+        .professional_plan("prod_sales", "price_pro_sales")
         .await;
     // Only the Stripe customer carries our id; the subscription has no metadata.
-    let customer = stripe
-        .post(
-            "/v1/customers",
-            &[
-                ("email", "dash@example.com"),
-                ("source", token["id"].as_str().unwrap()),
-                ("metadata[customer_id]", &id),
-            ],
-        )
-        .await;
+    let customer = stripe.customer_with_card("dash@example.com", &id).await;
     let subscription = stripe
         .post(
             "/v1/subscriptions",

@@ -104,3 +104,57 @@ impl LocalStripe {
         body
     }
 }
+
+/// What sales sets up in the Stripe dashboard before selling outside Checkout.
+impl LocalStripe {
+    /// Sends localstripe's signed webhooks to `url`, signed with `secret`.
+    pub async fn deliver_webhooks_to(&self, url: &str, secret: &str) {
+        self.post(
+            "/_config/webhooks/billing",
+            &[("url", url), ("secret", secret)],
+        )
+        .await;
+    }
+
+    /// A "Professional" product `product` with the monthly EUR 249 plan `plan`.
+    pub async fn professional_plan(&self, product: &str, plan: &str) {
+        self.post("/v1/products", &[("id", product), ("name", "Professional")])
+            .await;
+        self.post(
+            "/v1/plans",
+            &[
+                ("id", plan),
+                ("product", product),
+                ("amount", "24900"),
+                ("currency", "eur"),
+                ("interval", "month"),
+            ],
+        )
+        .await;
+    }
+
+    /// A Stripe customer paying by a test card whose metadata names our `customer_id`.
+    pub async fn customer_with_card(&self, email: &str, customer_id: &str) -> serde_json::Value {
+        let token = self
+            .post(
+                "/v1/tokens",
+                &[
+                    ("card[number]", "4242424242424242"),
+                    ("card[exp_month]", "12"),
+                    ("card[exp_year]", "2030"),
+                    ("card[cvc]", "123"),
+                ],
+            )
+            .await;
+        let source = token["id"].as_str().expect("a card token");
+        self.post(
+            "/v1/customers",
+            &[
+                ("email", email),
+                ("source", source),
+                ("metadata[customer_id]", customer_id),
+            ],
+        )
+        .await
+    }
+}

@@ -12,6 +12,7 @@ use sqlx::AnyPool;
 #[path = "../tools/skip.rs"]
 pub mod skip;
 
+pub mod git_cli;
 pub mod localstripe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
