@@ -155,7 +155,11 @@ pub(super) fn store_pack(store: &Odb<'_>, builder: &mut PackBuilder<'_>) -> Resu
     let mut pack = git2::Buf::new();
     builder.write_buf(&mut pack)?;
     let mut writer = store.packwriter()?;
-    std::io::Write::write_all(&mut writer, &pack)?;
+    if std::io::Write::write_all(&mut writer, &pack).is_err() {
+        // git2's `Write` answers only "Write error"; libgit2 holds the reason an operator
+        // needs (e.g. "No space left on device").
+        return Err(git2::Error::last_error(-1).into());
+    }
     // The indexer checks the pack, writes its index and (with libgit2's fsync option)
     // syncs both before they are renamed into place.
     writer.commit()?;
