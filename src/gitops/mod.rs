@@ -134,6 +134,10 @@ impl GitOpsRepo {
             if local.get_entry(OLD_FSYNC_CONFIG).is_ok() {
                 local.remove(OLD_FSYNC_CONFIG)?;
             }
+            let (key, value) = write::DELTA_WINDOW_MEMORY;
+            if local.get_i64(key).ok() != Some(value) {
+                local.set_i64(key, value)?;
+            }
         }
         let mut this = GitOpsRepo {
             repo,
