@@ -92,17 +92,33 @@ fn set_libgit2_fsync(on: bool) -> Result<()> {
     Ok(())
 }
 
-/// Lets libgit2 keep parsed trees of any size in its object cache. Its default caches trees
-/// up to 4 KiB only (about a hundred entries), so a larger directory would be read,
-/// hash-verified and parsed again for every path looked up under it: thousands of times in a
-/// commit of many tenants.
-fn cache_large_trees() -> Result<()> {
+/// Sets libgit2's process-wide memory options once. Trees of any size may be cached (its
+/// default caches trees up to 4 KiB, so a large directory would be parsed again for every path
+/// looked up under it), but the whole cache stays under 8 MiB, and packs are mapped in 2 MiB
+/// windows, at most 4 MiB at a time: its defaults (256 MiB of cache, whole packs mapped up to
+/// 8 GiB) let a server holding 10,000 tenants keep every tree it ever read in memory. Server
+/// bench peak RSS: 115-118 MB with the defaults, 100 MB with these.
+fn limit_libgit2_memory() -> Result<()> {
+    const CACHE: usize = 8 << 20;
+    const WINDOW: usize = 2 << 20;
+    const MAPPED: usize = 4 << 20;
     static DONE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
-        // SAFETY: a global option taking (int type, size_t size); set once, before any
-        // repository's cache fills.
-        unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 4 << 20) }
-            .map_err(|e| e.to_string())
+        // SAFETY: global options read by libgit2 as (int, size_t), (ssize_t) and (size_t);
+        // set once, before any repository is opened.
+        let set = || unsafe {
+            git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 4 << 20)?;
+            if libgit2_sys::git_libgit2_opts(
+                libgit2_sys::GIT_OPT_SET_CACHE_MAX_SIZE as std::ffi::c_int,
+                CACHE as isize,
+            ) < 0
+            {
+                return Err(git2::Error::from_str("libgit2 refused its cache size"));
+            }
+            git2::opts::set_mwindow_size(WINDOW)?;
+            git2::opts::set_mwindow_mapped_limit(MAPPED)
+        };
+        set().map_err(|e| e.to_string())
     })
     .clone()
     .map_err(|e| git2::Error::from_str(&e).into())
@@ -119,7 +135,7 @@ pub const OPERATOR_README: &str = include_str!("operator_readme.md");
 impl GitOpsRepo {
     /// Opens the bare repository at `path`, creating it (with the layout's README) if missing.
     pub fn open_or_init(path: &Path, branch: &str, author: Author) -> Result<Self> {
-        cache_large_trees()?;
+        limit_libgit2_memory()?;
         let repo = match Repository::open_bare(path) {
             Ok(repo) => repo,
             Err(_) => {
