@@ -2,7 +2,8 @@
 //! scripted `git add` + `git commit` way on a work tree of the same repository), full re-renders
 //! into one commit (cold, and after one template changed), and the repository's size on disk.
 //! Run with `cargo bench --bench gitops` (BENCH_TENANTS overrides 10,000; BENCH_HUGE_TENANTS=100000
-//! adds one-tenant commit rows at that size). Prints a table;
+//! adds one-tenant commit rows at that size; BENCH_REPACK_CYCLES overrides the 1,000 commits,
+//! each repacked, after which a one-tenant commit is timed again). Prints a table;
 //! every figure is a median over repeated runs.
 
 #[path = "shared/ids.rs"]
@@ -164,8 +165,8 @@ fn repo_with(ctx: &Ctx, dir: &Path, n: usize) -> (GitOpsRepo, Duration) {
 }
 
 /// A repository holding `n` tenants, built in commits of 10,000 (the largest only appears in
-/// the one-tenant commit rows).
-fn repo_built_in_steps(ctx: &Ctx, dir: &Path, n: usize) -> GitOpsRepo {
+/// the one-tenant commit rows) and then repacked whole; returns it and that repack's time.
+fn repo_built_in_steps(ctx: &Ctx, dir: &Path, n: usize) -> (GitOpsRepo, Duration) {
     let mut repo =
         GitOpsRepo::open_or_init(&dir.join(format!("r{n}.git")), "main", author()).unwrap();
     for start in (0..n).step_by(10_000) {
@@ -173,7 +174,10 @@ fn repo_built_in_steps(ctx: &Ctx, dir: &Path, n: usize) -> GitOpsRepo {
         repo.commit(&all, &format!("tenants: create from {start}"))
             .unwrap();
     }
-    repo
+    // As the service's repacks leave a large repository: mostly one pack.
+    let started = Instant::now();
+    repo.repack_all().unwrap();
+    (repo, started.elapsed())
 }
 
 /// One-tenant changes, each rendered and committed: median times of (commit alone, render and
@@ -196,6 +200,35 @@ fn one_tenant_commit(
         })
         .unzip();
     (median(commits), median(totals))
+}
+
+/// A 1,000-tenant repository's one-tenant commit (fsync off) fresh and after `cycles` commits
+/// each followed by a repack, as an idle worker makes them: (fresh, after, packs left, the
+/// longest repack).
+fn commit_after_repacks(
+    ctx: &Ctx,
+    dir: &Path,
+    cycles: usize,
+) -> (Duration, Duration, usize, Duration) {
+    let (mut repo, _) = repo_with(ctx, dir, 1000);
+    repo.set_fsync(false).unwrap();
+    repo.repack().unwrap();
+    let fresh = one_tenant_commit(ctx, &mut repo, 60, 0).0;
+    let mut longest = Duration::ZERO;
+    for cycle in 0..cycles {
+        let changes = ctx.changes(cycle % 1000, &format!("Cycle {cycle}"));
+        repo.commit(&changes, "tenant: update").unwrap();
+        let started = Instant::now();
+        repo.repack().unwrap();
+        longest = longest.max(started.elapsed());
+    }
+    let packs = std::fs::read_dir(repo.path().join("objects/pack"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .count();
+    let after = one_tenant_commit(ctx, &mut repo, 60, 1).0;
+    (fresh, after, packs, longest)
 }
 
 fn git(dir: &Path, args: &[&str]) {
@@ -313,7 +346,10 @@ fn main() {
     }
     let cold = median(colds);
     let mut large = large.unwrap();
-    let mut huge = huge.map(|n| (n, repo_built_in_steps(&ctx, scratch.path(), n)));
+    let mut huge = huge.map(|n| {
+        let (repo, repack) = repo_built_in_steps(&ctx, scratch.path(), n);
+        (n, repo, repack)
+    });
     let mut at_huge = [Vec::new(), Vec::new()];
     // One-tenant commits: rounds of 60 alternate between the two repositories (the cost of
     // creating files drifts on this disk), each followed by a repack as the worker does; every
@@ -338,7 +374,7 @@ fn main() {
             let repack = started.elapsed();
             let after_repack = dir_size(&objects) - before_commits;
             first_repack.get_or_insert((written, repack, repacked, after_repack));
-            if let Some((_, repo)) = huge.as_mut() {
+            if let Some((_, repo, _)) = huge.as_mut() {
                 repo.set_fsync(fsync).unwrap();
                 settle();
                 at_huge[mode].push(one_tenant_commit(&ctx, repo, 60, round));
@@ -355,7 +391,7 @@ fn main() {
         })
     };
     let (at_100, at_big) = (medians(at_100), medians(at_big));
-    let huge = huge.map(|(n, _)| (n, medians(at_huge)));
+    let huge = huge.map(|(n, _, repack)| (n, medians(at_huge), repack));
     let (written, repack, repacked, after_repack) = first_repack.unwrap();
     settle();
     let cli = cli_commit(&ctx, large.path(), scratch.path(), 15);
@@ -385,6 +421,12 @@ fn main() {
     }
     let template_change = median(changes);
     let size = dir_size(large.path());
+    let cycles = std::env::var("BENCH_REPACK_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    settle();
+    let repacks = commit_after_repacks(&ctx, &scratch.path().join("repacks"), cycles);
 
     println!("| measure | value |");
     println!("| --- | --- |");
@@ -421,7 +463,11 @@ fn main() {
         );
         println!("| {ratio_label} {big} / 100 | {} |", ratios(large, small));
     }
-    if let Some((n, at)) = huge {
+    if let Some((n, at, repack)) = huge {
+        println!(
+            "| repacking the {n}-tenant repository (built in commits of 10000) into one pack | {} |",
+            ms(repack)
+        );
         let commit = at.map(|(commit, _)| commit);
         println!(
             "| commit one tenant's change (render excluded), {n} tenants in repo | {} |",
@@ -465,5 +511,12 @@ fn main() {
     println!(
         "| repository size on disk after these runs | {:.1} MB |",
         size as f64 / 1e6
+    );
+    let (fresh, after, packs, longest) = repacks;
+    println!(
+        "| one-tenant commit at 1000 tenants (fsync off), fresh / after {cycles} commits each repacked | {} / {} ({packs} packs left; longest repack {}) |",
+        ms(fresh),
+        ms(after),
+        ms(longest)
     );
 }

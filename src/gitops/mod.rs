@@ -8,6 +8,7 @@ mod history;
 pub mod locks;
 pub mod pack;
 pub mod push;
+mod series;
 mod shared;
 mod write;
 
@@ -92,20 +93,18 @@ fn set_libgit2_fsync(on: bool) -> Result<()> {
     Ok(())
 }
 
-/// Sets libgit2's process-wide memory options once. Trees of any size may be cached (its
+/// Sets libgit2's process-wide object cache once. Trees of any size may be cached (its
 /// default caches trees up to 4 KiB, so a large directory would be parsed again for every path
-/// looked up under it), but the whole cache stays under 8 MiB, and packs are mapped in 2 MiB
-/// windows, at most 4 MiB at a time: its defaults (256 MiB of cache, whole packs mapped up to
-/// 8 GiB) let a server holding 10,000 tenants keep every tree it ever read in memory. Server
-/// bench peak RSS: 115-118 MB with the defaults, 100 MB with these.
+/// looked up under it), but the whole cache stays under 8 MiB (its default, 256 MiB, let a
+/// server holding 10,000 tenants keep every tree it ever read). libgit2's pack windows keep
+/// their defaults: mapped in 2 MiB windows, 4 MiB at most, its indexer rejected a
+/// 1.8-million-object pack it had just been given ("unexpected data at the end of the pack").
 fn limit_libgit2_memory() -> Result<()> {
     const CACHE: usize = 8 << 20;
-    const WINDOW: usize = 2 << 20;
-    const MAPPED: usize = 4 << 20;
     static DONE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
-        // SAFETY: global options read by libgit2 as (int, size_t), (ssize_t) and (size_t);
-        // set once, before any repository is opened.
+        // SAFETY: global options read by libgit2 as (int, size_t) and (ssize_t); set once,
+        // before any repository is opened.
         let set = || unsafe {
             git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 4 << 20)?;
             if libgit2_sys::git_libgit2_opts(
@@ -115,10 +114,9 @@ fn limit_libgit2_memory() -> Result<()> {
             {
                 return Err(git2::Error::from_str("libgit2 refused its cache size"));
             }
-            git2::opts::set_mwindow_size(WINDOW)?;
-            git2::opts::set_mwindow_mapped_limit(MAPPED)
+            Ok(())
         };
-        set().map_err(|e| e.to_string())
+        set().map_err(|e: git2::Error| e.to_string())
     })
     .clone()
     .map_err(|e| git2::Error::from_str(&e).into())
@@ -286,7 +284,7 @@ impl GitOpsRepo {
         let Some(built) = write::build(&self.repo, parent, changes, message, &sig, &sig)? else {
             return Ok(None);
         };
-        built.write(&self.repo)?;
+        let written = built.write(&self.repo)?;
         let oid = built.commit;
         let refname = branch_refname(branch);
         // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
@@ -299,8 +297,8 @@ impl GitOpsRepo {
                 .repo
                 .reference(&refname, oid, false, message_subject(message))?,
         };
-        if bulk && branch == self.branch {
-            pack::mark_packed(&self.repo, oid)?;
+        if let Some(pack) = written.filter(|_| bulk && branch == self.branch) {
+            pack::record_bulk(&self.repo, &self.path, oid, pack)?;
             self.unpacked.set(0);
         } else {
             self.unpacked.set(self.unpacked.get() + 1);

@@ -7,8 +7,10 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use git2::{Oid, Repository};
+use git2::{Oid, PackBuilder, Repository};
 
+use super::series::{Segment, Series};
+use super::write::Written;
 use super::{GitOpsRepo, Result};
 
 /// Marks what is already packed: a repack packs only what is reachable from the branch (and its
@@ -30,15 +32,27 @@ impl GitOpsRepo {
         self.unpacked.get()
     }
 
-    /// Writes every object new since the last repack into one pack and removes the small packs
-    /// and loose copies it supersedes. Cheap when there is nothing to do.
+    /// Writes every object new since the last repack into one pack, folding in the newest
+    /// consolidated packs as the series requires (see `series`), and removes the packs and
+    /// loose copies it supersedes. Cheap when there is nothing to do.
     pub fn repack(&mut self) -> Result<Repacked> {
         let Some(head) = self.head()? else {
             return Ok(Repacked::default());
         };
-        let mut tips = vec![head];
-        tips.extend(self.repo.refname_to_id(&self.remote_tracking_ref()).ok());
-        let done = write_new_objects(&self.repo, &self.path, &tips)?;
+        self.consolidate(head, false)
+    }
+
+    /// Writes every object into one pack, as a repack does when the series record is missing
+    /// (`git repack -a -d`, unreachable objects kept).
+    pub fn repack_all(&mut self) -> Result<Repacked> {
+        let Some(head) = self.head()? else {
+            return Ok(Repacked::default());
+        };
+        self.consolidate(head, true)
+    }
+
+    fn consolidate(&mut self, head: Oid, all: bool) -> Result<Repacked> {
+        let done = consolidate(&self.repo, &self.path, head, all)?;
         if done.packs_removed > 0 {
             // libgit2 keeps every pack it has seen open, deleted or not; a fresh handle lets go
             // of the removed ones.
@@ -70,68 +84,170 @@ pub fn remove_leftovers(repo_path: &Path, age: std::time::Duration) -> std::io::
 }
 
 /// Records that everything reachable from `commit` is in consolidated packs.
-pub(super) fn mark_packed(repo: &Repository, commit: Oid) -> Result<()> {
+fn mark_packed(repo: &Repository, commit: Oid) -> Result<()> {
     repo.reference(PACKED_REF, commit, true, "billing: packed")?;
     Ok(())
 }
 
-/// Packs the objects reachable from `tips` but not from the last pack mark, deletes the loose
-/// copies and small packs that pack supersedes, and moves the mark to the first tip.
-fn write_new_objects(repo: &Repository, path: &Path, tips: &[Oid]) -> Result<Repacked> {
+/// The recorded series, if it ends where the pack mark is.
+fn recorded_series(repo: &Repository, path: &Path) -> Option<Series> {
+    let mark = repo.refname_to_id(PACKED_REF).ok()?;
+    Series::load(path).filter(|s| s.newest_tips().contains(&mark))
+}
+
+/// Records a bulk commit's own pack (`pack`, holding `objects`) as the newest consolidated one,
+/// its commit as packed. Called once the branch points at `commit`.
+pub(super) fn record_bulk(
+    repo: &Repository,
+    path: &Path,
+    commit: Oid,
+    pack: Written,
+) -> Result<()> {
+    let series = recorded_series(repo, path);
+    mark_packed(repo, commit)?;
+    if let Some(mut series) = series {
+        series.fold(
+            0,
+            Segment {
+                pack: pack.name,
+                objects: pack.objects,
+                tips: ref_tips(repo)?,
+            },
+        );
+        series.save(path)?;
+    }
+    Ok(())
+}
+
+/// Every commit a ref points at (branches, review branches, remote-tracking refs, the
+/// service's marks): what a repack must keep readable by name.
+fn ref_tips(repo: &Repository) -> Result<Vec<Oid>> {
+    let mut tips = std::collections::BTreeSet::new();
+    for reference in repo.references()? {
+        if let Ok(commit) = reference?.peel_to_commit() {
+            tips.insert(commit.id());
+        }
+    }
+    Ok(tips.into_iter().collect())
+}
+
+/// A pack builder holding what is reachable from `tips` but not from `hide` (None: all of it),
+/// with the file names libgit2 sorts delta candidates by.
+fn walk<'r>(repo: &'r Repository, tips: &[Oid], hide: Option<&[Oid]>) -> Result<PackBuilder<'r>> {
     let mut walk = repo.revwalk()?;
     for tip in tips {
         walk.push(*tip)?;
     }
-    let packed = repo.refname_to_id(PACKED_REF).ok();
-    if let Some(packed) = packed.filter(|id| repo.find_commit(*id).is_ok()) {
-        walk.hide(packed)?;
+    for id in hide.unwrap_or_default() {
+        // A mark whose commit is gone hides nothing: more is packed, nothing is missed.
+        if repo.find_commit(*id).is_ok() {
+            walk.hide(*id)?;
+        }
     }
     let mut builder = repo.packbuilder()?;
     builder.set_threads(0);
     builder.insert_walk(&mut walk)?;
-    let objects = builder.object_count();
-    let mut loose_removed = 0;
-    let mut packs_removed = 0;
-    if objects > 0 {
-        let odb = repo.odb()?;
-        let pack = super::write::store_pack(&odb, &mut builder)?;
-        // The indexer names the pack after its trailing checksum.
-        let checksum = Oid::from_bytes(&pack[pack.len() - 20..])?;
-        let name = format!("pack-{checksum}");
-        let idx = path.join(format!("objects/pack/{name}.idx"));
-        // With fsync on (`GitOpsRepo::set_fsync`), libgit2's indexer has synced the new pack,
-        // its index and their directory by now: before what they supersede is deleted.
-        let in_pack = pack_index_ids(&std::fs::read(idx)?)?;
-        loose_removed = remove_loose(&path.join("objects"), &in_pack)?;
-        packs_removed = remove_superseded_packs(&path.join("objects/pack"), &name, &in_pack)?;
-        odb.refresh()?;
+    Ok(builder)
+}
+
+/// One repack: the objects reachable from every ref and not below the newest consolidated
+/// pack, plus every object of the packs outside the series (each commit's own pack, fetched
+/// packs) and of the consolidated packs folded in, so that deleting those packs loses nothing,
+/// reachable or not. With `all`, or without a usable series record, everything goes into one
+/// pack.
+fn consolidate(repo: &Repository, path: &Path, head: Oid, all: bool) -> Result<Repacked> {
+    let dir = path.join("objects/pack");
+    let tips = ref_tips(repo)?;
+    let recorded = recorded_series(repo, path).filter(|_| !all);
+    let full = recorded.is_none();
+    let mut series = recorded.unwrap_or_default();
+    let in_series: HashSet<&str> = series.packs().collect();
+    let mut absorbed: Vec<String> = pack_names(&dir)?
+        .into_iter()
+        .filter(|name| !in_series.contains(name.as_str()))
+        .collect();
+    let mut ids = HashSet::new();
+    for name in &absorbed {
+        ids.extend(index_ids(&dir, name)?);
     }
-    if let Some(first) = tips.first() {
-        mark_packed(repo, *first)?;
+    let hide = (!full).then(|| series.newest_tips().to_vec());
+    let mut builder = walk(repo, &tips, hide.as_deref())?;
+    let new = builder.object_count() + ids.len();
+    if new == 0 {
+        // Everything the refs reach is packed already (a branch moved back, say).
+        series.retip(tips);
+        series.save(path)?;
+        mark_packed(repo, head)?;
+        return Ok(Repacked::default());
     }
+    let merged = series.to_merge(new);
+    if merged > 0 {
+        builder = walk(repo, &tips, series.tips_below(merged))?;
+        for name in series.newest_packs(merged) {
+            ids.extend(index_ids(&dir, name)?);
+            absorbed.push(name.to_string());
+        }
+    }
+    for id in ids {
+        // The builder skips what the walk put in already.
+        builder.insert_object(id, None)?;
+    }
+    let odb = repo.odb()?;
+    let pack = super::write::store_pack(&odb, &mut builder)?;
+    // With fsync on (`GitOpsRepo::set_fsync`), libgit2's indexer has synced the new pack, its
+    // index and their directory by now: before what they supersede is deleted.
+    let in_pack = index_ids(&dir, &pack.name)?;
+    let loose_removed = remove_loose(&path.join("objects"), &in_pack)?;
+    // A pack written again byte for byte (the same objects in the same order) has the same
+    // name: that one is the new pack, not a superseded one.
+    absorbed.retain(|name| *name != pack.name);
+    let packs_removed = remove_packs(&dir, &absorbed, &in_pack)?;
+    odb.refresh()?;
+    mark_packed(repo, head)?;
+    series.fold(
+        merged,
+        Segment {
+            pack: pack.name,
+            objects: pack.objects,
+            tips,
+        },
+    );
+    series.save(path)?;
     Ok(Repacked {
-        objects,
+        objects: pack.objects,
         loose_removed,
         packs_removed,
     })
 }
 
-/// Deletes every pack other than `kept` whose objects all are in `packed` (the small packs of
-/// single commits); returns how many. Packs with objects found nowhere else stay.
-fn remove_superseded_packs(dir: &Path, kept: &str, packed: &HashSet<Oid>) -> Result<usize> {
-    let mut removed = 0;
+/// The packs under `dir` by file stem (`pack-<checksum>`), those with a `.keep` left out.
+fn pack_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(dir)?.flatten() {
         let path = entry.path();
         let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
             continue;
         };
-        if path.extension().is_none_or(|e| e != "idx")
-            || stem == kept
-            || dir.join(format!("{stem}.keep")).exists()
+        if path.extension().is_some_and(|e| e == "idx")
+            && !dir.join(format!("{stem}.keep")).exists()
         {
-            continue;
+            names.push(stem.to_string());
         }
-        let Ok(ids) = std::fs::read(&path)
+    }
+    Ok(names)
+}
+
+fn index_ids(dir: &Path, name: &str) -> Result<HashSet<Oid>> {
+    pack_index_ids(&std::fs::read(dir.join(format!("{name}.idx")))?)
+}
+
+/// Deletes each pack in `names` whose objects all are in `packed`; returns how many. A pack
+/// with an object found nowhere else stays.
+fn remove_packs(dir: &Path, names: &[String], packed: &HashSet<Oid>) -> Result<usize> {
+    let mut removed = 0;
+    for name in names {
+        let idx = dir.join(format!("{name}.idx"));
+        let Ok(ids) = std::fs::read(&idx)
             .map_err(Into::into)
             .and_then(|b| pack_index_ids(&b))
         else {
@@ -139,9 +255,9 @@ fn remove_superseded_packs(dir: &Path, kept: &str, packed: &HashSet<Oid>) -> Res
         };
         if ids.iter().all(|id| packed.contains(id)) {
             // The index first: without it the pack is invisible, so no reader is left half-way.
-            std::fs::remove_file(&path)?;
+            std::fs::remove_file(&idx)?;
             for ext in ["pack", "rev"] {
-                let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
+                let _ = std::fs::remove_file(dir.join(format!("{name}.{ext}")));
             }
             removed += 1;
         }
@@ -277,9 +393,73 @@ mod tests {
             Some(&b"new\n"[..])
         );
         for (i, id) in commits.iter().enumerate() {
-            let commit = other.repository().find_commit(*id).unwrap();
+            let commit = other
+                .repository()
+                .find_commit(*id)
+                .unwrap_or_else(|e| panic!("c{i}: {e}"));
             assert_eq!(commit.summary(), Some(format!("c{i}").as_str()));
             assert!(other.contains(last, *id).unwrap());
+        }
+        super::super::tests::assert_git_fsck(&path);
+    }
+
+    #[test]
+    fn packs_stay_few_over_many_repacks_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.git");
+        let mut repo = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
+        repo.set_fsync(false).unwrap();
+        let objects = path.join("objects");
+        let mut made = Vec::new();
+        for i in 0..300 {
+            let mut c = Changes::new();
+            c.insert(
+                format!("tenants/t{}/a.yaml", i % 10),
+                Entry::File(format!("v{i}\n").into_bytes()),
+            );
+            // Every tenth change goes to a review branch that is then deleted, as an
+            // abandoned or squash-merged review's is: its objects are reachable from no ref.
+            let on = if i % 10 == 9 {
+                format!("tenant/t/{i}")
+            } else {
+                "main".into()
+            };
+            made.push(
+                repo.commit_on(&on, None, &c, &format!("c{i}"))
+                    .unwrap()
+                    .unwrap(),
+            );
+            if on != "main" {
+                repo.delete_branch(None, &on).unwrap();
+            }
+            repo.repack().unwrap();
+            assert!(
+                packs(&objects).len() <= 10,
+                "{} packs after {i} repacks",
+                packs(&objects).len()
+            );
+        }
+        assert_eq!(count_loose(&objects), 0);
+        let other = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
+        for (i, id) in made.iter().enumerate() {
+            let commit = other
+                .repository()
+                .find_commit(*id)
+                .unwrap_or_else(|e| panic!("c{i}: {e}"));
+            assert_eq!(commit.summary(), Some(format!("c{i}").as_str()));
+        }
+        super::super::tests::assert_git_fsck(&path);
+
+        // Without its record (a repository from before it, or a crash in between), the next
+        // repack puts everything in one pack, and the series starts again.
+        std::fs::remove_file(path.join("billing-packs")).unwrap();
+        let mut c = Changes::new();
+        c.insert("tenants/t0/a.yaml".into(), Entry::File(b"last\n".to_vec()));
+        repo.commit(&c, "last").unwrap().unwrap();
+        repo.repack().unwrap();
+        assert_eq!(packs(&objects).len(), 1, "one pack holds everything");
+        for id in &made {
+            assert!(repo.repository().find_commit(*id).is_ok(), "{id} kept");
         }
         super::super::tests::assert_git_fsck(&path);
     }
