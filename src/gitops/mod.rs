@@ -97,8 +97,9 @@ fn set_libgit2_fsync(on: bool) -> Result<()> {
 /// default caches trees up to 4 KiB, so a large directory would be parsed again for every path
 /// looked up under it), but the whole cache stays under 8 MiB (its default, 256 MiB, let a
 /// server holding 10,000 tenants keep every tree it ever read). libgit2's pack windows keep
-/// their defaults: mapped in 2 MiB windows, 4 MiB at most, its indexer rejected a
-/// 1.8-million-object pack it had just been given ("unexpected data at the end of the pack").
+/// their defaults: with packs mapped in 2 MiB windows, 4 MiB at most, its indexer rejected a
+/// sound 1.8-million-object pack ("unexpected data at the end of the pack"), and 4 / 16 MiB
+/// made that repack twice as slow.
 fn limit_libgit2_memory() -> Result<()> {
     const CACHE: usize = 8 << 20;
     static DONE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
