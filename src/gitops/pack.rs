@@ -131,14 +131,14 @@ fn ref_tips(repo: &Repository) -> Result<Vec<Oid>> {
     Ok(tips.into_iter().collect())
 }
 
-/// A pack builder holding what is reachable from `tips` but not from `hide` (None: all of it),
-/// with the file names libgit2 sorts delta candidates by.
-fn walk<'r>(repo: &'r Repository, tips: &[Oid], hide: Option<&[Oid]>) -> Result<PackBuilder<'r>> {
+/// A pack builder holding what is reachable from `tips` but not from `hide`, with the file
+/// names libgit2 sorts delta candidates by.
+fn walk<'r>(repo: &'r Repository, tips: &[Oid], hide: &[Oid]) -> Result<PackBuilder<'r>> {
     let mut walk = repo.revwalk()?;
     for tip in tips {
         walk.push(*tip)?;
     }
-    for id in hide.unwrap_or_default() {
+    for id in hide {
         // A mark whose commit is gone hides nothing: more is packed, nothing is missed.
         if repo.find_commit(*id).is_ok() {
             walk.hide(*id)?;
@@ -158,9 +158,10 @@ fn walk<'r>(repo: &'r Repository, tips: &[Oid], hide: Option<&[Oid]>) -> Result<
 fn consolidate(repo: &Repository, path: &Path, head: Oid, all: bool) -> Result<Repacked> {
     let dir = path.join("objects/pack");
     let tips = ref_tips(repo)?;
-    let recorded = recorded_series(repo, path).filter(|_| !all);
-    let full = recorded.is_none();
-    let mut series = recorded.unwrap_or_default();
+    // An empty series hides nothing: everything goes into the new pack.
+    let mut series = recorded_series(repo, path)
+        .filter(|_| !all)
+        .unwrap_or_default();
     let in_series: HashSet<&str> = series.packs().collect();
     let mut absorbed: Vec<String> = pack_names(&dir)?
         .into_iter()
@@ -170,8 +171,7 @@ fn consolidate(repo: &Repository, path: &Path, head: Oid, all: bool) -> Result<R
     for name in &absorbed {
         ids.extend(index_ids(&dir, name)?);
     }
-    let hide = (!full).then(|| series.newest_tips().to_vec());
-    let mut builder = walk(repo, &tips, hide.as_deref())?;
+    let mut builder = walk(repo, &tips, series.newest_tips())?;
     let new = builder.object_count() + ids.len();
     if new == 0 {
         // Everything the refs reach is packed already (a branch moved back, say).
@@ -182,7 +182,7 @@ fn consolidate(repo: &Repository, path: &Path, head: Oid, all: bool) -> Result<R
     }
     let merged = series.to_merge(new);
     if merged > 0 {
-        builder = walk(repo, &tips, series.tips_below(merged))?;
+        builder = walk(repo, &tips, series.tips_below(merged).unwrap_or_default())?;
         for name in series.newest_packs(merged) {
             ids.extend(index_ids(&dir, name)?);
             absorbed.push(name.to_string());
