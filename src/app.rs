@@ -157,6 +157,9 @@ async fn open_gitops(config: &Config) -> anyhow::Result<SharedRepo> {
         ..GitHealth::default()
     };
     if let Some(remote) = &remote {
+        if let Err(e) = repo.tidy_remote(remote) {
+            tracing::warn!(error = %e, "could not tidy the path remote's packs");
+        }
         match repo.sync_from(remote) {
             Ok(tip) => health.last_commit = tip.map(|o| o.to_string()),
             Err(e) => {

@@ -113,9 +113,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             // The server is the only writer of its local repository: a lock found before it
             // starts is a killed process's, and would block every commit or push for good.
-            for lock in crate::gitops::locks::remove_all(&config.gitops_repo())? {
+            let gitdir = config.gitops_repo();
+            for lock in crate::gitops::locks::remove_all(&gitdir)? {
                 tracing::warn!(lock = %lock.display(), "removed a lock file left by a killed process");
             }
+            // Likewise whatever a killed writer left in objects/pack, however young.
+            let repaired = crate::gitops::pack_dir::repair(&gitdir, std::time::Duration::ZERO)?;
+            crate::gitops::log_repaired(&gitdir, &repaired);
             let app = App::start(config).await?;
             if app.db.backend == crate::db::Backend::Sqlite {
                 // One server owns a SQLite database: leases left by a killed run are stale.

@@ -116,6 +116,9 @@ pub(super) async fn repack(app: &Arc<App>, min_commits: usize) {
             if repo.unpacked_commits() < min_commits.max(1) {
                 return Ok(None);
             }
+            if let Some(remote) = &app2.gitops.remote {
+                repo.tidy_remote(remote).map_err(|e| e.to_string())?;
+            }
             repo.repack().map(Some).map_err(|e| e.to_string())
         })
         .await;

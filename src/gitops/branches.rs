@@ -32,7 +32,16 @@ impl GitOpsRepo {
         }
     }
 
+    /// Pushes `refspec`; a dead writer's lock in the way (older than the stale age, here or in
+    /// a path remote) is removed and the push tried once more, as for main.
     fn push_refspec(&self, remote: &Remote, refspec: &str) -> Result<()> {
+        match self.push_refspec_once(remote, refspec) {
+            Err(e) if self.removed_stale_lock(&e) => self.push_refspec_once(remote, refspec),
+            done => done,
+        }
+    }
+
+    fn push_refspec_once(&self, remote: &Remote, refspec: &str) -> Result<()> {
         let mut origin = self.ensure_origin(&remote.url)?;
         let rejection = std::cell::RefCell::new(None);
         let mut opts = PushOptions::new();

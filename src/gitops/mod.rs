@@ -7,6 +7,7 @@ mod changes;
 mod history;
 pub mod locks;
 pub mod pack;
+pub mod pack_dir;
 pub mod push;
 mod series;
 mod shared;
@@ -68,11 +69,32 @@ pub struct GitOpsRepo {
 /// milliseconds).
 pub const DEFAULT_STALE_LOCK_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Says what [`pack_dir::repair`] removed from the repository at `gitdir`, if anything.
+pub fn log_repaired(gitdir: &Path, repaired: &pack_dir::Repaired) {
+    if !repaired.is_empty() {
+        tracing::warn!(
+            repository = %gitdir.display(),
+            orphan_indexes = ?repaired.orphan_indexes,
+            leftovers = ?repaired.leftovers,
+            "removed what killed writers left in objects/pack"
+        );
+    }
+}
+
+static FSYNC: std::sync::Mutex<Option<bool>> = std::sync::Mutex::new(None);
+
+/// Whether libgit2's process-wide fsync option is on: our own renames follow it.
+fn fsync_on() -> bool {
+    FSYNC
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or(false)
+}
+
 /// Sets libgit2's process-wide fsync option, only when it changes: the service sets it once at
 /// start-up, before any thread writes.
 fn set_libgit2_fsync(on: bool) -> Result<()> {
-    static CURRENT: std::sync::Mutex<Option<bool>> = std::sync::Mutex::new(None);
-    let mut current = CURRENT
+    let mut current = FSYNC
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if *current == Some(on) {
@@ -144,7 +166,10 @@ impl GitOpsRepo {
                 Repository::init_opts(path, &opts)?
             }
         };
-        pack::remove_leftovers(path, std::time::Duration::from_secs(600))?;
+        // Another process may be writing (the CLI beside the server): only what is older than
+        // a live writer's work is repaired here; `serve` repairs everything before it starts.
+        let repaired = pack_dir::repair(path, DEFAULT_STALE_LOCK_AFTER)?;
+        log_repaired(path, &repaired);
         if let Ok(mut local) = repo.config()?.open_level(git2::ConfigLevel::Local) {
             if local.get_entry(OLD_FSYNC_CONFIG).is_ok() {
                 local.remove(OLD_FSYNC_CONFIG)?;

@@ -10,7 +10,7 @@ use std::path::Path;
 use git2::{Oid, PackBuilder, Repository};
 
 use super::series::{Segment, Series};
-use super::write::Written;
+use super::pack_dir::Written;
 use super::{GitOpsRepo, Result};
 
 /// The branch's tip at the last repack: commits since are counted as unpacked, and a series
@@ -52,6 +52,8 @@ impl GitOpsRepo {
     }
 
     fn consolidate(&mut self, head: Oid, all: bool) -> Result<Repacked> {
+        let repaired = super::pack_dir::repair(&self.path, self.stale_lock_after)?;
+        super::log_repaired(&self.path, &repaired);
         let done = consolidate(&self.repo, &self.path, head, all)?;
         if done.packs_removed > 0 {
             // libgit2 keeps every pack it has seen open, deleted or not; a fresh handle lets go
@@ -61,26 +63,6 @@ impl GitOpsRepo {
         self.unpacked.set(0);
         Ok(done)
     }
-}
-
-/// Temporary files a killed writer left in `objects/pack` (libgit2's indexer names them
-/// `pack_git2_*`; older versions of this service wrote `tmp_billing_*`): removed once older than
-/// `age`, so a live writer's are kept.
-pub fn remove_leftovers(repo_path: &Path, age: std::time::Duration) -> std::io::Result<()> {
-    let Ok(entries) = std::fs::read_dir(repo_path.join("objects/pack")) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let stale = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= age));
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if stale && (name.starts_with("pack_git2_") || name.starts_with("tmp_billing_")) {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
 }
 
 /// Records that everything reachable from `commit` is in consolidated packs.
@@ -193,7 +175,7 @@ fn consolidate(repo: &Repository, path: &Path, head: Oid, all: bool) -> Result<R
         builder.insert_object(id, None)?;
     }
     let odb = repo.odb()?;
-    let pack = super::write::store_pack(&odb, &mut builder)?;
+    let pack = super::write::store_pack(path, &odb, &mut builder)?;
     // With fsync on (`GitOpsRepo::set_fsync`), libgit2's indexer has synced the new pack, its
     // index and their directory by now: before what they supersede is deleted.
     let in_pack = index_ids(&dir, &pack.name)?;

@@ -44,6 +44,22 @@ pub struct Remote {
     pub auth: PushAuth,
 }
 
+impl Remote {
+    /// The remote's directory when it is a repository on this machine (a path or a `file://`
+    /// URL), which the service tidies as it tidies its own (`GitOpsRepo::tidy_remote`).
+    pub fn local_dir(&self) -> Option<PathBuf> {
+        let path = match self.url.strip_prefix("file://") {
+            Some(path) => path,
+            // `host:path` is scp-like SSH; a path has no colon before its first slash.
+            None if self.url.contains("://") => return None,
+            None if self.url.split('/').next().is_some_and(|h| h.contains(':')) => return None,
+            None => self.url.as_str(),
+        };
+        let dir = PathBuf::from(path);
+        dir.is_dir().then_some(dir)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOutcome {
     /// The remote branch now points at this commit.
@@ -129,6 +145,16 @@ impl GitOpsRepo {
             }
             Err(_) => Ok(self.repo.remote("origin", url)?),
         }
+    }
+
+    /// Removes what killed writers left in a path remote's `objects/pack` (see
+    /// `pack_dir::repair`), once older than the stale-lock age: other writers share it.
+    pub fn tidy_remote(&self, remote: &Remote) -> Result<()> {
+        if let Some(dir) = remote.local_dir() {
+            let repaired = super::pack_dir::repair(&dir, self.stale_lock_after)?;
+            super::log_repaired(&dir, &repaired);
+        }
+        Ok(())
     }
 
     /// Fetches the remote branch; returns its tip (None when the remote branch does not exist).
