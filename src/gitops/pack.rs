@@ -202,7 +202,8 @@ fn consolidate(repo: &Repository, path: &Path, head: Oid, all: bool) -> Result<R
     })
 }
 
-/// The packs under `dir` by file stem (`pack-<checksum>`), those with a `.keep` left out.
+/// The packs under `dir` by file stem (`pack-<checksum>`), those with a `.keep` left out, and
+/// an index without its pack too (a killed writer's, which git and libgit2 skip as well).
 fn pack_names(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir)?.flatten() {
@@ -211,6 +212,7 @@ fn pack_names(dir: &Path) -> Result<Vec<String>> {
             continue;
         };
         if path.extension().is_some_and(|e| e == "idx")
+            && dir.join(format!("{stem}.pack")).exists()
             && !dir.join(format!("{stem}.keep")).exists()
         {
             names.push(stem.to_string());
