@@ -1,6 +1,7 @@
-//! SIGKILLs during pushes: a server killed at random while it pushes to a path remote or a
-//! `git daemon` remote comes back, pushes what it had, and every acknowledged signup ends on the
-//! remote exactly once — no lock file of a dead process stops it for good.
+//! SIGKILLs during commits and pushes: a server killed at random while it commits and pushes to
+//! a path remote or a `git daemon` remote, on SQLite or PostgreSQL, comes back, pushes what it
+//! had, and every acknowledged signup ends on the remote exactly once. No lock file, temporary
+//! pack or index without its pack that a dead process left stops it or stays behind.
 
 mod common;
 
@@ -28,6 +29,58 @@ fn plant_locks(local: &Path, remote_dir: Option<&Path>) {
         std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
         std::fs::write(&lock, b"").unwrap();
     }
+}
+
+/// Leaves what a kill inside libgit2's indexer leaves in `objects/pack`, old enough to be
+/// taken for a dead writer's: an index whose pack never arrived, the temporary pack and a lock
+/// on its index.
+fn plant_pack_leftovers(gitdir: &Path) {
+    let dir = gitdir.join("objects/pack");
+    let idx = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .expect("a pack index to copy");
+    let planted = [
+        dir.join("pack-00000000000000000000000000000000000000aa.idx"),
+        dir.join("pack_git2_Zq8kPw"),
+        dir.join("pack_git2_Zq8kPwidx.lock"),
+    ];
+    std::fs::copy(&idx, &planted[0]).unwrap();
+    std::fs::write(&planted[1], b"PACK\0\0\0\x02").unwrap();
+    std::fs::write(&planted[2], b"").unwrap();
+    for path in planted {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - STALE * 3)
+            .unwrap();
+    }
+}
+
+/// What git does not count as part of a whole pack in `objects/pack`, newest first: the
+/// end of the test waits until those are older than the stale age.
+fn newest_leftover(gitdir: &Path) -> Option<std::time::SystemTime> {
+    let dir = gitdir.join("objects/pack");
+    std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            !name.starts_with("pack-") || name.ends_with(".lock")
+        })
+        .chain(
+            common::indexes_without_pack(gitdir)
+                .into_iter()
+                .filter_map(|n| {
+                    std::fs::read_dir(&dir)
+                        .ok()?
+                        .flatten()
+                        .find(|e| e.file_name().to_string_lossy() == n)
+                }),
+        )
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()
 }
 
 /// Lock files anywhere under a repository directory.
@@ -67,18 +120,25 @@ fn trailer_counts(remote: &git2::Repository) -> BTreeMap<String, usize> {
     counts
 }
 
-async fn kills_during_pushes(remote_url: &str, remote_dir: &Path) {
+/// The stale age the server runs with here: a lock or temporary pack a killed writer left in a
+/// path remote is taken for a dead writer's after 3 s, not 60.
+const STALE: Duration = Duration::from_secs(3);
+
+async fn kills_during_pushes(backend: Backend, remote_url: &str, remote_dir: &Path) {
+    let stale = STALE.as_secs().to_string();
     let env = [
         ("GITOPS_REMOTE", remote_url),
         ("GITOPS_BATCH_MAX", "4"),
-        // A lock a killed push left in a path remote is taken for stale after 3 s, not 60.
-        ("GITOPS_STALE_LOCK_SECONDS", "3"),
+        ("GITOPS_STALE_LOCK_SECONDS", stale.as_str()),
     ];
-    let mut s = TestServer::start_with(Backend::Sqlite, &env).await.unwrap();
+    let Some(mut s) = TestServer::start_with(backend, &env).await else {
+        return;
+    };
     let local = s.data_dir().join("gitops.git");
     let path_remote = (!remote_url.contains("://")).then_some(remote_dir);
     let mut acknowledged = Vec::new();
     let mut left_by_kills = 0;
+    let mut pack_leftovers = 0;
     for round in 0..ROUNDS {
         let emails = (0..PER_ROUND)
             .map(|i| format!("push{round}-{i}@acme.example"))
@@ -91,13 +151,19 @@ async fn kills_during_pushes(remote_url: &str, remote_dir: &Path) {
                 .map(|v| v["customer"]["customer_id"].as_str().unwrap().to_string()),
         );
         left_by_kills += lock_files(&local).len();
+        pack_leftovers += common::git_garbage(&local);
         if round == ROUNDS / 2 {
-            // Whether or not a random kill hit a ref update, make sure one did.
+            // Whether or not a random kill hit a ref update or a pack write, make sure one did.
             plant_locks(&local, path_remote);
+            plant_pack_leftovers(&local);
+            path_remote.into_iter().for_each(plant_pack_leftovers);
         }
         s.restart().await;
     }
-    eprintln!("lock files left by the random kills in the local repository: {left_by_kills}");
+    eprintln!(
+        "left by the kills in the local repository: {left_by_kills} lock files, \
+         {pack_leftovers} files git counts as garbage"
+    );
     assert!(
         acknowledged.len() >= ROUNDS * 2,
         "too few signups got through: {}",
@@ -143,6 +209,46 @@ async fn kills_during_pushes(remote_url: &str, remote_dir: &Path) {
             counts.get(id)
         );
     }
+    // Once what the last kill left is past the stale age, one more restart: everything a dead
+    // process left is gone, here and in a path remote, and commits go on.
+    let deadline = Instant::now() + STALE * 10;
+    while let Some(newest) = [&local, &remote_dir.to_path_buf()]
+        .into_iter()
+        .filter_map(|dir| newest_leftover(dir))
+        .max()
+        .filter(|t| t.elapsed().unwrap_or_default() <= STALE)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a leftover keeps getting younger: {newest:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.restart().await;
+    let (status, body) = s
+        .signup("after-the-kills@acme.example", common::PASSWORD, "After")
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["customer"]["customer_id"].as_str().unwrap();
+    s.wait_for_status(id, "committed", Duration::from_secs(60))
+        .await;
+    let mut repos = vec![local.clone()];
+    repos.extend(path_remote.map(Path::to_path_buf));
+    for repo in &repos {
+        assert_eq!(
+            common::indexes_without_pack(repo),
+            Vec::<String>::new(),
+            "{}",
+            repo.display()
+        );
+        assert_eq!(
+            common::git_garbage(repo),
+            0,
+            "garbage in {}",
+            repo.display()
+        );
+    }
+
     // No lock of a dead process is left to block the next commit or push.
     assert_eq!(lock_files(&local), Vec::<String>::new());
     common::assert_git_fsck_strict(&local);
@@ -150,8 +256,7 @@ async fn kills_during_pushes(remote_url: &str, remote_dir: &Path) {
     common::assert_git_fsck_strict(remote_dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kills_during_pushes_to_a_path_remote_lose_and_block_nothing() {
+async fn kills_with_a_path_remote(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let remote_dir = dir.path().join("remote.git");
     git2::Repository::init_opts(
@@ -161,12 +266,13 @@ async fn kills_during_pushes_to_a_path_remote_lose_and_block_nothing() {
             .initial_head("main"),
     )
     .unwrap();
-    kills_during_pushes(remote_dir.to_str().unwrap(), &remote_dir).await;
+    kills_during_pushes(backend, remote_dir.to_str().unwrap(), &remote_dir).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kills_during_pushes_to_a_git_daemon_lose_and_block_nothing() {
+async fn kills_with_a_git_daemon_remote(backend: Backend) {
     let daemon = common::GitDaemon::start("tenants.git").expect("git daemon");
     let remote_dir = daemon.dir.path().join("tenants.git");
-    kills_during_pushes(&daemon.url("tenants.git"), &remote_dir).await;
+    kills_during_pushes(backend, &daemon.url("tenants.git"), &remote_dir).await;
 }
+
+for_each_backend!(kills_with_a_path_remote, kills_with_a_git_daemon_remote);

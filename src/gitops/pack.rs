@@ -9,8 +9,8 @@ use std::path::Path;
 
 use git2::{Oid, PackBuilder, Repository};
 
-use super::series::{Segment, Series};
 use super::pack_dir::Written;
+use super::series::{Segment, Series};
 use super::{GitOpsRepo, Result};
 
 /// The branch's tip at the last repack: commits since are counted as unpacked, and a series

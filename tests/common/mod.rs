@@ -586,6 +586,40 @@ pub fn kill_process_group(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// What `git count-objects -v` counts as garbage in the repository at `repo`: files in
+/// `objects/pack` that are no part of a whole pack (temporary packs, an index without its pack).
+pub fn git_garbage(repo: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("git")
+        .args(["count-objects", "-v"])
+        .current_dir(repo)
+        .output()
+        .expect("git count-objects");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("garbage: ")?.trim().parse().ok())
+        .expect("count-objects prints garbage:")
+}
+
+/// The pack indexes in `repo` whose pack is missing (libgit2 took their objects for present).
+pub fn indexes_without_pack(repo: &std::path::Path) -> Vec<String> {
+    let dir = repo.join("objects/pack");
+    std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".idx")?;
+            (!dir.join(format!("{stem}.pack")).exists()).then_some(name)
+        })
+        .collect()
+}
+
 /// `git fsck --strict` finds nothing wrong in the repository at `repo` (the git CLI is part of
 /// the tests' tools: without it this fails).
 pub fn assert_git_fsck_strict(repo: &std::path::Path) {

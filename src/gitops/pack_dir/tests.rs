@@ -84,7 +84,9 @@ fn an_index_without_its_pack_is_removed_and_the_commit_made_again() {
     // A young orphan may be a live writer's: a reopen (the CLI beside a server) leaves it, and
     // the job redone meanwhile commits, reads back and repacks all the same.
     let mut repo = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
-    repo.commit(&change(1), "again").unwrap().expect("a new commit");
+    repo.commit(&change(1), "again")
+        .unwrap()
+        .expect("a new commit");
     assert_eq!(
         repo.read("tenants/t1/a.yaml").unwrap().as_deref(),
         Some(&b"value 1\n"[..])
@@ -97,11 +99,17 @@ fn an_index_without_its_pack_is_removed_and_the_commit_made_again() {
     assert!(repair(&path, Duration::from_secs(3600)).unwrap().is_empty());
     let repaired = repair(&path, Duration::ZERO).unwrap();
     assert_eq!(repaired.orphan_indexes.len(), 1, "{repaired:?}");
-    assert_eq!(repaired.leftovers.len(), 1, "the temporary pack: {repaired:?}");
+    assert_eq!(
+        repaired.leftovers.len(),
+        1,
+        "the temporary pack: {repaired:?}"
+    );
     assert_eq!(garbage(&path).unwrap_or(0), 0);
     assert_git_fsck(&path);
     let mut repo = GitOpsRepo::open_or_init(&path, "main", author()).unwrap();
-    repo.commit(&change(3), "after the repair").unwrap().unwrap();
+    repo.commit(&change(3), "after the repair")
+        .unwrap()
+        .unwrap();
     repo.repack().unwrap();
     assert_eq!(garbage(&path).unwrap_or(0), 0);
 }
@@ -120,7 +128,11 @@ fn a_kill_inside_our_own_write_leaves_nothing_a_reader_trusts() {
     std::fs::create_dir_all(&staging).unwrap();
     std::fs::write(staging.join("pack_git2_x"), b"PACK partial").unwrap();
     // Killed between our two renames: the pack in place, its index not.
-    std::fs::write(pack_dir.join("pack-0123456789012345678901234567890123456789.pack"), b"PACK").unwrap();
+    std::fs::write(
+        pack_dir.join("pack-0123456789012345678901234567890123456789.pack"),
+        b"PACK",
+    )
+    .unwrap();
     // A killed push's lock on a pack index, as a path remote shows.
     std::fs::write(pack_dir.join("pack_git2_9f8e.idx.lock"), b"").unwrap();
     for leftover in files(&pack_dir).iter().filter(|f| !sound.contains(f)) {
@@ -146,7 +158,8 @@ fn a_kill_inside_our_own_write_leaves_nothing_a_reader_trusts() {
     assert_eq!(files(&staging_dir), Vec::<String>::new());
     let left = files(&pack_dir);
     assert!(
-        left.iter().all(|f| f.starts_with("pack-") && !f.ends_with(".lock")),
+        left.iter()
+            .all(|f| f.starts_with("pack-") && !f.ends_with(".lock")),
         "{left:?}"
     );
     for pack in left.iter().filter(|f| f.ends_with(".pack")) {
