@@ -164,7 +164,7 @@ async fn open_gitops(config: &Config) -> anyhow::Result<SharedRepo> {
             Ok(tip) => health.last_commit = tip.map(|o| o.to_string()),
             Err(e) => {
                 tracing::warn!(error = %e, "GitOps remote unavailable at start-up; pushes will retry");
-                health.remote_error = Some(format!("sync from the GitOps remote failed: {e}"));
+                health.fetch_error = Some(format!("sync from the GitOps remote failed: {e}"));
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The one state machine of a tenant's deployment, used by the outbox worker (and the watcher):
 //! pending -> committed -> ready, or failed / stalled, or deleted; drifted when Git holds a
-//! tenant the service did not render (a person's revert or edit, or a rollback).
+//! tenant the service did not render (a person's revert or edit, or a rollback); in review mode
+//! awaiting_review, and abandoned when a tenant's only proposal was closed unmerged.
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,6 +26,9 @@ pub enum DeploymentStatus {
     /// The change is on its own branch (`tenant/<id>/<change-id>`), waiting for a person to
     /// merge it into main (review mode).
     AwaitingReview,
+    /// The tenant's proposal was closed unmerged and nothing of it is on main: nothing is
+    /// deployed until a new change is proposed and merged (review mode).
+    Abandoned,
 }
 
 /// What happened to a tenant's deployment.
@@ -55,10 +59,12 @@ pub enum Event {
     Proposed,
     /// The review was closed unmerged (or its branch deleted): main keeps what it had.
     ReviewClosed,
+    /// Likewise, for a tenant of which main has nothing (its signup's review was closed).
+    ReviewClosedNothingOnMain,
 }
 
 impl DeploymentStatus {
-    pub const ALL: [DeploymentStatus; 8] = [
+    pub const ALL: [DeploymentStatus; 9] = [
         Self::Pending,
         Self::Committed,
         Self::Ready,
@@ -67,6 +73,7 @@ impl DeploymentStatus {
         Self::Deleted,
         Self::Drifted,
         Self::AwaitingReview,
+        Self::Abandoned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +86,7 @@ impl DeploymentStatus {
             Self::Deleted => "deleted",
             Self::Drifted => "drifted",
             Self::AwaitingReview => "awaiting_review",
+            Self::Abandoned => "abandoned",
         }
     }
 
@@ -86,13 +94,14 @@ impl DeploymentStatus {
     /// `customer.deploymentStatus`: pending → `pending`, committed (in Git, the cluster has not
     /// reported it ready yet) → `deploying`, ready → `deployed`, failed and stalled → `failed`
     /// (stalled carries its timeout as the error), deleted → `deleted`; drifted (running what
-    /// Git holds, by hand) → `deployed`; awaiting review → `deploying`.
+    /// Git holds, by hand) → `deployed`; awaiting review → `deploying`; abandoned (nothing
+    /// deployed, its proposal closed) → `failed`, with the closing as its error.
     pub fn legacy_name(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Committed | Self::AwaitingReview => "deploying",
             Self::Ready | Self::Drifted => "deployed",
-            Self::Failed | Self::Stalled => "failed",
+            Self::Failed | Self::Stalled | Self::Abandoned => "failed",
             Self::Deleted => "deleted",
         }
     }
@@ -108,7 +117,8 @@ impl DeploymentStatus {
             (_, Event::Drifted) => Some(Drifted),
             (_, Event::Proposed) => Some(AwaitingReview),
             (AwaitingReview, Event::ReviewClosed) => Some(Committed),
-            (_, Event::ReviewClosed) => None,
+            (AwaitingReview, Event::ReviewClosedNothingOnMain) => Some(Abandoned),
+            (_, Event::ReviewClosed | Event::ReviewClosedNothingOnMain) => None,
             // What runs is main's version until the review is merged.
             (AwaitingReview, Event::Synced | Event::SyncFailed | Event::TimedOut) => None,
             (_, Event::Queued) => Some(self),
@@ -211,6 +221,16 @@ mod tests {
         assert_eq!(AwaitingReview.on(Event::ReviewClosed), Some(Committed));
         assert_eq!(Ready.on(Event::ReviewClosed), None);
         assert_eq!(Deleted.on(Event::Proposed), None);
+        assert_eq!(
+            AwaitingReview.on(Event::ReviewClosedNothingOnMain),
+            Some(Abandoned),
+            "a signup closed unmerged has nothing deployed"
+        );
+        assert_eq!(Abandoned.on(Event::Synced), None, "nothing of it runs");
+        assert_eq!(Abandoned.on(Event::Queued), Some(Abandoned));
+        assert_eq!(Abandoned.on(Event::Proposed), Some(AwaitingReview));
+        assert_eq!(Abandoned.on(Event::Committed), Some(Committed));
+        assert_eq!(Abandoned.on(Event::Removed), Some(Deleted));
     }
 
     #[test]
@@ -237,7 +257,8 @@ mod tests {
                 "failed",
                 "deleted",
                 "deployed",
-                "deploying"
+                "deploying",
+                "failed"
             ]
         );
     }

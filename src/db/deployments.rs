@@ -31,6 +31,9 @@ pub async fn apply_event(
         Event::Committed if revision.is_some() && revision == row.committed_revision.as_deref() => {
             Event::CommittedUnchanged
         }
+        // A review closed unmerged leaves main as it was: for a tenant never committed there
+        // (its signup was the proposal), that is nothing at all.
+        Event::ReviewClosed if row.committed_revision.is_none() => Event::ReviewClosedNothingOnMain,
         other => other,
     };
     let Some(next) = current.on(event) else {

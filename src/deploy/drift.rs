@@ -76,9 +76,14 @@ pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
                 .lock()
                 .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
             if let Some(remote) = &app2.gitops.remote {
-                if let Err(e) = repo.sync_from(remote) {
+                let fetched = repo.sync_from(remote);
+                if let Err(e) = &fetched {
                     tracing::warn!(error = %e, "fetch from the GitOps remote failed");
                 }
+                let error = fetched
+                    .err()
+                    .map(|e| format!("fetch from the GitOps remote failed: {e}"));
+                app2.gitops.set_health(|h| h.fetch_error = error);
             }
             let Some(head) = repo.head()? else {
                 return Ok((Vec::new(), None));

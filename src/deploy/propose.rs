@@ -35,7 +35,11 @@ pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Optio
         Ok(None) => return Ok(Some(p)),
         Err(err) => {
             let err = format!("review branch {branch}: {err:#}");
-            outbox::postpone(&app.db, &[p.job], &err, Duration::seconds(5), Utc::now()).await?;
+            let now = Utc::now();
+            // Shown on the tenant's status (and, for a push, by /readyz) until it goes through.
+            deployments::record_error(&app.db.pool, &[&p.job.customer_id], &err, &db::ts(now))
+                .await?;
+            outbox::postpone(&app.db, &[p.job], &err, Duration::seconds(5), now).await?;
             return Ok(None);
         }
     };
@@ -109,7 +113,13 @@ fn commit_branch(
     };
     let stat = repo.diff_stat(base, tip)?;
     if let Some(remote) = &app.gitops.remote {
-        repo.push_branch(remote, branch)?;
+        if let Err(e) = repo.push_branch(remote, branch) {
+            app.metrics.gitops_push_failures.inc();
+            let msg = format!("push of review branch {branch} failed: {e}");
+            app.gitops.set_health(|h| h.remote_error = Some(msg));
+            return Err(e.into());
+        }
+        app.gitops.set_health(|h| h.remote_error = None);
     }
     Ok(Some((tip.to_string(), stat)))
 }

@@ -256,8 +256,13 @@ impl GitOpsRepo {
     }
 
     /// Brings the local branch up to date with the remote before new work (start-up, replicas).
+    /// A remote without the branch (a first run on an empty remote) is given ours: review
+    /// branches need a base to be merged into, and a forge one for its pull requests.
     pub fn sync_from(&self, remote: &Remote) -> Result<Option<Oid>> {
         let Some(upstream) = self.fetch(remote)? else {
+            if self.head()?.is_some() {
+                self.push(remote, 1)?;
+            }
             return self.head();
         };
         match self.head()? {

@@ -14,19 +14,25 @@ pub struct GitHealth {
     pub remote_configured: bool,
     pub last_commit: Option<String>,
     pub last_push_at: Option<String>,
-    /// Set while the last push (or sync) failed: the remote is unreachable or diverged.
+    /// Set while the last push (of main or of a review branch) failed: the remote is
+    /// unreachable, refuses us or diverged.
     pub remote_error: Option<String>,
+    /// Set while the last fetch from the remote (at start-up, then every fetch interval)
+    /// failed: merges, closed reviews and drift are not seen until it clears.
+    pub fetch_error: Option<String>,
     /// Set while the last commit failed (a full disk, an unwritable repository): nothing
     /// reaches Git until it clears.
     pub commit_error: Option<String>,
 }
 
 impl GitHealth {
-    /// Why Git is not taking work, if it is not: the commit's failure first, then the remote's.
+    /// Why Git is not taking work, if it is not: the commit's failure first, then the push's,
+    /// then the fetch's.
     pub fn problem(&self) -> Option<&str> {
         self.commit_error
             .as_deref()
             .or(self.remote_error.as_deref())
+            .or(self.fetch_error.as_deref())
     }
 }
 
