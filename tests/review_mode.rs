@@ -8,12 +8,13 @@ mod common;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::Json;
 use common::git_cli::{fresh_clone, git_as};
+use common::review::{quota_on_main, templates_copy, upgrade_quota_template, wait_until};
 use common::{Backend, TestServer};
 use serde_json::{json, Value};
 
@@ -123,40 +124,6 @@ fn remote_branches(remote: &git2::Repository) -> Vec<String> {
         .collect()
 }
 
-/// A copy of the templates whose quota template gains a comment line after `restart`: a change
-/// to every tenant, as a template upgrade is.
-fn templates_copy(dir: &Path) -> std::path::PathBuf {
-    let to = dir.join("templates");
-    std::fs::create_dir_all(&to).unwrap();
-    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/templates")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-    to
-}
-
-fn upgrade_quota_template(templates: &Path, line: &str) {
-    let path = templates.join("quota.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, format!("# {line}\n{text}")).unwrap();
-}
-
-async fn wait_until(s: &TestServer, id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let st = s.deployment_status(id).await;
-        if ok(&st) {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} never {what}: {st}\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn awaiting(s: &TestServer, id: &str) -> Value {
     wait_until(s, id, "awaited review", |st| {
         st["status"] == "awaiting_review" && st["pending_changes"] == 0
@@ -171,14 +138,6 @@ async fn committed_at(s: &TestServer, id: &str, revision: &str) {
             && st["review_branch"].is_null()
     })
     .await;
-}
-
-fn quota_on_main(remote: &git2::Repository, id: &str) -> String {
-    let tip = remote.refname_to_id("refs/heads/main").unwrap();
-    let tree = remote.find_commit(tip).unwrap().tree().unwrap();
-    let path = format!("{}/quota.yaml", billing::render::tenant_dir(id));
-    let entry = tree.get_path(Path::new(&path)).unwrap();
-    String::from_utf8_lossy(remote.find_blob(entry.id()).unwrap().content()).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,9 +172,10 @@ pub async fn complete<'c>(
     job: &Job,
     owner: &str,
     commit_id: &str,
+    fingerprint: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    finish(db, job, owner, Some(commit_id), None, now).await
+    finish(db, job, owner, Some((commit_id, fingerprint)), None, now).await
 }
 
 /// Marks a job done without a commit: its tenant has drifted, and only a forced deploy (or a
@@ -189,47 +190,78 @@ pub async fn complete_held<'c>(
     finish(db, job, owner, None, Some(note), now).await
 }
 
+/// Marks the job done; `committed` is the revision that holds its change and what the tenant's
+/// files are there (see `tree_fingerprint` in the migrations).
 async fn finish<'c>(
     db: impl Executor<'c, Database = Any>,
     job: &Job,
     owner: &str,
-    commit_id: Option<&str>,
+    committed: Option<(&str, &str)>,
     note: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE render_jobs SET status = $5, commit_id = $1, lease_owner = NULL, lease_until = NULL, \
-         last_error = $7, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status = $6",
+         last_error = $7, updated_at = $2, tree_fingerprint = $8 \
+         WHERE id = $3 AND lease_owner = $4 AND status = $6",
     )
-    .bind(commit_id)
+    .bind(committed.map(|(commit, _)| commit))
     .bind(db::ts(now))
     .bind(job.id)
     .bind(owner)
     .bind(JobStatus::Done.as_str())
     .bind(PENDING)
     .bind(note)
+    .bind(committed.map(|(_, fingerprint)| fingerprint))
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
-/// Whether any of `change_ids` is one of this service's jobs (any status): a commit naming
-/// one is ours. Stops at the first found, so a batch commit of thousands costs one query.
-pub async fn any_known_change_id<'c>(
-    db: impl Executor<'c, Database = Any> + Copy,
-    change_ids: &[String],
-) -> Result<bool, sqlx::Error> {
-    for id in change_ids {
-        let found: Option<(String,)> =
-            sqlx::query_as("SELECT change_id FROM render_jobs WHERE change_id = $1")
-                .bind(id)
-                .fetch_optional(db)
-                .await?;
-        if found.is_some() {
-            return Ok(true);
+/// One of this service's jobs, as a commit naming its change id finds it.
+#[derive(Debug, Clone, FromRow)]
+pub struct NamedJob {
+    pub change_id: String,
+    pub customer_id: String,
+    pub status: String,
+    pub commit_id: Option<String>,
+    /// What the job wrote for its tenant; None while it is in flight (or from before).
+    pub tree_fingerprint: Option<String>,
+}
+
+impl NamedJob {
+    /// Whether `content` (a tenant's files at a commit naming this job) is what the job wrote.
+    /// A job still in flight, or committed before contents were recorded, is taken at its
+    /// word; a job done without a commit (held) wrote nothing.
+    pub fn wrote(&self, content: &str) -> bool {
+        match &self.tree_fingerprint {
+            Some(wrote) => wrote == content,
+            None => self.status == PENDING || self.commit_id.is_some(),
         }
     }
-    Ok(false)
+}
+
+/// The jobs among `change_ids` (a commit's `Change-Id`s: one, or thousands for a batch),
+/// read 500 at a time.
+pub async fn named_jobs<'c>(
+    db: impl Executor<'c, Database = Any> + Copy,
+    change_ids: &[String],
+) -> Result<Vec<NamedJob>, sqlx::Error> {
+    let mut found = Vec::new();
+    for chunk in change_ids.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT change_id, customer_id, status, commit_id, tree_fingerprint FROM render_jobs \
+             WHERE change_id IN ({})",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query_as(&sql);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        found.extend(query.fetch_all(db).await?);
+    }
+    Ok(found)
 }
 
 /// The change ids of a tenant's jobs, newest first (history names each commit's).

@@ -37,10 +37,12 @@ pub struct Review {
     pub forge_url: Option<String>,
     pub title: String,
     pub body: String,
+    /// What the proposal holds for the tenant (see `tree_fingerprint` in the migrations).
+    pub tree_fingerprint: Option<String>,
 }
 
-const COLUMNS: &str =
-    "change_id, customer_id, branch, revision, forge_number, forge_url, title, body";
+const COLUMNS: &str = "change_id, customer_id, branch, revision, forge_number, forge_url, title, \
+                       body, tree_fingerprint";
 
 pub async fn insert<'c>(
     db: impl Executor<'c, Database = Any>,
@@ -49,7 +51,7 @@ pub async fn insert<'c>(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO reviews (change_id, customer_id, branch, revision, state, title, body, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+         created_at, updated_at, tree_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
     )
     .bind(&review.change_id)
     .bind(&review.customer_id)
@@ -59,6 +61,7 @@ pub async fn insert<'c>(
     .bind(&review.title)
     .bind(&review.body)
     .bind(now)
+    .bind(&review.tree_fingerprint)
     .execute(db)
     .await?;
     Ok(())
@@ -86,6 +89,28 @@ pub async fn open_of<'c>(
     .bind(customer_id)
     .fetch_optional(db)
     .await
+}
+
+/// What the tenant's newest review proposed, when that review is open or merged: main holding
+/// exactly that is the service's doing (a person's squash of the proposal), not drift.
+pub async fn proposed_content<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT state, tree_fingerprint FROM reviews WHERE customer_id = $1 \
+         ORDER BY created_at DESC, change_id DESC LIMIT 1",
+    )
+    .bind(customer_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row
+        .filter(|(state, _)| {
+            [ReviewState::Open, ReviewState::Merged]
+                .iter()
+                .any(|s| s.as_str() == state)
+        })
+        .and_then(|(_, fingerprint)| fingerprint))
 }
 
 /// Moves an open review to `state`; false when it was no longer open (another replica won).

@@ -23,11 +23,17 @@ pub(super) async fn poke_cluster(app: &App, revision: &str) {
     }
 }
 
-/// Commits (a no-op when nothing changed) and pushes; returns the revision that contains the
-/// changes. Errors are strings: they are stored on the jobs and shown to operators.
-/// The jobs' changes are moved into the commit (a batch of rendered tenants is the worker's
-/// largest allocation; it is not copied).
-pub(super) fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<String, String> {
+/// A batch in Git: the revision that contains its changes, and what each job's tenant holds
+/// there (`content::fingerprint`, in job order).
+pub(super) struct Committed {
+    pub revision: String,
+    pub contents: Vec<String>,
+}
+
+/// Commits (a no-op when nothing changed) and pushes. Errors are strings: they are stored on
+/// the jobs and shown to operators. The jobs' changes are moved into the commit (a batch of
+/// rendered tenants is the worker's largest allocation; it is not copied).
+pub(super) fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<Committed, String> {
     let gitops = &app.gitops;
     let mut repo = gitops
         .repo
@@ -66,11 +72,20 @@ pub(super) fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<St
     let head = repo
         .head()
         .map_err(|e| e.to_string())?
-        .ok_or("the branch is empty")?
-        .to_string();
+        .ok_or("the branch is empty")?;
+    // Taken before the push: a re-application on another writer's tip keeps these files.
+    let contents = prepared
+        .iter()
+        .map(|p| super::content::fingerprint(&repo, head, &p.job.customer_id))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let head = head.to_string();
     let Some(remote) = &gitops.remote else {
         gitops.set_health(|h| h.last_commit = Some(head.clone()));
-        return Ok(head);
+        return Ok(Committed {
+            revision: head,
+            contents,
+        });
     };
     match repo.push(remote, 5) {
         Ok(outcome) => {
@@ -84,7 +99,10 @@ pub(super) fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<St
                 h.last_push_at = Some(db::ts(Utc::now()));
                 h.remote_error = None;
             });
-            Ok(tip)
+            Ok(Committed {
+                revision: tip,
+                contents,
+            })
         }
         Err(err) => {
             app.metrics.gitops_push_failures.inc();

@@ -1,8 +1,9 @@
 //! Drift: main holds a tenant the service did not render. After each fetch (every
 //! `GITOPS_FETCH_INTERVAL_SECONDS`, and right after a push) the commits since the last look are
-//! read; one that changed a tenant's files and names none of our `Change-Id`s (a person's
-//! `git revert` or edit) marks that tenant `drifted`, with its revision and author. A drifted
-//! tenant's jobs are held (done without a commit) until a forced deploy or a deletion.
+//! read; one that changed a tenant's files to anything but what the service wrote or proposed
+//! for it (`content`: a person's `git revert` or edit, whatever its message says) marks that
+//! tenant `drifted`, with its revision and author. A drifted tenant's jobs are held (done
+//! without a commit) until a forced deploy or a deletion.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use serde_json::json;
 use crate::app::App;
 use crate::db::deployments::{self, HistoryEntry, BILLING_SOURCE};
 use crate::db::outbox::{self, Job};
-use crate::db::{self, accounts, audit};
+use crate::db::{self, accounts, audit, reviews};
 use crate::gitops::CommitInfo;
 use crate::status::{DeploymentStatus, Event};
 
@@ -105,13 +106,14 @@ pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
     };
     let mut drifts = Vec::new();
     for commit in commits {
-        let ids = commit.trailers("Change-Id");
-        if outbox::any_known_change_id(&app.db.pool, &ids).await?
-            || !commit.trailers(super::layout::TRAILER).is_empty()
-        {
+        if !commit.trailers(super::layout::TRAILER).is_empty() {
             continue;
         }
-        for customer_id in tenants_changed(app, &commit).await? {
+        let named = outbox::named_jobs(&app.db.pool, &commit.trailers("Change-Id")).await?;
+        for (customer_id, content) in tenants_changed(app, &commit).await? {
+            if ours(app, &named, &customer_id, &content).await? {
+                continue;
+            }
             if let Some(drift) = mark_drifted(app, &customer_id, &commit).await? {
                 drifts.push(drift);
             }
@@ -132,27 +134,54 @@ pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
     Ok(drifts)
 }
 
-async fn tenants_changed(app: &Arc<App>, commit: &CommitInfo) -> anyhow::Result<Vec<String>> {
+/// Whether the tenant's files at a commit (`content`) are the service's: what a job the commit
+/// names wrote for it, or what its newest open or merged review proposed (a person's squash of
+/// the proposal). A copied `Change-Id:` line with other files is not.
+async fn ours(
+    app: &App,
+    named: &[outbox::NamedJob],
+    customer_id: &str,
+    content: &str,
+) -> anyhow::Result<bool> {
+    if named
+        .iter()
+        .any(|job| job.customer_id == customer_id && job.wrote(content))
+    {
+        return Ok(true);
+    }
+    let proposed = reviews::proposed_content(&app.db.pool, customer_id).await?;
+    Ok(proposed.as_deref() == Some(content))
+}
+
+/// The tenants whose files the commit changed, each once, with what their files are there.
+async fn tenants_changed(
+    app: &Arc<App>,
+    commit: &CommitInfo,
+) -> anyhow::Result<Vec<(String, String)>> {
     let app = app.clone();
     let revision = commit.revision;
-    let paths = crate::pool::GIT
-        .run(move || -> anyhow::Result<Vec<String>> {
+    crate::pool::GIT
+        .run(move || -> anyhow::Result<Vec<(String, String)>> {
             let repo = app
                 .gitops
                 .repo
                 .lock()
                 .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
-            Ok(repo.owned_paths_changed(revision)?)
+            let ids: std::collections::BTreeSet<String> = repo
+                .owned_paths_changed(revision)?
+                .iter()
+                .filter_map(|p| crate::render::tenant_of_path(p))
+                .map(str::to_string)
+                .collect();
+            ids.into_iter()
+                .map(|id| {
+                    let content = super::content::fingerprint(&repo, revision, &id)?;
+                    Ok((id, content))
+                })
+                .collect()
         })
         .await
-        .context("git task panicked")??;
-    let mut ids: Vec<String> = paths
-        .iter()
-        .filter_map(|p| crate::render::tenant_of_path(p))
-        .map(str::to_string)
-        .collect();
-    ids.dedup();
-    Ok(ids)
+        .context("git task panicked")?
 }
 
 async fn mark_drifted(

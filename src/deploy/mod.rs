@@ -3,6 +3,7 @@
 
 mod changes;
 mod commit;
+pub mod content;
 pub mod demo;
 pub mod drift;
 pub mod history;
@@ -13,7 +14,7 @@ mod rollback;
 
 use changes::Prepared;
 pub use changes::{describe_changes, removal_changes, tenant_changes};
-use commit::{commit_and_push, poke_cluster, repack, REPACK_WHEN_BUSY};
+use commit::{commit_and_push, poke_cluster, repack, Committed, REPACK_WHEN_BUSY};
 
 use std::sync::Arc;
 
@@ -259,8 +260,8 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
         })
         .await
         .context("git task panicked")?;
-    let revision = match outcome {
-        Ok(revision) => revision,
+    let Committed { revision, contents } = match outcome {
+        Ok(committed) => committed,
         Err(err) => {
             let jobs: Vec<Job> = prepared.into_iter().map(|p| p.job).collect();
             let now = Utc::now();
@@ -273,9 +274,17 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     };
 
     let now = db::ts(Utc::now());
-    for p in &prepared {
+    for (p, content) in prepared.iter().zip(&contents) {
         let mut tx = app.db.pool.begin().await?;
-        if outbox::complete(&mut *tx, &p.job, &app.worker_id, &revision, Utc::now()).await? {
+        let done = outbox::complete(
+            &mut *tx,
+            &p.job,
+            &app.worker_id,
+            &revision,
+            content,
+            Utc::now(),
+        );
+        if done.await? {
             let (event, note) = match p.action {
                 Action::Delete => (Event::Removed, None),
                 // Git now runs a version the database did not render: held until forced.

@@ -30,7 +30,7 @@ pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Optio
         })
         .await
         .context("git task panicked")?;
-    let (tip, stat) = match outcome {
+    let (tip, stat, content) = match outcome {
         Ok(Some(done)) => done,
         Ok(None) => return Ok(Some(p)),
         Err(err) => {
@@ -53,10 +53,11 @@ pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Optio
         forge_url: None,
         title: message.lines().next().unwrap_or_default().to_string(),
         body: body(&p, &branch, stat),
+        tree_fingerprint: Some(content.clone()),
     };
     let now = db::ts(Utc::now());
     let mut tx = app.db.pool.begin().await?;
-    if outbox::complete(&mut *tx, &p.job, &app.worker_id, &tip, Utc::now()).await? {
+    if outbox::complete(&mut *tx, &p.job, &app.worker_id, &tip, &content, Utc::now()).await? {
         reviews::insert(&mut *tx, &review, &now).await?;
         let note = format!("awaiting review on {branch}");
         deployments::apply_event(
@@ -88,13 +89,14 @@ pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Optio
 }
 
 /// Commits the change on its branch from main's tip (or finds it there after a crash) and
-/// pushes the branch. None when it changes nothing on main.
+/// pushes the branch. None when it changes nothing on main; else the branch's tip, its diff
+/// and what it holds for the tenant.
 fn commit_branch(
     app: &App,
     branch: &str,
     p: &Prepared,
     message: &str,
-) -> anyhow::Result<Option<(String, DiffStat)>> {
+) -> anyhow::Result<Option<(String, DiffStat, String)>> {
     let mut repo = app
         .gitops
         .repo
@@ -112,6 +114,7 @@ fn commit_branch(
         },
     };
     let stat = repo.diff_stat(base, tip)?;
+    let content = super::content::fingerprint(&repo, tip, &p.job.customer_id)?;
     if let Some(remote) = &app.gitops.remote {
         if let Err(e) = repo.push_branch(remote, branch) {
             app.metrics.gitops_push_failures.inc();
@@ -121,7 +124,7 @@ fn commit_branch(
         }
         app.gitops.set_health(|h| h.remote_error = None);
     }
-    Ok(Some((tip.to_string(), stat)))
+    Ok(Some((tip.to_string(), stat, content)))
 }
 
 /// The pull request's description: what the change is and how to apply or drop it.

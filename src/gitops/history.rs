@@ -69,6 +69,19 @@ impl GitOpsRepo {
         Ok(object.peel_to_commit()?.id())
     }
 
+    /// What each of `paths` is at `revision` (the id of its blob or tree; None where nothing
+    /// is): the same ids mean the same files, whoever committed them.
+    pub fn entry_ids(&self, revision: Oid, paths: &[String]) -> Result<Vec<Option<Oid>>> {
+        let tree = self.repo.find_commit(revision)?.tree()?;
+        paths.iter().map(|path| entry_id(&tree, path)).collect()
+    }
+
+    /// Whether this repository has the commit `revision` (a review branch's may be missing
+    /// here after the local repository was lost).
+    pub fn has_commit(&self, revision: Oid) -> bool {
+        self.repo.find_commit(revision).is_ok()
+    }
+
     /// The main branch's commits that changed any of `paths`, newest first, at most `limit`. A
     /// merge commit counts only where it differs from every parent (its conflict resolution);
     /// the merged commits are listed themselves.

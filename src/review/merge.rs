@@ -1,8 +1,9 @@
-//! What became of the open reviews, read after each fetch: main contains the branch's commit
-//! (a merge commit, a fast-forward or a rebase that kept it), or a new commit on main names the
-//! change's `Change-Id` (a squash merge or a cherry-pick): merged, and the tenant is
-//! `committed` at that revision for the watcher. A pull request closed unmerged abandons it;
-//! without a forge, so does deleting the branch.
+//! What became of the open reviews, read after each fetch: main holds the tenant's files as
+//! the proposal has them (any merge: a merge commit, a squash, a rebase, a cherry-pick, also
+//! one that landed before the first scan or while the local repository was lost), main
+//! contains the branch's commit, or a new commit on main names the change's `Change-Id`:
+//! merged, and the tenant is `committed` at that revision for the watcher. A pull request
+//! closed unmerged abandons it; without a forge, so does deleting the branch.
 
 use std::sync::Arc;
 
@@ -81,6 +82,8 @@ async fn merged_at(
 ) -> anyhow::Result<Option<String>> {
     let proposed = Oid::from_str(&review.revision)?;
     let change_id = review.change_id.clone();
+    let customer_id = review.customer_id.clone();
+    let content = review.tree_fingerprint.clone();
     let candidates: Vec<(Oid, bool)> = new_commits
         .iter()
         .filter(|c| c.mainline)
@@ -94,20 +97,34 @@ async fn merged_at(
                 .repo
                 .lock()
                 .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+            let Some(head) = repo.head()? else {
+                return Ok(None);
+            };
+            // A branch commit this repository never had (it was lost and fetched main
+            // only) can only be recognised by its files or its Change-Id.
+            let known = repo.has_commit(proposed);
+            let holds = |revision: Oid| -> anyhow::Result<bool> {
+                Ok(match &content {
+                    Some(content) => {
+                        crate::deploy::content::fingerprint(&repo, revision, &customer_id)?
+                            == *content
+                    }
+                    None => false,
+                })
+            };
             for (revision, names_it) in candidates {
-                if names_it || repo.contains(revision, proposed)? {
+                if names_it || holds(revision)? || (known && repo.contains(revision, proposed)?) {
                     tracing::debug!(%revision, %proposed, names_it, "review found on main");
                     return Ok(Some(revision.to_string()));
                 }
             }
-            // Merged before the last look (a restart in between): main's tip contains it.
-            match repo.head()? {
-                Some(head) if repo.contains(head, proposed)? => {
-                    tracing::debug!(%head, %proposed, "review contained in main's tip");
-                    Ok(Some(head.to_string()))
-                }
-                _ => Ok(None),
+            // Merged before the last look (before the first scan, or a restart in between):
+            // main's tip holds its files or contains its commit.
+            if holds(head)? || (known && repo.contains(head, proposed)?) {
+                tracing::debug!(%head, %proposed, "review found at main's tip");
+                return Ok(Some(head.to_string()));
             }
+            Ok(None)
         })
         .await
         .context("git task panicked")?

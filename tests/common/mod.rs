@@ -14,6 +14,7 @@ pub mod skip;
 
 pub mod git_cli;
 pub mod localstripe;
+pub mod review;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
