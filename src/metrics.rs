@@ -84,7 +84,9 @@ impl Metrics {
 
     /// Counts a failed or refused login.
     pub fn login_failed(&self, reason: &'static str) {
-        self.login_failures.get_or_create(&[("reason", reason)]).inc();
+        self.login_failures
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 }
 

@@ -47,7 +47,8 @@ pub async fn locked_out(
     let cfg = &app.config.login;
     let pool = &app.db.pool;
     // Both queries run for every login, so their time says nothing about the email or address.
-    let failures = login_throttle::account_failures(pool, email, &db::ts(now - window(app))).await?;
+    let failures =
+        login_throttle::account_failures(pool, email, &db::ts(now - window(app))).await?;
     let known_since = db::ts(now - Duration::days(KNOWN_ADDRESS_DAYS));
     let known = login_throttle::is_known_address(pool, email, addr, &known_since).await?;
     if known || failures.count < cfg.login_account_failures {

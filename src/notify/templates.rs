@@ -176,6 +176,9 @@ mod tests {
         }
         .body();
         assert!(warned.contains("10 logins") && warned.contains("from 9 addresses"));
-        assert!(warned.contains("at https://iotistic.example/reset"), "{warned}");
+        assert!(
+            warned.contains("at https://iotistic.example/reset"),
+            "{warned}"
+        );
     }
 }
