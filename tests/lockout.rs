@@ -135,7 +135,7 @@ async fn one_address_cannot_spray_many_emails(backend: Backend) {
 
 /// The n-th address of a botnet, IPv4 or IPv6 by turns, each its own client (one /64 each).
 fn bot(n: u32) -> String {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         format!("203.0.{}.{}", n / 200, n % 200 + 1)
     } else {
         format!("2001:db8:{n:x}::1")
