@@ -3,6 +3,7 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -16,6 +17,10 @@ pub struct Metrics {
     pub gitops_push_failures: Counter,
     /// Render jobs waiting to reach Git, as of the last worker pass.
     pub render_jobs_pending: Gauge,
+    /// Failed or refused logins by `reason` (see `accounts::login::Failure`).
+    pub login_failures: Family<[(&'static str, &'static str); 1], Counter>,
+    /// Emails (with an account or not) over the per-account login limit, as of the last scrape.
+    pub login_accounts_limited: Gauge,
 }
 
 impl Default for Metrics {
@@ -26,6 +31,8 @@ impl Default for Metrics {
             gitops_commit_failures: Counter::default(),
             gitops_push_failures: Counter::default(),
             render_jobs_pending: Gauge::default(),
+            login_failures: Family::default(),
+            login_accounts_limited: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -48,6 +55,17 @@ impl Default for Metrics {
             "Render jobs not yet in Git",
             metrics.render_jobs_pending.clone(),
         );
+        registry.register(
+            "login_failures",
+            "Logins failed (wrong_password, unknown_email) or refused by a limit (pair_limit, \
+             address_limit, account_limit)",
+            metrics.login_failures.clone(),
+        );
+        registry.register(
+            "login_accounts_limited",
+            "Emails over the per-account login limit (LOGIN_ACCOUNT_FAILURES in its window)",
+            metrics.login_accounts_limited.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -63,6 +81,13 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+
+    /// Counts a failed or refused login.
+    pub fn login_failed(&self, reason: &'static str) {
+        self.login_failures
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
 }
 
 #[cfg(test)]
@@ -75,6 +100,7 @@ mod tests {
         m.gitops_commit_failures.inc();
         m.gitops_commit_failures.inc();
         m.render_jobs_pending.set(7);
+        m.login_failed("account_limit");
         let text = m.render();
         assert!(
             text.contains("billing_gitops_commit_failures_total 2"),
@@ -82,6 +108,10 @@ mod tests {
         );
         assert!(text.contains("billing_gitops_commits_total 0"), "{text}");
         assert!(text.contains("billing_render_jobs_pending 7"), "{text}");
+        assert!(
+            text.contains(r#"billing_login_failures_total{reason="account_limit"} 1"#),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

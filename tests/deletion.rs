@@ -152,6 +152,9 @@ async fn assert_scrubbed(s: &TestServer, c: &Customer) {
     }
     let sql = "SELECT COUNT(*) FROM login_failures WHERE email_normalized = $1";
     assert_eq!(count(&db, sql, &lower_email).await, 0);
+    // Nor where they logged in from.
+    let sql = "SELECT COUNT(*) FROM login_addresses WHERE customer_id = $1";
+    assert_eq!(count(&db, sql, &c.id).await, 0);
     let sql = "SELECT COUNT(*) FROM tenant_secrets WHERE customer_id = $1";
     assert_eq!(count(&db, sql, &c.id).await, 0);
     // Billing records stay.

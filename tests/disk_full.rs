@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestServer, ADMIN_TOKEN};
+use common::{Backend, TestServer};
 
 /// A tmpfs mounted for the test's lifetime; unmounted on drop.
 struct Tmpfs {
@@ -56,22 +56,6 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
-async fn metric(s: &TestServer, name: &str) -> u64 {
-    let text = s
-        .client
-        .get(s.url("/metrics"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_shows_in_readiness_status_and_metrics_and_loses_nothing() {
     let Some(disk) = Tmpfs::mount("16m") else {
@@ -82,7 +66,7 @@ async fn a_full_disk_shows_in_readiness_status_and_metrics_and_loses_nothing() {
     let s = TestServer::start_with(Backend::Sqlite, &[("GITOPS_REPO", &repo_env)])
         .await
         .unwrap();
-    let failures_before = metric(&s, "billing_gitops_commit_failures_total").await;
+    let failures_before = s.metric("billing_gitops_commit_failures_total").await;
 
     let filler = fill(disk.path());
     let (code, body) = s
@@ -115,7 +99,7 @@ async fn a_full_disk_shows_in_readiness_status_and_metrics_and_loses_nothing() {
         status["error"].as_str().unwrap().contains("No space left"),
         "{status}"
     );
-    assert!(metric(&s, "billing_gitops_commit_failures_total").await > failures_before);
+    assert!(s.metric("billing_gitops_commit_failures_total").await > failures_before);
 
     // Space returns: the signup is committed, and the signs clear.
     std::fs::remove_file(filler).unwrap();
@@ -126,7 +110,7 @@ async fn a_full_disk_shows_in_readiness_status_and_metrics_and_loses_nothing() {
     let (_, ready) = s.get_json("/readyz", None).await;
     assert_eq!(ready["status"], "ready", "{ready}");
     assert!(ready["reason"].is_null(), "{ready}");
-    assert!(metric(&s, "billing_gitops_commits_total").await >= 1);
+    assert!(s.metric("billing_gitops_commits_total").await >= 1);
     let git = git2::Repository::open_bare(&repo).unwrap();
     let head = git.refname_to_id("refs/heads/main").unwrap();
     let tree = git.find_commit(head).unwrap().tree().unwrap();

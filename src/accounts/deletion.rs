@@ -155,7 +155,7 @@ pub async fn delete(
         now,
     )
     .await?;
-    erasure::forget_login_failures(&mut *tx, &email).await?;
+    erasure::forget_login_history(&mut tx, &email, customer_id).await?;
     erasure::drop_secrets(&mut *tx, customer_id).await?;
     for row in erasure::audit_rows_of(&mut *tx, customer_id, &email).await? {
         let own = row.customer_id.as_deref() == Some(customer_id);

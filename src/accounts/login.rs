@@ -7,7 +7,7 @@ use serde_json::json;
 use super::domain::{Email, Fields};
 use super::password::{self, Verdict};
 use super::view::{self, AccountView};
-use super::{throttle, RequestMeta};
+use super::{account_limit, throttle, RequestMeta};
 use crate::app::App;
 use crate::db::{self, accounts, audit};
 use crate::error::ApiError;
@@ -67,6 +67,7 @@ pub async fn login(
     if let Some((locked, retry_after_secs)) =
         throttle::locked_out(app, &normalized, &addr, now).await?
     {
+        app.metrics.login_failed(locked.metric_reason());
         audit::record(
             &app.db.pool,
             &db::ts(now),
@@ -99,6 +100,14 @@ pub async fn login(
         (customer, _) => {
             let at = db::ts(now);
             throttle::record_failure(app, &normalized, &addr, now).await?;
+            let reason = match &customer {
+                Some(c) => {
+                    account_limit::warn_owner(app, c, &normalized, meta, now).await?;
+                    "wrong_password"
+                }
+                None => "unknown_email",
+            };
+            app.metrics.login_failed(reason);
             let id = customer.as_ref().map(|c| c.id.as_str());
             audit::record(
                 &app.db.pool,
@@ -134,6 +143,7 @@ pub async fn login(
         .await?;
     }
     throttle::forget_pair(app, &normalized, &addr).await?;
+    account_limit::remember(app, &customer.id, &addr, now).await?;
     audit::record(
         &app.db.pool,
         &at,

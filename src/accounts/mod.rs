@@ -1,5 +1,6 @@
 //! Customer accounts: signup, login, sessions and the views returned to clients.
 
+pub mod account_limit;
 pub mod deletion;
 pub mod domain;
 pub mod login;

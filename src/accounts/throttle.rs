@@ -7,7 +7,8 @@
 //! separately at twenty failures in 15 minutes across all emails. IPv6 clients are counted
 //! per /64, the smallest block one subscriber is usually given, so rotating addresses within
 //! it buys nothing. A success forgets only its own pair's failures: logging in to one's own
-//! account does not reset the address's budget for guessing other people's.
+//! account does not reset the address's budget for guessing other people's. Guesses at one
+//! account from many addresses meet the per-account limit of `account_limit`, checked last.
 
 use std::net::IpAddr;
 
@@ -47,6 +48,7 @@ pub fn client_key(client_ip: Option<&str>) -> String {
 pub enum Locked {
     Pair,
     Address,
+    Account,
 }
 
 impl Locked {
@@ -54,6 +56,16 @@ impl Locked {
         match self {
             Locked::Pair => "email_and_address",
             Locked::Address => "address",
+            Locked::Account => "account",
+        }
+    }
+
+    /// The `reason` label of the login failures metric.
+    pub fn metric_reason(self) -> &'static str {
+        match self {
+            Locked::Pair => "pair_limit",
+            Locked::Address => "address_limit",
+            Locked::Account => "account_limit",
         }
     }
 }
@@ -83,7 +95,8 @@ pub async fn locked_out(
             return Ok(Some((locked, wait as u64)));
         }
     }
-    Ok(None)
+    let account = super::account_limit::locked_out(app, email, addr, now).await?;
+    Ok(account.map(|wait| (Locked::Account, wait)))
 }
 
 /// Counts a failure, and drops those too old to count for anything.
@@ -94,8 +107,9 @@ pub async fn record_failure(
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
     login_throttle::record_failure(&app.db.pool, email, addr, &db::ts(now)).await?;
-    let window = Duration::minutes(FAILURE_WINDOW_MINUTES);
-    login_throttle::prune(&app.db.pool, &db::ts(now - window)).await?;
+    // Kept for the longer of the two windows: the per-account one may be set longer.
+    let minutes = FAILURE_WINDOW_MINUTES.max(app.config.login.login_account_window_minutes);
+    login_throttle::prune(&app.db.pool, &db::ts(now - Duration::minutes(minutes))).await?;
     Ok(())
 }
 

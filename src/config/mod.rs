@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 mod cluster;
 mod derived;
+mod login;
 
 use clap::Args;
 use secrecy::SecretString;
@@ -228,6 +229,10 @@ pub struct Config {
         global = true
     )]
     pub trust_forwarded_for: bool,
+
+    /// The per-account login limit, across client addresses.
+    #[command(flatten)]
+    pub login: login::LoginConfig,
 
     /// Signing secret(s) of the Stripe webhook endpoint (`whsec_…`), comma-separated while a
     /// secret is rotated. Unset: `/api/webhooks/stripe` refuses every request.

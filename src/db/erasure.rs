@@ -79,15 +79,21 @@ pub async fn is_live<'c>(
     Ok(found.is_some())
 }
 
-pub async fn forget_login_failures<'c>(
-    db: impl Executor<'c, Database = Any>,
+/// Forgets the failed logins of the email and the addresses the customer logged in from.
+pub async fn forget_login_history(
+    tx: &mut sqlx::Transaction<'_, Any>,
     email_normalized: &str,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM login_failures WHERE email_normalized = $1")
+    customer_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_failures WHERE email_normalized = $1")
         .bind(email_normalized)
-        .execute(db)
+        .execute(&mut **tx)
         .await?;
-    Ok(done.rows_affected())
+    sqlx::query("DELETE FROM login_addresses WHERE customer_id = $1")
+        .bind(customer_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 pub async fn drop_secrets<'c>(

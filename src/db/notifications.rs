@@ -158,3 +158,22 @@ pub async fn drop_pending<'c>(
             .rows_affected(),
     )
 }
+
+/// Whether an email of `kind` was queued for the customer since `since` (sent or not).
+pub async fn queued_since<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+    kind: Kind,
+    since: &str,
+) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM notifications \
+         WHERE customer_id = $1 AND kind = $2 AND created_at >= $3",
+    )
+    .bind(customer_id)
+    .bind(kind.as_str())
+    .bind(since)
+    .fetch_one(db)
+    .await?;
+    Ok(n > 0)
+}

@@ -14,5 +14,7 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 pub async fn metrics(State(app): State<SharedApp>, _: MetricsReader) -> Result<impl IntoResponse> {
     let pending = crate::db::outbox::pending_count(&app.db).await?;
     app.metrics.render_jobs_pending.set(pending);
+    let limited = crate::accounts::account_limit::limited_count(&app, chrono::Utc::now()).await?;
+    app.metrics.login_accounts_limited.set(limited);
     Ok(([(CONTENT_TYPE, OPENMETRICS)], app.metrics.render()))
 }

@@ -20,6 +20,7 @@ pub enum Kind {
     TrialEnding,
     InstanceReady,
     DeletionReminder,
+    LoginAttempts,
 }
 
 impl Kind {
@@ -32,6 +33,7 @@ impl Kind {
             Kind::TrialEnding => "trial_ending",
             Kind::InstanceReady => "instance_ready",
             Kind::DeletionReminder => "deletion_reminder",
+            Kind::LoginAttempts => "login_attempts",
         }
     }
 }

@@ -33,6 +33,14 @@ pub enum Email<'a> {
         company_name: &'a str,
         deleted_on: &'a str,
     },
+    /// Failed logins past the per-account limit: counts only, nothing the attacker typed.
+    LoginAttempts {
+        company_name: &'a str,
+        failures: i64,
+        addresses: i64,
+        window_minutes: i64,
+        reset_url: Option<&'a str>,
+    },
 }
 
 impl Email<'_> {
@@ -45,6 +53,7 @@ impl Email<'_> {
             Email::TrialEnding { .. } => Kind::TrialEnding,
             Email::InstanceReady { .. } => Kind::InstanceReady,
             Email::DeletionReminder { .. } => Kind::DeletionReminder,
+            Email::LoginAttempts { .. } => Kind::LoginAttempts,
         }
     }
 
@@ -57,6 +66,7 @@ impl Email<'_> {
             Kind::TrialEnding => "Your Iotistic trial ends soon",
             Kind::InstanceReady => "Your Iotistic instance is ready",
             Kind::DeletionReminder => "Your Iotistic account will be deleted",
+            Kind::LoginAttempts => "Failed logins to your Iotistic account",
         }
     }
 
@@ -103,6 +113,26 @@ impl Email<'_> {
                  data and your instance will be deleted on {deleted_on}. Choose a plan before \
                  then to keep them.\n"
             ),
+            Email::LoginAttempts {
+                company_name,
+                failures,
+                addresses,
+                window_minutes,
+                reset_url,
+            } => {
+                let reset = match reset_url {
+                    Some(url) => format!("reset your password at {url}"),
+                    None => "contact Iotistic support to have your password reset".to_string(),
+                };
+                format!(
+                    "Hello {company_name},\n\n{failures} logins to your account failed in \
+                     the last {window_minutes} minutes, from {addresses} addresses. Until \
+                     they stop, logins from addresses you have not used are slowed down; \
+                     where you usually log in, you still can.\n\nIf this was not you, \
+                     someone may be guessing your password: if it is used anywhere else or \
+                     easy to guess, {reset}.\n"
+                )
+            }
             Email::AccountDeleted => "Hello,\n\nyour Iotistic account and its personal data \
                  are deleted, and your instance is being removed. This is the last email we \
                  send to this address.\n"
@@ -137,5 +167,18 @@ mod tests {
         assert!(e.body().contains("Acme") && e.body().contains("7 days"));
         assert!(check_subject("a\r\nBcc: x@y.z").is_err());
         assert!(!Email::AccountDeleted.body().contains("Acme"));
+        let warned = Email::LoginAttempts {
+            company_name: "Acme",
+            failures: 10,
+            addresses: 9,
+            window_minutes: 15,
+            reset_url: Some("https://iotistic.example/reset"),
+        }
+        .body();
+        assert!(warned.contains("10 logins") && warned.contains("from 9 addresses"));
+        assert!(
+            warned.contains("at https://iotistic.example/reset"),
+            "{warned}"
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod skip;
 pub mod git_cli;
 pub mod localstripe;
 pub mod review;
+pub mod smtp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -290,6 +291,23 @@ impl TestServer {
             Err(e) => panic!("GET {path}: {e}\nserver log:\n{}", self.log()),
         };
         status_and_json(resp).await
+    }
+
+    /// The value of the sample `name` (with its labels, if any) in `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
     }
 
     /// Waits until no render job is pending (`/readyz`): everything queued is committed.
