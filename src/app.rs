@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use crate::accounts::session::SessionKeys;
 use crate::config::Config;
 use crate::db::Db;
-use crate::gitops::{Author, GitHealth, GitOpsRepo, PushAuth, Remote, SharedRepo};
+use crate::gitops::{Author, GitHealth, GitOps, GitOpsRepo, PushAuth, Remote};
 use crate::license::keys::{KeyPaths, KeyRing};
 use crate::plans::Catalogue;
 use crate::render::{RenderSettings, Renderer};
@@ -22,7 +22,7 @@ pub struct App {
     pub keys: KeyRing,
     pub plans: Catalogue,
     pub sessions: SessionKeys,
-    pub gitops: SharedRepo,
+    pub gitops: GitOps,
     /// The cluster's sealed-secrets key: tenant secrets are sealed with it at once.
     pub sealing: SealingKey,
     pub renderer: Renderer,
@@ -70,7 +70,7 @@ impl App {
             Some(secret) => SessionKeys::from_secret(secret.expose_secret().as_bytes())?,
             None => SessionKeys::load_or_generate(&config.keys_dir().join("session.key"))?,
         };
-        let gitops = open_gitops(&config).await?;
+        let gitops = open_gitops(&config)?;
         let sealing =
             SealingKey::load_or_generate(config.sealed_secrets_cert.as_deref(), &config.data_dir)?;
         Ok(Arc::new(App {
@@ -146,12 +146,12 @@ pub fn render_settings(config: &Config) -> RenderSettings {
     }
 }
 
-/// Opens the repository and brings it up to date with the remote (a failure there only delays
-/// pushes).
-async fn open_gitops(config: &Config) -> anyhow::Result<SharedRepo> {
+/// Opens the repository. Nothing here waits on the remote: the first fetch is the scan loop's
+/// first pass, so the service listens even while the remote is down or stalls.
+fn open_gitops(config: &Config) -> anyhow::Result<GitOps> {
     let repo = open_repo(config)?;
     let remote = remote(config);
-    let mut health = GitHealth {
+    let health = GitHealth {
         remote_configured: remote.is_some(),
         last_commit: repo.head()?.map(|o| o.to_string()),
         ..GitHealth::default()
@@ -160,13 +160,6 @@ async fn open_gitops(config: &Config) -> anyhow::Result<SharedRepo> {
         if let Err(e) = repo.tidy_remote(remote) {
             tracing::warn!(error = %e, "could not tidy the path remote's packs");
         }
-        match repo.sync_from(remote) {
-            Ok(tip) => health.last_commit = tip.map(|o| o.to_string()),
-            Err(e) => {
-                tracing::warn!(error = %e, "GitOps remote unavailable at start-up; pushes will retry");
-                health.fetch_error = Some(format!("sync from the GitOps remote failed: {e}"));
-            }
-        }
     }
-    Ok(SharedRepo::new(repo, remote, health))
+    Ok(GitOps::new(repo, remote, health))
 }

@@ -6,7 +6,10 @@ fn main() -> std::process::ExitCode {
     billing::pool::limit_malloc_arenas();
     let cli = billing::cli::Cli::parse();
     billing::cli::init_tracing();
-    if let Err(e) = billing::gitops::limit_open_packs() {
+    let network_wait = std::time::Duration::from_secs(cli.config.gitops_network_timeout_seconds);
+    let libgit2 = billing::gitops::limit_open_packs()
+        .and_then(|()| billing::gitops::limit_network_waits(network_wait));
+    if let Err(e) = libgit2 {
         eprintln!("error: cannot configure libgit2: {e}");
         return std::process::ExitCode::FAILURE;
     }

@@ -45,8 +45,12 @@ pub static COMPUTE: LazyLock<Pool> = LazyLock::new(|| {
     Pool::new("compute", cores)
 });
 
-/// Git work (commits, pushes, ancestry checks): one thread.
+/// Local Git work (commits, reads, ancestry checks): one thread.
 pub static GIT: LazyLock<Pool> = LazyLock::new(|| Pool::new("git", 1));
+
+/// Git work against the remote (fetch, push, ls-remote): one thread of its own, so that a slow
+/// remote holds up only other network work, never commits and reads.
+pub static NET: LazyLock<Pool> = LazyLock::new(|| Pool::new("git-net", 1));
 
 impl Pool {
     pub fn new(name: &str, threads: usize) -> Pool {

@@ -208,31 +208,32 @@ async fn a_template_upgrade_reaches_every_tenant_in_one_commit() {
         let entry = tree.get_path(std::path::Path::new(&api)).unwrap();
         repo.find_blob(entry.id()).unwrap().content().to_vec()
     };
-    {
-        let gitops = &app_v2.gitops;
-        let mut local = gitops.repo.lock().unwrap();
-        let mut edit = billing::gitops::Changes::new();
-        edit.insert(
-            api.clone(),
-            billing::gitops::Entry::File(b"# edited by hand\n".to_vec()),
-        );
-        local.commit(&edit, "hand edit").unwrap().unwrap();
-    }
-    let api_now = |app: &App| {
-        let local = app.gitops.repo.lock().unwrap();
-        local.read(&api).unwrap().unwrap()
+    let mut edit = billing::gitops::Changes::new();
+    edit.insert(
+        api.clone(),
+        billing::gitops::Entry::File(b"# edited by hand\n".to_vec()),
+    );
+    app_v2
+        .gitops
+        .run(move |local| local.commit(&edit, "hand edit"))
+        .await
+        .unwrap()
+        .unwrap();
+    let api_now = || {
+        let api = api.clone();
+        app_v2.gitops.run(move |local| local.read(&api))
     };
     billing::deploy::requests::redeploy_all(&app_v2, &meta, false)
         .await
         .unwrap();
     billing::deploy::process_batch(&app_v2).await.unwrap();
-    assert_eq!(api_now(&app_v2), b"# edited by hand\n");
+    assert_eq!(api_now().await.unwrap().unwrap(), b"# edited by hand\n");
     billing::deploy::requests::redeploy_all(&app_v2, &meta, true)
         .await
         .unwrap();
     billing::deploy::process_batch(&app_v2).await.unwrap();
     assert_eq!(
-        api_now(&app_v2),
+        api_now().await.unwrap().unwrap(),
         rendered,
         "a full redeploy renders every file"
     );

@@ -180,6 +180,17 @@ pub struct Config {
     )]
     pub gitops_stale_lock_seconds: u64,
 
+    /// Seconds a fetch or push waits to connect to the remote, and for each answer from it,
+    /// before it fails (and is retried later): a remote that stalls never holds the service.
+    #[arg(
+        long,
+        env = "GITOPS_NETWORK_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        global = true
+    )]
+    pub gitops_network_timeout_seconds: u64,
+
     /// How often the service fetches the remote and looks for commits it did not make (a
     /// person's revert or edit of a tenant marks it `drifted`). Also right after each push.
     #[arg(

@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::changes::{commit_message, Prepared};
 use crate::app::App;
 use crate::db;
-use crate::gitops::{self, Changes};
+use crate::gitops::{self, Changes, GitOpsRepo};
 
 /// Tells Flux or Argo CD that the branch moved, so it syncs now rather than at its next
 /// interval. Best effort: the interval is the fallback, so a failure is only logged.
@@ -30,15 +30,74 @@ pub(super) struct Committed {
     pub contents: Vec<String>,
 }
 
-/// Commits (a no-op when nothing changed) and pushes. Errors are strings: they are stored on
-/// the jobs and shown to operators. The jobs' changes are moved into the commit (a batch of
-/// rendered tenants is the worker's largest allocation; it is not copied).
-pub(super) fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<Committed, String> {
+/// Commits the batch on the Git thread (a no-op when nothing changed), then pushes it from the
+/// network thread, so a slow remote holds up no commit or read. Errors are strings: they are
+/// stored on the jobs and shown to operators. The jobs' changes are moved into the commit (a
+/// batch of rendered tenants is the worker's largest allocation; it is not copied).
+pub(super) async fn commit_and_push(
+    app: &App,
+    prepared: &mut Vec<Prepared>,
+) -> Result<Committed, String> {
     let gitops = &app.gitops;
-    let mut repo = gitops
-        .repo
-        .lock()
-        .map_err(|_| "git repository lock poisoned".to_string())?;
+    let batch = std::mem::take(prepared);
+    let (batch, outcome) = gitops
+        .run(move |repo| {
+            let mut batch = batch;
+            let outcome = commit_locally(repo, &mut batch);
+            Ok::<_, gitops::GitOpsError>((batch, outcome))
+        })
+        .await
+        .map_err(|e| format!("commit failed: {e}"))?;
+    *prepared = batch;
+    let (head, contents, made) = match outcome {
+        Ok(done) => done,
+        Err(msg) => {
+            app.metrics.gitops_commit_failures.inc();
+            gitops.set_health(|h| h.commit_error = Some(msg.clone()));
+            return Err(msg);
+        }
+    };
+    if made {
+        app.metrics.gitops_commits.inc();
+    }
+    gitops.set_health(|h| h.commit_error = None);
+    let head = head.to_string();
+    let pushed = gitops
+        .with_remote("push", |repo, remote| repo.push(remote, 5))
+        .await;
+    let revision = match pushed {
+        Ok(None) => {
+            gitops.set_health(|h| h.last_commit = Some(head.clone()));
+            head
+        }
+        Ok(Some(gitops::PushOutcome::Pushed(tip) | gitops::PushOutcome::UpToDate(tip))) => {
+            let tip = tip.to_string();
+            gitops.set_health(|h| {
+                h.last_commit = Some(tip.clone());
+                h.last_push_at = Some(db::ts(Utc::now()));
+                h.remote_error = None;
+            });
+            tip
+        }
+        Err(err) => {
+            app.metrics.gitops_push_failures.inc();
+            let msg = format!("push to the GitOps remote failed: {err}");
+            gitops.set_health(|h| {
+                h.last_commit = Some(head.clone());
+                h.remote_error = Some(msg.clone());
+            });
+            return Err(msg);
+        }
+    };
+    Ok(Committed { revision, contents })
+}
+
+/// Folds the jobs' changes into one commit on main. Returns main's tip, what each job's tenant
+/// holds there, and whether a commit was made.
+fn commit_locally(
+    repo: &mut GitOpsRepo,
+    prepared: &mut [Prepared],
+) -> Result<(git2::Oid, Vec<String>, bool), String> {
     // Jobs whose change is already in Git (a retry after a crash between commit and
     // bookkeeping) are done without being named again: each change is in exactly one commit.
     let mut effective = Vec::new();
@@ -60,15 +119,9 @@ pub(super) fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<Co
             changes.extend(std::mem::take(&mut p.changes));
         }
         let described: Vec<&Prepared> = effective.iter().map(|&i| &prepared[i]).collect();
-        if let Err(e) = repo.commit(&changes, &commit_message(&described)) {
-            let msg = format!("commit failed: {e}");
-            app.metrics.gitops_commit_failures.inc();
-            gitops.set_health(|h| h.commit_error = Some(msg.clone()));
-            return Err(msg);
-        }
-        app.metrics.gitops_commits.inc();
+        repo.commit(&changes, &commit_message(&described))
+            .map_err(|e| format!("commit failed: {e}"))?;
     }
-    gitops.set_health(|h| h.commit_error = None);
     let head = repo
         .head()
         .map_err(|e| e.to_string())?
@@ -76,44 +129,10 @@ pub(super) fn commit_and_push(app: &App, prepared: &mut [Prepared]) -> Result<Co
     // Taken before the push: a re-application on another writer's tip keeps these files.
     let contents = prepared
         .iter()
-        .map(|p| super::content::fingerprint(&repo, head, &p.job.customer_id))
+        .map(|p| super::content::fingerprint(repo, head, &p.job.customer_id))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let head = head.to_string();
-    let Some(remote) = &gitops.remote else {
-        gitops.set_health(|h| h.last_commit = Some(head.clone()));
-        return Ok(Committed {
-            revision: head,
-            contents,
-        });
-    };
-    match repo.push(remote, 5) {
-        Ok(outcome) => {
-            let tip = match outcome {
-                gitops::PushOutcome::Pushed(oid) | gitops::PushOutcome::UpToDate(oid) => {
-                    oid.to_string()
-                }
-            };
-            gitops.set_health(|h| {
-                h.last_commit = Some(tip.clone());
-                h.last_push_at = Some(db::ts(Utc::now()));
-                h.remote_error = None;
-            });
-            Ok(Committed {
-                revision: tip,
-                contents,
-            })
-        }
-        Err(err) => {
-            app.metrics.gitops_push_failures.inc();
-            let msg = format!("push to the GitOps remote failed: {err}");
-            gitops.set_health(|h| {
-                h.last_commit = Some(head.clone());
-                h.remote_error = Some(msg.clone());
-            });
-            Err(msg)
-        }
-    }
+    Ok((head, contents, !effective.is_empty()))
 }
 
 /// Each small commit writes a small pack; a busy worker consolidates them after this many
@@ -123,25 +142,21 @@ pub(super) const REPACK_WHEN_BUSY: usize = 64;
 /// Packs loose objects when at least `min_commits` commits are unpacked. Maintenance: a
 /// failure is logged and retried later, never surfaced to a job.
 pub(super) async fn repack(app: &Arc<App>, min_commits: usize) {
-    let app2 = app.clone();
-    let outcome = crate::pool::GIT
-        .run(move || {
-            let mut repo = app2
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| "lock poisoned".to_string())?;
+    let remote = app.gitops.remote.clone();
+    let outcome = app
+        .gitops
+        .run(move |repo| {
             if repo.unpacked_commits() < min_commits.max(1) {
                 return Ok(None);
             }
-            if let Some(remote) = &app2.gitops.remote {
-                repo.tidy_remote(remote).map_err(|e| e.to_string())?;
+            if let Some(remote) = &remote {
+                repo.tidy_remote(remote)?;
             }
-            repo.repack().map(Some).map_err(|e| e.to_string())
+            repo.repack().map(Some)
         })
         .await;
     match outcome {
-        Ok(Ok(Some(done))) => {
+        Ok(Some(done)) => {
             tracing::info!(
                 objects = done.objects,
                 packs_removed = done.packs_removed,
@@ -149,8 +164,7 @@ pub(super) async fn repack(app: &Arc<App>, min_commits: usize) {
                 "repacked"
             )
         }
-        Ok(Ok(None)) => {}
-        Ok(Err(err)) => tracing::warn!(error = %err, "repack failed"),
-        Err(err) => tracing::warn!(error = %err, "repack task failed"),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "repack failed"),
     }
 }

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use chrono::Utc;
 use serde_json::json;
 
@@ -68,24 +67,20 @@ pub(super) async fn holds(app: &App, job: &Job) -> anyhow::Result<bool> {
 /// Fetches (when there is a remote), then marks drifted every tenant changed by a commit since
 /// the last scan that is not ours. The first scan of a repository only sets the mark.
 pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
-    let app2 = app.clone();
-    let (commits, head) = crate::pool::GIT
-        .run(move || -> anyhow::Result<_> {
-            let repo = app2
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
-            if let Some(remote) = &app2.gitops.remote {
-                let fetched = repo.sync_from(remote);
-                if let Err(e) = &fetched {
-                    tracing::warn!(error = %e, "fetch from the GitOps remote failed");
-                }
-                let error = fetched
-                    .err()
-                    .map(|e| format!("fetch from the GitOps remote failed: {e}"));
-                app2.gitops.set_health(|h| h.fetch_error = error);
-            }
+    let gitops = &app.gitops;
+    // On the network thread: the local repository stays free while the remote answers.
+    let fetched = gitops
+        .with_remote("fetch", |repo, remote| repo.sync_from(remote))
+        .await;
+    if let Err(e) = &fetched {
+        tracing::warn!(error = %e, "fetch from the GitOps remote failed");
+    }
+    let error = fetched
+        .err()
+        .map(|e| format!("fetch from the GitOps remote failed: {e}"));
+    gitops.set_health(|h| h.fetch_error = error);
+    let (commits, head) = gitops
+        .run(move |repo| -> anyhow::Result<_> {
             let Some(head) = repo.head()? else {
                 return Ok((Vec::new(), None));
             };
@@ -95,8 +90,7 @@ pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
             };
             Ok((repo.commits_since(Some(since))?, Some(head)))
         })
-        .await
-        .context("git task panicked")??;
+        .await?;
     for c in &commits {
         tracing::debug!(revision = %c.revision, summary = %c.summary, "new commit on main");
     }
@@ -119,18 +113,7 @@ pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
             }
         }
     }
-    let app2 = app.clone();
-    crate::pool::GIT
-        .run(move || -> anyhow::Result<()> {
-            let repo = app2
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
-            Ok(repo.set_mark(SCANNED, head)?)
-        })
-        .await
-        .context("git task panicked")??;
+    gitops.run(move |repo| repo.set_mark(SCANNED, head)).await?;
     Ok(drifts)
 }
 
@@ -160,13 +143,8 @@ async fn tenants_changed(
 ) -> anyhow::Result<Vec<(String, String)>> {
     let app = app.clone();
     let revision = commit.revision;
-    crate::pool::GIT
-        .run(move || -> anyhow::Result<Vec<(String, String)>> {
-            let repo = app
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+    app.gitops
+        .run(move |repo| -> anyhow::Result<Vec<(String, String)>> {
             let ids: std::collections::BTreeSet<String> = repo
                 .owned_paths_changed(revision)?
                 .iter()
@@ -181,7 +159,6 @@ async fn tenants_changed(
                 .collect()
         })
         .await
-        .context("git task panicked")?
 }
 
 async fn mark_drifted(
@@ -236,10 +213,11 @@ async fn mark_drifted(
 /// The scan loop of `billing serve`.
 pub async fn run(app: Arc<App>) {
     let every = std::time::Duration::from_secs(app.config.gitops_fetch_interval_seconds);
+    // The first pass is the start-up fetch: it runs here, after the listener is up.
     loop {
-        let _ = tokio::time::timeout(every, app.scan_wake.notified()).await;
         if let Err(err) = scan(&app).await {
             tracing::warn!(error = %format!("{err:#}"), "drift scan failed");
         }
+        let _ = tokio::time::timeout(every, app.scan_wake.notified()).await;
     }
 }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use serde::Serialize;
 
 use super::rollback::tenant_paths;
@@ -37,13 +36,8 @@ pub async fn tenant_history(
     let ours = outbox::change_ids_of(&app.db.pool, customer_id).await?;
     let app = app.clone();
     let id = customer_id.to_string();
-    crate::pool::GIT
-        .run(move || -> anyhow::Result<Vec<HistoryItem>> {
-            let repo = app
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+    app.gitops
+        .run(move |repo| -> anyhow::Result<Vec<HistoryItem>> {
             let applied = applied.and_then(|rev| git2::Oid::from_str(&rev).ok());
             let commits = repo.log_paths(&tenant_paths(&id), limit)?;
             let mut items = Vec::with_capacity(commits.len());
@@ -71,7 +65,6 @@ pub async fn tenant_history(
             Ok(items)
         })
         .await
-        .context("git task panicked")?
 }
 
 /// The tenant's `tenant <id>: …` line of a commit message, without the prefix; else the subject.

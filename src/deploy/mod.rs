@@ -148,17 +148,10 @@ async fn render_locks(
         .map(|((job, ..), _)| crate::render::render_lock_path(&job.customer_id))
         .collect();
     let app = app.clone();
-    let read = crate::pool::GIT
-        .run(move || {
-            let repo = app
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
-            anyhow::Ok(repo.read_many(&paths)?)
-        })
-        .await
-        .context("git task panicked")??;
+    let read = app
+        .gitops
+        .run(move |repo| anyhow::Ok(repo.read_many(&paths)?))
+        .await?;
     let mut read = read.into_iter();
     Ok(wanted
         .into_iter()
@@ -251,19 +244,13 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
         return Ok(claimed);
     }
 
-    let app2 = app.clone();
-    let (outcome, prepared) = crate::pool::GIT
-        .run(move || {
-            let mut prepared = prepared;
-            let outcome = commit_and_push(&app2, &mut prepared);
-            (outcome, prepared)
-        })
-        .await
-        .context("git task panicked")?;
-    let Committed { revision, contents } = match outcome {
+    let mut prepared = prepared;
+    // The jobs, should the commit's task die with the batch.
+    let claimed_jobs: Vec<Job> = prepared.iter().map(|p| p.job.clone()).collect();
+    let Committed { revision, contents } = match commit_and_push(app, &mut prepared).await {
         Ok(committed) => committed,
         Err(err) => {
-            let jobs: Vec<Job> = prepared.into_iter().map(|p| p.job).collect();
+            let jobs = claimed_jobs;
             let now = Utc::now();
             outbox::postpone(&app.db, &jobs, &err, Duration::seconds(5), now).await?;
             // Shown on each waiting tenant's status until its change reaches Git.

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use chrono::{Duration, Utc};
 use serde_json::json;
 
@@ -12,7 +11,7 @@ use super::changes::{commit_message, Prepared};
 use crate::app::App;
 use crate::db::reviews::{self, Review};
 use crate::db::{self, audit, deployments, outbox};
-use crate::gitops::DiffStat;
+use crate::gitops::{DiffStat, GitOpsError, GitOpsRepo};
 use crate::status::Event;
 
 /// Proposes `p` on its branch. Gives the change back when it changes nothing on main (it is
@@ -20,16 +19,19 @@ use crate::status::Event;
 pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Option<Prepared>> {
     let branch = crate::review::branch_name(&p.job.customer_id, &p.job.change_id);
     let message = commit_message(&[&p]);
-    let app2 = app.clone();
     let branch2 = branch.clone();
     let message2 = message.clone();
-    let (p, outcome) = crate::pool::GIT
-        .run(move || {
-            let outcome = commit_branch(&app2, &branch2, &p, &message2);
-            (p, outcome)
+    let (p, outcome) = app
+        .gitops
+        .run(move |repo| {
+            let outcome = commit_branch(repo, &branch2, &p, &message2);
+            Ok::<_, GitOpsError>((p, outcome))
         })
-        .await
-        .context("git task panicked")?;
+        .await?;
+    let outcome = match outcome {
+        Ok(Some(done)) => push_branch(app, &branch).await.map(|()| Some(done)),
+        other => other,
+    };
     let (tip, stat, content) = match outcome {
         Ok(Some(done)) => done,
         Ok(None) => return Ok(Some(p)),
@@ -88,20 +90,15 @@ pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Optio
     Ok(None)
 }
 
-/// Commits the change on its branch from main's tip (or finds it there after a crash) and
-/// pushes the branch. None when it changes nothing on main; else the branch's tip, its diff
-/// and what it holds for the tenant.
+/// Commits the change on its branch from main's tip (or finds it there after a crash). None
+/// when it changes nothing on main; else the branch's tip, its diff and what it holds for the
+/// tenant.
 fn commit_branch(
-    app: &App,
+    repo: &mut GitOpsRepo,
     branch: &str,
     p: &Prepared,
     message: &str,
 ) -> anyhow::Result<Option<(String, DiffStat, String)>> {
-    let mut repo = app
-        .gitops
-        .repo
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
     if repo.unchanged(&p.changes)? {
         return Ok(None);
     }
@@ -114,17 +111,31 @@ fn commit_branch(
         },
     };
     let stat = repo.diff_stat(base, tip)?;
-    let content = super::content::fingerprint(&repo, tip, &p.job.customer_id)?;
-    if let Some(remote) = &app.gitops.remote {
-        if let Err(e) = repo.push_branch(remote, branch) {
+    let content = super::content::fingerprint(repo, tip, &p.job.customer_id)?;
+    Ok(Some((tip.to_string(), stat, content)))
+}
+
+/// Pushes the review branch from the network thread; a failure shows in `/readyz`.
+async fn push_branch(app: &App, branch: &str) -> anyhow::Result<()> {
+    let name = branch.to_string();
+    match app
+        .gitops
+        .with_remote("push of a review branch", move |repo, remote| {
+            repo.push_branch(remote, &name)
+        })
+        .await
+    {
+        Ok(_) => {
+            app.gitops.set_health(|h| h.remote_error = None);
+            Ok(())
+        }
+        Err(e) => {
             app.metrics.gitops_push_failures.inc();
             let msg = format!("push of review branch {branch} failed: {e}");
             app.gitops.set_health(|h| h.remote_error = Some(msg));
-            return Err(e.into());
+            Err(e.into())
         }
-        app.gitops.set_health(|h| h.remote_error = None);
     }
-    Ok(Some((tip.to_string(), stat, content)))
 }
 
 /// The pull request's description: what the change is and how to apply or drop it.

@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::db::outbox::{self, Action};
 use crate::db::{self, accounts, audit, deployments};
 use crate::error::ApiError;
-use crate::gitops::GitHealth;
+use crate::gitops::{GitHealth, GitOpsError};
 use crate::render::namespace_of;
 use crate::status::{DeploymentStatus, Event};
 use crate::watcher::pods::PodView;
@@ -158,12 +158,13 @@ pub async fn rollback(
 
 /// The full hash of a revision in the repository, or a 422 that names it.
 async fn resolve(app: &App, revision: &str) -> Result<String, ApiError> {
-    let repo = app
+    let revision = revision.to_string();
+    let resolved = app
         .gitops
-        .repo
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
-    repo.resolve(revision)
+        .run(move |repo| Ok::<_, GitOpsError>(repo.resolve(&revision)))
+        .await
+        .map_err(anyhow::Error::from)?;
+    resolved
         .map(|oid| oid.to_string())
         .map_err(|e| ApiError::validation("unknown_revision", "to", e.to_string()))
 }

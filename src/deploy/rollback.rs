@@ -24,13 +24,8 @@ pub(super) async fn changes(app: &Arc<App>, job: &Job) -> anyhow::Result<(Change
     let app = app.clone();
     let customer_id = job.customer_id.clone();
     let target = job.target_revision.clone();
-    crate::pool::GIT
-        .run(move || {
-            let repo = app
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+    app.gitops
+        .run(move |repo| {
             let paths = tenant_paths(&customer_id);
             let (to, summary) = match target {
                 Some(rev) => {
@@ -58,7 +53,6 @@ pub(super) async fn changes(app: &Arc<App>, job: &Job) -> anyhow::Result<(Change
             anyhow::Ok((repo.restore(to, &paths)?, summary))
         })
         .await
-        .context("git task panicked")?
 }
 
 /// What the tenant's status says after its rollback is committed.

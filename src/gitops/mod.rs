@@ -21,7 +21,7 @@ pub use branches::DiffStat;
 pub use changes::{file_count, Changes, Entry};
 pub use history::CommitInfo;
 pub use push::{PushAuth, PushOutcome, Remote};
-pub use shared::{GitHealth, SharedRepo};
+pub use shared::{GitHealth, GitOps};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitOpsError {
@@ -41,6 +41,9 @@ pub enum GitOpsError {
     UnknownRevision(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The thread running the work panicked or stopped.
+    #[error("git task failed: {0}")]
+    Task(String),
 }
 
 pub type Result<T, E = GitOpsError> = std::result::Result<T, E>;
@@ -154,6 +157,20 @@ const OLD_FSYNC_CONFIG: &str = "core.fsyncObjectFiles";
 pub const OPERATOR_README: &str = include_str!("operator_readme.md");
 
 impl GitOpsRepo {
+    /// Opens the existing bare repository at `path` as it is: a second handle beside the one
+    /// [`GitOpsRepo::open_or_init`] made (the network thread's), with the fsync setting in force.
+    pub fn open_existing(path: &Path, branch: &str, author: Author) -> Result<Self> {
+        Ok(GitOpsRepo {
+            repo: Repository::open_bare(path)?,
+            path: path.to_path_buf(),
+            branch: branch.to_string(),
+            author,
+            unpacked: std::cell::Cell::new(0),
+            fsync: fsync_on(),
+            stale_lock_after: DEFAULT_STALE_LOCK_AFTER,
+        })
+    }
+
     /// Opens the bare repository at `path`, creating it (with the layout's README) if missing.
     pub fn open_or_init(path: &Path, branch: &str, author: Author) -> Result<Self> {
         limit_libgit2_memory()?;
@@ -380,6 +397,19 @@ impl GitOpsRepo {
 pub fn limit_open_packs() -> Result<()> {
     // SAFETY: sets a global option; called at start-up, before other threads use libgit2.
     unsafe { git2::opts::set_mwindow_file_limit(128)? };
+    Ok(())
+}
+
+/// Bounds every fetch and push: connecting, and each wait for the remote to send or take
+/// data, give up after `timeout` (libgit2 waits forever by default, so a remote that accepts
+/// a connection and never answers held a push for good). Process-wide; call at start-up.
+pub fn limit_network_waits(timeout: std::time::Duration) -> Result<()> {
+    let ms = std::ffi::c_int::try_from(timeout.as_millis()).unwrap_or(std::ffi::c_int::MAX);
+    // SAFETY: global options read by libgit2 as one int each; set before network use.
+    unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(ms)?;
+        git2::opts::set_server_timeout_in_milliseconds(ms)?;
+    }
     Ok(())
 }
 

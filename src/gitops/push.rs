@@ -217,15 +217,17 @@ impl GitOpsRepo {
         }
     }
 
+    /// One push, re-applying on the remote's tip up to `max_rebases` times. Every update of
+    /// the local branch is a compare-and-swap on the tip read before: this may run on a handle
+    /// of its own beside the one that commits.
     fn push_once(&self, remote: &Remote, max_rebases: usize) -> Result<PushOutcome> {
-        let Some(local) = self.head()? else {
-            return Err(GitOpsError::EmptyBranch);
-        };
         let mut last_rejection = String::new();
         for _ in 0..=max_rebases {
+            let Some(tip) = self.head()? else {
+                return Err(GitOpsError::EmptyBranch);
+            };
             match self.try_push(remote)? {
                 Attempt::Done => {
-                    let tip = self.head()?.unwrap_or(local);
                     self.repo
                         .reference(&self.remote_tracking_ref(), tip, true, "pushed")?;
                     return Ok(PushOutcome::Pushed(tip));
@@ -235,13 +237,13 @@ impl GitOpsRepo {
                     let Some(upstream) = self.fetch(remote)? else {
                         continue;
                     };
-                    let tip = self.head()?.unwrap_or(local);
                     if self.contains(upstream, tip)? {
                         // Someone (another replica) already pushed everything we have.
-                        self.repo.reference(
+                        self.repo.reference_matching(
                             &self.branch_ref(),
                             upstream,
                             true,
+                            tip,
                             "fast-forward to remote",
                         )?;
                         return Ok(PushOutcome::UpToDate(upstream));
@@ -272,7 +274,7 @@ impl GitOpsRepo {
             }
             None => {
                 self.repo
-                    .reference(&self.branch_ref(), upstream, true, "initial fetch")?;
+                    .reference(&self.branch_ref(), upstream, false, "initial fetch")?;
             }
         }
         self.head()
@@ -283,7 +285,7 @@ impl GitOpsRepo {
     pub fn rebase_onto(&self, upstream: Oid) -> Result<Oid> {
         let Some(local) = self.head()? else {
             self.repo
-                .reference(&self.branch_ref(), upstream, true, "reset to remote")?;
+                .reference(&self.branch_ref(), upstream, false, "reset to remote")?;
             return Ok(upstream);
         };
         let mut walk = self.repo.revwalk()?;
@@ -311,10 +313,11 @@ impl GitOpsRepo {
             tip = built.commit;
             self.unpacked.set(self.unpacked.get() + 1);
         }
-        self.repo.reference(
+        self.repo.reference_matching(
             &self.branch_ref(),
             tip,
             true,
+            local,
             "re-applied on the remote tip",
         )?;
         Ok(tip)

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use chrono::Utc;
 use git2::Oid;
 use serde_json::json;
@@ -60,18 +59,22 @@ pub async fn settle(app: &Arc<App>, new_commits: &[CommitInfo]) -> anyhow::Resul
 
 /// The review branches the remote (or, without one, this repository) has.
 async fn review_branches(app: &Arc<App>) -> anyhow::Result<Vec<String>> {
-    let app = app.clone();
-    crate::pool::GIT
-        .run(move || -> anyhow::Result<Vec<String>> {
-            let repo = app
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
-            Ok(repo.branches_under(app.gitops.remote.as_ref(), "tenant/")?)
-        })
-        .await
-        .context("git task panicked")?
+    let listed = match app.gitops.remote {
+        // `ls-remote`, from the network thread.
+        Some(_) => app
+            .gitops
+            .with_remote("ls-remote", |repo, remote| {
+                repo.branches_under(Some(remote), "tenant/")
+            })
+            .await?
+            .unwrap_or_default(),
+        None => {
+            app.gitops
+                .run(|repo| repo.branches_under(None, "tenant/"))
+                .await?
+        }
+    };
+    Ok(listed)
 }
 
 /// The commit on main that took the review in, if any.
@@ -90,13 +93,8 @@ async fn merged_at(
         .map(|c| (c.revision, c.trailers("Change-Id").contains(&change_id)))
         .collect();
     let app = app.clone();
-    crate::pool::GIT
-        .run(move || -> anyhow::Result<Option<String>> {
-            let repo = app
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+    app.gitops
+        .run(move |repo| -> anyhow::Result<Option<String>> {
             let Some(head) = repo.head()? else {
                 return Ok(None);
             };
@@ -127,7 +125,6 @@ async fn merged_at(
             Ok(None)
         })
         .await
-        .context("git task panicked")?
 }
 
 async fn finish(
@@ -198,17 +195,10 @@ async fn resume_ready(app: &Arc<App>, customer_id: &str) -> anyhow::Result<()> {
     };
     let (applied, committed) = (Oid::from_str(&applied)?, Oid::from_str(&committed)?);
     let app2 = app.clone();
-    let synced = crate::pool::GIT
-        .run(move || -> anyhow::Result<bool> {
-            let repo = app2
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
-            Ok(repo.contains(applied, committed)?)
-        })
-        .await
-        .context("git task panicked")??;
+    let synced = app2
+        .gitops
+        .run(move |repo| -> anyhow::Result<bool> { Ok(repo.contains(applied, committed)?) })
+        .await?;
     if synced {
         let now = db::ts(Utc::now());
         let mut tx = app.db.pool.begin().await?;

@@ -67,19 +67,23 @@ pub(crate) async fn retire(app: &Arc<App>, review: &reviews::Review, close_reque
             tracing::warn!(error = %e, branch = %review.branch, "closing the pull request failed");
         }
     }
-    let app2 = app.clone();
     let branch = review.branch.clone();
-    let deleted = crate::pool::GIT
-        .run(move || -> anyhow::Result<()> {
-            let repo = app2
-                .gitops
-                .repo
-                .lock()
-                .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
-            Ok(repo.delete_branch(app2.gitops.remote.as_ref(), &branch)?)
-        })
-        .await;
-    if let Ok(Err(e)) | Err(e) = deleted {
+    let deleted = match app.gitops.remote {
+        // Here and there, from the network thread.
+        Some(_) => app
+            .gitops
+            .with_remote("branch deletion", move |repo, remote| {
+                repo.delete_branch(Some(remote), &branch)
+            })
+            .await
+            .map(|_| ()),
+        None => {
+            app.gitops
+                .run(move |repo| repo.delete_branch(None, &branch))
+                .await
+        }
+    };
+    if let Err(e) = deleted {
         tracing::warn!(error = %format!("{e:#}"), branch = %review.branch, "deleting the review branch failed");
     }
 }

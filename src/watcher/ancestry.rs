@@ -1,19 +1,18 @@
 //! What Git says about a reported revision: does this repository know it, does it contain the
 //! tenant's committed revision, does it contain the revision last reported applied. Checked in
-//! the local GitOps repository (git2 runs on the blocking pool, under the repository lock the
-//! worker also takes). A revision the repository has not seen yet is fetched once when a
-//! remote is configured (another replica, or a commit made elsewhere); still unknown, it
-//! contains nothing.
+//! the local GitOps repository (on the Git thread, under the repository's lock). A revision
+//! the repository has not seen yet is fetched (from the network thread, not under that lock)
+//! when a remote is configured (another replica, or a commit made elsewhere); still unknown,
+//! it contains nothing.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use git2::Oid;
 
 use crate::app::App;
 use crate::db::deployments::WatchRow;
-use crate::gitops::{GitOpsRepo, Remote};
+use crate::gitops::{GitOpsError, GitOpsRepo};
 
 /// Facts about one reported commit, relative to one tenant's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,27 +47,33 @@ fn fetch_allowed() -> bool {
 }
 
 pub async fn facts(app: &Arc<App>, commit: &str, row: &WatchRow) -> anyhow::Result<Facts> {
-    let app = app.clone();
     let commit = commit.to_string();
     let committed = row.committed_revision.clone();
     let applied = row.applied_revision.clone();
-    crate::pool::GIT
-        .run(move || {
-            let gitops = &app.gitops;
-            let repo = gitops
-                .repo
-                .lock()
-                .map_err(|_| anyhow::anyhow!("git repository lock poisoned"))?;
-            judge(
-                &repo,
-                gitops.remote.as_ref(),
-                &commit,
-                committed.as_deref(),
-                applied.as_deref(),
-            )
+    let revisions: Vec<String> = [Some(commit.clone()), committed.clone(), applied.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let missing = app
+        .gitops
+        .run(move |repo| {
+            let missing = revisions.iter().any(|rev| !has_commit(repo, rev));
+            Ok::<_, GitOpsError>(missing)
         })
+        .await?;
+    if missing && app.gitops.remote.is_some() && fetch_allowed() {
+        // On the network thread, not under the repository's lock.
+        if let Err(err) = app
+            .gitops
+            .with_remote("fetch", |repo, remote| repo.fetch(remote))
+            .await
+        {
+            tracing::warn!(error = %err, "fetching an unknown reported revision failed");
+        }
+    }
+    app.gitops
+        .run(move |repo| judge(repo, &commit, committed.as_deref(), applied.as_deref()))
         .await
-        .context("git task panicked")?
 }
 
 fn oid(hex: &str) -> Option<Oid> {
@@ -82,20 +87,10 @@ fn has_commit(repo: &GitOpsRepo, hex: &str) -> bool {
 /// The facts for `reported` against the tenant's `committed` and `applied` revisions.
 pub fn judge(
     repo: &GitOpsRepo,
-    remote: Option<&Remote>,
     reported: &str,
     committed: Option<&str>,
     applied: Option<&str>,
 ) -> anyhow::Result<Facts> {
-    let missing = [Some(reported), committed, applied]
-        .into_iter()
-        .flatten()
-        .any(|rev| !has_commit(repo, rev));
-    if let Some(remote) = remote.filter(|_| missing && fetch_allowed()) {
-        if let Err(err) = repo.fetch(remote) {
-            tracing::warn!(error = %err, "fetching an unknown reported revision failed");
-        }
-    }
     let known = has_commit(repo, reported);
     let contains = |ancestor: &str| -> anyhow::Result<bool> {
         match (oid(reported), oid(ancestor)) {

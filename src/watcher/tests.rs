@@ -202,25 +202,25 @@ fn git_facts_follow_ancestry_in_the_repository() {
             .to_string()
     };
     let (c1, c2) = (commit(1), commit(2));
-    let f = judge(&repo, None, &c2, Some(&c1), Some(&layout)).unwrap();
+    let f = judge(&repo, &c2, Some(&c1), Some(&layout)).unwrap();
     assert_eq!(
         (f.known, f.contains_commit, f.contains_applied),
         (true, true, true)
     );
-    let f = judge(&repo, None, &layout, Some(&c1), None).unwrap();
+    let f = judge(&repo, &layout, Some(&c1), None).unwrap();
     assert_eq!(
         (f.known, f.contains_commit, f.contains_applied),
         (true, false, true),
         "the parent does not contain the change"
     );
-    let f = judge(&repo, None, &c1, Some(&c1), Some(&c2)).unwrap();
+    let f = judge(&repo, &c1, Some(&c1), Some(&c2)).unwrap();
     assert_eq!(
         (f.contains_commit, f.contains_applied),
         (true, false),
         "older than what was applied"
     );
     let unknown = "0123456789abcdef0123456789abcdef01234567";
-    let f = judge(&repo, None, unknown, Some(&c1), Some(&layout)).unwrap();
+    let f = judge(&repo, unknown, Some(&c1), Some(&layout)).unwrap();
     assert_eq!(
         (f.known, f.contains_commit, f.contains_applied),
         (false, false, false)
