@@ -235,6 +235,24 @@ impl TestServer {
         }
     }
 
+    /// Sends SIGTERM and waits up to `within` for the server to exit; its exit status, or None
+    /// when it was still running (it is then killed).
+    pub async fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill(2) on our own child's pid, which it keeps until we reap it.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("wait for the server") {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn().await;
