@@ -493,10 +493,11 @@ fn main() {
         None => println!("| git CLI comparison | skipped: no git CLI |"),
     }
     println!(
-        "| written by those commits / `repack` of them / left after it | {:.1} MB / {} ({} objects, {:.1} ms a commit) / {:.1} MB |",
+        "| written by those commits / `repack` of them / left after it | {:.1} MB / {} ({} packs to {}, {:.1} ms a commit) / {:.1} MB |",
         written as f64 / 1e6,
         ms(repack),
-        repacked.objects,
+        repacked.packs_before,
+        repacked.packs_after,
         repack.as_secs_f64() * 1e3 / 60.0,
         after_repack as f64 / 1e6
     );

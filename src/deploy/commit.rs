@@ -158,9 +158,8 @@ pub(super) async fn repack(app: &Arc<App>, min_commits: usize) {
     match outcome {
         Ok(Some(done)) => {
             tracing::info!(
-                objects = done.objects,
-                packs_removed = done.packs_removed,
-                loose_removed = done.loose_removed,
+                packs_before = done.packs_before,
+                packs_after = done.packs_after,
                 "repacked"
             )
         }

@@ -18,18 +18,6 @@ pub enum Entry {
 /// What a commit changes: repo-relative path -> new entry.
 pub type Changes = BTreeMap<String, Entry>;
 
-/// How many files a change set writes.
-pub fn file_count(changes: &Changes) -> usize {
-    changes
-        .values()
-        .map(|e| match e {
-            Entry::File(_) => 1,
-            Entry::Dir(files) => files.len(),
-            Entry::Removed => 0,
-        })
-        .sum()
-}
-
 /// The bytes of the file at `path` in `root` (None when there is no file there).
 pub(super) fn file_at(repo: &Repository, root: &Tree<'_>, path: &str) -> Result<Option<Vec<u8>>> {
     match root.get_path(Path::new(path)) {

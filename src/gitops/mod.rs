@@ -9,7 +9,6 @@ pub mod locks;
 pub mod pack;
 pub mod pack_dir;
 pub mod push;
-mod series;
 mod shared;
 mod write;
 
@@ -18,7 +17,7 @@ use std::path::{Path, PathBuf};
 use git2::{Oid, Repository, RepositoryInitOptions, Signature};
 
 pub use branches::DiffStat;
-pub use changes::{file_count, Changes, Entry};
+pub use changes::{Changes, Entry};
 pub use history::CommitInfo;
 pub use push::{PushAuth, PushOutcome, Remote};
 pub use shared::{GitHealth, GitOps};
@@ -33,9 +32,9 @@ pub enum GitOpsError {
     /// There is no commit on the branch to push.
     #[error("nothing to push: the branch is empty")]
     EmptyBranch,
-    /// A pack index on disk is not a version-2 index (a truncated or foreign file).
-    #[error("unreadable pack index")]
-    CorruptPackIndex,
+    /// A git command (`git repack`) could not run or failed.
+    #[error("{0}")]
+    Tool(String),
     /// A revision that names no commit here.
     #[error("no commit {0:?} in the GitOps repository")]
     UnknownRevision(String),
@@ -206,8 +205,9 @@ impl GitOpsRepo {
             stale_lock_after: DEFAULT_STALE_LOCK_AFTER,
         };
         this.set_fsync(true)?;
+        // More than one pack: leftovers of an earlier process, for the first idle repack.
         this.unpacked
-            .set(pack::count_unpacked(&this.repo, &this.branch_ref()));
+            .set(pack::pack_count(path).saturating_sub(1).min(1));
         if this.head()?.is_none() {
             let mut layout = Changes::new();
             layout.insert(
@@ -312,12 +312,6 @@ impl GitOpsRepo {
         changes: &Changes,
         message: &str,
     ) -> Result<Option<Oid>> {
-        let bulk = file_count(changes) >= BULK_FILES;
-        if bulk && self.unpacked.get() > 0 {
-            // Everything before a bulk pack is consolidated first, so the pack mark can move
-            // past it.
-            self.repack()?;
-        }
         let current = self.tip(branch)?;
         let parent = match current {
             Some(tip) => Some(tip),
@@ -327,7 +321,7 @@ impl GitOpsRepo {
         let Some(built) = write::build(&self.repo, parent, changes, message, &sig, &sig)? else {
             return Ok(None);
         };
-        let written = built.write(&self.repo)?;
+        built.write(&self.repo)?;
         let oid = built.commit;
         let refname = branch_refname(branch);
         // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
@@ -340,12 +334,7 @@ impl GitOpsRepo {
                 .repo
                 .reference(&refname, oid, false, message_subject(message))?,
         };
-        if let Some(pack) = written.filter(|_| bulk && branch == self.branch) {
-            pack::record_bulk(&self.repo, &self.path, oid, pack)?;
-            self.unpacked.set(0);
-        } else {
-            self.unpacked.set(self.unpacked.get() + 1);
-        }
+        self.unpacked.set(self.unpacked.get() + 1);
         Ok(Some(oid))
     }
 
@@ -412,9 +401,6 @@ pub fn limit_network_waits(timeout: std::time::Duration) -> Result<()> {
     }
     Ok(())
 }
-
-/// Change sets with at least this many files are written as one packfile.
-pub const BULK_FILES: usize = 256;
 
 fn branch_refname(branch: &str) -> String {
     format!("refs/heads/{branch}")

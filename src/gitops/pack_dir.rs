@@ -16,26 +16,19 @@ use super::Result;
 /// are renames, and outside it, so no reader (nor `git count-objects`) sees a half-made pack.
 const STAGING: &str = "billing-incoming";
 
-/// A pack written into the repository.
-pub(super) struct Written {
-    /// `pack-<checksum>`, its file stem under `objects/pack`.
-    pub name: String,
-    pub objects: usize,
-}
-
-/// Writes the whole pack `bytes` (holding `objects` objects) into the repository at `gitdir`:
+/// Writes the whole pack `bytes` into the repository at `gitdir`:
 /// indexed in the staging directory, then the pack renamed into `objects/pack`, then its
 /// index, so that no instant shows an index without its pack. With `fsync`, the indexer has
 /// synced both files, and each rename is synced before the next step.
-pub(super) fn install(gitdir: &Path, bytes: &[u8], objects: usize, fsync: bool) -> Result<Written> {
+pub(super) fn install(gitdir: &Path, bytes: &[u8], fsync: bool) -> Result<()> {
     let staging = gitdir.join("objects").join(STAGING).join(unique_name());
     std::fs::create_dir_all(&staging)?;
     let placed = index_and_place(gitdir, &staging, bytes, fsync);
     let _ = std::fs::remove_dir_all(&staging);
-    placed.map(|name| Written { name, objects })
+    placed
 }
 
-fn index_and_place(gitdir: &Path, staging: &Path, bytes: &[u8], fsync: bool) -> Result<String> {
+fn index_and_place(gitdir: &Path, staging: &Path, bytes: &[u8], fsync: bool) -> Result<()> {
     let mut indexer = Indexer::new(None, staging, 0o444, false)?;
     if std::io::Write::write_all(&mut indexer, bytes).is_err() {
         // git2's `Write` answers only "Write error"; libgit2 holds the reason an operator
@@ -53,7 +46,7 @@ fn index_and_place(gitdir: &Path, staging: &Path, bytes: &[u8], fsync: bool) -> 
             std::fs::File::open(&dir)?.sync_all()?;
         }
     }
-    Ok(name)
+    Ok(())
 }
 
 /// A name no other writer of this machine uses at the same time.
