@@ -195,7 +195,7 @@ async fn a_render_job_is_postponed_retried_and_completed_by_its_holder(backend: 
         .remove(0);
     outbox::postpone(
         &db,
-        &[job.clone()],
+        std::slice::from_ref(&job),
         "b",
         "remote down",
         Duration::seconds(5),
@@ -212,7 +212,7 @@ async fn a_render_job_is_postponed_retried_and_completed_by_its_holder(backend: 
     );
     outbox::postpone(
         &db,
-        &[job.clone()],
+        std::slice::from_ref(&job),
         "a",
         "remote down",
         Duration::seconds(5),

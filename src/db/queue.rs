@@ -6,7 +6,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, Encode, Executor, FromRow, Type};
 
 use crate::db::{self, Db};
@@ -197,6 +198,34 @@ impl Queue {
         Ok(rows)
     }
 
+    /// The UPDATE by which `owner` lets go of row `key`, its lease ending at `until`, with the
+    /// assignments `set`. It binds `$1` to `$4`; `set` and `until` go on from `$5`. A row settled
+    /// or taken by another worker meanwhile is left alone.
+    fn let_go<'q, K: Key>(
+        &self,
+        sql: &'q mut String,
+        until: &str,
+        set: &str,
+        (key, owner, now): (K, &'q str, DateTime<Utc>),
+    ) -> Query<'q, Any, AnyArguments<'q>> {
+        let Lease {
+            table,
+            key: k,
+            owner: o,
+            until: u,
+        } = self.lease;
+        *sql = format!(
+            "UPDATE {table} SET {o} = NULL, {u} = {until}{stamp}, {set} \
+             WHERE {k} = $1 AND {o} = $2 AND status = $3",
+            stamp = self.stamp("$4"),
+        );
+        sqlx::query(sql)
+            .bind(key)
+            .bind(owner)
+            .bind(self.pending)
+            .bind(db::ts(now))
+    }
+
     /// Marks a row done (only while `owner` holds it), with `note` as its last error and the
     /// table's own columns `set`. False when the lease was lost meanwhile.
     pub async fn complete<'c, K: Key>(
@@ -208,27 +237,15 @@ impl Queue {
         set: &[(&str, Option<&str>)],
         now: DateTime<Utc>,
     ) -> Result<bool, sqlx::Error> {
-        let mut sets = String::new();
+        let mut assign = format!("status = $5, last_error = $6{}", self.forget());
         for (i, (column, _)) in set.iter().enumerate() {
-            sets.push_str(&format!(", {column} = ${}", i + 7));
+            assign.push_str(&format!(", {column} = ${}", i + 7));
         }
-        let sql = format!(
-            "UPDATE {t} SET status = $1, last_error = $2, {o} = NULL, {u} = NULL{stamp}{forget}{sets} \
-             WHERE {k} = $4 AND {o} = $5 AND status = $6",
-            t = self.lease.table,
-            o = self.lease.owner,
-            u = self.lease.until,
-            k = self.lease.key,
-            stamp = self.stamp("$3"),
-            forget = self.forget(),
-        );
-        let mut query = sqlx::query(&sql)
+        let mut sql = String::new();
+        let mut query = self
+            .let_go(&mut sql, "NULL", &assign, (key, owner, now))
             .bind(self.done)
-            .bind(note)
-            .bind(db::ts(now))
-            .bind(key)
-            .bind(owner)
-            .bind(self.pending);
+            .bind(note);
         for (_, value) in set {
             query = query.bind(*value);
         }
@@ -248,29 +265,19 @@ impl Queue {
         now: DateTime<Utc>,
     ) -> Result<bool, sqlx::Error> {
         let gave_up = attempts + 1 >= self.max_attempts;
-        let sql = format!(
-            "UPDATE {t} SET attempts = $1, last_error = $2, status = $3, {o} = NULL, {u} = $4\
-             {stamp}{forget} WHERE {k} = $6 AND {o} = $7 AND status = $8",
-            t = self.lease.table,
-            o = self.lease.owner,
-            u = self.lease.until,
-            k = self.lease.key,
-            stamp = self.stamp("$5"),
-            forget = if gave_up {
-                self.forget()
-            } else {
-                String::new()
-            },
-        );
-        let retried = sqlx::query(&sql)
+        let forget = if gave_up {
+            self.forget()
+        } else {
+            String::new()
+        };
+        let assign = format!("attempts = $6, last_error = $7, status = $8{forget}");
+        let mut sql = String::new();
+        let retried = self
+            .let_go(&mut sql, "$5", &assign, (key, owner, now))
+            .bind(db::ts(now + self.backoff.delay(attempts)))
             .bind(attempts + 1)
             .bind(error)
             .bind(if gave_up { self.failed } else { self.pending })
-            .bind(db::ts(now + self.backoff.delay(attempts)))
-            .bind(db::ts(now))
-            .bind(key)
-            .bind(owner)
-            .bind(self.pending)
             .execute(db)
             .await?;
         Ok(gave_up && retried.rows_affected() == 1)
@@ -287,23 +294,11 @@ impl Queue {
         delay: Duration,
         now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        let sql = format!(
-            "UPDATE {t} SET {o} = NULL, {u} = $1, last_error = $2{stamp} \
-             WHERE {k} = $4 AND {o} = $5 AND status = $6",
-            t = self.lease.table,
-            o = self.lease.owner,
-            u = self.lease.until,
-            k = self.lease.key,
-            stamp = self.stamp("$3"),
-        );
         for key in keys {
-            sqlx::query(&sql)
+            let mut sql = String::new();
+            self.let_go(&mut sql, "$5", "last_error = $6", (key.clone(), owner, now))
                 .bind(db::ts(now + delay))
                 .bind(error)
-                .bind(db::ts(now))
-                .bind(key.clone())
-                .bind(owner)
-                .bind(self.pending)
                 .execute(&db.pool)
                 .await?;
         }
