@@ -193,16 +193,11 @@ async fn a_render_job_is_postponed_retried_and_completed_by_its_holder(backend: 
         .await
         .unwrap()
         .remove(0);
-    outbox::postpone(
-        &db,
-        std::slice::from_ref(&job),
-        "b",
-        "remote down",
-        Duration::seconds(5),
-        now,
-    )
-    .await
-    .unwrap();
+    let postpone = |owner| {
+        let jobs = std::slice::from_ref(&job);
+        outbox::postpone(&db, jobs, owner, "remote down", Duration::seconds(5), now)
+    };
+    postpone("b").await.unwrap();
     assert!(
         outbox::claim(&db, "b", 10, LEASE, now)
             .await
@@ -210,16 +205,7 @@ async fn a_render_job_is_postponed_retried_and_completed_by_its_holder(backend: 
             .is_empty(),
         "still a's"
     );
-    outbox::postpone(
-        &db,
-        std::slice::from_ref(&job),
-        "a",
-        "remote down",
-        Duration::seconds(5),
-        now,
-    )
-    .await
-    .unwrap();
+    postpone("a").await.unwrap();
     assert!(outbox::claim(&db, "b", 10, LEASE, at(now, 4000))
         .await
         .unwrap()
