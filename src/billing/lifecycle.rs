@@ -34,19 +34,12 @@ pub async fn tick(app: &App, as_of: DateTime<Utc>) -> anyhow::Result<Option<Repo
     let pool = &app.db.pool;
     let owner = &app.worker_id;
     let wall = Utc::now();
-    let taken = lifecycle::take_lease(
-        pool,
-        lifecycle::LIFECYCLE_LEASE,
-        owner,
-        &db::ts(wall),
-        &db::ts(wall + LEASE),
-    )
-    .await?;
+    let taken = lifecycle::take_lease(pool, owner, LEASE, wall).await?;
     if !taken {
         return Ok(None);
     }
     let report = pass(app, as_of).await;
-    if let Err(err) = lifecycle::release_lease(pool, lifecycle::LIFECYCLE_LEASE, owner).await {
+    if let Err(err) = lifecycle::release_lease(pool, owner).await {
         tracing::warn!(error = %err, "releasing the lifecycle lease (it expires by itself)");
     }
     report.map(Some)

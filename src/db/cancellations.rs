@@ -3,9 +3,10 @@
 //! [`Status`]; no query spells them itself.
 
 use chrono::{DateTime, Duration, Utc};
-use sqlx::{Any, Executor};
+use sqlx::{Any, Executor, FromRow};
 
-use crate::db::{self, Db};
+use crate::db::queue::{Backoff, Item, Lease, Queue};
+use crate::db::Db;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -23,6 +24,23 @@ impl Status {
         }
     }
 }
+
+/// The cancellations' queue, oldest first.
+const CANCELLATIONS: Queue = Queue {
+    lease: Lease::of_queue("stripe_cancellations", "subscription_id"),
+    returning: "subscription_id, attempts",
+    order: "created_at",
+    pending: Status::Pending.as_str(),
+    done: Status::Done.as_str(),
+    failed: Status::Failed.as_str(),
+    stamp: Some("updated_at"),
+    forget: &[],
+    max_attempts: 10,
+    backoff: Backoff {
+        base: Duration::seconds(1),
+        cap: Duration::seconds(512),
+    },
+};
 
 /// Queues the cancellation of `subscription_id` (once: a second deletion attempt changes
 /// nothing).
@@ -43,6 +61,20 @@ pub async fn queue<'c>(
     Ok(())
 }
 
+/// A cancellation claimed: the subscription, and how many attempts failed before.
+#[derive(Debug, Clone, FromRow)]
+pub struct Due {
+    pub subscription_id: String,
+    pub attempts: i64,
+}
+
+impl Item for Due {
+    type Key = String;
+    fn key(&self) -> String {
+        self.subscription_id.clone()
+    }
+}
+
 /// Takes up to `limit` pending cancellations whose lease is free or expired.
 pub async fn claim(
     db: &Db,
@@ -50,53 +82,31 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
     now: DateTime<Utc>,
-) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let lock = db.backend.skip_locked();
-    let sql = format!(
-        "UPDATE stripe_cancellations SET lease_owner = $1, lease_until = $2 \
-         WHERE subscription_id IN (SELECT subscription_id FROM stripe_cancellations \
-             WHERE status = $5 AND (lease_until IS NULL OR lease_until < $3) \
-             ORDER BY created_at LIMIT $4 {lock}) \
-         RETURNING subscription_id, attempts"
-    );
-    sqlx::query_as(&sql)
-        .bind(owner)
-        .bind(db::ts(now + lease))
-        .bind(db::ts(now))
-        .bind(limit)
-        .bind(Status::Pending.as_str())
-        .fetch_all(&db.pool)
-        .await
+) -> Result<Vec<Due>, sqlx::Error> {
+    CANCELLATIONS.claim(db, owner, limit, lease, now).await
 }
 
-/// Records an attempt: done, or failed with `error` (given up after `max_attempts`, else
-/// claimable again after `backoff`).
+/// Records an attempt of a cancellation `owner` holds: done, or failed with `error` (given up
+/// after the queue's attempts, else claimable again after the backoff). True when given up.
 pub async fn finish(
     db: &Db,
-    subscription_id: &str,
+    due: &Due,
     owner: &str,
     error: Option<&str>,
-    give_up: bool,
-    backoff: Duration,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let status = match (error, give_up) {
-        (None, _) => Status::Done,
-        (Some(_), true) => Status::Failed,
-        (Some(_), false) => Status::Pending,
-    };
-    sqlx::query(
-        "UPDATE stripe_cancellations SET status = $1, attempts = attempts + 1, last_error = $2, \
-         lease_owner = NULL, lease_until = $3, updated_at = $4 \
-         WHERE subscription_id = $5 AND lease_owner = $6",
-    )
-    .bind(status.as_str())
-    .bind(error)
-    .bind(db::ts(now + backoff))
-    .bind(db::ts(now))
-    .bind(subscription_id)
-    .bind(owner)
-    .execute(&db.pool)
-    .await?;
-    Ok(())
+) -> Result<bool, sqlx::Error> {
+    let id = due.subscription_id.clone();
+    match error {
+        None => {
+            CANCELLATIONS
+                .complete(&db.pool, id, owner, None, &[], now)
+                .await?;
+            Ok(false)
+        }
+        Some(error) => {
+            CANCELLATIONS
+                .retry(&db.pool, id, owner, due.attempts, error, now)
+                .await
+        }
+    }
 }

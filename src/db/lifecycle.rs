@@ -1,50 +1,43 @@
 //! Queries of the lifecycle scheduler: its lease (one process runs a pass at a time) and the
 //! subscriptions the clock has overtaken.
 
+use chrono::{DateTime, Duration, Utc};
 use sqlx::{Any, Executor};
+
+use crate::db::queue::Lease;
 
 use crate::billing::subscription::SubscriptionStatus;
 
 /// The lease row of the lifecycle scheduler (created by migration 0007).
-pub const LIFECYCLE_LEASE: &str = "lifecycle";
+const LIFECYCLE_LEASE: &str = "lifecycle";
 
-/// Takes lease `name` for `owner` until `until`, if nobody holds it at `now`; false when
-/// another process does. Times are `db::ts` text.
+/// The scheduler's leases: one row per name.
+const LEASES: Lease = Lease {
+    table: "scheduler_leases",
+    key: "name",
+    owner: "owner",
+    until: "lease_until",
+};
+
+/// Takes the lifecycle lease for `owner` for `lease`, if nobody else holds it at `now`; false
+/// when another process does.
 pub async fn take_lease<'c>(
     db: impl Executor<'c, Database = Any>,
-    name: &str,
     owner: &str,
-    now: &str,
-    until: &str,
+    lease: Duration,
+    now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let taken = sqlx::query(
-        "UPDATE scheduler_leases SET owner = $1, lease_until = $2 \
-         WHERE name = $3 AND (lease_until < $4 OR owner = $1)",
-    )
-    .bind(owner)
-    .bind(until)
-    .bind(name)
-    .bind(now)
-    .execute(db)
-    .await?;
-    Ok(taken.rows_affected() == 1)
+    LEASES
+        .take(db, LIFECYCLE_LEASE.to_string(), owner, lease, now)
+        .await
 }
 
-/// Gives lease `name` back, if `owner` still holds it.
+/// Gives the lifecycle lease back, if `owner` still holds it.
 pub async fn release_lease<'c>(
     db: impl Executor<'c, Database = Any>,
-    name: &str,
     owner: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE scheduler_leases SET owner = NULL, lease_until = '1970-01-01T00:00:00.000Z' \
-         WHERE name = $1 AND owner = $2",
-    )
-    .bind(name)
-    .bind(owner)
-    .execute(db)
-    .await?;
-    Ok(())
+    LEASES.release(db, LIFECYCLE_LEASE.to_string(), owner).await
 }
 
 /// Customers in a trial that ended at or before `now`, oldest end first.

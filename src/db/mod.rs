@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod login_throttle;
 pub mod notifications;
 pub mod outbox;
+pub mod queue;
 pub mod reviews;
 pub mod secrets;
 pub mod subscriptions;

@@ -5,8 +5,26 @@
 use chrono::{DateTime, Duration, Utc};
 use sqlx::{Any, Executor, FromRow};
 
+use crate::db::queue::{Backoff, Item, Lease, Queue};
 use crate::db::{self, Db};
 use crate::notify::{Kind, Status};
+
+/// The emails' queue; a settled email keeps no personal data.
+const EMAILS: Queue = Queue {
+    lease: Lease::of_queue("notifications", "id"),
+    returning: "id, customer_id, kind, recipient, subject, body, message_id, attempts",
+    order: "id",
+    pending: Status::Pending.as_str(),
+    done: Status::Sent.as_str(),
+    failed: Status::Failed.as_str(),
+    stamp: None,
+    forget: &["recipient", "body"],
+    max_attempts: 10,
+    backoff: Backoff {
+        base: Duration::seconds(1),
+        cap: Duration::seconds(4096),
+    },
+};
 
 /// An email to queue.
 pub struct NewNotification<'a> {
@@ -29,6 +47,13 @@ pub struct Pending {
     pub body: Option<String>,
     pub message_id: String,
     pub attempts: i64,
+}
+
+impl Item for Pending {
+    type Key = i64;
+    fn key(&self) -> i64 {
+        self.id
+    }
 }
 
 /// Queues an email; false when one of that kind and dedupe key is queued or sent already.
@@ -64,23 +89,7 @@ pub async fn claim(
     lease: Duration,
     now: DateTime<Utc>,
 ) -> Result<Vec<Pending>, sqlx::Error> {
-    let lock = db.backend.skip_locked();
-    let sql = format!(
-        "UPDATE notifications SET lease_owner = $1, lease_until = $2 \
-         WHERE id IN (SELECT id FROM notifications WHERE status = $5 \
-                      AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4 {lock}) \
-         RETURNING id, customer_id, kind, recipient, subject, body, message_id, attempts"
-    );
-    let mut rows: Vec<Pending> = sqlx::query_as(&sql)
-        .bind(owner)
-        .bind(db::ts(now + lease))
-        .bind(db::ts(now))
-        .bind(limit)
-        .bind(Status::Pending.as_str())
-        .fetch_all(&db.pool)
-        .await?;
-    rows.sort_by_key(|r| r.id);
-    Ok(rows)
+    EMAILS.claim(db, owner, limit, lease, now).await
 }
 
 /// Marks an email sent (while we hold its lease) and drops its recipient and body: the row
@@ -91,57 +100,24 @@ pub async fn mark_sent(
     owner: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE notifications SET status = $1, sent_at = $2, recipient = NULL, body = NULL, \
-         lease_owner = NULL, lease_until = NULL, last_error = NULL \
-         WHERE id = $3 AND lease_owner = $4 AND status = $5",
-    )
-    .bind(Status::Sent.as_str())
-    .bind(db::ts(now))
-    .bind(id)
-    .bind(owner)
-    .bind(Status::Pending.as_str())
-    .execute(&db.pool)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    let sent_at = db::ts(now);
+    let set = [("sent_at", Some(sent_at.as_str()))];
+    EMAILS.complete(&db.pool, id, owner, None, &set, now).await
 }
 
-/// Records a failed attempt; past `max_attempts` the email is given up (and its recipient and
-/// body dropped too). Otherwise it is claimable again after `backoff`. True when given up.
+/// Records a failed attempt of an email `owner` holds; past the queue's attempts it is given
+/// up (and its recipient and body dropped too). Otherwise it is claimable again after the
+/// backoff. True when given up.
 pub async fn retry(
     db: &Db,
     row: &Pending,
+    owner: &str,
     error: &str,
-    max_attempts: i64,
-    backoff: Duration,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let attempts = row.attempts + 1;
-    let gave_up = attempts >= max_attempts;
-    let status = if gave_up {
-        Status::Failed
-    } else {
-        Status::Pending
-    };
-    // A given-up email keeps no personal data either.
-    let clear = if gave_up {
-        ", recipient = NULL, body = NULL"
-    } else {
-        ""
-    };
-    sqlx::query(&format!(
-        "UPDATE notifications SET attempts = $1, last_error = $2, status = $3, lease_owner = NULL, \
-         lease_until = $4{clear} WHERE id = $5 AND status = $6"
-    ))
-    .bind(attempts)
-    .bind(error)
-    .bind(status.as_str())
-    .bind(db::ts(now + backoff))
-    .bind(row.id)
-    .bind(Status::Pending.as_str())
-    .execute(&db.pool)
-    .await?;
-    Ok(gave_up)
+    EMAILS
+        .retry(&db.pool, row.id, owner, row.attempts, error, now)
+        .await
 }
 
 /// Drops a customer's unsent emails (a deletion: nothing but the farewell goes out after it).

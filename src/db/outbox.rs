@@ -5,6 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sqlx::{Any, Executor, FromRow};
 
+use crate::db::queue::{Backoff, Item, Lease, Queue};
 use crate::db::{self, Db};
 use crate::status::DeploymentStatus;
 
@@ -69,6 +70,23 @@ impl JobStatus {
 
 const PENDING: &str = JobStatus::Pending.as_str();
 
+/// The render jobs' queue. Attempts are `GITOPS_MAX_ATTEMPTS` (see [`retry`]).
+const JOBS: Queue = Queue {
+    lease: Lease::of_queue("render_jobs", "id"),
+    returning: "id, change_id, customer_id, action, attempts, reason, target_revision",
+    order: "id",
+    pending: PENDING,
+    done: JobStatus::Done.as_str(),
+    failed: JobStatus::Failed.as_str(),
+    stamp: Some("updated_at"),
+    forget: &[],
+    max_attempts: 5,
+    backoff: Backoff {
+        base: Duration::seconds(1),
+        cap: Duration::seconds(256),
+    },
+};
+
 #[derive(Debug, Clone, FromRow)]
 pub struct Job {
     pub id: i64,
@@ -80,6 +98,13 @@ pub struct Job {
     pub reason: Option<String>,
     /// A rollback's revision (None: the parent of the tenant's last change).
     pub target_revision: Option<String>,
+}
+
+impl Item for Job {
+    type Key = i64;
+    fn key(&self) -> i64 {
+        self.id
+    }
 }
 
 /// Queues a change; returns its change id (the `Change-Id:` trailer of the commit).
@@ -147,26 +172,12 @@ pub async fn claim(
     lease: Duration,
     now: DateTime<Utc>,
 ) -> Result<Vec<Job>, sqlx::Error> {
-    let lock = db.backend.skip_locked();
-    let sql = format!(
-        "UPDATE render_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
-         WHERE id IN (SELECT id FROM render_jobs WHERE status = $5 \
-                      AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4 {lock}) \
-         RETURNING id, change_id, customer_id, action, attempts, reason, target_revision"
-    );
-    let mut jobs: Vec<Job> = sqlx::query_as(&sql)
-        .bind(owner)
-        .bind(db::ts(now + lease))
-        .bind(db::ts(now))
-        .bind(limit)
-        .bind(PENDING)
-        .fetch_all(&db.pool)
-        .await?;
-    jobs.sort_by_key(|j| j.id);
-    Ok(jobs)
+    JOBS.claim(db, owner, limit, lease, now).await
 }
 
-/// Marks a job done with the commit that contains its change (only while we hold its lease).
+/// Marks a job done with the commit that contains its change (only while we hold its lease);
+/// `fingerprint` is what the tenant's files are there (see `tree_fingerprint` in the
+/// migrations).
 pub async fn complete<'c>(
     db: impl Executor<'c, Database = Any>,
     job: &Job,
@@ -175,7 +186,11 @@ pub async fn complete<'c>(
     fingerprint: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    finish(db, job, owner, Some((commit_id, fingerprint)), None, now).await
+    let set = [
+        ("commit_id", Some(commit_id)),
+        ("tree_fingerprint", Some(fingerprint)),
+    ];
+    JOBS.complete(db, job.id, owner, None, &set, now).await
 }
 
 /// Marks a job done without a commit: its tenant has drifted, and only a forced deploy (or a
@@ -187,35 +202,7 @@ pub async fn complete_held<'c>(
     note: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    finish(db, job, owner, None, Some(note), now).await
-}
-
-/// Marks the job done; `committed` is the revision that holds its change and what the tenant's
-/// files are there (see `tree_fingerprint` in the migrations).
-async fn finish<'c>(
-    db: impl Executor<'c, Database = Any>,
-    job: &Job,
-    owner: &str,
-    committed: Option<(&str, &str)>,
-    note: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE render_jobs SET status = $5, commit_id = $1, lease_owner = NULL, lease_until = NULL, \
-         last_error = $7, updated_at = $2, tree_fingerprint = $8 \
-         WHERE id = $3 AND lease_owner = $4 AND status = $6",
-    )
-    .bind(committed.map(|(commit, _)| commit))
-    .bind(db::ts(now))
-    .bind(job.id)
-    .bind(owner)
-    .bind(JobStatus::Done.as_str())
-    .bind(PENDING)
-    .bind(note)
-    .bind(committed.map(|(_, fingerprint)| fingerprint))
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    JOBS.complete(db, job.id, owner, Some(note), &[], now).await
 }
 
 /// One of this service's jobs, as a commit naming its change id finds it.
@@ -277,84 +264,46 @@ pub async fn change_ids_of<'c>(
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
-/// Records a failed attempt. Past `max_attempts` the job is failed for good; otherwise it is
-/// retried after `backoff`. Returns true when the job gave up.
+/// Records a failed attempt of a job `owner` holds. Past `max_attempts` the job is failed for
+/// good; otherwise it is retried after the backoff. Returns true when the job gave up.
 pub async fn retry<'c>(
     db: impl Executor<'c, Database = Any>,
     job: &Job,
+    owner: &str,
     error: &str,
     max_attempts: i64,
-    backoff: Duration,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let attempts = job.attempts + 1;
-    let gave_up = attempts >= max_attempts;
-    sqlx::query(
-        "UPDATE render_jobs SET attempts = $1, last_error = $2, status = $3, lease_owner = NULL, \
-         lease_until = $4, updated_at = $5 WHERE id = $6",
-    )
-    .bind(attempts)
-    .bind(error)
-    .bind(
-        if gave_up {
-            JobStatus::Failed
-        } else {
-            JobStatus::Pending
-        }
-        .as_str(),
-    )
-    .bind(db::ts(now + backoff))
-    .bind(db::ts(now))
-    .bind(job.id)
-    .execute(db)
-    .await?;
-    Ok(gave_up)
+    let jobs = Queue {
+        max_attempts,
+        ..JOBS
+    };
+    jobs.retry(db, job.id, owner, job.attempts, error, now)
+        .await
 }
 
-/// Puts jobs back without counting an attempt (Git or the remote was unavailable): they are
-/// claimable again after `delay`.
+/// Puts jobs `owner` holds back without counting an attempt (Git or the remote was
+/// unavailable): they are claimable again after `delay`.
 pub async fn postpone(
     db: &Db,
     jobs: &[Job],
+    owner: &str,
     error: &str,
     delay: Duration,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    for job in jobs {
-        sqlx::query(
-            "UPDATE render_jobs SET lease_owner = NULL, lease_until = $1, last_error = $2, updated_at = $3 \
-             WHERE id = $4 AND status = $5",
-        )
-        .bind(db::ts(now + delay))
-        .bind(error)
-        .bind(db::ts(now))
-        .bind(job.id)
-        .bind(PENDING)
-        .execute(&db.pool)
-        .await?;
-    }
-    Ok(())
+    let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+    JOBS.postpone(db, &ids, owner, error, delay, now).await
 }
 
 /// Frees every lease: only for a single-process SQLite deployment starting up, where no other
 /// worker can hold one.
 pub async fn release_all_leases(db: &Db) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE render_jobs SET lease_owner = NULL, lease_until = NULL WHERE status = $1",
-    )
-    .bind(PENDING)
-    .execute(&db.pool)
-    .await?;
-    Ok(r.rows_affected())
+    JOBS.release_all(db).await
 }
 
 pub async fn pending_count(db: &Db) -> Result<i64, sqlx::Error> {
-    use sqlx::Row;
-    let row = sqlx::query("SELECT COUNT(*) FROM render_jobs WHERE status = $1")
-        .bind(PENDING)
-        .fetch_one(&db.pool)
-        .await?;
-    row.try_get(0)
+    JOBS.pending_count(db).await
 }
 
 /// Jobs of one tenant not yet in Git.

@@ -252,7 +252,8 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
         Err(err) => {
             let jobs = claimed_jobs;
             let now = Utc::now();
-            outbox::postpone(&app.db, &jobs, &err, Duration::seconds(5), now).await?;
+            let owner = &app.worker_id;
+            outbox::postpone(&app.db, &jobs, owner, &err, Duration::seconds(5), now).await?;
             // Shown on each waiting tenant's status until its change reaches Git.
             let ids: Vec<&str> = jobs.iter().map(|j| j.customer_id.as_str()).collect();
             deployments::record_error(&app.db.pool, &ids, &err, &db::ts(now)).await?;
@@ -306,14 +307,13 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
 
 async fn give_up_or_retry(app: &App, job: &Job, error: &str) -> anyhow::Result<()> {
     let now = Utc::now();
-    let backoff = Duration::seconds(2i64.saturating_pow(job.attempts.clamp(0, 8) as u32));
     let mut tx = app.db.pool.begin().await?;
     let gave_up = outbox::retry(
         &mut *tx,
         job,
+        &app.worker_id,
         error,
         app.config.gitops_max_attempts,
-        backoff,
         now,
     )
     .await?;

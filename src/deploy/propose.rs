@@ -41,7 +41,8 @@ pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Optio
             // Shown on the tenant's status (and, for a push, by /readyz) until it goes through.
             deployments::record_error(&app.db.pool, &[&p.job.customer_id], &err, &db::ts(now))
                 .await?;
-            outbox::postpone(&app.db, &[p.job], &err, Duration::seconds(5), now).await?;
+            let owner = &app.worker_id;
+            outbox::postpone(&app.db, &[p.job], owner, &err, Duration::seconds(5), now).await?;
             return Ok(None);
         }
     };

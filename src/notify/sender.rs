@@ -21,7 +21,6 @@ use crate::db::notifications::{self, Pending};
 const POLL: StdDuration = StdDuration::from_secs(1);
 const BATCH: i64 = 20;
 const LEASE: Duration = Duration::seconds(60);
-const MAX_ATTEMPTS: i64 = 10;
 
 pub struct Sender {
     /// None: no SMTP_URL, emails go to the log.
@@ -110,10 +109,7 @@ async fn pass(app: &SharedApp, sender: &Sender) -> Result<usize, sqlx::Error> {
                 tracing::info!(message_id = %row.message_id, kind = %row.kind, customer_id = %row.customer_id, "email sent");
             }
             Err(error) => {
-                let backoff = Duration::seconds(1 << row.attempts.clamp(0, 12));
-                let gave_up =
-                    notifications::retry(&app.db, row, &error, MAX_ATTEMPTS, backoff, Utc::now())
-                        .await?;
+                let gave_up = notifications::retry(&app.db, row, owner, &error, Utc::now()).await?;
                 tracing::warn!(message_id = %row.message_id, kind = %row.kind, error = %error, gave_up, "email not sent");
             }
         }

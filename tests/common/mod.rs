@@ -117,6 +117,24 @@ pub fn billing_command(data_dir: &Path, database_url: &str) -> Command {
     cmd
 }
 
+/// A fresh database: a SQLite file in `dir`, or a new PostgreSQL database; None (after saying
+/// so) when PostgreSQL is not configured.
+pub async fn database_url(backend: Backend, dir: &Path) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some(format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("billing.db").display()
+        )),
+        Backend::Postgres => match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) => Some(fresh_postgres_database(&url).await),
+            Err(_) => {
+                skip::skip_unless_ci("the PostgreSQL tests", "TEST_DATABASE_URL is not set");
+                None
+            }
+        },
+    }
+}
+
 impl TestServer {
     /// Starts a server, or returns None (after saying so) when PostgreSQL is not configured.
     /// On CI a missing TEST_DATABASE_URL is an error, never a silent skip.
@@ -126,19 +144,7 @@ impl TestServer {
 
     pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let database_url = match backend {
-            Backend::Sqlite => format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("billing.db").display()
-            ),
-            Backend::Postgres => match std::env::var("TEST_DATABASE_URL") {
-                Ok(url) => fresh_postgres_database(&url).await,
-                Err(_) => {
-                    skip::skip_unless_ci("the PostgreSQL tests", "TEST_DATABASE_URL is not set");
-                    return None;
-                }
-            },
-        };
+        let database_url = database_url(backend, dir.path()).await?;
         Some(Self::launch(dir, database_url, env).await)
     }
 

@@ -11,8 +11,6 @@ use super::api::StripeError;
 use crate::app::App;
 use crate::db::cancellations;
 
-const MAX_ATTEMPTS: i64 = 10;
-
 /// One pass: returns how many cancellations it handled.
 pub async fn pass(app: &App) -> anyhow::Result<usize> {
     let Some(client) = super::client(app) else {
@@ -20,7 +18,8 @@ pub async fn pass(app: &App) -> anyhow::Result<usize> {
     };
     let now = Utc::now();
     let due = cancellations::claim(&app.db, &app.worker_id, 20, Duration::seconds(60), now).await?;
-    for (subscription_id, attempts) in &due {
+    for one in &due {
+        let subscription_id = &one.subscription_id;
         let error = match client.cancel_subscription(subscription_id).await {
             Ok(_) => None,
             // Canceled already (by the customer in the portal, or a retry after a lost answer).
@@ -28,18 +27,9 @@ pub async fn pass(app: &App) -> anyhow::Result<usize> {
             Err(StripeError::Api { message, .. }) if message.contains("canceled") => None,
             Err(e) => Some(e.to_string()),
         };
-        let give_up = attempts + 1 >= MAX_ATTEMPTS;
-        let backoff = Duration::seconds(2i64.pow((*attempts).clamp(0, 9) as u32));
-        cancellations::finish(
-            &app.db,
-            subscription_id,
-            &app.worker_id,
-            error.as_deref(),
-            give_up,
-            backoff,
-            Utc::now(),
-        )
-        .await?;
+        let give_up =
+            cancellations::finish(&app.db, one, &app.worker_id, error.as_deref(), Utc::now())
+                .await?;
         match error {
             None => tracing::info!(%subscription_id, "Stripe subscription canceled"),
             Some(e) => {
