@@ -30,11 +30,8 @@ pub(super) fn install(gitdir: &Path, bytes: &[u8], fsync: bool) -> Result<()> {
 
 fn index_and_place(gitdir: &Path, staging: &Path, bytes: &[u8], fsync: bool) -> Result<()> {
     let mut indexer = Indexer::new(None, staging, 0o444, false)?;
-    if std::io::Write::write_all(&mut indexer, bytes).is_err() {
-        // git2's `Write` answers only "Write error"; libgit2 holds the reason an operator
-        // needs (e.g. "No space left on device").
-        return Err(git2::Error::last_error(-1).into());
-    }
+    // The io::Error carries libgit2's own reason (e.g. "No space left on device").
+    std::io::Write::write_all(&mut indexer, bytes)?;
     let checksum = indexer.commit()?;
     let name = format!("pack-{checksum}");
     let dir = gitdir.join("objects/pack");
