@@ -235,6 +235,26 @@ impl TestServer {
         }
     }
 
+    /// Sends SIGTERM and waits up to `within` for the process to exit; its exit status, or
+    /// None if it was still running then (it is killed).
+    pub async fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("wait for billing serve") {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn().await;
