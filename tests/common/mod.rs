@@ -477,11 +477,7 @@ pub fn hmac_sha256_hex(key: &str, parts: &[&[u8]]) -> String {
     for part in parts {
         mac.update(part);
     }
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(mac.finalize().into_bytes())
 }
 
 pub async fn count(pool: &AnyPool, sql: &str, arg: &str) -> i64 {
