@@ -392,15 +392,22 @@ async fn remote_down_then_up_and_a_racing_writer() {
 
     // The remote does not exist yet: signups still succeed and wait.
     let (first, _) = signup(&s, "down@acme.example", "Down Co").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let pending = s.deployment_status(&first).await;
-    assert_eq!(pending["status"], "pending", "{pending}");
-    assert!(
-        pending["gitops"]["remote_error"]
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let pending = s.deployment_status(&first).await;
+        let push_failed = pending["gitops"]["remote_error"]
             .as_str()
-            .is_some_and(|e| e.contains("push")),
-        "{pending}"
-    );
+            .is_some_and(|e| e.contains("push"));
+        if push_failed {
+            break pending;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no push error: {pending}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(pending["status"], "pending", "{pending}");
     let (_, ready) = s.get_json("/readyz", None).await;
     assert_eq!(ready["status"], "degraded", "{ready}");
 
