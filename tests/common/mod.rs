@@ -14,6 +14,7 @@ pub mod skip;
 
 pub mod git_cli;
 pub mod localstripe;
+pub mod pg;
 pub mod review;
 pub mod smtp;
 
@@ -35,34 +36,9 @@ pub struct TestServer {
     extra_env: Vec<(String, String)>,
     child: Option<Child>,
     log_path: PathBuf,
-}
-
-fn random_suffix() -> String {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    (0..10)
-        .map(|_| (b'a' + rng.gen_range(0..26)) as char)
-        .collect()
-}
-
-/// A new, empty PostgreSQL database next to the one TEST_DATABASE_URL names.
-async fn fresh_postgres_database(admin_url: &str) -> String {
-    sqlx::any::install_default_drivers();
-    let admin = AnyPool::connect(admin_url)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    let name = format!("billing_t_{}", random_suffix());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let (prefix, rest) = admin_url.rsplit_once('/').expect("database URL has a path");
-    let query = rest
-        .split_once('?')
-        .map(|(_, q)| format!("?{q}"))
-        .unwrap_or_default();
-    format!("{prefix}/{name}{query}")
+    /// The database created for this server, dropped after it (fields drop after `drop`, which
+    /// stops the server); None for a replica or a database the test brought.
+    _database: Option<pg::TempDatabase>,
 }
 
 /// One sealing key pair for every server of this test binary: generating RSA-4096 per server
@@ -126,31 +102,41 @@ impl TestServer {
 
     pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let database_url = match backend {
-            Backend::Sqlite => format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("billing.db").display()
-            ),
+        let (database_url, database) = match backend {
+            Backend::Sqlite => {
+                let path = dir.path().join("billing.db");
+                (format!("sqlite://{}?mode=rwc", path.display()), None)
+            }
             Backend::Postgres => match std::env::var("TEST_DATABASE_URL") {
-                Ok(url) => fresh_postgres_database(&url).await,
+                Ok(url) => {
+                    let db = pg::TempDatabase::create(&url).await;
+                    (db.url.clone(), Some(db))
+                }
                 Err(_) => {
                     skip::skip_unless_ci("the PostgreSQL tests", "TEST_DATABASE_URL is not set");
                     return None;
                 }
             },
         };
-        Some(Self::launch(dir, database_url, env).await)
+        Some(Self::launch(dir, database_url, database, env).await)
     }
 
     /// Starts a server against a database the test provides (e.g. its own PostgreSQL cluster).
     pub async fn start_on(database_url: String, env: &[(&str, &str)]) -> Self {
-        Self::launch(tempfile::tempdir().expect("tempdir"), database_url, env).await
+        Self::launch(
+            tempfile::tempdir().expect("tempdir"),
+            database_url,
+            None,
+            env,
+        )
+        .await
     }
 
     /// Starts `billing serve` with its data in `dir` against `database_url`.
     async fn launch(
         dir: tempfile::TempDir,
         database_url: String,
+        database: Option<pg::TempDatabase>,
         env: &[(&str, &str)],
     ) -> TestServer {
         let mut server = TestServer {
@@ -164,6 +150,7 @@ impl TestServer {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             child: None,
+            _database: database,
         };
         server.spawn().await;
         server
@@ -173,7 +160,7 @@ impl TestServer {
     /// local GitOps repository): a replica.
     pub async fn start_replica(&self, env: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::launch(dir, self.database_url.clone(), env).await
+        Self::launch(dir, self.database_url.clone(), None, env).await
     }
 
     pub fn data_dir(&self) -> &Path {
