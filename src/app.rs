@@ -36,6 +36,8 @@ pub struct App {
     /// For outgoing calls (the sync webhook poke, Stripe).
     pub http: reqwest::Client,
     pub metrics: crate::metrics::Metrics,
+    /// The background workers (started by `http::serve`) and their shutdown.
+    pub workers: crate::supervisor::Supervisor,
     /// Tenant pods as the Kubernetes poller last listed them (none without a poller).
     pub pods: PodStore,
     /// Stripe price id -> plan name.
@@ -73,6 +75,7 @@ impl App {
         let gitops = open_gitops(&config)?;
         let sealing =
             SealingKey::load_or_generate(config.sealed_secrets_cert.as_deref(), &config.data_dir)?;
+        let metrics = crate::metrics::Metrics::default();
         Ok(Arc::new(App {
             renderer: renderer(&config)?,
             render_settings: render_settings(&config),
@@ -87,7 +90,8 @@ impl App {
             scan_wake: tokio::sync::Notify::new(),
             worker_id: format!("worker-{}", uuid::Uuid::new_v4()),
             http: reqwest::Client::new(),
-            metrics: crate::metrics::Metrics::default(),
+            workers: crate::supervisor::Supervisor::new(metrics.worker_restarts.clone()),
+            metrics,
             pods: PodStore::default(),
             stripe_prices,
             review,

@@ -24,4 +24,5 @@ pub mod secrets;
 #[path = "../tests/tools/skip.rs"]
 mod skip;
 pub mod status;
+pub mod supervisor;
 pub mod watcher;

@@ -20,7 +20,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(billing::cli::run(cli)) {
+    let result = runtime.block_on(billing::cli::run(cli));
+    // Tasks still running (a worker past the shutdown deadline, a DNS lookup) must not hold
+    // the exit back: dropping the runtime would wait for its blocking threads.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

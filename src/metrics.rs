@@ -21,6 +21,8 @@ pub struct Metrics {
     pub login_failures: Family<[(&'static str, &'static str); 1], Counter>,
     /// Emails (with an account or not) over the per-account login limit, as of the last scrape.
     pub login_accounts_limited: Gauge,
+    /// Background workers restarted after a panic, by `worker` (see `supervisor`).
+    pub worker_restarts: crate::supervisor::Restarts,
 }
 
 impl Default for Metrics {
@@ -33,6 +35,7 @@ impl Default for Metrics {
             render_jobs_pending: Gauge::default(),
             login_failures: Family::default(),
             login_accounts_limited: Gauge::default(),
+            worker_restarts: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -65,6 +68,11 @@ impl Default for Metrics {
             "login_accounts_limited",
             "Emails over the per-account login limit (LOGIN_ACCOUNT_FAILURES in its window)",
             metrics.login_accounts_limited.clone(),
+        );
+        registry.register(
+            "worker_restarts",
+            "Background workers restarted after a panic, by worker",
+            metrics.worker_restarts.clone(),
         );
         Metrics {
             registry,

@@ -94,10 +94,7 @@ async fn signup_writes_customer_subscription_license_and_audit(s: TestServer) {
 
     // The license history keeps the token's SHA-256, not the token.
     let jwt = body["license"]["jwt"].as_str().unwrap();
-    let digest: String = Sha256::digest(jwt.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = hex::encode(Sha256::digest(jwt.as_bytes()));
     let (hash, action): (String, String) =
         sqlx::query_as("SELECT token_sha256, action FROM license_history WHERE customer_id = $1")
             .bind(&id)

@@ -39,11 +39,10 @@ impl PgCluster {
                 .unwrap_or(0)
         });
         if found.is_empty() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "initdb and pg_ctl (/usr/lib/postgresql/*/bin) are required on CI"
+            common::skip::skip_unless_ci(
+                "the database outage tests",
+                "no initdb and pg_ctl under /usr/lib/postgresql/*/bin",
             );
-            eprintln!("skipped: no PostgreSQL server binaries under /usr/lib/postgresql");
         }
         found.pop()
     }

@@ -43,12 +43,17 @@ fn subjects_to(sink: &SmtpSink, to: &str) -> Vec<String> {
     subjects
 }
 
-/// Waits until `to` has received `want` (sorted subjects), then a little longer for extras.
-async fn wait_subjects(sink: &SmtpSink, to: &str, want: &[&str]) {
+/// Waits until `to` has received `want` (sorted subjects) and no email is left in the queue:
+/// an extra one, queued by then, would have arrived too.
+async fn wait_subjects(s: &TestServer, sink: &SmtpSink, to: &str, want: &[&str]) {
     let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
     want.sort();
+    let pool = s.db().await;
+    let queued = "SELECT COUNT(*) FROM notifications WHERE status = $1";
     let deadline = Instant::now() + Duration::from_secs(30);
-    while subjects_to(sink, to).len() < want.len() {
+    while subjects_to(sink, to).len() < want.len()
+        || common::count(&pool, queued, "pending").await > 0
+    {
         assert!(
             Instant::now() < deadline,
             "{to} got {:?}, not {want:?}",
@@ -56,7 +61,7 @@ async fn wait_subjects(sink: &SmtpSink, to: &str, want: &[&str]) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pool.close().await;
     assert_eq!(subjects_to(sink, to), want);
 }
 
@@ -89,17 +94,17 @@ async fn trial_reminders_and_the_suspension_arrive_once_each(backend: Backend) {
         billing::db::parse_ts(body["subscription"]["trial_ends_at"].as_str().unwrap()).unwrap();
     let welcome = "Welcome to Iotistic";
     let soon = "Your Iotistic trial ends soon";
-    wait_subjects(&sink, to, &[welcome]).await;
+    wait_subjects(&s, &sink, to, &[welcome]).await;
 
     // A week ahead, twice (two passes, or two replicas): one reminder.
     let week = ends - chrono::Duration::days(6);
     assert!(tick(&s, week).contains("trial ends in 7 days"));
     assert!(!tick(&s, week).contains("reminded"));
-    wait_subjects(&sink, to, &[welcome, soon]).await;
+    wait_subjects(&s, &sink, to, &[welcome, soon]).await;
     let two_days = ends - chrono::Duration::hours(30);
     assert!(tick(&s, two_days).contains("trial ends in 2 days"));
     tick(&s, two_days);
-    wait_subjects(&sink, to, &[welcome, soon, soon]).await;
+    wait_subjects(&s, &sink, to, &[welcome, soon, soon]).await;
     let bodies: Vec<String> = sink.messages_to(to);
     assert!(
         bodies.iter().any(|m| m.contains("ends in 2 days")),
@@ -111,6 +116,7 @@ async fn trial_reminders_and_the_suspension_arrive_once_each(backend: Backend) {
     assert!(tick(&s, after).contains("1 changed"));
     assert!(tick(&s, after).contains("0 changed"));
     wait_subjects(
+        &s,
         &sink,
         to,
         &[
@@ -150,6 +156,7 @@ async fn the_first_ready_report_sends_instance_ready_once(backend: Backend) {
     s.wait_for_status(&id, "ready", Duration::from_secs(30))
         .await;
     wait_subjects(
+        &s,
         &sink,
         to,
         &["Welcome to Iotistic", "Your Iotistic instance is ready"],

@@ -9,6 +9,7 @@ use billing::db::notifications::{self, NewNotification};
 use billing::db::{cancellations, lifecycle, outbox, Db};
 use billing::notify::Kind;
 use chrono::{DateTime, Duration, Utc};
+use common::pg::TempDatabase;
 use common::Backend;
 
 for_each_backend!(
@@ -20,14 +21,15 @@ for_each_backend!(
 
 const LEASE: Duration = Duration::seconds(60);
 
-async fn database(backend: Backend) -> Option<(tempfile::TempDir, Db)> {
+/// A migrated database; the guard drops a PostgreSQL one at the end of the test.
+async fn database(backend: Backend) -> Option<((tempfile::TempDir, Option<TempDatabase>), Db)> {
     let dir = tempfile::tempdir().unwrap();
-    let url = common::database_url(backend, dir.path()).await?;
+    let (url, guard) = common::database_url(backend, dir.path()).await?;
     let db = Db::connect(&url, std::time::Duration::from_secs(10))
         .await
         .unwrap();
     db.migrate().await.unwrap();
-    Some((dir, db))
+    Some(((dir, guard), db))
 }
 
 /// (status, attempts, lease_until) of a row.

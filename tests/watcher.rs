@@ -415,7 +415,21 @@ async fn poller_pass_over_a_recorded_list_response(backend: Backend) {
     );
 
     // Later passes repeat the same status: recorded once. The other items are no tenant of ours.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let passes = || {
+        let listed = format!("{kustomizations}?");
+        api.requests()
+            .iter()
+            .filter(|r| r.starts_with(&listed))
+            .count()
+    };
+    let (seen, deadline) = (
+        passes(),
+        std::time::Instant::now() + Duration::from_secs(30),
+    );
+    while passes() < seen + 2 {
+        assert!(std::time::Instant::now() < deadline, "the poller stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(history_rows(&s, &id).await, 2);
     let requests = api.requests();
     assert!(

@@ -103,13 +103,15 @@ async fn apply_one(
 }
 
 /// The server's scheduler: a pass every `LIFECYCLE_INTERVAL_SECONDS`, the first at start-up.
-pub async fn run(app: std::sync::Arc<App>) {
+pub async fn run(app: std::sync::Arc<App>, stop: tokio_util::sync::CancellationToken) {
     let mut interval = tokio::time::interval(StdDuration::from_secs(
         app.config.lifecycle_interval_seconds,
     ));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        interval.tick().await;
+        if stop.run_until_cancelled(interval.tick()).await.is_none() {
+            return;
+        }
         match tick(&app, Utc::now()).await {
             Ok(Some(report)) if !report.changed.is_empty() || !report.failed.is_empty() => {
                 tracing::info!(

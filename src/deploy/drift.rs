@@ -211,13 +211,16 @@ async fn mark_drifted(
 }
 
 /// The scan loop of `billing serve`.
-pub async fn run(app: Arc<App>) {
+pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
     let every = std::time::Duration::from_secs(app.config.gitops_fetch_interval_seconds);
     // The first pass is the start-up fetch: it runs here, after the listener is up.
     loop {
         if let Err(err) = scan(&app).await {
             tracing::warn!(error = %format!("{err:#}"), "drift scan failed");
         }
-        let _ = tokio::time::timeout(every, app.scan_wake.notified()).await;
+        let woken = tokio::time::timeout(every, app.scan_wake.notified());
+        if stop.run_until_cancelled(woken).await.is_none() {
+            return;
+        }
     }
 }

@@ -333,23 +333,22 @@ async fn give_up_or_retry(app: &App, job: &Job, error: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// The worker: runs batches until the process ends; wakes on new jobs or every second.
-pub async fn run_worker(app: Arc<App>) {
+/// The worker: runs batches until `stop` (checked between batches); wakes on new jobs or every
+/// second.
+pub async fn run_worker(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
     let mut failures: u32 = 0;
-    loop {
+    while !stop.is_cancelled() {
         match process_batch(&app).await {
             Ok(0) => {
                 failures = 0;
                 // Idle means a second without new work: a steady trickle of signups is not
                 // slowed by a repack after every commit.
-                let woken = tokio::time::timeout(
-                    std::time::Duration::from_secs(1),
-                    app.worker_wake.notified(),
-                )
-                .await
-                .is_ok();
-                if !woken {
-                    repack(&app, 1).await;
+                let idle = std::time::Duration::from_secs(1);
+                let woken = tokio::time::timeout(idle, app.worker_wake.notified());
+                match stop.run_until_cancelled(woken).await {
+                    None => return,
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => repack(&app, 1).await,
                 }
             }
             Ok(_) => {
@@ -360,7 +359,13 @@ pub async fn run_worker(app: Arc<App>) {
                 failures = failures.saturating_add(1);
                 let delay = std::time::Duration::from_millis(250 * 2u64.pow(failures.min(6)));
                 tracing::warn!(error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "GitOps worker");
-                tokio::time::sleep(delay).await;
+                if stop
+                    .run_until_cancelled(tokio::time::sleep(delay))
+                    .await
+                    .is_none()
+                {
+                    return;
+                }
             }
         }
     }

@@ -1,4 +1,5 @@
-//! Liveness (`/health`, `/healthz`) and readiness (`/readyz`: the database answers).
+//! Liveness (`/health`, `/healthz`) and readiness (`/readyz`: the database answers; Git and the
+//! background workers are well, or it says `degraded` and why).
 
 use std::time::Duration;
 
@@ -22,13 +23,21 @@ pub async fn ready(State(app): State<SharedApp>) -> Result<Json<Value>> {
     // A failing GitOps remote or commit does not stop signups (they queue), so it degrades
     // readiness rather than failing it; monitoring reads `reason`.
     let gitops = app.gitops.health();
-    let status = if gitops.problem().is_some() {
-        "degraded"
+    // So does a worker that panicked and waits to be restarted: its jobs wait meanwhile.
+    let workers = app.workers.states();
+    let problems: Vec<String> = gitops
+        .problem()
+        .map(str::to_string)
+        .into_iter()
+        .chain(app.workers.problem())
+        .collect();
+    let (status, reason) = if problems.is_empty() {
+        ("ready", None)
     } else {
-        "ready"
+        ("degraded", Some(problems.join("; ")))
     };
     let pending = crate::db::outbox::pending_count(&app.db).await?;
     Ok(Json(
-        json!({ "status": status, "reason": gitops.problem(), "database": "ok", "gitops": gitops, "pending_render_jobs": pending }),
+        json!({ "status": status, "reason": reason, "database": "ok", "gitops": gitops, "workers": workers, "pending_render_jobs": pending }),
     ))
 }

@@ -12,7 +12,9 @@ pub mod rejections;
 pub mod stripe;
 pub mod subscriptions;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
@@ -83,27 +85,83 @@ async fn log_internal_errors(response: Response) -> Response {
     response
 }
 
+/// From SIGTERM to the end of `serve`: open requests and the workers' current jobs get this
+/// long, so the process exits well within the 10 s an orchestrator usually allows.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// Starts every background worker under the supervisor, by name (the names `/readyz` and
+/// `billing_worker_restarts_total` use).
+fn start_workers(app: &SharedApp, mail: crate::notify::sender::Sender) {
+    let workers = &app.workers;
+    let a = app.clone();
+    workers.spawn("deploy", move |stop| {
+        crate::deploy::run_worker(a.clone(), stop)
+    });
+    let a = app.clone();
+    workers.spawn("drift_scan", move |stop| {
+        crate::deploy::drift::run(a.clone(), stop)
+    });
+    let a = app.clone();
+    workers.spawn("stripe_cancellations", move |stop| {
+        crate::billing::stripe::cancel::run(a.clone(), stop)
+    });
+    let a = app.clone();
+    let mail = std::sync::Arc::new(mail);
+    workers.spawn("email_sender", move |stop| {
+        crate::notify::sender::run(a.clone(), mail.clone(), stop)
+    });
+    let a = app.clone();
+    workers.spawn("stall_sweep", move |stop| {
+        crate::watcher::stall::run(a.clone(), stop)
+    });
+    let a = app.clone();
+    workers.spawn("kube_poller", move |stop| {
+        crate::watcher::poller::run(a.clone(), stop)
+    });
+    let a = app.clone();
+    workers.spawn("lifecycle", move |stop| {
+        crate::billing::lifecycle::run(a.clone(), stop)
+    });
+}
+
 pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
     if app.config.admin_token().is_none() {
         tracing::warn!("ADMIN_API_TOKEN is not set: admin endpoints will refuse every request");
     }
     let mail = crate::notify::sender::Sender::from_config(&app.config)?;
-    tokio::spawn(crate::deploy::run_worker(app.clone()));
-    tokio::spawn(crate::deploy::drift::run(app.clone()));
-    tokio::spawn(crate::billing::stripe::cancel::run(app.clone()));
-    tokio::spawn(crate::notify::sender::run(app.clone(), mail));
-    tokio::spawn(crate::watcher::stall::run(app.clone()));
-    tokio::spawn(crate::watcher::poller::run(app.clone()));
-    tokio::spawn(crate::billing::lifecycle::run(app.clone()));
+    start_workers(&app, mail);
     let listener = tokio::net::TcpListener::bind(app.config.listen_addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");
-    axum::serve(
+    let server = axum::serve(
         listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    .with_graceful_shutdown(app.workers.stopping().cancelled_owned());
+    let mut server = tokio::spawn(server.into_future());
+    let ended_early = tokio::select! {
+        () = shutdown_signal() => None,
+        ended = &mut server => Some(ended),
+    };
+    // Cancelling the workers' token also starts axum's graceful shutdown.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    let drained = async {
+        match ended_early {
+            Some(ended) => Some(ended),
+            None => tokio::time::timeout_at(deadline, &mut server).await.ok(),
+        }
+    };
+    let (http, late) = tokio::join!(drained, app.workers.shutdown(deadline));
+    if !late.is_empty() {
+        tracing::warn!(workers = ?late, "workers still busy at the shutdown deadline: their claimed jobs wait for their leases to expire");
+    }
+    match http {
+        Some(ended) => ended??,
+        None => {
+            tracing::warn!("requests still open at the shutdown deadline");
+            server.abort();
+        }
+    }
     Ok(())
 }
 

@@ -84,15 +84,25 @@ impl Sender {
 }
 
 /// Sends what is queued until the process ends.
-pub async fn run(app: SharedApp, sender: Sender) {
-    loop {
+pub async fn run(
+    app: SharedApp,
+    sender: std::sync::Arc<Sender>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    while !stop.is_cancelled() {
         match pass(&app, &sender).await {
             // A full batch: there may be more at once.
             Ok(n) if n >= BATCH as usize => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "email sender: database unavailable"),
         }
-        tokio::time::sleep(POLL).await;
+        if stop
+            .run_until_cancelled(tokio::time::sleep(POLL))
+            .await
+            .is_none()
+        {
+            return;
+        }
     }
 }
 

@@ -345,11 +345,7 @@ fn hmac_sha256_hex(secret: &SecretString, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
         .expect("HMAC accepts keys of any length");
     mac.update(body);
-    hex(&mac.finalize().into_bytes())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// `scheme://host[:port]/…`: enough to tell operators where, without the hook path.

@@ -96,7 +96,7 @@ fn flux_accepts(signature: &str, body: &[u8], token: &str) -> bool {
         return false;
     };
     assert_eq!(hash, "sha256", "we sign with sha256");
-    let Ok(tag) = decode_hex(hex_mac) else {
+    let Ok(tag) = hex::decode(hex_mac) else {
         return false;
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).unwrap();
@@ -110,23 +110,8 @@ fn argocd_accepts(signature: &str, body: &[u8], secret: &str) -> bool {
     let signature = signature.strip_prefix("sha256=").unwrap_or(signature);
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
-    let expected: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let expected = hex::encode(mac.finalize().into_bytes());
     signature.len() >= 6 && signature == expected
-}
-
-fn decode_hex(s: &str) -> Result<Vec<u8>, ()> {
-    if !s.len().is_multiple_of(2) {
-        return Err(());
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| ()))
-        .collect()
 }
 
 #[tokio::test]

@@ -62,17 +62,6 @@ pub enum SignatureError {
     Mismatch,
 }
 
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    let b = text.as_bytes();
-    if b.is_empty() || !b.len().is_multiple_of(2) {
-        return None;
-    }
-    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    b.chunks(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
-}
-
 fn verify_with<M: Mac + hmac::digest::KeyInit>(key: &[u8], body: &[u8], sig: &[u8]) -> bool {
     let Ok(mut mac) = <M as hmac::digest::KeyInit>::new_from_slice(key) else {
         return false;
@@ -92,8 +81,11 @@ pub fn verify_signature(
         .map(str::trim)
         .filter(|h| !h.is_empty())
         .ok_or(SignatureError::Missing)?;
-    let (hash, hex) = header.split_once('=').ok_or(SignatureError::Malformed)?;
-    let sig = hex_decode(hex).ok_or(SignatureError::Malformed)?;
+    let (hash, digits) = header.split_once('=').ok_or(SignatureError::Malformed)?;
+    let sig = hex::decode(digits)
+        .ok()
+        .filter(|sig| !sig.is_empty())
+        .ok_or(SignatureError::Malformed)?;
     let ok = match hash.to_ascii_lowercase().as_str() {
         "sha1" => verify_with::<Hmac<sha1::Sha1>>(key, body, &sig),
         "sha224" => verify_with::<Hmac<sha2::Sha224>>(key, body, &sig),
@@ -114,9 +106,7 @@ pub fn sign(body: &[u8], key: &[u8]) -> String {
     let mut mac = <Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(key)
         .expect("HMAC takes keys of any length");
     mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// The reported revision, under the key of either controller generation.

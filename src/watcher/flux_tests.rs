@@ -71,12 +71,11 @@ fn refuses_missing_malformed_foreign_and_wrong_signatures() {
 fn parses_the_hash_prefix() {
     use hmac::digest::KeyInit;
     let (key, body) = (b"secret", b"payload");
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     macro_rules! signed {
         ($name:literal, $d:ty) => {{
             let mut m = <Hmac<$d> as KeyInit>::new_from_slice(key).unwrap();
             m.update(body);
-            format!("{}={}", $name, hex(&m.finalize().into_bytes()))
+            format!("{}={}", $name, hex::encode(m.finalize().into_bytes()))
         }};
     }
     for header in [

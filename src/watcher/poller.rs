@@ -159,7 +159,7 @@ pub async fn pass(app: &Arc<App>, client: &Client) -> anyhow::Result<Pass> {
 }
 
 /// The poller task: finds the cluster configuration once, then polls until the process ends.
-pub async fn run(app: Arc<App>) {
+pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
     if app.config.cluster.watcher_kube_poll == KubePoll::Off {
         tracing::info!("Kubernetes poller off (WATCHER_KUBE_POLL=off)");
         return;
@@ -184,7 +184,13 @@ pub async fn run(app: Arc<App>) {
             Ok(p) => tracing::debug!(reports = p.reports, recorded = p.recorded, "poller pass"),
             Err(err) => tracing::warn!(error = %format!("{err:#}"), "poller pass failed"),
         }
-        tokio::time::sleep(every).await;
+        if stop
+            .run_until_cancelled(tokio::time::sleep(every))
+            .await
+            .is_none()
+        {
+            return;
+        }
     }
 }
 

@@ -40,11 +40,17 @@ pub fn interval(stall: Duration) -> Duration {
 }
 
 /// The sweep task, started by `http::serve`.
-pub async fn run(app: Arc<App>) {
+pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
     let stall = Duration::from_secs(app.config.cluster.watcher_stall_seconds.max(1));
     let every = interval(stall);
     loop {
-        tokio::time::sleep(every).await;
+        if stop
+            .run_until_cancelled(tokio::time::sleep(every))
+            .await
+            .is_none()
+        {
+            return;
+        }
         if let Err(err) = sweep(&app, stall, Utc::now()).await {
             tracing::warn!(error = %format!("{err:#}"), "stall sweep failed");
         }

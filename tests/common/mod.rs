@@ -14,6 +14,7 @@ pub mod skip;
 
 pub mod git_cli;
 pub mod localstripe;
+pub mod pg;
 pub mod review;
 pub mod smtp;
 
@@ -35,34 +36,9 @@ pub struct TestServer {
     extra_env: Vec<(String, String)>,
     child: Option<Child>,
     log_path: PathBuf,
-}
-
-fn random_suffix() -> String {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    (0..10)
-        .map(|_| (b'a' + rng.gen_range(0..26)) as char)
-        .collect()
-}
-
-/// A new, empty PostgreSQL database next to the one TEST_DATABASE_URL names.
-async fn fresh_postgres_database(admin_url: &str) -> String {
-    sqlx::any::install_default_drivers();
-    let admin = AnyPool::connect(admin_url)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    let name = format!("billing_t_{}", random_suffix());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let (prefix, rest) = admin_url.rsplit_once('/').expect("database URL has a path");
-    let query = rest
-        .split_once('?')
-        .map(|(_, q)| format!("?{q}"))
-        .unwrap_or_default();
-    format!("{prefix}/{name}{query}")
+    /// The database created for this server, dropped after it (fields drop after `drop`, which
+    /// stops the server); None for a replica or a database the test brought.
+    _database: Option<pg::TempDatabase>,
 }
 
 /// One sealing key pair for every server of this test binary: generating RSA-4096 per server
@@ -119,14 +95,22 @@ pub fn billing_command(data_dir: &Path, database_url: &str) -> Command {
 
 /// A fresh database: a SQLite file in `dir`, or a new PostgreSQL database; None (after saying
 /// so) when PostgreSQL is not configured.
-pub async fn database_url(backend: Backend, dir: &Path) -> Option<String> {
+/// A database for one test: a SQLite file in `dir`, or a new PostgreSQL database (dropped
+/// when the returned guard goes); None when PostgreSQL is not configured (outside CI).
+pub async fn database_url(
+    backend: Backend,
+    dir: &Path,
+) -> Option<(String, Option<pg::TempDatabase>)> {
     match backend {
-        Backend::Sqlite => Some(format!(
-            "sqlite://{}?mode=rwc",
-            dir.join("billing.db").display()
+        Backend::Sqlite => Some((
+            format!("sqlite://{}?mode=rwc", dir.join("billing.db").display()),
+            None,
         )),
         Backend::Postgres => match std::env::var("TEST_DATABASE_URL") {
-            Ok(url) => Some(fresh_postgres_database(&url).await),
+            Ok(url) => {
+                let db = pg::TempDatabase::create(&url).await;
+                Some((db.url.clone(), Some(db)))
+            }
             Err(_) => {
                 skip::skip_unless_ci("the PostgreSQL tests", "TEST_DATABASE_URL is not set");
                 None
@@ -144,19 +128,26 @@ impl TestServer {
 
     pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let database_url = database_url(backend, dir.path()).await?;
-        Some(Self::launch(dir, database_url, env).await)
+        let (database_url, database) = database_url(backend, dir.path()).await?;
+        Some(Self::launch(dir, database_url, database, env).await)
     }
 
     /// Starts a server against a database the test provides (e.g. its own PostgreSQL cluster).
     pub async fn start_on(database_url: String, env: &[(&str, &str)]) -> Self {
-        Self::launch(tempfile::tempdir().expect("tempdir"), database_url, env).await
+        Self::launch(
+            tempfile::tempdir().expect("tempdir"),
+            database_url,
+            None,
+            env,
+        )
+        .await
     }
 
     /// Starts `billing serve` with its data in `dir` against `database_url`.
     async fn launch(
         dir: tempfile::TempDir,
         database_url: String,
+        database: Option<pg::TempDatabase>,
         env: &[(&str, &str)],
     ) -> TestServer {
         let mut server = TestServer {
@@ -170,6 +161,7 @@ impl TestServer {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             child: None,
+            _database: database,
         };
         server.spawn().await;
         server
@@ -179,7 +171,7 @@ impl TestServer {
     /// local GitOps repository): a replica.
     pub async fn start_replica(&self, env: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::launch(dir, self.database_url.clone(), env).await
+        Self::launch(dir, self.database_url.clone(), None, env).await
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -481,11 +473,7 @@ pub fn hmac_sha256_hex(key: &str, parts: &[&[u8]]) -> String {
     for part in parts {
         mac.update(part);
     }
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(mac.finalize().into_bytes())
 }
 
 pub async fn count(pool: &AnyPool, sql: &str, arg: &str) -> i64 {
@@ -588,11 +576,10 @@ impl GitDaemon {
             .spawn();
         let child = match child {
             Ok(child) => child,
-            Err(_) if std::env::var_os("CI").is_none() => {
-                eprintln!("skipped: no git daemon");
+            Err(e) => {
+                skip::skip_unless_ci("the git daemon tests", format!("git daemon: {e}"));
                 return None;
             }
-            Err(e) => panic!("git daemon: {e}"),
         };
         let daemon = GitDaemon { dir, port, child };
         let deadline = Instant::now() + Duration::from_secs(10);

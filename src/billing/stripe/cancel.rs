@@ -41,11 +41,14 @@ pub async fn pass(app: &App) -> anyhow::Result<usize> {
 }
 
 /// The canceller loop of `billing serve`: a pass every 5 seconds.
-pub async fn run(app: Arc<App>) {
+pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
     loop {
         if let Err(err) = pass(&app).await {
             tracing::warn!(error = %format!("{err:#}"), "Stripe cancellation pass failed");
         }
-        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let pause = tokio::time::sleep(std::time::Duration::from_secs(5));
+        if stop.run_until_cancelled(pause).await.is_none() {
+            return;
+        }
     }
 }
