@@ -141,13 +141,14 @@ async fn tenants_changed(app: &Arc<App>, commit: &CommitInfo) -> anyhow::Result<
         })
         .await
         .context("git task panicked")??;
-    let mut ids: Vec<String> = paths
+    // A set, not `dedup`: the paths come sorted, so one tenant's `flux-tenants/` file and its
+    // `tenants/` files are apart whenever the commit touches another tenant between them.
+    let ids: std::collections::BTreeSet<String> = paths
         .iter()
         .filter_map(|p| crate::render::tenant_of_path(p))
         .map(str::to_string)
         .collect();
-    ids.dedup();
-    Ok(ids)
+    Ok(ids.into_iter().collect())
 }
 
 async fn mark_drifted(
