@@ -232,7 +232,7 @@ async fn a_signed_upgrade_is_one_commit_and_a_new_license(s: TestServer) {
     // One payment-failed email (no SMTP_URL here: it goes to the log).
     let logged = |log: String| {
         log.lines()
-            .filter(|l| l.contains("logged, not sent") && l.contains("payment failed"))
+            .filter(|l| l.contains("logged, not sent") && l.contains("kind=payment_failed"))
             .count()
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
