@@ -57,7 +57,11 @@ pub fn router(app: SharedApp) -> Router {
             "/api/gitops/argocd/events",
             post(gitops_events::argocd_event),
         )
-        .route("/api/webhooks/stripe", post(stripe::webhook))
+        // Its own, larger limit: the route's layer runs inside the router's and so overrides it.
+        .route(
+            "/api/webhooks/stripe",
+            post(stripe::webhook).layer(DefaultBodyLimit::max(stripe::MAX_EVENT_BYTES)),
+        )
         .route("/api/subscriptions/checkout", post(subscriptions::checkout))
         .route("/api/subscriptions/portal", post(subscriptions::portal))
         .route("/api/subscriptions/me", get(subscriptions::me))
