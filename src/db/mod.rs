@@ -27,6 +27,9 @@ use sqlx::{AnyPool, Executor};
 
 pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
+/// How long a SQLite statement waits for another connection's lock before SQLITE_BUSY.
+pub const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
 /// How long `billing serve` waits at start-up for a database that is not up yet.
 pub const STARTUP_WAIT: Duration = Duration::from_secs(30);
 
@@ -98,11 +101,11 @@ impl Db {
                         // concurrent writers queue instead of failing with SQLITE_BUSY.
                         // secure_delete zeroes deleted and overwritten content, so a deleted
                         // customer's data does not linger in free pages of the file.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                        conn.execute(&*format!(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
                              PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                             PRAGMA secure_delete = ON;",
-                        )
+                             PRAGMA secure_delete = ON;"
+                        ))
                         .await?;
                     }
                     Ok(())

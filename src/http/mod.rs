@@ -99,6 +99,7 @@ pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
     tokio::spawn(crate::watcher::stall::run(app.clone()));
     tokio::spawn(crate::watcher::poller::run(app.clone()));
     tokio::spawn(crate::billing::lifecycle::run(app.clone()));
+    tokio::spawn(crate::accounts::deletion::run_wal_checkpoints(app.clone()));
     let listener = tokio::net::TcpListener::bind(app.config.listen_addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");

@@ -107,6 +107,7 @@ async fn pass(app: &SharedApp, sender: &Sender) -> Result<usize, sqlx::Error> {
                     tracing::warn!(message_id = %row.message_id, "email sent after its lease ran out");
                 }
                 tracing::info!(message_id = %row.message_id, kind = %row.kind, customer_id = %row.customer_id, "email sent");
+                wake_wal_scrub(app, row);
             }
             Err(error) => {
                 let backoff = Duration::seconds(1 << row.attempts.clamp(0, 12));
@@ -114,8 +115,18 @@ async fn pass(app: &SharedApp, sender: &Sender) -> Result<usize, sqlx::Error> {
                     notifications::retry(&app.db, row, &error, MAX_ATTEMPTS, backoff, Utc::now())
                         .await?;
                 tracing::warn!(message_id = %row.message_id, kind = %row.kind, error = %error, gave_up, "email not sent");
+                if gave_up {
+                    wake_wal_scrub(app, row);
+                }
             }
         }
     }
     Ok(rows.len())
+}
+
+/// The farewell email's row held a deleted customer's address until now: the WAL still does.
+fn wake_wal_scrub(app: &SharedApp, row: &Pending) {
+    if row.kind == super::Kind::AccountDeleted.as_str() {
+        app.wal_scrub.notify_one();
+    }
 }
