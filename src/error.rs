@@ -43,6 +43,9 @@ pub enum ApiError {
     /// client may retry; the detail is logged, never sent.
     #[error("the database is unavailable; retry shortly")]
     DatabaseUnavailable(String),
+    /// The database's disk is full: nothing was stored; the detail is logged, never sent.
+    #[error("the service's storage is full; nothing was stored, retry later")]
+    StorageFull(String),
     /// A Stripe webhook whose `Stripe-Signature` does not verify (missing, wrong, stale).
     #[error("{0}")]
     InvalidSignature(String),
@@ -58,6 +61,8 @@ pub enum ApiError {
 
 /// How long a client should wait before retrying after a database outage.
 const DATABASE_RETRY_AFTER_SECS: u64 = 5;
+/// A full disk needs an operator: a retry within seconds would fail the same way.
+const STORAGE_RETRY_AFTER_SECS: u64 = 60;
 
 impl ApiError {
     pub fn validation(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
@@ -139,6 +144,12 @@ impl ApiError {
                 "database_unavailable",
                 None,
             ),
+            StorageFull(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+                "storage_full",
+                None,
+            ),
             InvalidSignature(_) => (
                 StatusCode::BAD_REQUEST,
                 "Invalid signature",
@@ -207,6 +218,7 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::TooManyAttempts { retry_after_secs } => Some(*retry_after_secs),
             ApiError::DatabaseUnavailable(_) => Some(DATABASE_RETRY_AFTER_SECS),
+            ApiError::StorageFull(_) => Some(STORAGE_RETRY_AFTER_SECS),
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -216,7 +228,9 @@ impl IntoResponse for ApiError {
         }
         let detail = match &self {
             ApiError::Internal(err) => Some(format!("{err:#}")),
-            ApiError::DatabaseUnavailable(detail) => Some(detail.clone()),
+            ApiError::DatabaseUnavailable(detail) | ApiError::StorageFull(detail) => {
+                Some(detail.clone())
+            }
             ApiError::Stripe(err) => Some(err.to_string()),
             ApiError::Rejected { status, message } if status.is_server_error() => {
                 Some(message.clone())
@@ -262,10 +276,14 @@ pub fn is_database_unavailable(err: &sqlx::Error) -> bool {
 
 // The one place database errors become API errors, whichever way they travel (directly or
 // wrapped in anyhow by a lower layer): an outage is a 503 the client may retry, never a 500.
+// A full disk is a 503 too, told apart so that clients and operators see why.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         if is_database_unavailable(&err) {
             ApiError::DatabaseUnavailable(err.to_string())
+        } else if crate::db::storage::is_full(&err) {
+            crate::db::storage::note_full();
+            ApiError::StorageFull(err.to_string())
         } else {
             ApiError::Internal(err.into())
         }
@@ -274,13 +292,15 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
-        let outage = err.chain().any(|cause| {
-            cause
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(is_database_unavailable)
-        });
-        if outage {
+        let cause = |test: fn(&sqlx::Error) -> bool| {
+            err.chain()
+                .any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(test))
+        };
+        if cause(is_database_unavailable) {
             ApiError::DatabaseUnavailable(format!("{err:#}"))
+        } else if cause(crate::db::storage::is_full) {
+            crate::db::storage::note_full();
+            ApiError::StorageFull(format!("{err:#}"))
         } else {
             ApiError::Internal(err)
         }

@@ -21,14 +21,25 @@ pub async fn ready(State(app): State<SharedApp>) -> Result<Json<Value>> {
         .map_err(|e| ApiError::DatabaseUnavailable(format!("readiness ping: {e}")))?;
     // A failing GitOps remote or commit does not stop signups (they queue), so it degrades
     // readiness rather than failing it; monitoring reads `reason`.
+    // So is a full disk under the database: reads and logins of known sessions still work,
+    // and the outage is one an operator must fix, not one a restart would.
+    let storage = crate::db::storage::problem(&app.db);
     let gitops = app.gitops.health();
-    let status = if gitops.problem().is_some() {
+    let reason = storage
+        .clone()
+        .or_else(|| gitops.problem().map(str::to_string));
+    let status = if reason.is_some() {
         "degraded"
     } else {
         "ready"
     };
+    let database = if storage.is_some() {
+        "storage_full"
+    } else {
+        "ok"
+    };
     let pending = crate::db::outbox::pending_count(&app.db).await?;
     Ok(Json(
-        json!({ "status": status, "reason": gitops.problem(), "database": "ok", "gitops": gitops, "pending_render_jobs": pending }),
+        json!({ "status": status, "reason": reason, "database": database, "gitops": gitops, "pending_render_jobs": pending }),
     ))
 }
