@@ -191,10 +191,11 @@ pub struct ErrorBody<'a> {
 #[derive(Clone, Debug)]
 pub struct InternalErrorDetail(pub String);
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and the body a client gets (a 500's cause stays out of it).
+    pub fn body(&self) -> (StatusCode, ErrorBody<'static>) {
         let (status, title, code, field) = self.parts();
-        let message = match &self {
+        let message = match self {
             ApiError::Internal(_) => "an unexpected error occurred".to_string(),
             ApiError::Rejected { status, .. } if status.is_server_error() => {
                 "an unexpected error occurred".to_string()
@@ -207,6 +208,13 @@ impl IntoResponse for ApiError {
             code,
             field,
         };
+        (status, body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.body();
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             // RFC 9110 §11.6.1: a 401 names the scheme that would work (RFC 6750's Bearer).
@@ -253,6 +261,8 @@ fn rejection_code(status: StatusCode) -> &'static str {
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::UNPROCESSABLE_ENTITY => "unprocessable_entity",
         s if s.is_server_error() => "internal_error",

@@ -99,11 +99,13 @@ impl Fields {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => {
+                // Refused for every field (PostgreSQL cannot store it in text), with the code
+                // of control characters everywhere else.
                 if s.contains('\0') {
                     return Err(ApiError::validation(
-                        "invalid_value",
+                        "invalid_characters",
                         name,
-                        format!("{name} must not contain NUL characters"),
+                        format!("{name} must not contain control characters (found U+0000)"),
                     ));
                 }
                 Ok(Some(s.clone()))

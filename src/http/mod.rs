@@ -11,12 +11,14 @@ pub mod metrics;
 pub mod rejections;
 pub mod stripe;
 pub mod subscriptions;
+pub mod wire;
 
 use std::net::SocketAddr;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
@@ -103,6 +105,11 @@ pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(app.config.listen_addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");
+    // The tap (no delay for small responses) also gives the wrapped listener axum's
+    // connect info.
+    let listener = wire::JsonListener(listener).tap_io(|io| {
+        let _ = io.get_mut().set_nodelay(true);
+    });
     axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<SocketAddr>(),
