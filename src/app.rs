@@ -64,6 +64,7 @@ impl App {
         let review = crate::review::Review::from_config(&config.review)?;
         let db = Db::connect(&config.database_url(), config.database_acquire_timeout()).await?;
         db.migrate().await?;
+        crate::accounts::signup::backfill_skeletons(&db).await?;
         let paths = key_paths(&config);
         let keys = tokio::task::spawn_blocking(move || KeyRing::load_or_generate(&paths))
             .await

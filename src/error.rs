@@ -19,7 +19,7 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("an account with this email already exists")]
+    #[error("an account with this email, or one that looks the same, already exists")]
     EmailTaken,
     #[error("invalid credentials")]
     InvalidCredentials,

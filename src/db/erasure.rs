@@ -22,8 +22,8 @@ pub async fn scrub_customer<'c>(
     s: &Scrubbed<'_>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE customers SET email = $1, email_normalized = $1, password_hash = $2, \
-         company_name = '', full_name = NULL, deleted_at = $3, updated_at = $3 \
+        "UPDATE customers SET email = $1, email_normalized = $1, email_skeleton = NULL, \
+         password_hash = $2, company_name = '', full_name = NULL, deleted_at = $3, updated_at = $3 \
          WHERE id = $4 AND email_normalized = $5 AND deleted_at IS NULL",
     )
     .bind(s.placeholder_email)
