@@ -31,6 +31,8 @@ pub struct App {
     pub worker_wake: tokio::sync::Notify,
     /// Woken after a push, so the drift scan looks at the remote at once.
     pub scan_wake: tokio::sync::Notify,
+    /// Woken after an erasure, so no copy of the erased data waits in SQLite's WAL.
+    pub wal_scrub: tokio::sync::Notify,
     /// This process's name on the job leases.
     pub worker_id: String,
     /// For outgoing calls (the sync webhook poke, Stripe).
@@ -64,6 +66,7 @@ impl App {
         let review = crate::review::Review::from_config(&config.review)?;
         let db = Db::connect(&config.database_url(), config.database_acquire_timeout()).await?;
         db.migrate().await?;
+        crate::accounts::signup::backfill_skeletons(&db).await?;
         let paths = key_paths(&config);
         let keys = tokio::task::spawn_blocking(move || KeyRing::load_or_generate(&paths))
             .await
@@ -88,6 +91,7 @@ impl App {
             sealing,
             worker_wake: tokio::sync::Notify::new(),
             scan_wake: tokio::sync::Notify::new(),
+            wal_scrub: tokio::sync::Notify::new(),
             worker_id: format!("worker-{}", uuid::Uuid::new_v4()),
             http: reqwest::Client::new(),
             workers: crate::supervisor::Supervisor::new(metrics.worker_restarts.clone()),

@@ -19,7 +19,7 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("an account with this email already exists")]
+    #[error("an account with this email, or one that looks the same, already exists")]
     EmailTaken,
     #[error("invalid credentials")]
     InvalidCredentials,
@@ -43,6 +43,9 @@ pub enum ApiError {
     /// client may retry; the detail is logged, never sent.
     #[error("the database is unavailable; retry shortly")]
     DatabaseUnavailable(String),
+    /// The database's disk is full: nothing was stored; the detail is logged, never sent.
+    #[error("the service's storage is full; nothing was stored, retry later")]
+    StorageFull(String),
     /// A Stripe webhook whose `Stripe-Signature` does not verify (missing, wrong, stale).
     #[error("{0}")]
     InvalidSignature(String),
@@ -58,6 +61,8 @@ pub enum ApiError {
 
 /// How long a client should wait before retrying after a database outage.
 const DATABASE_RETRY_AFTER_SECS: u64 = 5;
+/// A full disk needs an operator: a retry within seconds would fail the same way.
+const STORAGE_RETRY_AFTER_SECS: u64 = 60;
 
 impl ApiError {
     pub fn validation(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
@@ -139,6 +144,12 @@ impl ApiError {
                 "database_unavailable",
                 None,
             ),
+            StorageFull(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+                "storage_full",
+                None,
+            ),
             InvalidSignature(_) => (
                 StatusCode::BAD_REQUEST,
                 "Invalid signature",
@@ -180,10 +191,11 @@ pub struct ErrorBody<'a> {
 #[derive(Clone, Debug)]
 pub struct InternalErrorDetail(pub String);
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and the body a client gets (a 500's cause stays out of it).
+    pub fn body(&self) -> (StatusCode, ErrorBody<'static>) {
         let (status, title, code, field) = self.parts();
-        let message = match &self {
+        let message = match self {
             ApiError::Internal(_) => "an unexpected error occurred".to_string(),
             ApiError::Rejected { status, .. } if status.is_server_error() => {
                 "an unexpected error occurred".to_string()
@@ -196,6 +208,13 @@ impl IntoResponse for ApiError {
             code,
             field,
         };
+        (status, body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.body();
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             // RFC 9110 §11.6.1: a 401 names the scheme that would work (RFC 6750's Bearer).
@@ -207,6 +226,7 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::TooManyAttempts { retry_after_secs } => Some(*retry_after_secs),
             ApiError::DatabaseUnavailable(_) => Some(DATABASE_RETRY_AFTER_SECS),
+            ApiError::StorageFull(_) => Some(STORAGE_RETRY_AFTER_SECS),
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -216,7 +236,9 @@ impl IntoResponse for ApiError {
         }
         let detail = match &self {
             ApiError::Internal(err) => Some(format!("{err:#}")),
-            ApiError::DatabaseUnavailable(detail) => Some(detail.clone()),
+            ApiError::DatabaseUnavailable(detail) | ApiError::StorageFull(detail) => {
+                Some(detail.clone())
+            }
             ApiError::Stripe(err) => Some(err.to_string()),
             ApiError::Rejected { status, message } if status.is_server_error() => {
                 Some(message.clone())
@@ -239,6 +261,8 @@ fn rejection_code(status: StatusCode) -> &'static str {
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::UNPROCESSABLE_ENTITY => "unprocessable_entity",
         s if s.is_server_error() => "internal_error",
@@ -262,10 +286,14 @@ pub fn is_database_unavailable(err: &sqlx::Error) -> bool {
 
 // The one place database errors become API errors, whichever way they travel (directly or
 // wrapped in anyhow by a lower layer): an outage is a 503 the client may retry, never a 500.
+// A full disk is a 503 too, told apart so that clients and operators see why.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         if is_database_unavailable(&err) {
             ApiError::DatabaseUnavailable(err.to_string())
+        } else if crate::db::storage::is_full(&err) {
+            crate::db::storage::note_full();
+            ApiError::StorageFull(err.to_string())
         } else {
             ApiError::Internal(err.into())
         }
@@ -274,13 +302,15 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
-        let outage = err.chain().any(|cause| {
-            cause
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(is_database_unavailable)
-        });
-        if outage {
+        let cause = |test: fn(&sqlx::Error) -> bool| {
+            err.chain()
+                .any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(test))
+        };
+        if cause(is_database_unavailable) {
             ApiError::DatabaseUnavailable(format!("{err:#}"))
+        } else if cause(crate::db::storage::is_full) {
+            crate::db::storage::note_full();
+            ApiError::StorageFull(format!("{err:#}"))
         } else {
             ApiError::Internal(err)
         }

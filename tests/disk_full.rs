@@ -1,60 +1,22 @@
-//! A full disk under the GitOps repository: commits fail, and operators see it where they look
-//! (`/readyz` degraded with the reason, the tenant's status error, the failed-commit metric);
-//! once space returns every signup is committed and the signs clear. The disk is a small tmpfs
-//! mounted by the test (root only).
+//! A full disk. Under the GitOps repository: commits fail, and operators see it where they
+//! look (`/readyz` degraded with the reason, the tenant's status error, the failed-commit
+//! metric); once space returns every signup is committed and the signs clear. Under the
+//! database (SQLite's file, a PostgreSQL tablespace): signups and logins answer 503
+//! `storage_full`, never a false 201, and `/readyz` says `degraded` with the reason. Each disk
+//! is a small tmpfs mounted by the test (root only).
 
 mod common;
+#[path = "common/pg_cluster.rs"]
+mod pg_cluster;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestServer};
-
-/// A tmpfs mounted for the test's lifetime; unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match out {
-            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
-            failed => {
-                let problem = format!("cannot mount a tmpfs here (needs root): {failed:?}");
-                common::skip::skip_unless_ci("the disk-full tests", problem);
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
-/// Fills the file system holding `dir` until writes fail; returns the filler file.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut file = std::fs::File::create(&path).unwrap();
-    let chunk = vec![0u8; 64 * 1024];
-    while file.write_all(&chunk).is_ok() {}
-    // Whatever a smaller write can still take.
-    while file.write_all(&chunk[..512]).is_ok() {}
-    path
-}
+use common::{Backend, TestServer, PASSWORD};
+use serde_json::{json, Value};
+use tmpfs::{fill, Tmpfs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_shows_in_readiness_status_and_metrics_and_loses_nothing() {
@@ -121,4 +83,95 @@ async fn a_full_disk_shows_in_readiness_status_and_metrics_and_loses_nothing() {
         )))
         .is_ok());
     drop(s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_sqlite_is_503_storage_full_and_degraded() {
+    let Some(disk) = Tmpfs::mount("16m") else {
+        return;
+    };
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        disk.path().join("billing.db").display()
+    );
+    let s = TestServer::start_on(url, &[]).await;
+    database_disk_fills_and_frees(&s, disk.path(), Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_postgresql_is_503_storage_full_and_degraded() {
+    // The test's own cluster (never the shared server's disk), its database in a tablespace on
+    // the tmpfs; PostgreSQL's own WAL stays on the real disk, as an operator would have it.
+    let Some(cluster) = pg_cluster::PgCluster::init() else {
+        return;
+    };
+    let Some(disk) = Tmpfs::mount("16m") else {
+        return;
+    };
+    let place = disk.path().join("tablespace");
+    std::fs::create_dir(&place).unwrap();
+    if let Some(user) = cluster.as_user {
+        let out = std::process::Command::new("chown")
+            .arg(format!("{user}:"))
+            .arg(&place)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    cluster.start();
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&cluster.url()).await.unwrap();
+    for sql in [
+        format!("CREATE TABLESPACE small LOCATION '{}'", place.display()),
+        "CREATE DATABASE billing TABLESPACE small".to_string(),
+    ] {
+        sqlx::query(&sql).execute(&admin).await.expect(&sql);
+    }
+    admin.close().await;
+    let url = format!("{}/billing", cluster.url().rsplit_once('/').unwrap().0);
+    let s = TestServer::start_on(url, &[]).await;
+    let recent = billing::db::storage::RECENT;
+    database_disk_fills_and_frees(&s, disk.path(), recent).await;
+}
+
+/// Fills `disk` before the first signup and checks what a client and an operator see; then
+/// frees it and waits (up to `settle` past the last failure) for readiness to clear. First, as
+/// PostgreSQL fails a write only when a table must grow, and its tables are still empty.
+async fn database_disk_fills_and_frees(s: &TestServer, disk: &Path, settle: Duration) {
+    let filler = fill(disk);
+
+    let (code, body) = s.signup("late@full.example", PASSWORD, "Late Ltd").await;
+    assert_storage_full("signup", code, &body, s);
+    // A login writes too (the audit row and the failure count of a wrong password).
+    let login = json!({ "email": "late@full.example", "password": PASSWORD });
+    let (code, body) = s.post_json("/api/customers/login", &login).await;
+    assert_storage_full("login", code, &body, s);
+    let (code, ready) = s.get_json("/readyz", None).await;
+    assert_eq!(code, 200, "{ready}");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["database"], "storage_full", "{ready}");
+    let reason = ready["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("database storage full"), "{ready}");
+
+    // Space returns: the refused signup was not stored (its email is free), and the signs clear.
+    std::fs::remove_file(filler).unwrap();
+    let (code, body) = s.signup("late@full.example", PASSWORD, "Late Ltd").await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = s.post_json("/api/customers/login", &login).await;
+    assert_eq!(code, 200, "{body}");
+    let deadline = Instant::now() + settle + Duration::from_secs(10);
+    loop {
+        let (_, ready) = s.get_json("/readyz", None).await;
+        if ready["status"] == "ready" {
+            assert_eq!(ready["database"], "ok", "{ready}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn assert_storage_full(what: &str, code: u16, body: &Value, s: &TestServer) {
+    assert_eq!(code, 503, "{what}: {body}\n{}", s.log());
+    assert_eq!(body["code"], "storage_full", "{what}: {body}");
 }

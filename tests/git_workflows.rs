@@ -218,6 +218,61 @@ async fn hand_edits_and_reverts_drift_force_reapplies_and_rollback_reverts() {
     common::assert_git_fsck_strict(daemon.dir.path().join("tenants.git").as_path());
 }
 
+for_each_backend!(a_hand_commit_over_several_tenants_drifts_each_once);
+
+/// One person's commit touching two tenants, each in both of its directories (`flux-tenants/`
+/// sorts between them): each tenant gets one history row and one audit row for that commit.
+async fn a_hand_commit_over_several_tenants_drifts_each_once(backend: Backend) {
+    let daemon = common::GitDaemon::start("tenants.git").expect("git daemon");
+    let url = daemon.url("tenants.git");
+    let env = [
+        ("GITOPS_REMOTE", url.as_str()),
+        ("GITOPS_FETCH_INTERVAL_SECONDS", "1"),
+    ];
+    let Some(s) = TestServer::start_with(backend, &env).await else {
+        return;
+    };
+    let ids = [
+        s.signed_up("one@acme.example", "One Co").await,
+        s.signed_up("two@acme.example", "Two Co").await,
+        s.signed_up("three@acme.example", "Three Co").await,
+    ];
+    for id in &ids {
+        wait_status(&s, id, "committed").await;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let clone = work.path().join("c");
+    fresh_clone(&url, &clone);
+    let touch = |id: &str| {
+        let quota = format!("{}/quota.yaml", billing::render::tenant_dir(id));
+        for path in [quota, billing::render::flux_kustomization_path(id)] {
+            let mut text = std::fs::read_to_string(clone.join(&path)).unwrap();
+            text.push_str("# edited by hand\n");
+            std::fs::write(clone.join(&path), text).unwrap();
+        }
+    };
+    touch(&ids[0]);
+    touch(&ids[1]);
+    git(&clone, "carol", &["commit", "-qam", "edit two tenants"]);
+    // A later commit to the third tenant: once it is drifted, the scan is past the first.
+    touch(&ids[2]);
+    git(&clone, "carol", &["commit", "-qam", "edit a third"]);
+    git(&clone, "carol", &["push", "-q", "origin", "main"]);
+    wait_status(&s, &ids[2], "drifted").await;
+
+    let db = s.db().await;
+    for id in &ids {
+        assert_eq!(s.deployment_status(id).await["status"], "drifted");
+        for table in [
+            "deployment_history WHERE customer_id = $1 AND state = 'drifted'",
+            "audit_log WHERE customer_id = $1 AND action = 'deployment.drifted'",
+        ] {
+            let sql = format!("SELECT COUNT(*) FROM {table}");
+            assert_eq!(common::count(&db, &sql, id).await, 1, "{table} for {id}");
+        }
+    }
+}
+
 #[test]
 fn migrate_layout_moves_a_thousand_flat_tenants_in_one_commit() {
     use billing::gitops::{Author, Changes, Entry, GitOpsRepo};

@@ -1,6 +1,8 @@
 //! HTTP edges through the running server, on SQLite and PostgreSQL: JSON endpoints require a
 //! JSON Content-Type (415), every error from every route is the JSON error body (405, bad
-//! query strings included), auth schemes are case-insensitive and 401s say `Bearer`.
+//! query strings included), auth schemes are case-insensitive and 401s say `Bearer`; so are
+//! the answers to what hyper cannot parse (414, 431, a malformed request line, a bad
+//! `Content-Length`), and a NUL character is `invalid_characters` like any control character.
 
 mod common;
 
@@ -11,6 +13,8 @@ on_both_backends!(
     json_endpoints_require_a_json_content_type,
     framework_errors_use_the_json_error_body,
     auth_scheme_is_case_insensitive_and_401s_say_bearer,
+    unparsable_requests_get_the_json_error_body,
+    a_nul_character_is_invalid_characters,
 );
 
 const PASSWORD: &str = "correct-horse-battery";
@@ -196,4 +200,112 @@ async fn auth_scheme_is_case_insensitive_and_401s_say_bearer(s: TestServer) {
         assert!(challenge.starts_with("Bearer"), "{what}: {challenge}");
         assert!(body["code"].is_string(), "{what}: {body}");
     }
+}
+
+/// Sends `request` as raw bytes; the status, head and JSON body of the answer (hyper closes the
+/// connection after a parse error, so the answer is read to its end).
+async fn raw(s: &TestServer, request: &[u8]) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before it has read all of a huge request.
+    let _ = tcp.write_all(request).await;
+    let mut out = Vec::new();
+    let read = tcp.read_to_end(&mut out);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let json = serde_json::from_str(body).unwrap_or(Value::Null);
+    (status, head.to_ascii_lowercase(), json)
+}
+
+async fn unparsable_requests_get_the_json_error_body(s: TestServer) {
+    let long_uri = format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(70_000));
+    let big_header = format!(
+        "GET /health HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "b".repeat(500_000)
+    );
+    let login =
+        "POST /api/customers/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n";
+    let cases = [
+        ("URI over 64 KiB", long_uri, 414, "uri_too_long"),
+        (
+            "headers over hyper's buffer",
+            big_header,
+            431,
+            "headers_too_large",
+        ),
+        (
+            "no request target",
+            "GET\r\n\r\n".to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            "garbage request line",
+            "\x01\x02 nonsense\r\n\r\n".to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            "unknown version",
+            "GET /health HTTP/7.1\r\n\r\n".to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            "Content-Length not a number",
+            format!("{login}content-length: abc\r\n\r\n{{}}"),
+            400,
+            "bad_request",
+        ),
+        (
+            "Content-Lengths that disagree",
+            format!("{login}content-length: 2\r\ncontent-length: 3\r\n\r\n{{}}"),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (what, request, status, code) in cases {
+        let (got, head, body) = raw(&s, request.as_bytes()).await;
+        assert_eq!(got, status, "{what}: {head}");
+        assert!(
+            head.contains("content-type: application/json"),
+            "{what}: {head}"
+        );
+        assert_error_body(what, &body, code);
+    }
+    // The server is none the worse: a well-formed request on a new connection is served.
+    let (got, _, body) = raw(
+        &s,
+        b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((got, &body["status"]), (200, &json!("ok")), "{body}");
+}
+
+async fn a_nul_character_is_invalid_characters(s: TestServer) {
+    for (field, body) in [
+        (
+            "email",
+            json!({"email": "nul\u{0}@acme.example", "password": PASSWORD, "company_name": "A"}),
+        ),
+        (
+            "company_name",
+            json!({"email": "nul@acme.example", "password": PASSWORD, "company_name": "A\u{0}B"}),
+        ),
+        (
+            "password",
+            json!({"email": "nul@acme.example", "password": "correct-\u{0}-horse", "company_name": "A"}),
+        ),
+    ] {
+        let (status, body) = s.post_json("/api/customers/signup", &body).await;
+        assert_eq!(status, 400, "{field}: {body}");
+        assert_error_body(field, &body, "invalid_characters");
+        assert_eq!(body["field"], field, "{body}");
+    }
+    let db = s.db().await;
+    let sql = "SELECT COUNT(*) FROM customers WHERE email_normalized LIKE $1";
+    assert_eq!(count(&db, sql, "nul%").await, 0);
 }

@@ -1,6 +1,8 @@
 //! Look-alike accounts through the running server, on SQLite and PostgreSQL: emails with
-//! invisible or bidi characters are refused, emails compare in NFC, and names are stored in
-//! NFC without control characters (no ANSI escapes reach an operator's terminal).
+//! invisible or bidi characters are refused, emails compare in NFC, compatibility characters
+//! (fullwidth, mathematical letters) are refused by PRECIS's IdentifierClass, an address that
+//! looks like a taken one (a Cyrillic `а`) is taken (its TS #39 skeleton is unique), and names
+//! are stored in NFC without control characters (no ANSI escapes reach a terminal).
 
 mod common;
 
@@ -10,6 +12,7 @@ use serde_json::{json, Value};
 on_both_backends!(
     invisible_characters_cannot_make_a_second_boss,
     names_are_nfc_and_free_of_control_characters,
+    an_address_that_looks_taken_is_taken,
 );
 
 const PASSWORD: &str = "correct-horse-battery";
@@ -113,4 +116,73 @@ async fn names_are_nfc_and_free_of_control_characters(s: TestServer) {
     assert_eq!(body["customer"]["full_name"], "Zoë");
     let sql = "SELECT COUNT(*) FROM customers WHERE company_name = $1";
     assert_eq!(count(&db, sql, "Café 👩\u{200d}💻").await, 1);
+}
+
+async fn an_address_that_looks_taken_is_taken(mut s: TestServer) {
+    let (status, body) = s.signup("paypal@example.com", PASSWORD, "PayPal").await;
+    assert_eq!(status, 201, "{body}");
+    let paypal = body["customer"]["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (twin, what) in [
+        ("\u{ff50}aypal@example.com", "fullwidth p"),
+        ("\u{1d429}aypal@example.com", "mathematical bold p"),
+        ("paypal@\u{ff45}xample.com", "fullwidth e in the domain"),
+    ] {
+        let (status, err) = s.signup(twin, PASSWORD, "Evil Twin").await;
+        assert_refused(what, status, &err, "email");
+    }
+    for (twin, what) in [
+        ("p\u{430}ypal@example.com", "Cyrillic a"),
+        (
+            "p\u{430}yp\u{430}l@ex\u{430}mple.com",
+            "Cyrillic a throughout",
+        ),
+        ("PAYPAL@example.com", "another case"),
+    ] {
+        let (status, err) = s.signup(twin, PASSWORD, "Evil Twin").await;
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (409, Some("email_taken")),
+            "{what}: {err}"
+        );
+    }
+
+    // Two look-alikes at once: the unique index lets exactly one in.
+    let (a, b) = tokio::join!(
+        s.signup("bank@example.com", PASSWORD, "Bank"),
+        s.signup("b\u{430}nk@example.com", PASSWORD, "Bаnk"),
+    );
+    let mut codes = [a.0, b.0];
+    codes.sort();
+    assert_eq!(codes, [201, 409], "{a:?} {b:?}");
+    let db = s.db().await;
+    let live = "SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL AND company_name <> $1";
+    assert_eq!(count(&db, live, "").await, 2, "one PayPal, one bank");
+
+    // An account from before skeletons gets its look at the next start.
+    sqlx::query("UPDATE customers SET email_skeleton = NULL WHERE id = $1")
+        .bind(&paypal)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    s.restart().await;
+    let (status, err) = s
+        .signup("p\u{430}ypal@example.com", PASSWORD, "Evil Twin")
+        .await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (409, Some("email_taken")),
+        "{err}"
+    );
+
+    // A deleted account's look is free again.
+    let (status, body) = s.admin_delete(&format!("/api/customers/{paypal}")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = s
+        .signup("p\u{430}ypal@example.com", PASSWORD, "New Owner")
+        .await;
+    assert_eq!(status, 201, "{body}");
 }

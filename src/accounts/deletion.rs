@@ -3,7 +3,8 @@
 //! scrubbed from the database: the customer row (email, names, password hash), failed-login
 //! rows for the email, client addresses, user agents and emails in the audit log, and the
 //! tenant's sealed secrets. The audit trail and the billing records stay, without personal data.
-//! SQLite runs with `secure_delete`, so the old bytes do not linger in the file either.
+//! SQLite runs with `secure_delete`, so the old bytes do not linger in the file either, and
+//! [`checkpoint_until_done`] then empties the WAL of the pages from before.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -177,6 +178,7 @@ pub async fn delete(
     .await?;
     tx.commit().await?;
     app.worker_wake.notify_one();
+    app.wal_scrub.notify_one();
     Ok(Deleted {
         message: "Customer deleted; the tenant's removal is queued",
         customer_id: customer_id.to_string(),
@@ -292,6 +294,44 @@ fn scrub_details(details: &str, own: bool, email: &str) -> Option<String> {
         map.remove(key);
     }
     Some(Value::Object(map).to_string())
+}
+
+const FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+const MAX_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The last step of an erasure on SQLite: a deleted customer's old pages stay in
+/// `billing.db-wal` until a checkpoint copies the new ones into the file and the WAL is
+/// truncated, and SQLite's own (passive, every 1,000 pages) checkpoints neither truncate it
+/// nor run at all on a quiet server. So after each erasure commits, and after the farewell
+/// email's row drops its address, `wal_checkpoint(TRUNCATE)` runs, retried until no reader or
+/// writer keeps it from finishing. PostgreSQL: returns at once.
+pub async fn checkpoint_until_done(db: &crate::db::Db) {
+    let mut wait = FIRST_RETRY;
+    let mut tries = 0u32;
+    loop {
+        match erasure::checkpoint_wal(db).await {
+            Ok(true) => return,
+            Ok(false) => tracing::debug!(tries, "WAL checkpoint blocked by a reader; retrying"),
+            Err(e) => tracing::warn!(error = %e, tries, "WAL checkpoint failed; retrying"),
+        }
+        tries += 1;
+        if tries == 20 {
+            tracing::warn!(
+                "a deleted customer's data is still in the WAL: checkpoints keep being blocked"
+            );
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_RETRY);
+    }
+}
+
+/// The checkpoint loop of `billing serve`: one at start (a crash may have left an erasure in
+/// the WAL), then one after each wake-up; wake-ups during a checkpoint fold into one more.
+pub async fn run_wal_checkpoints(app: crate::app::SharedApp) {
+    loop {
+        checkpoint_until_done(&app.db).await;
+        app.wal_scrub.notified().await;
+    }
 }
 
 #[cfg(test)]

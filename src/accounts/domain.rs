@@ -41,11 +41,13 @@ impl CustomerId {
     }
 }
 
-/// An email address as given (trimmed), plus the form used for uniqueness: trimmed, lowercased.
+/// An email address as given (trimmed, NFC), the form it is found by (lowercased too), and
+/// its look: the TS #39 skeleton that look-alike addresses share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
     pub display: String,
     pub normalized: String,
+    pub skeleton: String,
 }
 
 impl Email {
@@ -57,6 +59,7 @@ impl Email {
             text::invisible_in_identifier,
             "invisible, control, space or bidirectional-control characters",
         )?;
+        text::precis_identifier("email", &display)?;
         let invalid = |why: &str| ApiError::validation("invalid_email", "email", why.to_string());
         if display.len() > 254 {
             return Err(invalid("email must be at most 254 characters"));
@@ -76,8 +79,10 @@ impl Email {
         if !domain_ok || !local_ok {
             return Err(invalid("email must look like name@example.com"));
         }
+        let normalized = text::nfc(&display.to_lowercase());
         Ok(Email {
-            normalized: text::nfc(&display.to_lowercase()),
+            skeleton: text::skeleton(&normalized),
+            normalized,
             display,
         })
     }
@@ -99,11 +104,13 @@ impl Fields {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => {
+                // Refused for every field (PostgreSQL cannot store it in text), with the code
+                // of control characters everywhere else.
                 if s.contains('\0') {
                     return Err(ApiError::validation(
-                        "invalid_value",
+                        "invalid_characters",
                         name,
-                        format!("{name} must not contain NUL characters"),
+                        format!("{name} must not contain control characters (found U+0000)"),
                     ));
                 }
                 Ok(Some(s.clone()))
@@ -275,6 +282,28 @@ mod tests {
                 other => panic!("{bad:?}: {other:?}"),
             }
         }
+        // Compatibility characters: PRECIS refuses them rather than mapping them.
+        for bad in [
+            "\u{ff50}aypal@example.com",
+            "\u{1d429}aypal@example.com",
+            "paypal@\u{ff45}xample.com",
+            "pay\u{2160}@example.com",
+        ] {
+            assert!(
+                matches!(
+                    Email::parse(bad),
+                    Err(ApiError::Validation {
+                        code: "invalid_characters",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+        let latin = Email::parse("PayPal@example.com").unwrap();
+        let cyrillic = Email::parse("p\u{430}ypal@example.com").unwrap();
+        assert_ne!(latin.normalized, cyrillic.normalized);
+        assert_eq!(latin.skeleton, cyrillic.skeleton);
         let decomposed = Email::parse("Zoe\u{308}@example.com").unwrap();
         let composed = Email::parse("zoë@example.com").unwrap();
         assert_eq!(decomposed.normalized, composed.normalized);

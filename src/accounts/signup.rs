@@ -141,13 +141,15 @@ pub async fn signup(
 
     let mut tx = app.db.pool.begin().await?;
     // The customer row goes first: it takes SQLite's write lock before any read, and its
-    // unique email index is what turns a concurrent duplicate into a clean 409.
+    // unique email and skeleton indexes are what turn a concurrent duplicate or look-alike
+    // into a clean 409.
     let inserted = accounts::insert_customer(
         &mut *tx,
         &accounts::NewCustomer {
             id: id.as_str(),
             email: &req.email.display,
             email_normalized: &req.email.normalized,
+            email_skeleton: &req.email.skeleton,
             password_hash: &password_hash,
             company_name: &req.company_name,
             full_name: req.full_name.as_deref(),
@@ -222,4 +224,17 @@ pub async fn signup(
             updated_at: now_text,
         },
     })
+}
+
+/// Gives the live customers stored before emails had a skeleton theirs, at start. Of two
+/// earlier accounts that look alike the older keeps the look; the other stays without one
+/// (it logs in as before) and is logged, for an operator to settle.
+pub async fn backfill_skeletons(db: &crate::db::Db) -> anyhow::Result<()> {
+    for (id, email) in accounts::without_skeleton(&db.pool).await? {
+        let skeleton = super::text::skeleton(&email);
+        if !accounts::set_skeleton(&db.pool, &id, &skeleton).await? {
+            tracing::warn!(customer_id = %id, "an earlier customer's email looks like another's");
+        }
+    }
+    Ok(())
 }

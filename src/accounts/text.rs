@@ -9,11 +9,44 @@
 //! isolates, which reorder what an operator sees around the name.
 
 use unicode_normalization::UnicodeNormalization;
+
+use crate::error::ApiError;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// NFC, the form RFC 6531 and RFC 8264 compare in.
 pub fn nfc(text: &str) -> String {
     text.nfc().collect()
+}
+
+/// RFC 8264's IdentifierClass (§4.2): letters and digits, ASCII printables, and nothing with a
+/// compatibility decomposition (fullwidth `ｐ`, mathematical `𝐩`, ligatures, Roman numerals),
+/// no symbols, non-ASCII punctuation or unassigned code points. Its tables are the RFC's
+/// (Unicode 6.3): characters assigned later are refused, as the RFC says until IANA updates.
+pub fn precis_identifier(field: &'static str, text: &str) -> Result<(), ApiError> {
+    use precis_core::{Error, IdentifierClass, StringClass};
+    match IdentifierClass::default().allows(text) {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            let found = match err {
+                Error::BadCodepoint(info) => format!(" (found U+{:04X})", info.cp),
+                _ => String::new(),
+            };
+            Err(ApiError::validation(
+                "invalid_characters",
+                field,
+                format!(
+                    "{field} must not contain compatibility characters, symbols or other \
+                     characters the PRECIS IdentifierClass disallows{found}"
+                ),
+            ))
+        }
+    }
+}
+
+/// The Unicode TS #39 skeleton: what `text` looks like, so that `pаypal` with a Cyrillic `а`
+/// and `paypal` (or `rn` and `m`, `l` and `1`) have the same one.
+pub fn skeleton(text: &str) -> String {
+    unicode_security::skeleton(text).collect()
 }
 
 /// A character that renders as nothing, reorders text or is not a character yet: never part

@@ -191,6 +191,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = App::start(config).await?;
             let as_of = now.unwrap_or_else(chrono::Utc::now);
             let report = lifecycle_tick(&app, as_of).await?;
+            if !report.changed.is_empty() {
+                // Deletions among them: no server's loop is woken by this process's erasures.
+                crate::accounts::deletion::checkpoint_until_done(&app.db).await;
+            }
             for (id, reason) in &report.changed {
                 println!("tenant {id}: {reason}");
             }

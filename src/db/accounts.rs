@@ -33,6 +33,8 @@ pub struct NewCustomer<'a> {
     pub id: &'a str,
     pub email: &'a str,
     pub email_normalized: &'a str,
+    /// The look of the email (TS #39 skeleton): unique among live customers.
+    pub email_skeleton: &'a str,
     pub password_hash: &'a str,
     pub company_name: &'a str,
     pub full_name: Option<&'a str>,
@@ -41,21 +43,22 @@ pub struct NewCustomer<'a> {
 
 const CUSTOMER_COLUMNS: &str = "id, email, password_hash, company_name, full_name, created_at";
 
-/// Inserts the customer; false (and nothing written) when the normalised email is taken. The
-/// unique index on `email_normalized` decides, also between two concurrent signups: no error
-/// text is matched.
+/// Inserts the customer; false (and nothing written) when the normalised email, or its
+/// skeleton, is taken. The unique indexes decide, also between two concurrent signups: no
+/// error text is matched.
 pub async fn insert_customer<'c>(
     db: impl Executor<'c, Database = Any>,
     c: &NewCustomer<'_>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "INSERT INTO customers (id, email, email_normalized, password_hash, company_name, \
-         full_name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
-         ON CONFLICT (email_normalized) DO NOTHING",
+        "INSERT INTO customers (id, email, email_normalized, email_skeleton, password_hash, \
+         company_name, full_name, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT DO NOTHING",
     )
     .bind(c.id)
     .bind(c.email)
     .bind(c.email_normalized)
+    .bind(c.email_skeleton)
     .bind(c.password_hash)
     .bind(c.company_name)
     .bind(c.full_name)
@@ -183,4 +186,38 @@ pub async fn deployment<'c>(
     .bind(customer_id)
     .fetch_optional(db)
     .await
+}
+
+/// Live customers stored before emails had a skeleton: `(id, normalised email)`.
+pub async fn without_skeleton<'c>(
+    db: impl Executor<'c, Database = Any>,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, email_normalized FROM customers \
+         WHERE email_skeleton IS NULL AND deleted_at IS NULL ORDER BY created_at, id",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Stores a customer's skeleton unless another live customer has it: false then.
+pub async fn set_skeleton<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+    skeleton: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE customers SET email_skeleton = $1 WHERE id = $2 AND email_skeleton IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM customers WHERE email_skeleton = $1)",
+    )
+    .bind(skeleton)
+    .bind(id)
+    .execute(db)
+    .await;
+    match done {
+        Ok(done) => Ok(done.rows_affected() == 1),
+        // Another replica starting at the same time stored the look first.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+        Err(e) => Err(e),
+    }
 }

@@ -22,8 +22,8 @@ pub async fn scrub_customer<'c>(
     s: &Scrubbed<'_>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE customers SET email = $1, email_normalized = $1, password_hash = $2, \
-         company_name = '', full_name = NULL, deleted_at = $3, updated_at = $3 \
+        "UPDATE customers SET email = $1, email_normalized = $1, email_skeleton = NULL, \
+         password_hash = $2, company_name = '', full_name = NULL, deleted_at = $3, updated_at = $3 \
          WHERE id = $4 AND email_normalized = $5 AND deleted_at IS NULL",
     )
     .bind(s.placeholder_email)
@@ -164,4 +164,30 @@ pub async fn cancel_pending_jobs<'c>(
     .execute(db)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// SQLite: copies the WAL into the database file and truncates it to nothing, so the
+/// pre-erasure pages it holds are gone (`secure_delete` already zeroed them in the file). False
+/// when a reader or writer kept it from finishing. PostgreSQL: nothing to do, true.
+pub async fn checkpoint_wal(db: &super::Db) -> Result<bool, sqlx::Error> {
+    if db.backend != super::Backend::Sqlite {
+        return Ok(true);
+    }
+    // While it waits for readers a TRUNCATE checkpoint holds off every writer, so it waits
+    // briefly and is retried rather than stalling signups for the usual busy timeout.
+    let mut conn = db.pool.acquire().await?;
+    sqlx::query("PRAGMA busy_timeout = 250")
+        .execute(&mut *conn)
+        .await?;
+    // Columns: busy (1 when blocked), frames in the WAL, frames checkpointed.
+    let busy = sqlx::query_scalar::<_, i64>("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut *conn)
+        .await;
+    let restore = format!("PRAGMA busy_timeout = {}", super::SQLITE_BUSY_TIMEOUT_MS);
+    if let Err(e) = sqlx::query(&restore).execute(&mut *conn).await {
+        // Not back in the pool with the short timeout.
+        conn.detach();
+        return Err(e);
+    }
+    Ok(busy? == 0)
 }

@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod queue;
 pub mod reviews;
 pub mod secrets;
+pub mod storage;
 pub mod subscriptions;
 
 use std::str::FromStr;
@@ -27,6 +28,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// How long a SQLite statement waits for another connection's lock before SQLITE_BUSY.
+pub const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
 /// How long `billing serve` waits at start-up for a database that is not up yet.
 pub const STARTUP_WAIT: Duration = Duration::from_secs(30);
@@ -73,6 +77,8 @@ impl Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// The SQLite database file (None on PostgreSQL or in memory): where free space is read.
+    pub sqlite_file: Option<std::path::PathBuf>,
 }
 
 impl Db {
@@ -82,8 +88,14 @@ impl Db {
     pub async fn connect(url: &str, acquire_timeout: Duration) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
-        if backend == Backend::Sqlite {
-            ensure_sqlite_parent_dir(url)?;
+        let sqlite_file = (backend == Backend::Sqlite)
+            .then(|| sqlite_file(url))
+            .flatten();
+        if let Some(parent) = sqlite_file.as_deref().and_then(|f| f.parent()) {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating database directory {}", parent.display()))?;
+            }
         }
         let options = AnyConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
         let pool = AnyPoolOptions::new()
@@ -99,11 +111,11 @@ impl Db {
                         // concurrent writers queue instead of failing with SQLITE_BUSY.
                         // secure_delete zeroes deleted and overwritten content, so a deleted
                         // customer's data does not linger in free pages of the file.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                        conn.execute(&*format!(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
                              PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                             PRAGMA secure_delete = ON;",
-                        )
+                             PRAGMA secure_delete = ON;"
+                        ))
                         .await?;
                     }
                     Ok(())
@@ -124,7 +136,11 @@ impl Db {
                 Err(e) => return Err(e).context("connecting to the database"),
             }
         }
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            sqlite_file,
+        })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -148,23 +164,15 @@ impl Db {
     }
 }
 
-fn ensure_sqlite_parent_dir(url: &str) -> anyhow::Result<()> {
+/// The file a `sqlite:` URL names; None for an in-memory database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     let path = url
         .trim_start_matches("sqlite:")
         .trim_start_matches("//")
         .split('?')
         .next()
         .unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Ok(());
-    }
-    if let Some(parent) = std::path::Path::new(path).parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating database directory {}", parent.display()))?;
-        }
-    }
-    Ok(())
+    (!path.is_empty() && path != ":memory:").then(|| path.into())
 }
 
 /// Timestamps are stored as `2026-11-24T15:35:44.123Z`: fixed width, so text order is time order.

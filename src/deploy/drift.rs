@@ -153,7 +153,7 @@ async fn tenants_changed(
                 .collect();
             ids.into_iter()
                 .map(|id| {
-                    let content = super::content::fingerprint(&repo, revision, &id)?;
+                    let content = super::content::fingerprint(repo, revision, &id)?;
                     Ok((id, content))
                 })
                 .collect()

@@ -72,19 +72,37 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state)
-            .await
-            .map(RawBody)
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge {
-                        limit: MAX_BODY_BYTES,
-                    }
-                } else {
-                    ApiError::MalformedJson(e.body_text())
-                }
-            })
+        read_body(req, state, MAX_BODY_BYTES).await.map(RawBody)
     }
+}
+
+/// A body declared as JSON, exactly as sent (signatures are over these bytes, not over a
+/// re-serialisation), within the route's `DefaultBodyLimit`, which is `LIMIT`.
+pub struct SignedBody<const LIMIT: usize>(pub Bytes);
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for SignedBody<LIMIT> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        require_json(req.headers())?;
+        read_body(req, state, LIMIT).await.map(SignedBody)
+    }
+}
+
+/// The body, within the `DefaultBodyLimit` of its route, which is `limit`: the number the
+/// 413 names.
+pub async fn read_body<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::MalformedJson(e.body_text())
+        }
+    })
 }
 
 impl FromRequestParts<SharedApp> for RequestMeta {

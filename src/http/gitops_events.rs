@@ -5,43 +5,21 @@
 //! about objects that are no tenant's, or about unknown tenants, are answered 202 `ignored`
 //! (the senders retry on errors, and there is nothing to retry).
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::extract::MAX_BODY_BYTES;
+use super::extract::{SignedBody, MAX_BODY_BYTES};
 use crate::app::SharedApp;
 use crate::error::ApiError;
 use crate::watcher::{self, argocd, flux, Outcome, Report, Source};
 
-/// The body exactly as sent: signatures are over these bytes, not over a re-serialisation.
-/// Declared as JSON, as notification-controller and argocd-notifications (with the shipped
-/// `flux/argocd/notifications.yaml`) send it.
-pub struct RawBody(pub Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for RawBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        super::extract::require_json(req.headers())?;
-        Bytes::from_request(req, state)
-            .await
-            .map(RawBody)
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge {
-                        limit: MAX_BODY_BYTES,
-                    }
-                } else {
-                    ApiError::MalformedJson(e.body_text())
-                }
-            })
-    }
-}
+/// The report as sent, declared as JSON, as notification-controller and argocd-notifications
+/// (with the shipped `flux/argocd/notifications.yaml`) send it.
+type RawBody = SignedBody<MAX_BODY_BYTES>;
 
 fn configured(secret: &Option<SecretString>) -> Option<&str> {
     secret
@@ -77,7 +55,7 @@ async fn answer(app: &SharedApp, report: Result<Report, &'static str>) -> Result
 pub async fn flux_event(
     State(app): State<SharedApp>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    SignedBody(body): RawBody,
 ) -> Result<Answer, ApiError> {
     let Some(secret) = configured(&app.config.cluster.flux_webhook_secret) else {
         return Err(ApiError::Unauthorized(
@@ -103,7 +81,7 @@ pub async fn flux_event(
 pub async fn argocd_event(
     State(app): State<SharedApp>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    SignedBody(body): RawBody,
 ) -> Result<Answer, ApiError> {
     let Some(token) = configured(&app.config.cluster.argocd_webhook_token) else {
         return Err(ApiError::Unauthorized(

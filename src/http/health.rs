@@ -22,13 +22,16 @@ pub async fn ready(State(app): State<SharedApp>) -> Result<Json<Value>> {
         .map_err(|e| ApiError::DatabaseUnavailable(format!("readiness ping: {e}")))?;
     // A failing GitOps remote or commit does not stop signups (they queue), so it degrades
     // readiness rather than failing it; monitoring reads `reason`.
+    // So is a full disk under the database: reads and logins of known sessions still work,
+    // and the outage is one an operator must fix, not one a restart would.
+    let storage = crate::db::storage::problem(&app.db);
     let gitops = app.gitops.health();
     // So does a worker that panicked and waits to be restarted: its jobs wait meanwhile.
     let workers = app.workers.states();
-    let problems: Vec<String> = gitops
-        .problem()
-        .map(str::to_string)
+    let problems: Vec<String> = storage
+        .clone()
         .into_iter()
+        .chain(gitops.problem().map(str::to_string))
         .chain(app.workers.problem())
         .collect();
     let (status, reason) = if problems.is_empty() {
@@ -36,8 +39,13 @@ pub async fn ready(State(app): State<SharedApp>) -> Result<Json<Value>> {
     } else {
         ("degraded", Some(problems.join("; ")))
     };
+    let database = if storage.is_some() {
+        "storage_full"
+    } else {
+        "ok"
+    };
     let pending = crate::db::outbox::pending_count(&app.db).await?;
     Ok(Json(
-        json!({ "status": status, "reason": reason, "database": "ok", "gitops": gitops, "workers": workers, "pending_render_jobs": pending }),
+        json!({ "status": status, "reason": reason, "database": database, "gitops": gitops, "workers": workers, "pending_render_jobs": pending }),
     ))
 }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod rejections;
 pub mod stripe;
 pub mod subscriptions;
+pub mod wire;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
@@ -59,7 +61,11 @@ pub fn router(app: SharedApp) -> Router {
             "/api/gitops/argocd/events",
             post(gitops_events::argocd_event),
         )
-        .route("/api/webhooks/stripe", post(stripe::webhook))
+        // Its own, larger limit: the route's layer runs inside the router's and so overrides it.
+        .route(
+            "/api/webhooks/stripe",
+            post(stripe::webhook).layer(DefaultBodyLimit::max(stripe::MAX_EVENT_BYTES)),
+        )
         .route("/api/subscriptions/checkout", post(subscriptions::checkout))
         .route("/api/subscriptions/portal", post(subscriptions::portal))
         .route("/api/subscriptions/me", get(subscriptions::me))
@@ -122,6 +128,14 @@ fn start_workers(app: &SharedApp, mail: crate::notify::sender::Sender) {
     workers.spawn("lifecycle", move |stop| {
         crate::billing::lifecycle::run(a.clone(), stop)
     });
+    let a = app.clone();
+    workers.spawn("wal_checkpoints", move |stop| {
+        let a = a.clone();
+        async move {
+            stop.run_until_cancelled(crate::accounts::deletion::run_wal_checkpoints(a))
+                .await;
+        }
+    });
 }
 
 pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
@@ -133,6 +147,11 @@ pub async fn serve(app: SharedApp) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(app.config.listen_addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");
+    // The tap (no delay for small responses) also gives the wrapped listener axum's
+    // connect info.
+    let listener = wire::JsonListener(listener).tap_io(|io| {
+        let _ = io.get_mut().set_nodelay(true);
+    });
     let server = axum::serve(
         listener,
         router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,5 +1,5 @@
 //! The sender in `billing serve`: claims queued emails under a lease, sends each over SMTP
-//! (or, with no `SMTP_URL`, writes it to the log) and marks it sent.
+//! (or, with no `SMTP_URL`, logs its kind and Message-ID) and marks it sent.
 //!
 //! SMTP gives at-least-once delivery at best: a crash after the server accepted a message and
 //! before it is marked sent sends it again once the lease expires. The stored Message-ID goes
@@ -53,18 +53,17 @@ impl Sender {
 
     async fn deliver(&self, row: &Pending) -> Result<(), String> {
         let recipient = row.recipient.as_deref().ok_or("no recipient")?;
-        let body = row.body.clone().unwrap_or_default();
         let Some(smtp) = &self.smtp else {
+            // Which email, never to whom or what it says: logs are kept and shipped far longer
+            // and wider than the database, and a deleted customer's address must not outlive it.
             tracing::info!(
                 message_id = %row.message_id,
                 kind = %row.kind,
-                to = recipient,
-                subject = %row.subject,
-                body = %body,
                 "email (SMTP_URL unset: logged, not sent)"
             );
             return Ok(());
         };
+        let body = row.body.clone().unwrap_or_default();
         let to = recipient
             .parse::<Mailbox>()
             .map_err(|e| format!("recipient: {e}"))?;
@@ -117,12 +116,23 @@ async fn pass(app: &SharedApp, sender: &Sender) -> Result<usize, sqlx::Error> {
                     tracing::warn!(message_id = %row.message_id, "email sent after its lease ran out");
                 }
                 tracing::info!(message_id = %row.message_id, kind = %row.kind, customer_id = %row.customer_id, "email sent");
+                wake_wal_scrub(app, row);
             }
             Err(error) => {
                 let gave_up = notifications::retry(&app.db, row, owner, &error, Utc::now()).await?;
                 tracing::warn!(message_id = %row.message_id, kind = %row.kind, error = %error, gave_up, "email not sent");
+                if gave_up {
+                    wake_wal_scrub(app, row);
+                }
             }
         }
     }
     Ok(rows.len())
+}
+
+/// The farewell email's row held a deleted customer's address until now: the WAL still does.
+fn wake_wal_scrub(app: &SharedApp, row: &Pending) {
+    if row.kind == super::Kind::AccountDeleted.as_str() {
+        app.wal_scrub.notify_one();
+    }
 }

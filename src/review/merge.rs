@@ -104,7 +104,7 @@ async fn merged_at(
             let holds = |revision: Oid| -> anyhow::Result<bool> {
                 Ok(match &content {
                     Some(content) => {
-                        crate::deploy::content::fingerprint(&repo, revision, &customer_id)?
+                        crate::deploy::content::fingerprint(repo, revision, &customer_id)?
                             == *content
                     }
                     None => false,

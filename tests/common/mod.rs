@@ -289,10 +289,22 @@ impl TestServer {
 
     /// POSTs to `path` as the admin, without a body.
     pub async fn admin_post(&self, path: &str) -> (u16, serde_json::Value) {
-        let req = self.client.post(self.url(path)).bearer_auth(ADMIN_TOKEN);
+        self.as_admin(reqwest::Method::POST, path).await
+    }
+
+    /// DELETEs `path` as the admin, without a body.
+    pub async fn admin_delete(&self, path: &str) -> (u16, serde_json::Value) {
+        self.as_admin(reqwest::Method::DELETE, path).await
+    }
+
+    async fn as_admin(&self, method: reqwest::Method, path: &str) -> (u16, serde_json::Value) {
+        let req = self
+            .client
+            .request(method.clone(), self.url(path))
+            .bearer_auth(ADMIN_TOKEN);
         let resp = match req.send().await {
             Ok(resp) => resp,
-            Err(e) => panic!("POST {path}: {e}\nserver log:\n{}", self.log()),
+            Err(e) => panic!("{method} {path}: {e}\nserver log:\n{}", self.log()),
         };
         status_and_json(resp).await
     }
