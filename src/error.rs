@@ -223,6 +223,13 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"billing\""),
             );
         }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The body is left unread, so the connection ends with this answer: say so, or a
+            // client may send its next request on it and lose that one.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         let retry_after = match &self {
             ApiError::TooManyAttempts { retry_after_secs } => Some(*retry_after_secs),
             ApiError::DatabaseUnavailable(_) => Some(DATABASE_RETRY_AFTER_SECS),
