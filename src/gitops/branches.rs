@@ -36,7 +36,10 @@ impl GitOpsRepo {
     /// a path remote) is removed and the push tried once more, as for main.
     fn push_refspec(&self, remote: &Remote, refspec: &str) -> Result<()> {
         match self.push_refspec_once(remote, refspec) {
-            Err(e) if self.removed_stale_lock(&e) => self.push_refspec_once(remote, refspec),
+            Err(e) if self.removed_stale_locks(Some(remote)) => {
+                tracing::debug!(error = %e, %refspec, "pushing again without the stale lock");
+                self.push_refspec_once(remote, refspec)
+            }
             done => done,
         }
     }

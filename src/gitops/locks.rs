@@ -1,6 +1,6 @@
 //! Lock files a killed process leaves behind. Git and libgit2 take a ref, the config or a pack
 //! index by creating `<name>.lock` and renaming it into place; a SIGKILL between the two leaves
-//! the lock, and every later writer fails with "failed to lock file" until someone removes it.
+//! the lock, and every later writer fails (libgit2's `GIT_ELOCKED`) until someone removes it.
 //! Git never removes them by itself: this module does, when it is safe.
 
 use std::path::{Path, PathBuf};
@@ -47,66 +47,24 @@ pub fn remove_all(gitdir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(removed)
 }
 
-/// The lock file named by libgit2's "failed to lock file '<path>' for writing" (or git's
-/// "Unable to create '<path>': File exists").
-pub fn named_lock(message: &str) -> Option<PathBuf> {
-    let start = message
-        .find("failed to lock file '")
-        .map(|i| i + "failed to lock file '".len())
-        .or_else(|| {
-            message
-                .find("Unable to create '")
-                .map(|i| i + "Unable to create '".len())
-        })?;
-    let end = message[start..].find('\'')? + start;
-    let path = PathBuf::from(&message[start..end]);
-    path.extension()
-        .is_some_and(|e| e == "lock")
-        .then_some(path)
-}
-
-/// Removes the lock file an error names when it is older than `stale_after`: a live writer
-/// holds a lock for milliseconds, so an old one belongs to a writer that died. Returns the
-/// removed path. A younger lock is another writer's and is left alone (its caller retries).
-pub fn remove_if_stale(message: &str, stale_after: Duration) -> Option<PathBuf> {
-    let lock = named_lock(message)?;
-    let age = std::fs::metadata(&lock)
-        .ok()?
-        .modified()
-        .ok()?
-        .elapsed()
-        .ok()?;
-    if age < stale_after {
-        return None;
-    }
-    std::fs::remove_file(&lock).ok()?;
-    Some(lock)
+/// Removes the lock files under `gitdir` older than `stale_after` (a live writer holds one
+/// for milliseconds, so an old one is a dead writer's); returns what it removed. Younger
+/// locks are other writers' and are left alone.
+pub fn remove_stale(gitdir: &Path, stale_after: Duration) -> Vec<PathBuf> {
+    lock_files(gitdir)
+        .into_iter()
+        .filter(|lock| {
+            std::fs::metadata(lock)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= stale_after))
+        })
+        .filter(|lock| std::fs::remove_file(lock).is_ok())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_lock_libgit2_names() {
-        let msg = "failed to lock file '/tmp/x/gitops.git/refs/remotes/origin/main.lock' for \
-                   writing: ; class=Os (2); code=Locked (-14)";
-        assert_eq!(
-            named_lock(msg),
-            Some(PathBuf::from(
-                "/tmp/x/gitops.git/refs/remotes/origin/main.lock"
-            ))
-        );
-        assert_eq!(
-            named_lock("Unable to create '/r/refs/heads/main.lock': File exists."),
-            Some(PathBuf::from("/r/refs/heads/main.lock"))
-        );
-        assert_eq!(
-            named_lock("failed to lock file '/etc/passwd' for writing"),
-            None
-        );
-        assert_eq!(named_lock("non-fast-forward"), None);
-    }
 
     #[test]
     fn start_up_removes_every_lock_and_nothing_else() {
@@ -139,12 +97,12 @@ mod tests {
     #[test]
     fn only_an_old_lock_is_taken_for_stale() {
         let dir = tempfile::tempdir().unwrap();
-        let lock = dir.path().join("main.lock");
+        std::fs::create_dir_all(dir.path().join("refs/heads")).unwrap();
+        let lock = dir.path().join("refs/heads/main.lock");
         std::fs::write(&lock, b"").unwrap();
-        let msg = format!("failed to lock file '{}' for writing", lock.display());
-        assert_eq!(remove_if_stale(&msg, Duration::from_secs(3600)), None);
+        assert!(remove_stale(dir.path(), Duration::from_secs(3600)).is_empty());
         assert!(lock.exists(), "a young lock is another writer's");
-        assert_eq!(remove_if_stale(&msg, Duration::ZERO), Some(lock.clone()));
+        assert_eq!(remove_stale(dir.path(), Duration::ZERO), vec![lock.clone()]);
         assert!(!lock.exists());
     }
 }

@@ -47,6 +47,13 @@ pub enum GitOpsError {
 
 pub type Result<T, E = GitOpsError> = std::result::Result<T, E>;
 
+impl GitOpsError {
+    /// A lock file was in the way (libgit2's `GIT_ELOCKED`), told by its code.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, GitOpsError::Git(e) if e.code() == git2::ErrorCode::Locked)
+    }
+}
+
 /// Who commits.
 #[derive(Debug, Clone)]
 pub struct Author {
@@ -240,14 +247,21 @@ impl GitOpsRepo {
         self.stale_lock_after = age;
     }
 
-    /// When `err` is a lock file older than the stale age blocking a write, removes it and says
-    /// so: the caller tries once more.
-    fn removed_stale_lock(&self, err: &dyn std::fmt::Display) -> bool {
-        let removed = locks::remove_if_stale(&err.to_string(), self.stale_lock_after);
-        if let Some(lock) = &removed {
-            tracing::warn!(lock = %lock.display(), "removed a stale Git lock file left by a dead writer");
+    /// After a write that a lock may have blocked (libgit2's `Locked`, or a path remote's
+    /// refused ref update), removes the lock files older than the stale age here and, for a
+    /// path remote, there: a live writer holds one for milliseconds, so an old one is a dead
+    /// writer's. Says whether it removed any: the caller then tries once more.
+    fn removed_stale_locks(&self, remote: Option<&Remote>) -> bool {
+        let mut dirs = vec![self.path.clone()];
+        dirs.extend(remote.and_then(Remote::local_dir));
+        let mut removed = false;
+        for dir in dirs {
+            for lock in locks::remove_stale(&dir, self.stale_lock_after) {
+                tracing::warn!(lock = %lock.display(), "removed a stale Git lock file left by a dead writer");
+                removed = true;
+            }
         }
-        removed.is_some()
+        removed
     }
 
     pub fn path(&self) -> &Path {
@@ -298,7 +312,7 @@ impl GitOpsRepo {
         message: &str,
     ) -> Result<Option<Oid>> {
         match self.commit_once(branch, start, changes, message) {
-            Err(e) if self.removed_stale_lock(&e) => {
+            Err(e) if e.is_locked() && self.removed_stale_locks(None) => {
                 self.commit_once(branch, start, changes, message)
             }
             done => done,

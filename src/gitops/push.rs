@@ -114,23 +114,6 @@ pub(super) fn callbacks<'a>(
     cbs
 }
 
-fn is_non_fast_forward(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    // Git servers word it differently: a rejected update, a stale expectation, a lost lock race.
-    [
-        "non-fast-forward",
-        "fetch first",
-        "not present locally",
-        "fastforward",
-        "stale info",
-        "failed to lock",
-        "cannot lock ref",
-        "failed to update ref",
-    ]
-    .iter()
-    .any(|needle| m.contains(needle))
-}
-
 impl GitOpsRepo {
     pub(super) fn remote_tracking_ref(&self) -> String {
         format!("refs/remotes/origin/{}", self.branch)
@@ -160,7 +143,9 @@ impl GitOpsRepo {
     /// Fetches the remote branch; returns its tip (None when the remote branch does not exist).
     pub fn fetch(&self, remote: &Remote) -> Result<Option<Oid>> {
         match self.fetch_once(remote) {
-            Err(e) if self.removed_stale_lock(&e) => self.fetch_once(remote),
+            Err(e) if e.is_locked() && self.removed_stale_locks(Some(remote)) => {
+                self.fetch_once(remote)
+            }
             done => done,
         }
     }
@@ -185,12 +170,12 @@ impl GitOpsRepo {
         opts.remote_callbacks(callbacks(&remote.auth, Some(&rejection)));
         let refspec = format!("{0}:{0}", self.branch_ref());
         match origin.push(&[refspec.as_str()], Some(&mut opts)) {
-            // A dead writer's lock, here or in a path remote: gone now, so simply try again.
-            Err(e)
-                if self.removed_stale_lock(&e)
-                    || e.code() == ErrorCode::NotFastForward
-                    || is_non_fast_forward(e.message()) =>
-            {
+            // libgit2's own check, told by its code: fetch, re-apply, try again.
+            Err(e) if e.code() == ErrorCode::NotFastForward => {
+                return Ok(Attempt::NonFastForward(e.message().to_string()))
+            }
+            // A dead writer's lock here: gone now, so simply try again.
+            Err(e) if e.code() == ErrorCode::Locked && self.removed_stale_locks(Some(remote)) => {
                 return Ok(Attempt::NonFastForward(e.message().to_string()))
             }
             Err(e) => return Err(e.into()),
@@ -199,12 +184,13 @@ impl GitOpsRepo {
         drop(opts);
         match rejection.into_inner() {
             None => Ok(Attempt::Done),
-            Some(msg) if self.removed_stale_lock(&msg) || is_non_fast_forward(&msg) => {
+            // The remote refused the ref update: another writer moved it first (fetch,
+            // re-apply, try again), or, in a path remote, a dead writer's lock holds it (removed
+            // once stale). Whatever the wording, the attempts are bounded by `max_rebases`.
+            Some(msg) => {
+                self.removed_stale_locks(Some(remote));
                 Ok(Attempt::NonFastForward(msg))
             }
-            Some(msg) => Err(GitOpsError::Remote(format!(
-                "remote rejected the push: {msg}"
-            ))),
         }
     }
 
@@ -212,7 +198,9 @@ impl GitOpsRepo {
     /// tip and tries again (up to `max_rebases` times).
     pub fn push(&self, remote: &Remote, max_rebases: usize) -> Result<PushOutcome> {
         match self.push_once(remote, max_rebases) {
-            Err(e) if self.removed_stale_lock(&e) => self.push_once(remote, max_rebases),
+            Err(e) if e.is_locked() && self.removed_stale_locks(Some(remote)) => {
+                self.push_once(remote, max_rebases)
+            }
             done => done,
         }
     }
