@@ -1,6 +1,6 @@
 //! The golden demo tenant: a fixed customer and fixed sealed secrets, so its rendering is
-//! byte-for-byte reproducible. Its output (with its render lock) is checked in as `tenants/demo/`
-//! and `flux-tenants/demo.yaml`; a test compares the two.
+//! byte-for-byte reproducible. Its output (with its render lock) is checked in as
+//! `tenants/d/e/m/demo/` and `flux-tenants/d/e/m/demo.yaml`; a test compares the two.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -90,7 +90,7 @@ pub struct SealedValues {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RenderedTenant {
     pub files: BTreeMap<String, Vec<u8>>,
-    /// Saved next to the manifests (`tenants/<id>/render.json`), so the next render can skip
+    /// Saved next to the manifests (`tenants/a/b/c/<id>/render.json`), so the next render can skip
     /// the templates that did not change.
     pub lock: RenderLock,
     /// False when only changed templates were rendered: `files` then holds just those, and
@@ -100,7 +100,7 @@ pub struct RenderedTenant {
 
 impl RenderedTenant {
     /// The files as the tenant's directory in the repository holds them: the rendered ones and
-    /// the lock (`tenants/<id>/render.json`).
+    /// the lock (`tenants/a/b/c/<id>/render.json`).
     pub fn into_repository_files(self, id: &str) -> BTreeMap<String, Vec<u8>> {
         let mut files = self.files;
         files.insert(super::render_lock_path(id), self.lock.to_bytes());
