@@ -131,6 +131,17 @@ async fn awaiting(s: &TestServer, id: &str) -> Value {
     .await
 }
 
+/// Awaiting review with its pull request opened (the forge is called once the review is
+/// recorded, so the two are seen a moment apart).
+async fn awaiting_request(s: &TestServer, id: &str) -> Value {
+    wait_until(s, id, "awaited review with a pull request", |st| {
+        st["status"] == "awaiting_review"
+            && st["pending_changes"] == 0
+            && st["review_url"].is_string()
+    })
+    .await
+}
+
 async fn committed_at(s: &TestServer, id: &str, revision: &str) {
     wait_until(s, id, "was committed at the merge", |st| {
         st["status"] == "committed"
@@ -185,7 +196,7 @@ async fn github_pull_requests_merged_squashed_cherry_picked_superseded_and_close
     let mut branches = Vec::new();
     let mut pulls = Vec::new();
     for id in &ids {
-        let st = awaiting(&s, id).await;
+        let st = awaiting_request(&s, id).await;
         let branch = st["review_branch"].as_str().unwrap().to_string();
         let pull = st["review_url"].as_str().unwrap_or_default();
         pulls.push(pull.rsplit('/').next().unwrap().to_string());
@@ -365,7 +376,7 @@ async fn gitlab_merge_request_opened_and_fast_forward_detected() {
     s.restart().await;
     let (code, _) = s.admin_post("/api/admin/tenants/redeploy").await;
     assert_eq!(code, 202);
-    let st = awaiting(&s, &id).await;
+    let st = awaiting_request(&s, &id).await;
     let branch = st["review_branch"].as_str().unwrap().to_string();
     assert!(
         st["review_url"]
