@@ -1,5 +1,6 @@
 //! The operator's subcommands.
 
+pub mod output;
 mod tenant;
 pub use tenant::{GitopsCommand, TenantCommand};
 
