@@ -16,6 +16,7 @@ pub mod notify;
 pub mod plans;
 pub mod poke;
 pub mod pool;
+pub mod quantity;
 pub mod render;
 pub mod review;
 pub mod seal;

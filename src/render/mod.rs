@@ -7,6 +7,7 @@
 
 mod check;
 mod escape;
+pub mod footprint;
 mod objects;
 mod skeleton;
 mod spec;
