@@ -13,6 +13,7 @@ pub mod http;
 pub mod license;
 pub mod metrics;
 pub mod notify;
+pub mod placement;
 pub mod plans;
 pub mod poke;
 pub mod pool;

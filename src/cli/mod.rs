@@ -1,5 +1,6 @@
 //! The operator's subcommands.
 
+mod cluster;
 pub mod output;
 mod tenant;
 pub use tenant::{GitopsCommand, TenantCommand};
@@ -53,6 +54,9 @@ pub enum Command {
     /// The subscription lifecycle scheduler.
     #[command(subcommand)]
     Lifecycle(LifecycleCommand),
+    /// The clusters tenants are placed on.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tenant(command) => return tenant::run(config, command).await,
         Command::Gitops(command) => return tenant::run_gitops(config, command).await,
+        Command::Cluster(command) => return cluster::run(config, command).await,
         Command::Lifecycle(LifecycleCommand::Tick { now }) => {
             let app = App::start(config).await?;
             let as_of = now.unwrap_or_else(chrono::Utc::now);
