@@ -261,6 +261,10 @@ impl TestServer {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    pub fn database_url(&self) -> String {
+        self.database_url.clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
