@@ -5,7 +5,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     billing::pool::limit_malloc_arenas();
     let cli = billing::cli::Cli::parse();
-    billing::cli::init_tracing();
+    billing::cli::init_tracing(cli.command.default_log_filter());
     let network_wait = std::time::Duration::from_secs(cli.config.gitops_network_timeout_seconds);
     let libgit2 = billing::gitops::limit_open_packs()
         .and_then(|()| billing::gitops::limit_network_waits(network_wait));

@@ -2,7 +2,10 @@
 
 mod cluster;
 pub mod output;
+pub mod progress;
+mod rows;
 mod tenant;
+mod tenant_read;
 pub use tenant::{GitopsCommand, TenantCommand};
 
 use std::path::PathBuf;
@@ -11,6 +14,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::app::{key_paths, App};
+use output::{print_list, print_one, OutputArg};
+use rows::TickRow;
 use crate::config::Config;
 use crate::license::keys::{self, KeyRing};
 
@@ -18,7 +23,18 @@ use crate::license::keys::{self, KeyRing};
 #[command(
     name = "billing",
     version,
-    about = "Billing and GitOps control plane of the IoT SaaS"
+    about = "Billing and GitOps control plane of the IoT SaaS",
+    after_help = "The CLI works on the same database and GitOps repository as the server: it reads \
+the same environment variables and flags (DATABASE_URL, DATA_DIR, GITOPS_REPO, TEMPLATES_DIR, \
+PLANS_FILE, ...). Changes it makes are queued like the API's; the running server's worker \
+commits them. Read commands take -o json|yaml|table (table by default on a terminal, JSON \
+otherwise).
+
+Examples:
+  billing serve
+  billing tenant list --status failed
+  billing tenant deploy --all --wait
+  billing completion bash > /etc/bash_completion.d/billing"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -30,43 +46,89 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API (migrates the database first).
+    #[command(after_help = "Examples:
+  DATABASE_URL=postgres://billing@db/billing billing serve
+  LISTEN_ADDR=0.0.0.0:8080 billing serve")]
     Serve,
     /// Apply database migrations and exit.
+    #[command(after_help = "Examples:
+  billing migrate
+  DATABASE_URL=sqlite://billing.db?mode=rwc billing migrate")]
     Migrate,
     /// License tools.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:
+  billing license verify eyJhbGciOiJSUzI1NiIs... -o yaml")]
     License(LicenseCommand),
     /// License signing keys.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:
+  billing keys generate
+  billing keys rotate")]
     Keys(KeysCommand),
     /// Create a GitOps repository with the tenant layout and an operator's README.
+    #[command(after_help = "Examples:
+  billing init
+  billing init --repo /srv/tenants.git")]
     Init {
         /// Where to create it (bare). Default: GITOPS_REPO.
         #[arg(long)]
         repo: Option<PathBuf>,
     },
-    /// Tenant stacks.
-    #[command(subcommand)]
+    /// Tenants and their stacks: list, show, path, render, history, deploy, rollback, delete.
+    #[command(subcommand, after_help = "Examples:
+  billing tenant list --status ready -o table
+  billing tenant show k3x9m2p7q4wz -o yaml
+  billing tenant deploy --all --wait")]
     Tenant(TenantCommand),
     /// The GitOps repository.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:
+  billing gitops migrate-layout")]
     Gitops(GitopsCommand),
     /// The subscription lifecycle scheduler.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:
+  billing lifecycle tick -o table")]
     Lifecycle(LifecycleCommand),
-    /// The clusters tenants are placed on.
-    #[command(subcommand)]
+    /// The clusters tenants are placed on: capacity, region, state.
+    #[command(subcommand, after_help = "Examples:
+  billing cluster add eu-1 --region eu --cpu 64 --memory 256Gi
+  billing cluster list -o table")]
     Cluster(cluster::ClusterCommand),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  billing completion bash > /etc/bash_completion.d/billing
+  billing completion zsh > \"${fpath[1]}/_billing\"
+  billing completion fish > ~/.config/fish/completions/billing.fish")]
+    Completion {
+        /// The shell (bash, zsh, fish; also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    /// The log level when RUST_LOG is not set: the server logs its work; other commands only
+    /// warnings, so their stderr holds what the operator needs (a one-line error).
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Serve => "info,sqlx=warn",
+            _ => "warn,sqlx=warn",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum LifecycleCommand {
     /// Run one scheduler pass: suspend ended trials and past-due subscriptions past their grace
-    /// period. Writes the database only; the running server's worker commits.
+    /// period. Writes the database only; the running server's worker commits. Without -o:
+    /// one line per change and a summary; with -o: one row per tenant changed, reminded or
+    /// failed.
+    #[command(after_help = "Examples:
+  billing lifecycle tick
+  billing lifecycle tick --now 2025-01-31T12:00:00Z -o json")]
     Tick {
         /// The time the pass runs as of (RFC 3339, e.g. 2025-01-31T12:00:00Z). Default: now.
         #[arg(long, value_name = "RFC 3339", value_parser = parse_rfc3339)]
         now: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        output: OutputArg,
     },
 }
 
@@ -78,16 +140,25 @@ fn parse_rfc3339(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum LicenseCommand {
-    /// Verify a license JWT against the configured keys: print its claims, or why it is invalid.
+    /// Verify a license JWT against the configured keys: print its claims (JSON unless -o
+    /// says otherwise), or why it is invalid (stderr, non-zero exit).
+    #[command(after_help = "Examples:
+  billing license verify eyJhbGciOiJSUzI1NiIs...
+  billing license verify \"$(cat license.jwt)\" -o table")]
     Verify {
         /// The license token.
         token: String,
+        #[command(flatten)]
+        output: OutputArg,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Write a new RSA-2048 license key pair.
+    #[command(after_help = "Examples:
+  billing keys generate
+  billing keys generate --out-dir /etc/billing/keys --force")]
     Generate {
         /// Directory for license-private.pem and license-public.pem.
         /// Default: the configured key paths.
@@ -98,13 +169,15 @@ pub enum KeysCommand {
         force: bool,
     },
     /// Retire the current key (its public half keeps verifying old licenses) and make a new one.
+    #[command(after_help = "Examples:
+  billing keys rotate")]
     Rotate,
 }
 
-pub fn init_tracing() {
+pub fn init_tracing(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -139,12 +212,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             db.migrate().await?;
             println!("migrations applied");
         }
-        Command::License(LicenseCommand::Verify { token }) => {
+        Command::License(LicenseCommand::Verify { token, output }) => {
             let ring = KeyRing::load_verifying(&key_paths(&config))?;
             return Ok(
                 match crate::license::verify(&ring, &config.license_issuer, token.trim()) {
                     Ok(claims) => {
-                        println!("{}", serde_json::to_string_pretty(&claims)?);
+                        // JSON by default even on a terminal, as before -o existed.
+                        print_one(&claims, output.output.unwrap_or(output::Format::Json))?;
                         ExitCode::SUCCESS
                     }
                     Err(why) => {
@@ -193,7 +267,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenant(command) => return tenant::run(config, command).await,
         Command::Gitops(command) => return tenant::run_gitops(config, command).await,
         Command::Cluster(command) => return cluster::run(config, command).await,
-        Command::Lifecycle(LifecycleCommand::Tick { now }) => {
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "billing", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+        }
+        Command::Lifecycle(LifecycleCommand::Tick { now, output }) => {
             let app = App::start(config).await?;
             let as_of = now.unwrap_or_else(chrono::Utc::now);
             let report = lifecycle_tick(&app, as_of).await?;
@@ -201,18 +282,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 // Deletions among them: no server's loop is woken by this process's erasures.
                 crate::accounts::deletion::checkpoint_until_done(&app.db).await;
             }
-            for (id, reason) in &report.changed {
-                println!("tenant {id}: {reason}");
+            if let Some(format) = output.output {
+                print_list(&TickRow::of(&report), format)?;
+            } else {
+                for (id, reason) in &report.changed {
+                    println!("tenant {id}: {reason}");
+                }
+                for (id, about) in &report.reminded {
+                    println!("reminded {id}: {about}");
+                }
             }
-            for (id, about) in &report.reminded {
-                println!("reminded {id}: {about}");
-            }
-            println!(
+            // The summary goes to stderr under -o, so stdout stays one document.
+            let summary = format!(
                 "lifecycle pass as of {}: {} changed, {} failed",
                 crate::db::ts(as_of),
                 report.changed.len(),
                 report.failed.len()
             );
+            match output.output {
+                Some(_) => eprintln!("{summary}"),
+                None => println!("{summary}"),
+            }
             if !report.failed.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }
@@ -238,3 +328,4 @@ async fn lifecycle_tick(
     }
     anyhow::bail!("another process has been running a lifecycle pass for 20 s; try again later")
 }
+

@@ -1,21 +1,51 @@
-//! `billing tenant …` and `billing gitops …`: one tenant's stack in Git (render, path, history,
-//! deploy, rollback) and the repository's layout. Changes are queued in the database like the
-//! API's; the running server's worker commits them.
+//! `billing tenant …` and `billing gitops …`: tenants in the database and their stacks in Git
+//! (list, show, path, render, history, deploy, rollback, delete) and the repository's layout.
+//! Changes are queued in the database like the API's, through the same code; the running
+//! server's worker commits them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use super::output::{print_one, OutputArg};
+use super::progress::Progress;
+use super::tenant_read::{self, ListArgs, TenantPaths};
 use crate::accounts::domain::CustomerId;
 use crate::accounts::RequestMeta;
-use crate::app::App;
+use crate::app::{App, SharedApp};
 use crate::config::Config;
 use crate::db::outbox::Action;
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
+    /// List tenants: plan, subscription, deployment state, committed and applied revision.
+    #[command(after_help = "Examples:
+  billing tenant list
+  billing tenant list --status failed -o json
+  billing tenant list --plan starter --subscription trialing --limit 100
+  billing tenant list --behind            # not yet rendered with the current templates/plans
+  billing tenant list --after k3x9m2p7q4wz   # the next page")]
+    List {
+        #[command(flatten)]
+        args: ListArgs,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Show one tenant: account, subscription, license, deployment status and its history.
+    #[command(after_help = "Examples:
+  billing tenant show k3x9m2p7q4wz
+  billing tenant show k3x9m2p7q4wz -o yaml")]
+    Show {
+        /// The customer id.
+        id: String,
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// Print a tenant's manifests as they would be committed.
+    #[command(after_help = "Examples:
+  billing tenant render k3x9m2p7q4wz
+  billing tenant render --demo --out .   # rewrite the golden demo tenant")]
     Render {
         /// The customer id.
         #[arg(required_unless_present = "demo")]
@@ -28,31 +58,78 @@ pub enum TenantCommand {
         out: PathBuf,
     },
     /// Print a tenant's directory in the GitOps repository (derived from its id alone).
+    /// Without -o: the directory alone, for `cd "$(billing tenant path ID)"`.
+    #[command(after_help = "Examples:
+  billing tenant path k3x9m2p7q4wz
+  billing tenant path k3x9m2p7q4wz -o json   # directory, Flux Kustomization and render lock")]
     Path {
         /// The customer id.
         id: String,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// List the tenant's commits on main, newest first: revision, change id, reason, author, sync.
+    #[command(after_help = "Examples:
+  billing tenant history k3x9m2p7q4wz
+  billing tenant history k3x9m2p7q4wz --limit 5 -o json")]
     History {
+        /// The customer id.
         id: String,
         /// How many commits to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        #[command(flatten)]
+        output: OutputArg,
     },
-    /// Queue a full render of the tenant. A drifted tenant (changed by hand, or rolled back)
-    /// needs --force, which overwrites what Git holds with the database's rendering.
+    /// Queue a full render of the tenant, or with --all of every tenant (what a template or
+    /// plan-file upgrade needs). A drifted tenant (changed by hand, or rolled back) needs
+    /// --force, which overwrites what Git holds with the database's rendering.
+    #[command(after_help = "Examples:
+  billing tenant deploy k3x9m2p7q4wz
+  billing tenant deploy k3x9m2p7q4wz --force
+  billing tenant deploy --all --wait      # progress bar until the server's worker committed all")]
     Deploy {
-        id: String,
-        #[arg(long)]
+        /// The customer id.
+        #[arg(required_unless_present = "all")]
+        id: Option<String>,
+        /// Overwrite a drifted tenant.
+        #[arg(long, conflicts_with = "all")]
         force: bool,
+        /// Every tenant that is not deleted, in one change set. Only templates changed since
+        /// each tenant's render lock are rendered, unless --full.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        /// With --all: render every template again.
+        #[arg(long, requires = "all")]
+        full: bool,
+        /// With --all: wait until the running server's worker has handled every job, with a
+        /// progress bar (counts, rate, ETA); exits non-zero if any gave up.
+        #[arg(long, requires = "all")]
+        wait: bool,
     },
     /// Queue a commit that restores the tenant as it was before its last change, or at --to.
     /// The tenant is then `drifted` (redeploys leave it alone) until a forced deploy.
+    #[command(after_help = "Examples:
+  billing tenant rollback k3x9m2p7q4wz
+  billing tenant rollback k3x9m2p7q4wz --to main~3")]
     Rollback {
+        /// The customer id.
         id: String,
         /// A revision (hash, `main~3`) whose version of the tenant to restore.
         #[arg(long)]
         to: Option<String>,
+    },
+    /// Delete the customer (GDPR erasure), exactly as the admin API's DELETE does: personal
+    /// data is scrubbed, the subscription ends, and the tenant's removal is queued (the server's
+    /// worker commits it). Cannot be undone, so it needs --yes.
+    #[command(after_help = "Examples:
+  billing tenant delete k3x9m2p7q4wz --yes")]
+    Delete {
+        /// The customer id.
+        id: String,
+        /// Confirm the deletion (required: nothing is deleted without it).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -60,6 +137,9 @@ pub enum TenantCommand {
 pub enum GitopsCommand {
     /// Move tenants of the flat layout of older versions (`tenants/<id>/`) to the sharded one
     /// (`tenants/a/b/c/<id>/`) in one commit, and push it when a remote is configured.
+    #[command(after_help = "Examples:
+  billing gitops migrate-layout
+  billing gitops migrate-layout --repo /srv/tenants.git")]
     MigrateLayout {
         /// The bare repository. Default: GITOPS_REPO.
         #[arg(long)]
@@ -73,6 +153,20 @@ fn parse_id(id: &str) -> anyhow::Result<CustomerId> {
     })
 }
 
+/// The one-line error of every command given an id no customer has.
+fn not_found(id: &str) -> anyhow::Error {
+    anyhow::anyhow!("tenant {id} not found")
+}
+
+/// The id, once it is known to be a customer's (deleted ones included).
+async fn known(app: &App, id: &str) -> anyhow::Result<CustomerId> {
+    let id = parse_id(id)?;
+    if !crate::db::tenants::exists(&app.db.pool, id.as_str()).await? {
+        return Err(not_found(id.as_str()));
+    }
+    Ok(id)
+}
+
 fn cli_meta() -> RequestMeta {
     RequestMeta {
         client_ip: None,
@@ -81,42 +175,46 @@ fn cli_meta() -> RequestMeta {
 }
 
 pub async fn run(config: Config, command: TenantCommand) -> anyhow::Result<ExitCode> {
+    if let TenantCommand::Render {
+        demo: true, out, ..
+    } = &command
+    {
+        let renderer = crate::app::renderer(&config)?;
+        let plans = crate::plans::Catalogue::load(config.plans_file.as_deref())?;
+        let files = crate::deploy::demo::demo_files(&renderer, &plans)?;
+        crate::deploy::demo::write_golden(out, &files)?;
+        println!("wrote {} golden files under {}", files.len(), out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let TenantCommand::Path { id, output } = &command {
+        let paths = TenantPaths::of(parse_id(id)?.as_str());
+        match output.output {
+            None => println!("{}", paths.directory),
+            Some(format) => print_one(&paths, format)?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let app = App::start(config).await?;
     match command {
-        TenantCommand::Render { id, demo, out } => {
-            let renderer = crate::app::renderer(&config)?;
-            let plans = crate::plans::Catalogue::load(config.plans_file.as_deref())?;
-            if demo {
-                let files = crate::deploy::demo::demo_files(&renderer, &plans)?;
-                crate::deploy::demo::write_golden(&out, &files)?;
-                println!("wrote {} golden files under {}", files.len(), out.display());
-            } else {
-                let id = id.unwrap_or_default();
-                let app = App::start(config).await?;
-                let (changes, _) = crate::deploy::render_tenant(&app, &id).await?;
-                print!("{}", crate::deploy::describe_changes(&changes));
-            }
+        TenantCommand::Render { id, .. } => render(&app, &id.unwrap_or_default()).await?,
+        TenantCommand::Path { .. } => unreachable!("answered without the database"),
+        TenantCommand::List { args, output } => return tenant_read::list(&app, args, output).await,
+        TenantCommand::Show { id, output } => {
+            let id = known(&app, &id).await?;
+            return tenant_read::show(&app, id.as_str(), output).await;
         }
-        TenantCommand::Path { id } => {
-            println!("{}", crate::render::tenant_dir(parse_id(&id)?.as_str()));
+        TenantCommand::History { id, limit, output } => {
+            let id = known(&app, &id).await?;
+            return tenant_read::history(&app, id.as_str(), limit, output).await;
         }
-        TenantCommand::History { id, limit } => {
-            let id = parse_id(&id)?;
-            let app = App::start(config).await?;
-            for c in crate::deploy::history::tenant_history(&app, id.as_str(), limit).await? {
-                println!(
-                    "{}  {}  {:<7}  {}  {}  {}",
-                    c.short_revision,
-                    c.committed_at,
-                    c.sync,
-                    c.change_id.as_deref().unwrap_or("-"),
-                    c.author,
-                    c.reason
-                );
-            }
-        }
-        TenantCommand::Deploy { id, force } => {
-            let id = parse_id(&id)?;
-            let app = App::start(config).await?;
+        TenantCommand::Deploy {
+            all: true,
+            full,
+            wait,
+            ..
+        } => return redeploy_all(&app, full, wait).await,
+        TenantCommand::Deploy { id, force, .. } => {
+            let id = known(&app, &id.unwrap_or_default()).await?;
             let action = if force {
                 Action::Force
             } else {
@@ -133,8 +231,7 @@ pub async fn run(config: Config, command: TenantCommand) -> anyhow::Result<ExitC
             );
         }
         TenantCommand::Rollback { id, to } => {
-            let id = parse_id(&id)?;
-            let app = App::start(config).await?;
+            let id = known(&app, &id).await?;
             let queued =
                 crate::deploy::requests::rollback(&app, id.as_str(), to.as_deref(), &cli_meta())
                     .await
@@ -145,8 +242,78 @@ pub async fn run(config: Config, command: TenantCommand) -> anyhow::Result<ExitC
                 queued.change_id
             );
         }
+        TenantCommand::Delete { id, yes } => return delete(&app, &id, yes).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Render one tenant (not the demo): its manifests as they would be committed.
+async fn render(app: &SharedApp, id: &str) -> anyhow::Result<()> {
+    let id = known(app, id).await?;
+    let (changes, _) = crate::deploy::render_tenant(app, id.as_str()).await?;
+    print!("{}", crate::deploy::describe_changes(&changes));
+    Ok(())
+}
+
+/// `tenant delete`: the admin API's deletion, then (on SQLite) the WAL checkpoint the server's
+/// loop would run, as no server is woken by this process's erasure.
+async fn delete(app: &SharedApp, id: &str, yes: bool) -> anyhow::Result<ExitCode> {
+    let id = known(app, id).await?;
+    if !yes {
+        anyhow::bail!(
+            "refusing to delete tenant {} without --yes (the erasure cannot be undone)",
+            id.as_str()
+        );
+    }
+    let by = crate::accounts::deletion::By::Admin;
+    let deleted = crate::accounts::deletion::delete(app, id.as_str(), by, None, &cli_meta())
+        .await
+        .map_err(|e| match e {
+            crate::error::ApiError::NotFound(_) => not_found(id.as_str()),
+            e => anyhow::anyhow!("{e}"),
+        })?;
+    crate::accounts::deletion::checkpoint_until_done(&app.db).await;
+    println!(
+        "deleted {}; its removal is queued (change {})",
+        deleted.customer_id, deleted.change_id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How often `deploy --all --wait` looks at the queue.
+const POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// `tenant deploy --all`: one change set for every live tenant, like the admin API's; with
+/// `wait`, a progress bar of the change set draining through the server's worker.
+async fn redeploy_all(app: &SharedApp, full: bool, wait: bool) -> anyhow::Result<ExitCode> {
+    let accepted = crate::deploy::requests::redeploy_all(app, &cli_meta(), full)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "queued {} tenants (change set {})",
+        accepted.queued, accepted.change_set
+    );
+    if !wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let total = accepted.queued;
+    let mut progress = Progress::new("tenants re-rendered", total);
+    let failed = loop {
+        let (pending, failed) =
+            crate::db::outbox::change_set_progress(&app.db.pool, &accepted.change_set).await?;
+        progress.set(total.saturating_sub(pending.max(0) as u64));
+        if pending == 0 {
+            break failed;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    progress.finish();
+    println!("{} handled, {failed} gave up", total - failed as u64);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub async fn run_gitops(config: Config, command: GitopsCommand) -> anyhow::Result<ExitCode> {

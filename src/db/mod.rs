@@ -18,6 +18,7 @@ pub mod reviews;
 pub mod secrets;
 pub mod storage;
 pub mod subscriptions;
+pub mod tenants;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -320,6 +320,24 @@ pub async fn pending_for<'c>(
         .try_get(0)
 }
 
+/// How many jobs of a change set ([`enqueue_all_live`]'s) are still pending, and how many
+/// gave up: what `billing tenant deploy --all --wait` watches drain.
+pub async fn change_set_progress<'c>(
+    db: impl Executor<'c, Database = Any>,
+    change_set: &str,
+) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN status = $2 THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN status = $3 THEN 1 ELSE 0 END), 0) \
+         FROM render_jobs WHERE change_id LIKE $1",
+    )
+    .bind(format!("{change_set}-%"))
+    .bind(PENDING)
+    .bind(JobStatus::Failed.as_str())
+    .fetch_one(db)
+    .await
+}
+
 /// Queues `action` for every tenant that is not deleted (nor its customer), as one change set (change ids
 /// `<change_set>-<customer id>`); returns how many.
 pub async fn enqueue_all_live<'c>(

@@ -3,6 +3,7 @@
 
 mod changes;
 mod commit;
+pub mod behind;
 pub mod content;
 pub mod demo;
 pub mod drift;

@@ -125,6 +125,12 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// Everything the templates see, so any change of it renders everything again.
+fn inputs_digest(ctx: &Context) -> String {
+    let context_json = serde_json::to_vec(ctx).expect("the context serialises");
+    sha256_hex(&[RENDER_FORMAT.as_bytes(), &context_json])
+}
+
 /// Where a tenant's render lock lives in the repository.
 pub fn render_lock_path(id: &str) -> String {
     format!("{}/{RENDER_LOCK}", tenant_dir(id))
@@ -338,6 +344,25 @@ impl Renderer {
         self.render_update(spec, plan, settings, sealed, None)
     }
 
+    /// Whether `lock` records a render of these inputs by the templates loaded now: false
+    /// when a template, the plan file's entry, the settings or the tenant's data changed since
+    /// (the tenant is behind: a redeploy or rollout would change its files). PURE.
+    pub fn is_current(
+        &self,
+        spec: &TenantSpec,
+        plan: &Plan,
+        settings: &RenderSettings,
+        sealed: &SealedValues,
+        lock: &RenderLock,
+    ) -> bool {
+        lock.inputs == inputs_digest(&Context::new(spec, plan, settings, sealed))
+            && output_templates().all(|template| {
+                lock.templates
+                    .get(template)
+                    .is_some_and(|locked| locked.digest == self.digests[template])
+            })
+    }
+
     /// Renders one tenant whose files were last rendered as `previous` records (its lock in the
     /// repository). When the template inputs are the same, only templates whose source changed
     /// are rendered and checked; the others' files are already in the repository, checked when
@@ -358,9 +383,7 @@ impl Renderer {
         validate::sealed(sealed)?;
 
         let ctx = Context::new(spec, plan, settings, sealed);
-        // Everything the templates see, so any other change renders everything.
-        let context_json = serde_json::to_vec(&ctx).expect("the context serialises");
-        let inputs = sha256_hex(&[RENDER_FORMAT.as_bytes(), &context_json]);
+        let inputs = inputs_digest(&ctx);
         let previous = previous.filter(|lock| lock.inputs == inputs);
         // Converted once for all templates (each render would convert the context again).
         let values = minijinja::Value::from_serialize(&ctx);

@@ -441,6 +441,26 @@ fn a_changed_template_re_renders_only_its_files() {
 }
 
 #[test]
+fn a_lock_is_current_until_a_template_or_an_input_changes() {
+    let (spec, plan, settings, sealed) = (
+        demo_spec(),
+        starter(),
+        RenderSettings::default(),
+        demo_sealed_values(),
+    );
+    let lock = render(&spec).unwrap().lock;
+    let builtin = Renderer::builtin();
+    assert!(builtin.is_current(&spec, &plan, &settings, &sealed, &lock));
+    assert!(!with_changed_namespace().is_current(&spec, &plan, &settings, &sealed, &lock));
+    let mut bigger = plan.clone();
+    bigger.resources.quota_pods += 1;
+    assert!(!builtin.is_current(&spec, &bigger, &settings, &sealed, &lock));
+    let mut partial = lock.clone();
+    partial.templates.remove("namespace.yaml");
+    assert!(!builtin.is_current(&spec, &plan, &settings, &sealed, &partial));
+}
+
+#[test]
 fn customer_text_is_quoted_in_the_namespace_annotations() {
     let spec = TenantSpec {
         company_name: "Evil\"\n---\nkind: Secret".into(),
