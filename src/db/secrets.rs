@@ -25,6 +25,28 @@ pub async fn upsert<'c>(
     Ok(())
 }
 
+/// Stores a value unless the tenant already has one under that name (concurrent first renders
+/// then agree on one ciphertext).
+pub async fn insert_if_absent<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+    name: &str,
+    sealed_value: &str,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO tenant_secrets (customer_id, name, sealed_value, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (customer_id, name) DO NOTHING",
+    )
+    .bind(customer_id)
+    .bind(name)
+    .bind(sealed_value)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 pub async fn all<'c>(
     db: impl Executor<'c, Database = Any>,
     customer_id: &str,
