@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -19,6 +19,9 @@ use serde_norway::Value;
 mod pg;
 #[path = "tools/skip.rs"]
 mod skip;
+#[path = "tools/validate_manifests.rs"]
+mod validate_manifests;
+use validate_manifests::{kustomize_build, tool, validate_builtin, write_tree};
 
 const TENANT: &str = "acme";
 const BUCKET: &str = "tenant-backups";
@@ -469,4 +472,38 @@ async fn nightly_backup_ships_to_s3_restores_and_keeps_the_newest() {
         ],
     );
     assert!(all.contains(&format!("tenants/{TENANT}x/")), "{all}");
+}
+
+/// The manifests with off-cluster backups on are valid Kubernetes (the round trip above runs
+/// their scripts; this checks their shape), and the uploader reads only its own two keys.
+#[test]
+fn backup_manifests_build_and_validate_with_s3_on() {
+    let (Some(kubectl), Some(validator)) = (
+        tool("kubectl", &["version", "--client"]),
+        tool("kubernetes-validate", &["--version"]),
+    ) else {
+        return;
+    };
+    let catalogue = Catalogue::builtin().unwrap();
+    let (pod, out) = rendered_pod(catalogue.get("starter").unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(&out, tmp.path());
+    let built = kustomize_build(&kubectl, &tmp.path().join(tenant_dir(TENANT)));
+    let docs = parse_documents(built.as_bytes()).unwrap();
+    let custom = validate_builtin(&docs, tmp.path(), &validator);
+    let sealed = custom.iter().find(|d| d["kind"] == "SealedSecret").unwrap();
+    for key in BACKUP_SECRET_KEYS {
+        assert!(sealed["spec"]["encryptedData"].get(key).is_some(), "{key}");
+    }
+    let uploader = &pod["containers"][0];
+    let secret_keys: Vec<&str> = uploader["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["valueFrom"]["secretKeyRef"]["key"].as_str())
+        .collect();
+    assert_eq!(secret_keys, BACKUP_SECRET_KEYS);
+    assert_eq!(uploader["image"], DEFAULT_UPLOAD_IMAGE);
+    assert_eq!(uploader["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(uploader["volumeMounts"][0]["readOnly"], true);
 }

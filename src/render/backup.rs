@@ -163,6 +163,105 @@ pub(super) fn validate(settings: &RenderSettings) -> Result<(), RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::{demo_sealed_values, demo_spec, Renderer, SealedValues};
+
+    fn s3() -> BackupS3 {
+        BackupS3 {
+            bucket: "tenant-backups".into(),
+            endpoint: None,
+            region: "eu-west-1".into(),
+            prefix: "prod/tenants".into(),
+            upload_image: DEFAULT_UPLOAD_IMAGE.into(),
+        }
+    }
+
+    fn with_backup_keys() -> SealedValues {
+        let mut sealed = demo_sealed_values();
+        for key in BACKUP_SECRET_KEYS {
+            sealed.encrypted.insert(key.into(), "AgFAKE==".into());
+        }
+        sealed
+    }
+
+    fn render(
+        settings: &RenderSettings,
+        sealed: &SealedValues,
+        retention: Option<u32>,
+    ) -> Result<String, RenderError> {
+        let mut plan = crate::plans::Catalogue::builtin().unwrap().plans["starter"].clone();
+        plan.resources.backup_retention_days = retention;
+        let out = Renderer::builtin().render(&demo_spec(), &plan, settings, sealed)?;
+        let file = format!("{}/backup.yaml", crate::render::tenant_dir("demo"));
+        Ok(String::from_utf8(out.files[&file].clone()).unwrap())
+    }
+
+    #[test]
+    fn the_uploader_writes_under_the_tenants_own_prefix_with_the_plans_retention() {
+        let settings = RenderSettings {
+            backup_s3: Some(s3()),
+            ..RenderSettings::default()
+        };
+        let yaml = render(&settings, &with_backup_keys(), None).unwrap();
+        assert!(yaml.contains("value: \"prod/tenants/demo\""), "{yaml}");
+        assert!(yaml.contains("value: \"30\""), "default retention");
+        assert!(
+            !yaml.contains("name: BACKUP_S3_ENDPOINT"),
+            "AWS itself: no endpoint"
+        );
+        let yaml = render(&settings, &with_backup_keys(), Some(90)).unwrap();
+        assert!(yaml.contains("value: \"90\""));
+    }
+
+    #[test]
+    fn off_cluster_backups_need_their_sealed_keys_and_sane_settings() {
+        let settings = RenderSettings {
+            backup_s3: Some(s3()),
+            ..RenderSettings::default()
+        };
+        let err = render(&settings, &demo_sealed_values(), None).unwrap_err();
+        assert!(err.to_string().contains("BACKUP_S3_ACCESS_KEY_ID"), "{err}");
+        let err = render(&settings, &with_backup_keys(), Some(MAX_RETENTION_DAYS + 1));
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("backup_retention_days"));
+        let bad = [
+            BackupS3 {
+                bucket: "UPPER".into(),
+                ..s3()
+            },
+            BackupS3 {
+                endpoint: Some("objects.example.com".into()),
+                ..s3()
+            },
+            BackupS3 {
+                prefix: "/tenants".into(),
+                ..s3()
+            },
+            BackupS3 {
+                upload_image: "amazon/aws-cli:latest".into(),
+                ..s3()
+            },
+            BackupS3 {
+                region: "EU West".into(),
+                ..s3()
+            },
+        ];
+        for backup_s3 in bad {
+            let settings = RenderSettings {
+                backup_s3: Some(backup_s3.clone()),
+                ..RenderSettings::default()
+            };
+            let err = render(&settings, &with_backup_keys(), None);
+            assert!(
+                matches!(err, Err(RenderError::InvalidSettings { .. })),
+                "{backup_s3:?} accepted"
+            );
+        }
+        // Without a bucket the keys are not needed, and extra keys change nothing else.
+        let plain = render(&RenderSettings::default(), &demo_sealed_values(), None).unwrap();
+        assert!(!plain.contains("s3-upload"));
+    }
 
     #[test]
     fn endpoint_ports_come_from_the_url_or_its_scheme() {
