@@ -21,7 +21,7 @@ mod pg;
 mod skip;
 #[path = "tools/validate_manifests.rs"]
 mod validate_manifests;
-use validate_manifests::{kustomize_build, tool, validate_builtin, write_tree};
+use validate_manifests::{kustomize_build, run, tool, validate_builtin, write_tree};
 
 const TENANT: &str = "acme";
 const BUCKET: &str = "tenant-backups";
@@ -180,20 +180,12 @@ fn run_container(
 }
 
 fn aws(moto: &Moto, args: &[&str]) -> String {
-    let out = Command::new("aws")
+    run(Command::new("aws")
         .args(["--endpoint-url", &moto.url])
         .args(args)
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        .env("AWS_DEFAULT_REGION", "eu-central-1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+        .env("AWS_DEFAULT_REGION", "eu-central-1"))
 }
 
 /// Keys under the tenant's prefix, sorted.
@@ -222,16 +214,7 @@ fn tenant_objects(moto: &Moto) -> Vec<String> {
 }
 
 fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-Atc", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run(Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-Atc", sql]))
 }
 
 /// The name part of a database URL (`postgres://u@h:p/name?x` -> `name`).
@@ -408,12 +391,9 @@ async fn nightly_backup_ships_to_s3_restores_and_keeps_the_newest() {
         ],
     );
     let restored = pg::TempDatabase::create(&admin_url).await;
-    let status = Command::new("pg_restore")
+    run(Command::new("pg_restore")
         .args(["--no-owner", "--exit-on-error", "--dbname", &restored.url])
-        .arg(&download)
-        .status()
-        .unwrap();
-    assert!(status.success(), "pg_restore failed");
+        .arg(&download));
     let expected = rows(&source.url);
     assert_eq!(expected.lines().count(), 2500);
     assert_eq!(rows(&restored.url), expected);
