@@ -85,6 +85,7 @@ pub fn billing_command(data_dir: &Path, database_url: &str) -> Command {
         "GITOPS_REMOTE",
         "SEALED_SECRETS_CERT",
         "TEMPLATES_DIR",
+        "BACKUP_S3_BUCKET",
     ] {
         cmd.env_remove(var);
     }
