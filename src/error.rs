@@ -277,26 +277,12 @@ fn rejection_code(status: StatusCode) -> &'static str {
     }
 }
 
-/// True when the error says the database cannot be reached rather than that a query is wrong:
-/// no connection within the acquire timeout, a refused or dropped connection, or PostgreSQL's
-/// connection-exception (08) and operator-intervention (57P, e.g. shutting down) classes.
-pub fn is_database_unavailable(err: &sqlx::Error) -> bool {
-    use sqlx::Error::*;
-    match err {
-        PoolTimedOut | PoolClosed | Io(_) | Tls(_) | WorkerCrashed => true,
-        Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
-        _ => false,
-    }
-}
-
 // The one place database errors become API errors, whichever way they travel (directly or
 // wrapped in anyhow by a lower layer): an outage is a 503 the client may retry, never a 500.
 // A full disk is a 503 too, told apart so that clients and operators see why.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        if is_database_unavailable(&err) {
+        if crate::db::is_unavailable(&err) {
             ApiError::DatabaseUnavailable(err.to_string())
         } else if crate::db::storage::is_full(&err) {
             crate::db::storage::note_full();
@@ -313,7 +299,7 @@ impl From<anyhow::Error> for ApiError {
             err.chain()
                 .any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(test))
         };
-        if cause(is_database_unavailable) {
+        if cause(crate::db::is_unavailable) {
             ApiError::DatabaseUnavailable(format!("{err:#}"))
         } else if cause(crate::db::storage::is_full) {
             crate::db::storage::note_full();

@@ -12,6 +12,7 @@ pub mod gitops;
 pub mod http;
 pub mod license;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod plans;
 pub mod poke;

@@ -7,8 +7,9 @@ pub mod checkout;
 pub mod lifecycle;
 mod reminders;
 pub mod stripe;
-pub mod subscription;
 pub mod view;
 
+/// The subscription's state machine lives in the model, where `db` and `render` see it too.
+pub use crate::model::subscription;
 pub use change::{apply, Change, Outcome, Source};
 pub use subscription::{Event, SubscriptionStatus};

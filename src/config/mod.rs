@@ -6,9 +6,13 @@ use std::path::PathBuf;
 mod cluster;
 mod derived;
 mod login;
+pub mod review;
 
 use clap::Args;
 use secrecy::SecretString;
+
+/// Stripe's libraries' default tolerance of a `Stripe-Signature` timestamp, in seconds.
+pub const STRIPE_DEFAULT_TOLERANCE_SECONDS: i64 = 300;
 
 /// Settings shared by every subcommand. Defaults make `billing serve` work on a fresh machine:
 /// SQLite and generated keys under `--data-dir`.
@@ -204,7 +208,7 @@ pub struct Config {
 
     /// Review mode and the forge its pull requests go to.
     #[command(flatten)]
-    pub review: crate::review::ReviewConfig,
+    pub review: review::ReviewConfig,
 
     /// What the cluster side talks to: sync pokes, sync event webhooks, the watcher.
     #[command(flatten)]
@@ -259,7 +263,7 @@ pub struct Config {
     #[arg(
         long,
         env = "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
-        default_value_t = crate::billing::stripe::signature::DEFAULT_TOLERANCE_SECONDS,
+        default_value_t = STRIPE_DEFAULT_TOLERANCE_SECONDS,
         global = true
     )]
     pub stripe_webhook_tolerance_seconds: i64,
