@@ -7,7 +7,6 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod deploy;
-pub mod error;
 pub mod gitops;
 pub mod http;
 pub mod license;

@@ -92,7 +92,7 @@ pub async fn run(config: Config, command: TenantCommand) -> anyhow::Result<ExitC
             } else {
                 let id = id.unwrap_or_default();
                 let app = App::start(config).await?;
-                let (changes, _) = crate::deploy::render_tenant(&app, &id).await?;
+                let (changes, _) = crate::deploy::render_tenant(&app.deploy, &id).await?;
                 print!("{}", crate::deploy::describe_changes(&changes));
             }
         }
@@ -102,7 +102,8 @@ pub async fn run(config: Config, command: TenantCommand) -> anyhow::Result<ExitC
         TenantCommand::History { id, limit } => {
             let id = parse_id(&id)?;
             let app = App::start(config).await?;
-            for c in crate::deploy::history::tenant_history(&app, id.as_str(), limit).await? {
+            for c in crate::deploy::history::tenant_history(&app.deploy, id.as_str(), limit).await?
+            {
                 println!(
                     "{}  {}  {:<7}  {}  {}  {}",
                     c.short_revision,
@@ -122,9 +123,10 @@ pub async fn run(config: Config, command: TenantCommand) -> anyhow::Result<ExitC
             } else {
                 Action::Rebuild
             };
-            let queued = crate::deploy::requests::request(&app, id.as_str(), action, &cli_meta())
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let queued =
+                crate::deploy::requests::request(&app.deploy, id.as_str(), action, &cli_meta())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "queued {} of {} (change {})",
                 queued.action,
@@ -135,10 +137,14 @@ pub async fn run(config: Config, command: TenantCommand) -> anyhow::Result<ExitC
         TenantCommand::Rollback { id, to } => {
             let id = parse_id(&id)?;
             let app = App::start(config).await?;
-            let queued =
-                crate::deploy::requests::rollback(&app, id.as_str(), to.as_deref(), &cli_meta())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let queued = crate::deploy::requests::rollback(
+                &app.deploy,
+                id.as_str(),
+                to.as_deref(),
+                &cli_meta(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "queued rollback of {} (change {})",
                 id.as_str(),

@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 use crate::accounts::RequestMeta;
 use crate::app::SharedApp;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 

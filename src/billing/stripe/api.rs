@@ -12,7 +12,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    ApiError,
+    /// `api_error` (named apart from the HTTP layer's `ApiError`).
+    #[serde(rename = "api_error")]
+    Api,
     CardError,
     IdempotencyError,
     InvalidRequestError,

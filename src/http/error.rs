@@ -1,9 +1,14 @@
 //! The API error type: every failure a client can see, mapped to a status and one JSON shape
-//! `{error, message, code, field}` that the old service's clients already parse.
+//! `{error, message, code, field}` that the old service's clients already parse. The workflows'
+//! own errors (`AccountError`, `BillingError`, `DeployError`) become one here, and only here.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use crate::accounts::AccountError;
+use crate::billing::BillingError;
+use crate::deploy::DeployError;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -306,6 +311,75 @@ impl From<anyhow::Error> for ApiError {
             ApiError::StorageFull(format!("{err:#}"))
         } else {
             ApiError::Internal(err)
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Validation {
+                code,
+                message,
+                field,
+            } => ApiError::Validation {
+                code,
+                message,
+                field,
+            },
+            AccountError::MalformedJson(m) => ApiError::MalformedJson(m),
+            AccountError::EmailTaken => ApiError::EmailTaken,
+            AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+            AccountError::TooManyAttempts { retry_after_secs } => {
+                ApiError::TooManyAttempts { retry_after_secs }
+            }
+            AccountError::NotFound(what) => ApiError::NotFound(what),
+            AccountError::Database(e) => e.into(),
+            AccountError::Internal(e) => e.into(),
+        }
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(err: BillingError) -> Self {
+        match err {
+            BillingError::Validation {
+                code,
+                message,
+                field,
+            } => ApiError::Validation {
+                code,
+                message,
+                field,
+            },
+            BillingError::MalformedJson(m) => ApiError::MalformedJson(m),
+            BillingError::NotFound(what) => ApiError::NotFound(what),
+            BillingError::Conflict { code, message } => ApiError::Conflict { code, message },
+            BillingError::Unavailable(m) => ApiError::Unavailable(m),
+            BillingError::InvalidSignature(m) => ApiError::InvalidSignature(m),
+            BillingError::Stripe(e) => ApiError::Stripe(e),
+            BillingError::Database(e) => e.into(),
+            BillingError::Internal(e) => e.into(),
+        }
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(err: DeployError) -> Self {
+        match err {
+            DeployError::Validation {
+                code,
+                message,
+                field,
+            } => ApiError::Validation {
+                code,
+                message,
+                field,
+            },
+            DeployError::NotFound(what) => ApiError::NotFound(what),
+            DeployError::Conflict { code, message } => ApiError::Conflict { code, message },
+            DeployError::Database(e) => e.into(),
+            DeployError::Internal(e) => e.into(),
         }
     }
 }
