@@ -12,7 +12,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    /// `api_error` (named apart from the HTTP layer's `ApiError`).
+    /// Stripe's `api_error` (a shorter name here; serde keeps Stripe's).
     #[serde(rename = "api_error")]
     Api,
     CardError,
