@@ -1,5 +1,6 @@
-//! The application's shared state: everything a request handler or CLI command needs,
-//! built once from the configuration.
+//! The composition root: builds the shared parts once from the configuration (pool, keys,
+//! plans, the GitOps handle, wakers) and cuts from them each workflow's narrow handles. Only
+//! `main`, `cli/` and `http/` see `App`; every other module takes the handles it uses.
 
 use std::sync::Arc;
 
