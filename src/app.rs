@@ -1,51 +1,66 @@
-//! The application's shared state: everything a request handler or CLI command needs,
-//! built once from the configuration.
+//! The composition root: builds the shared parts once from the configuration (pool, keys,
+//! plans, the GitOps handle, wakers) and cuts from them each workflow's narrow handles. Only
+//! `main`, `cli/` and `http/` see `App`; every other module takes the handles it uses.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
+use tokio::sync::Notify;
+
 use crate::accounts::session::SessionKeys;
+use crate::accounts::AccountsHandles;
+use crate::billing::BillingHandles;
 use crate::config::Config;
 use crate::db::Db;
+use crate::deploy::DeployHandles;
 use crate::gitops::{Author, GitHealth, GitOps, GitOpsRepo, PushAuth, Remote};
 use crate::license::keys::{KeyPaths, KeyRing};
+use crate::notify::sender::SenderHandles;
 use crate::plans::Catalogue;
 use crate::render::{RenderSettings, Renderer};
+use crate::review::{Review, ReviewHandles};
 use crate::seal::SealingKey;
 use crate::watcher::pods::PodStore;
+use crate::watcher::WatcherHandles;
 
 pub struct App {
     pub config: Config,
     pub db: Db,
-    pub keys: KeyRing,
-    pub plans: Catalogue,
-    pub sessions: SessionKeys,
-    pub gitops: GitOps,
+    pub keys: Arc<KeyRing>,
+    pub plans: Arc<Catalogue>,
+    pub sessions: Arc<SessionKeys>,
+    pub gitops: Arc<GitOps>,
     /// The cluster's sealed-secrets key: tenant secrets are sealed with it at once.
     pub sealing: SealingKey,
-    pub renderer: Renderer,
-    pub render_settings: RenderSettings,
+    pub renderer: Arc<Renderer>,
+    pub render_settings: Arc<RenderSettings>,
     /// Woken when a job is queued, so the worker need not wait for its next poll.
-    pub worker_wake: tokio::sync::Notify,
+    pub worker_wake: Arc<Notify>,
     /// Woken after a push, so the drift scan looks at the remote at once.
-    pub scan_wake: tokio::sync::Notify,
+    pub scan_wake: Arc<Notify>,
     /// Woken after an erasure, so no copy of the erased data waits in SQLite's WAL.
-    pub wal_scrub: tokio::sync::Notify,
+    pub wal_scrub: Arc<Notify>,
     /// This process's name on the job leases.
     pub worker_id: String,
     /// For outgoing calls (the sync webhook poke, Stripe).
     pub http: reqwest::Client,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The background workers (started by `http::serve`) and their shutdown.
     pub workers: crate::supervisor::Supervisor,
     /// Tenant pods as the Kubernetes poller last listed them (none without a poller).
-    pub pods: PodStore,
+    pub pods: Arc<PodStore>,
     /// Stripe price id -> plan name.
-    pub stripe_prices: std::collections::BTreeMap<String, String>,
+    pub stripe_prices: Arc<std::collections::BTreeMap<String, String>>,
     /// Which changes wait for review, and the forge of their pull requests.
-    pub review: crate::review::Review,
+    pub review: Arc<Review>,
+    /// The narrow handles each workflow takes, cut from the parts above (shared, not copied).
+    pub accounts: AccountsHandles,
+    pub billing: BillingHandles,
+    pub deploy: DeployHandles,
+    pub watcher: WatcherHandles,
+    pub mail: SenderHandles,
 }
 
 pub type SharedApp = Arc<App>;
@@ -65,7 +80,7 @@ impl App {
         // Off-cluster backups without their credential would fail every night: refuse to start.
         config.backup.credentials()?;
         let stripe_prices = config.stripe_price_map(&plans)?;
-        let review = crate::review::Review::from_config(&config.review)?;
+        let review = Review::from_config(&config.review)?;
         let db = Db::connect(&config.database_url(), config.database_acquire_timeout()).await?;
         db.migrate().await?;
         crate::accounts::signup::backfill_skeletons(&db).await?;
@@ -81,27 +96,140 @@ impl App {
         let sealing =
             SealingKey::load_or_generate(config.sealed_secrets_cert.as_deref(), &config.data_dir)?;
         let metrics = crate::metrics::Metrics::default();
-        Ok(Arc::new(App {
-            renderer: renderer(&config)?,
-            render_settings: render_settings(&config),
-            config,
+        let workers = crate::supervisor::Supervisor::new(metrics.worker_restarts.clone());
+        let parts = Parts {
+            renderer: Arc::new(renderer(&config)?),
+            render_settings: Arc::new(render_settings(&config)),
+            config: Arc::new(config),
             db,
-            keys,
-            plans,
-            sessions,
-            gitops,
+            keys: Arc::new(keys),
+            plans: Arc::new(plans),
+            sessions: Arc::new(sessions),
+            gitops: Arc::new(gitops),
             sealing,
-            worker_wake: tokio::sync::Notify::new(),
-            scan_wake: tokio::sync::Notify::new(),
-            wal_scrub: tokio::sync::Notify::new(),
+            worker_wake: Arc::new(Notify::new()),
+            scan_wake: Arc::new(Notify::new()),
+            wal_scrub: Arc::new(Notify::new()),
             worker_id: format!("worker-{}", uuid::Uuid::new_v4()),
             http: reqwest::Client::new(),
-            workers: crate::supervisor::Supervisor::new(metrics.worker_restarts.clone()),
-            metrics,
-            pods: PodStore::default(),
-            stripe_prices,
+            metrics: Arc::new(metrics),
+            pods: Arc::new(PodStore::default()),
+            stripe_prices: Arc::new(stripe_prices),
+            review: Arc::new(review),
+        };
+        Ok(Arc::new(parts.wire(workers)))
+    }
+}
+
+/// The shared parts, before they are cut into each workflow's handles.
+struct Parts {
+    config: Arc<Config>,
+    db: Db,
+    keys: Arc<KeyRing>,
+    plans: Arc<Catalogue>,
+    sessions: Arc<SessionKeys>,
+    gitops: Arc<GitOps>,
+    sealing: SealingKey,
+    renderer: Arc<Renderer>,
+    render_settings: Arc<RenderSettings>,
+    worker_wake: Arc<Notify>,
+    scan_wake: Arc<Notify>,
+    wal_scrub: Arc<Notify>,
+    worker_id: String,
+    http: reqwest::Client,
+    metrics: Arc<crate::metrics::Metrics>,
+    pods: Arc<PodStore>,
+    stripe_prices: Arc<std::collections::BTreeMap<String, String>>,
+    review: Arc<Review>,
+}
+
+impl Parts {
+    /// Cuts each workflow's handles from the parts; every handle shares the same pool, repository
+    /// and wakers.
+    fn wire(self, workers: crate::supervisor::Supervisor) -> App {
+        let accounts = AccountsHandles {
+            db: self.db.clone(),
+            config: self.config.clone(),
+            plans: self.plans.clone(),
+            keys: self.keys.clone(),
+            sessions: self.sessions.clone(),
+            sealing: self.sealing.clone(),
+            metrics: self.metrics.clone(),
+            worker_wake: self.worker_wake.clone(),
+            wal_scrub: self.wal_scrub.clone(),
+        };
+        let billing = BillingHandles {
+            db: self.db.clone(),
+            config: self.config.clone(),
+            plans: self.plans.clone(),
+            keys: self.keys.clone(),
+            sealing: self.sealing.clone(),
+            worker_wake: self.worker_wake.clone(),
+            worker_id: self.worker_id.clone(),
+            http: self.http.clone(),
+            stripe_prices: self.stripe_prices.clone(),
+            accounts: accounts.clone(),
+        };
+        let review = ReviewHandles {
+            db: self.db.clone(),
+            config: self.config.clone(),
+            gitops: self.gitops.clone(),
+            http: self.http.clone(),
+            mode: self.review.clone(),
+        };
+        let deploy = DeployHandles {
+            db: self.db.clone(),
+            config: self.config.clone(),
+            gitops: self.gitops.clone(),
+            plans: self.plans.clone(),
+            renderer: self.renderer.clone(),
+            render_settings: self.render_settings.clone(),
+            metrics: self.metrics.clone(),
+            worker_wake: self.worker_wake.clone(),
+            scan_wake: self.scan_wake.clone(),
+            worker_id: self.worker_id.clone(),
+            http: self.http.clone(),
+            pods: self.pods.clone(),
             review,
-        }))
+            sealing: self.sealing.clone(),
+        };
+        let watcher = WatcherHandles {
+            db: self.db.clone(),
+            config: self.config.clone(),
+            gitops: self.gitops.clone(),
+            pods: self.pods.clone(),
+        };
+        let mail = SenderHandles {
+            db: self.db.clone(),
+            worker_id: self.worker_id.clone(),
+            wal_scrub: self.wal_scrub.clone(),
+        };
+        App {
+            config: (*self.config).clone(),
+            db: self.db,
+            keys: self.keys,
+            plans: self.plans,
+            sessions: self.sessions,
+            gitops: self.gitops,
+            sealing: self.sealing,
+            renderer: self.renderer,
+            render_settings: self.render_settings,
+            worker_wake: self.worker_wake,
+            scan_wake: self.scan_wake,
+            wal_scrub: self.wal_scrub,
+            worker_id: self.worker_id,
+            http: self.http,
+            metrics: self.metrics,
+            workers,
+            pods: self.pods,
+            stripe_prices: self.stripe_prices,
+            review: self.review,
+            accounts,
+            billing,
+            deploy,
+            watcher,
+            mail,
+        }
     }
 }
 

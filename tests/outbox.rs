@@ -30,7 +30,7 @@ async fn new_customer(app: &App, n: usize) -> String {
         "email": format!("batch{n}@acme.example"), "password": "correct-horse-battery", "company_name": format!("Batch {n}")
     }))
     .unwrap();
-    signup(app, req, &RequestMeta::default())
+    signup(&app.accounts, req, &RequestMeta::default())
         .await
         .unwrap()
         .customer
@@ -66,10 +66,10 @@ async fn pending_jobs_are_group_committed_in_bounded_batches() {
     }
     let before = commit_count(&app);
     let handled: Vec<usize> = [
-        billing::deploy::process_batch(&app).await.unwrap(),
-        billing::deploy::process_batch(&app).await.unwrap(),
-        billing::deploy::process_batch(&app).await.unwrap(),
-        billing::deploy::process_batch(&app).await.unwrap(),
+        billing::deploy::process_batch(&app.deploy).await.unwrap(),
+        billing::deploy::process_batch(&app.deploy).await.unwrap(),
+        billing::deploy::process_batch(&app.deploy).await.unwrap(),
+        billing::deploy::process_batch(&app.deploy).await.unwrap(),
     ]
     .into();
     assert_eq!(handled, [10, 10, 5, 0]);
@@ -81,7 +81,9 @@ async fn pending_jobs_are_group_committed_in_bounded_batches() {
     }
     assert_eq!(last.matches("Change-Id: ").count(), 5);
     for id in &ids {
-        let status = billing::deploy::requests::status(&app, id).await.unwrap();
+        let status = billing::deploy::requests::status(&app.deploy, id)
+            .await
+            .unwrap();
         assert_eq!(status.status, "committed");
         assert_eq!(status.pending_changes, 0);
     }
@@ -99,12 +101,15 @@ async fn an_unrenderable_tenant_fails_after_its_budget_and_others_still_commit()
         .await
         .unwrap();
 
-    assert_eq!(billing::deploy::process_batch(&app).await.unwrap(), 2);
-    let ok = billing::deploy::requests::status(&app, &fine)
+    assert_eq!(
+        billing::deploy::process_batch(&app.deploy).await.unwrap(),
+        2
+    );
+    let ok = billing::deploy::requests::status(&app.deploy, &fine)
         .await
         .unwrap();
     assert_eq!(ok.status, "committed");
-    let first = billing::deploy::requests::status(&app, &broken)
+    let first = billing::deploy::requests::status(&app.deploy, &broken)
         .await
         .unwrap();
     assert_eq!(
@@ -116,14 +121,14 @@ async fn an_unrenderable_tenant_fails_after_its_budget_and_others_still_commit()
     // After the back-off the second attempt exhausts the budget.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let retried = loop {
-        match billing::deploy::process_batch(&app).await.unwrap() {
+        match billing::deploy::process_batch(&app.deploy).await.unwrap() {
             0 => assert!(std::time::Instant::now() < deadline, "never retried"),
             n => break n,
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(retried, 1);
-    let failed = billing::deploy::requests::status(&app, &broken)
+    let failed = billing::deploy::requests::status(&app.deploy, &broken)
         .await
         .unwrap();
     assert_eq!(failed.status, "failed");
@@ -133,7 +138,10 @@ async fn an_unrenderable_tenant_fails_after_its_budget_and_others_still_commit()
         failed.error
     );
     assert_eq!(failed.pending_changes, 0);
-    assert_eq!(billing::deploy::process_batch(&app).await.unwrap(), 0);
+    assert_eq!(
+        billing::deploy::process_batch(&app.deploy).await.unwrap(),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,16 +159,26 @@ async fn a_template_upgrade_reaches_every_tenant_in_one_commit() {
     for n in 0..4 {
         ids.push(new_customer(&app_v1, n).await);
     }
-    assert_eq!(billing::deploy::process_batch(&app_v1).await.unwrap(), 4);
+    assert_eq!(
+        billing::deploy::process_batch(&app_v1.deploy)
+            .await
+            .unwrap(),
+        4
+    );
     let meta = RequestMeta::default();
 
     // Without a template change, redeploying everyone commits nothing.
     let before = commit_count(&app_v1);
-    let queued = billing::deploy::requests::redeploy_all(&app_v1, &meta, false)
+    let queued = billing::deploy::requests::redeploy_all(&app_v1.deploy, &meta, false)
         .await
         .unwrap();
     assert_eq!(queued.queued, 4);
-    assert_eq!(billing::deploy::process_batch(&app_v1).await.unwrap(), 4);
+    assert_eq!(
+        billing::deploy::process_batch(&app_v1.deploy)
+            .await
+            .unwrap(),
+        4
+    );
     assert_eq!(commit_count(&app_v1), before);
 
     // A template upgrade: every tenant changes, all in one commit.
@@ -172,10 +190,15 @@ async fn a_template_upgrade_reaches_every_tenant_in_one_commit() {
     std::fs::write(&ns, text).unwrap();
     drop(app_v1);
     let app_v2 = app(dir.path(), &["--templates-dir", &templates_arg]).await;
-    billing::deploy::requests::redeploy_all(&app_v2, &meta, false)
+    billing::deploy::requests::redeploy_all(&app_v2.deploy, &meta, false)
         .await
         .unwrap();
-    assert_eq!(billing::deploy::process_batch(&app_v2).await.unwrap(), 4);
+    assert_eq!(
+        billing::deploy::process_batch(&app_v2.deploy)
+            .await
+            .unwrap(),
+        4
+    );
     assert_eq!(commit_count(&app_v2), before + 1);
     let message = head_message(&app_v2);
     assert!(message.starts_with("tenants: update 4\n"), "{message}");
@@ -230,15 +253,19 @@ async fn a_template_upgrade_reaches_every_tenant_in_one_commit() {
         let api = api.clone();
         app_v2.gitops.run(move |local| local.read(&api))
     };
-    billing::deploy::requests::redeploy_all(&app_v2, &meta, false)
+    billing::deploy::requests::redeploy_all(&app_v2.deploy, &meta, false)
         .await
         .unwrap();
-    billing::deploy::process_batch(&app_v2).await.unwrap();
+    billing::deploy::process_batch(&app_v2.deploy)
+        .await
+        .unwrap();
     assert_eq!(api_now().await.unwrap().unwrap(), b"# edited by hand\n");
-    billing::deploy::requests::redeploy_all(&app_v2, &meta, true)
+    billing::deploy::requests::redeploy_all(&app_v2.deploy, &meta, true)
         .await
         .unwrap();
-    billing::deploy::process_batch(&app_v2).await.unwrap();
+    billing::deploy::process_batch(&app_v2.deploy)
+        .await
+        .unwrap();
     assert_eq!(
         api_now().await.unwrap().unwrap(),
         rendered,

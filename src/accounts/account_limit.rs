@@ -14,10 +14,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
 use super::RequestMeta;
-use crate::app::App;
+use crate::accounts::AccountError;
+use crate::accounts::AccountsHandles;
 use crate::db::accounts::CustomerRow;
 use crate::db::{self, audit, login_throttle, notifications};
-use crate::error::ApiError;
 use crate::notify::{self, Email, Kind};
 
 /// How long a successful login keeps its address exempt from the limit.
@@ -32,23 +32,23 @@ pub fn delay_secs(failures: i64, limit: i64, max: u64) -> u64 {
     (FIRST_DELAY_SECS << past).min(max)
 }
 
-fn window(app: &App) -> Duration {
-    Duration::minutes(app.config.login.login_account_window_minutes)
+fn window(handles: &AccountsHandles) -> Duration {
+    Duration::minutes(handles.config.login.login_account_window_minutes)
 }
 
 /// Seconds until `addr` may try `email` again, or None: the account is under its limit, or
 /// the address is known for it.
 pub async fn locked_out(
-    app: &App,
+    handles: &AccountsHandles,
     email: &str,
     addr: &str,
     now: DateTime<Utc>,
-) -> Result<Option<u64>, ApiError> {
-    let cfg = &app.config.login;
-    let pool = &app.db.pool;
+) -> Result<Option<u64>, AccountError> {
+    let cfg = &handles.config.login;
+    let pool = &handles.db.pool;
     // Both queries run for every login, so their time says nothing about the email or address.
     let failures =
-        login_throttle::account_failures(pool, email, &db::ts(now - window(app))).await?;
+        login_throttle::account_failures(pool, email, &db::ts(now - window(handles))).await?;
     let known_since = db::ts(now - Duration::days(KNOWN_ADDRESS_DAYS));
     let known = login_throttle::is_known_address(pool, email, addr, &known_since).await?;
     if known || failures.count < cfg.login_account_failures {
@@ -69,15 +69,15 @@ pub async fn locked_out(
 /// After a failure against `customer`: once the account is over its limit, tells the owner,
 /// once per window, how many logins failed from how many addresses (nothing they typed).
 pub async fn warn_owner(
-    app: &App,
+    handles: &AccountsHandles,
     customer: &CustomerRow,
     email: &str,
     meta: &RequestMeta,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let cfg = &app.config.login;
-    let pool = &app.db.pool;
-    let since = db::ts(now - window(app));
+) -> Result<(), AccountError> {
+    let cfg = &handles.config.login;
+    let pool = &handles.db.pool;
+    let since = db::ts(now - window(handles));
     let failures = login_throttle::account_failures(pool, email, &since).await?;
     if failures.count < cfg.login_account_failures
         || notifications::queued_since(pool, &customer.id, Kind::LoginAttempts, &since).await?
@@ -92,10 +92,10 @@ pub async fn warn_owner(
         reset_url: cfg.password_reset_url.as_deref().filter(|u| !u.is_empty()),
     };
     // The window's number: concurrent failures queue one email between them.
-    let bucket = now.timestamp().div_euclid(window(app).num_seconds());
+    let bucket = now.timestamp().div_euclid(window(handles).num_seconds());
     let queued = notify::queue(
         pool,
-        &app.config.smtp_from,
+        &handles.config.smtp_from,
         &customer.id,
         &customer.email,
         &message,
@@ -119,13 +119,13 @@ pub async fn warn_owner(
 
 /// Marks `addr` known for the customer after a successful login there.
 pub async fn remember(
-    app: &App,
+    handles: &AccountsHandles,
     customer_id: &str,
     addr: &str,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), AccountError> {
     let forget_before = db::ts(now - Duration::days(KNOWN_ADDRESS_DAYS));
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = handles.db.pool.begin().await?;
     login_throttle::remember_address(&mut tx, customer_id, addr, &db::ts(now), &forget_before)
         .await?;
     tx.commit().await?;
@@ -133,10 +133,13 @@ pub async fn remember(
 }
 
 /// How many emails are over the limit now, for /metrics.
-pub async fn limited_count(app: &App, now: DateTime<Utc>) -> Result<i64, ApiError> {
-    let since = db::ts(now - window(app));
-    let limit = app.config.login.login_account_failures;
-    Ok(login_throttle::emails_over_limit(&app.db.pool, &since, limit).await?)
+pub async fn limited_count(
+    handles: &AccountsHandles,
+    now: DateTime<Utc>,
+) -> Result<i64, AccountError> {
+    let since = db::ts(now - window(handles));
+    let limit = handles.config.login.login_account_failures;
+    Ok(login_throttle::emails_over_limit(&handles.db.pool, &since, limit).await?)
 }
 
 #[cfg(test)]

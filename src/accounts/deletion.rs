@@ -13,11 +13,11 @@ use serde_json::{json, Value};
 use super::domain::Fields;
 use super::password::{self, Verdict};
 use super::{throttle, RequestMeta};
-use crate::app::App;
-use crate::billing::{Event, SubscriptionStatus};
+use crate::accounts::AccountError;
+use crate::accounts::AccountsHandles;
 use crate::db::outbox::{self, Action};
 use crate::db::{self, audit, deployments, erasure, notifications, subscriptions, Tx};
-use crate::error::ApiError;
+use crate::model::subscription::{Event, SubscriptionStatus};
 use crate::notify;
 use crate::status;
 
@@ -59,7 +59,7 @@ impl By {
 }
 
 /// The customer's proof: `{password}`.
-pub fn password_from_json(body: Value) -> Result<String, ApiError> {
+pub fn password_from_json(body: Value) -> Result<String, AccountError> {
     Fields::from_value(body)?.required("password")
 }
 
@@ -85,19 +85,19 @@ const PLACEHOLDER_HASH: &str = "!deleted";
 const PERSONAL_KEYS: [&str; 3] = ["email", "company_name", "full_name"];
 
 pub async fn delete(
-    app: &App,
+    handles: &AccountsHandles,
     customer_id: &str,
     by: By,
     password: Option<String>,
     meta: &RequestMeta,
-) -> Result<Deleted, ApiError> {
+) -> Result<Deleted, AccountError> {
     let now = Utc::now();
-    let Some(email) = erasure::live_email(&app.db.pool, customer_id).await? else {
-        return Err(ApiError::NotFound("no such customer"));
+    let Some(email) = erasure::live_email(&handles.db.pool, customer_id).await? else {
+        return Err(AccountError::NotFound("no such customer"));
     };
     if by == By::Customer {
         check_password(
-            app,
+            handles,
             customer_id,
             &email,
             password.unwrap_or_default(),
@@ -107,7 +107,7 @@ pub async fn delete(
         .await?;
     }
     let now_text = db::ts(now);
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = handles.db.pool.begin().await?;
     let placeholder = placeholder_email(customer_id);
     let scrubbed = erasure::scrub_customer(
         &mut *tx,
@@ -121,10 +121,10 @@ pub async fn delete(
     )
     .await?;
     if !scrubbed {
-        return Err(ApiError::NotFound("no such customer"));
+        return Err(AccountError::NotFound("no such customer"));
     }
     let subscription_status =
-        end_subscription(&mut tx, app.db.backend, customer_id, by, &now_text).await?;
+        end_subscription(&mut tx, handles.db.backend, customer_id, by, &now_text).await?;
     erasure::cancel_pending_jobs(&mut *tx, customer_id, &now_text).await?;
     let change_id = outbox::enqueue_because(
         &mut *tx,
@@ -148,7 +148,7 @@ pub async fn delete(
     notifications::drop_pending(&mut *tx, customer_id).await?;
     notify::queue(
         &mut *tx,
-        &app.config.smtp_from,
+        &handles.config.smtp_from,
         customer_id,
         &email,
         &notify::Email::AccountDeleted,
@@ -177,8 +177,8 @@ pub async fn delete(
     )
     .await?;
     tx.commit().await?;
-    app.worker_wake.notify_one();
-    app.wal_scrub.notify_one();
+    handles.worker_wake.notify_one();
+    handles.wal_scrub.notify_one();
     Ok(Deleted {
         message: "Customer deleted; the tenant's removal is queued",
         customer_id: customer_id.to_string(),
@@ -189,30 +189,30 @@ pub async fn delete(
 
 /// The customer's current password, throttled and counted like a login.
 async fn check_password(
-    app: &App,
+    handles: &AccountsHandles,
     customer_id: &str,
     email: &str,
     given: String,
     meta: &RequestMeta,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), AccountError> {
     let addr = throttle::client_key(meta.client_ip.as_deref());
-    if let Some((_, retry_after_secs)) = throttle::locked_out(app, email, &addr, now).await? {
-        return Err(ApiError::TooManyAttempts { retry_after_secs });
+    if let Some((_, retry_after_secs)) = throttle::locked_out(handles, email, &addr, now).await? {
+        return Err(AccountError::TooManyAttempts { retry_after_secs });
     }
-    let stored = crate::db::accounts::customer_by_id(&app.db.pool, customer_id)
+    let stored = crate::db::accounts::customer_by_id(&handles.db.pool, customer_id)
         .await?
         .map(|c| c.password_hash)
-        .ok_or(ApiError::NotFound("no such customer"))?;
+        .ok_or(AccountError::NotFound("no such customer"))?;
     let verdict = password::HASHING
         .run(move || password::verify(&given, &stored))
         .await?;
     if matches!(verdict, Verdict::Match { .. }) {
         return Ok(());
     }
-    throttle::record_failure(app, email, &addr, now).await?;
+    throttle::record_failure(handles, email, &addr, now).await?;
     audit::record(
-        &app.db.pool,
+        &handles.db.pool,
         &db::ts(now),
         &audit::AuditEntry {
             action: "customer.delete_refused",
@@ -224,7 +224,7 @@ async fn check_password(
         },
     )
     .await?;
-    Err(ApiError::InvalidCredentials)
+    Err(AccountError::InvalidCredentials)
 }
 
 /// Cancels (if need be) and erases the subscription through the state machine, each step in
@@ -327,10 +327,10 @@ pub async fn checkpoint_until_done(db: &crate::db::Db) {
 
 /// The checkpoint loop of `billing serve`: one at start (a crash may have left an erasure in
 /// the WAL), then one after each wake-up; wake-ups during a checkpoint fold into one more.
-pub async fn run_wal_checkpoints(app: crate::app::SharedApp) {
+pub async fn run_wal_checkpoints(handles: AccountsHandles) {
     loop {
-        checkpoint_until_done(&app.db).await;
-        app.wal_scrub.notified().await;
+        checkpoint_until_done(&handles.db).await;
+        handles.wal_scrub.notified().await;
     }
 }
 

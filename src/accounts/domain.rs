@@ -4,7 +4,7 @@ use rand::Rng;
 use serde_json::{Map, Value};
 
 use super::text;
-use crate::error::ApiError;
+use crate::accounts::AccountError;
 
 /// A server-generated customer id: a letter then 11 of `[a-z0-9]` (about 57 bits of randomness).
 /// It is a DNS-1123 label, so `customer-<id>` is a namespace and `<id>.<domain>` a host.
@@ -51,7 +51,7 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, AccountError> {
         let display = text::nfc(raw.trim());
         refuse(
             "email",
@@ -60,7 +60,8 @@ impl Email {
             "invisible, control, space or bidirectional-control characters",
         )?;
         text::precis_identifier("email", &display)?;
-        let invalid = |why: &str| ApiError::validation("invalid_email", "email", why.to_string());
+        let invalid =
+            |why: &str| AccountError::validation("invalid_email", "email", why.to_string());
         if display.len() > 254 {
             return Err(invalid("email must be at most 254 characters"));
         }
@@ -92,22 +93,22 @@ impl Email {
 pub struct Fields(Map<String, Value>);
 
 impl Fields {
-    pub fn from_value(value: Value) -> Result<Self, ApiError> {
+    pub fn from_value(value: Value) -> Result<Self, AccountError> {
         match value {
             Value::Object(map) => Ok(Fields(map)),
-            _ => Err(ApiError::MalformedJson("expected a JSON object".into())),
+            _ => Err(AccountError::MalformedJson("expected a JSON object".into())),
         }
     }
 
     /// A string field, `None` when absent or null.
-    pub fn optional(&self, name: &'static str) -> Result<Option<String>, ApiError> {
+    pub fn optional(&self, name: &'static str) -> Result<Option<String>, AccountError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => {
                 // Refused for every field (PostgreSQL cannot store it in text), with the code
                 // of control characters everywhere else.
                 if s.contains('\0') {
-                    return Err(ApiError::validation(
+                    return Err(AccountError::validation(
                         "invalid_characters",
                         name,
                         format!("{name} must not contain control characters (found U+0000)"),
@@ -115,7 +116,7 @@ impl Fields {
                 }
                 Ok(Some(s.clone()))
             }
-            Some(_) => Err(ApiError::validation(
+            Some(_) => Err(AccountError::validation(
                 "invalid_type",
                 name,
                 format!("{name} must be a string"),
@@ -124,10 +125,10 @@ impl Fields {
     }
 
     /// A string field that must be present and not blank.
-    pub fn required(&self, name: &'static str) -> Result<String, ApiError> {
+    pub fn required(&self, name: &'static str) -> Result<String, AccountError> {
         match self.optional(name)? {
             Some(s) if !s.trim().is_empty() => Ok(s),
-            _ => Err(ApiError::validation(
+            _ => Err(AccountError::validation(
                 "missing_field",
                 name,
                 format!("{name} is required"),
@@ -142,9 +143,9 @@ fn refuse(
     text: &str,
     refused: fn(char) -> bool,
     what: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), AccountError> {
     match text.chars().find(|&c| refused(c)) {
-        Some(c) => Err(ApiError::validation(
+        Some(c) => Err(AccountError::validation(
             "invalid_characters",
             field,
             format!("{field} must not contain {what} (found U+{:04X})", c as u32),
@@ -156,7 +157,11 @@ fn refuse(
 /// A free-text name (company, person): trimmed, NFC, bounded, without control characters or
 /// bidi overrides. Its content reaches manifests only as a quoted YAML scalar, so quotes,
 /// braces and the like need no refusing.
-pub fn parse_name(field: &'static str, raw: &str, max_chars: usize) -> Result<String, ApiError> {
+pub fn parse_name(
+    field: &'static str,
+    raw: &str,
+    max_chars: usize,
+) -> Result<String, AccountError> {
     let name = text::nfc(raw.trim());
     refuse(
         field,
@@ -165,7 +170,7 @@ pub fn parse_name(field: &'static str, raw: &str, max_chars: usize) -> Result<St
         "control characters or bidirectional overrides",
     )?;
     if name.chars().count() > max_chars {
-        return Err(ApiError::validation(
+        return Err(AccountError::validation(
             "too_long",
             field,
             format!("{field} must be at most {max_chars} characters"),
@@ -209,8 +214,8 @@ mod tests {
     #[test]
     fn fields_name_what_is_wrong() {
         let f = Fields::from_value(serde_json::json!({"a": 1, "b": "  ", "c": "x"})).unwrap();
-        let field_of = |e: ApiError| match e {
-            ApiError::Validation { field, code, .. } => (field, code),
+        let field_of = |e: AccountError| match e {
+            AccountError::Validation { field, code, .. } => (field, code),
             other => panic!("{other:?}"),
         };
         assert_eq!(
@@ -247,7 +252,7 @@ mod tests {
             assert!(
                 matches!(
                     err,
-                    ApiError::Validation {
+                    AccountError::Validation {
                         code: "invalid_characters",
                         ..
                     }
@@ -272,7 +277,7 @@ mod tests {
             "bo\u{1b}ss@example.com",
         ] {
             match Email::parse(bad) {
-                Err(ApiError::Validation { code, field, .. }) => {
+                Err(AccountError::Validation { code, field, .. }) => {
                     assert_eq!(
                         (code, field),
                         ("invalid_characters", Some("email")),
@@ -292,7 +297,7 @@ mod tests {
             assert!(
                 matches!(
                     Email::parse(bad),
-                    Err(ApiError::Validation {
+                    Err(AccountError::Validation {
                         code: "invalid_characters",
                         ..
                     })

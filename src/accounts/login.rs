@@ -8,9 +8,9 @@ use super::domain::{Email, Fields};
 use super::password::{self, Verdict};
 use super::view::{self, AccountView};
 use super::{account_limit, throttle, RequestMeta};
-use crate::app::App;
+use crate::accounts::AccountError;
+use crate::accounts::AccountsHandles;
 use crate::db::{self, accounts, audit};
-use crate::error::ApiError;
 
 pub struct LoginRequest {
     pub email: String,
@@ -18,7 +18,7 @@ pub struct LoginRequest {
 }
 
 impl LoginRequest {
-    pub fn from_json(body: serde_json::Value) -> Result<Self, ApiError> {
+    pub fn from_json(body: serde_json::Value) -> Result<Self, AccountError> {
         let f = Fields::from_value(body)?;
         Ok(LoginRequest {
             email: f.required("email")?,
@@ -53,10 +53,10 @@ fn entry(
 }
 
 pub async fn login(
-    app: &App,
+    handles: &AccountsHandles,
     req: LoginRequest,
     meta: &RequestMeta,
-) -> Result<LoginResponse, ApiError> {
+) -> Result<LoginResponse, AccountError> {
     let now = Utc::now();
     // A malformed email cannot belong to anyone: it fails like a wrong password.
     let normalized = Email::parse(&req.email)
@@ -65,11 +65,11 @@ pub async fn login(
 
     let addr = throttle::client_key(meta.client_ip.as_deref());
     if let Some((locked, retry_after_secs)) =
-        throttle::locked_out(app, &normalized, &addr, now).await?
+        throttle::locked_out(handles, &normalized, &addr, now).await?
     {
-        app.metrics.login_failed(locked.metric_reason());
+        handles.metrics.login_failed(locked.metric_reason());
         audit::record(
-            &app.db.pool,
+            &handles.db.pool,
             &db::ts(now),
             &entry(
                 "customer.login_locked",
@@ -79,10 +79,10 @@ pub async fn login(
             ),
         )
         .await?;
-        return Err(ApiError::TooManyAttempts { retry_after_secs });
+        return Err(AccountError::TooManyAttempts { retry_after_secs });
     }
 
-    let customer = accounts::customer_by_email(&app.db.pool, &normalized).await?;
+    let customer = accounts::customer_by_email(&handles.db.pool, &normalized).await?;
     let stored = customer.as_ref().map_or_else(
         || password::dummy_hash().to_string(),
         |c| c.password_hash.clone(),
@@ -99,18 +99,18 @@ pub async fn login(
         (Some(c), Verdict::Match { needs_rehash }) => (c, needs_rehash),
         (customer, _) => {
             let at = db::ts(now);
-            throttle::record_failure(app, &normalized, &addr, now).await?;
+            throttle::record_failure(handles, &normalized, &addr, now).await?;
             let reason = match &customer {
                 Some(c) => {
-                    account_limit::warn_owner(app, c, &normalized, meta, now).await?;
+                    account_limit::warn_owner(handles, c, &normalized, meta, now).await?;
                     "wrong_password"
                 }
                 None => "unknown_email",
             };
-            app.metrics.login_failed(reason);
+            handles.metrics.login_failed(reason);
             let id = customer.as_ref().map(|c| c.id.as_str());
             audit::record(
-                &app.db.pool,
+                &handles.db.pool,
                 &at,
                 &entry(
                     "customer.login_failed",
@@ -120,7 +120,7 @@ pub async fn login(
                 ),
             )
             .await?;
-            return Err(ApiError::InvalidCredentials);
+            return Err(AccountError::InvalidCredentials);
         }
     };
 
@@ -129,9 +129,9 @@ pub async fn login(
         let new_hash = super::password::HASHING
             .run(move || password::hash(&password))
             .await??;
-        accounts::update_password_hash(&app.db.pool, &customer.id, &new_hash, &at).await?;
+        accounts::update_password_hash(&handles.db.pool, &customer.id, &new_hash, &at).await?;
         audit::record(
-            &app.db.pool,
+            &handles.db.pool,
             &at,
             &entry(
                 "customer.password_rehashed",
@@ -142,25 +142,25 @@ pub async fn login(
         )
         .await?;
     }
-    throttle::forget_pair(app, &normalized, &addr).await?;
-    account_limit::remember(app, &customer.id, &addr, now).await?;
+    throttle::forget_pair(handles, &normalized, &addr).await?;
+    account_limit::remember(handles, &customer.id, &addr, now).await?;
     audit::record(
-        &app.db.pool,
+        &handles.db.pool,
         &at,
         &entry("customer.login", Some(&customer.id), meta, json!({})),
     )
     .await?;
 
-    let (token, expires) = app.sessions.issue(
-        &app.config.license_issuer,
+    let (token, expires) = handles.sessions.issue(
+        &handles.config.license_issuer,
         &customer.id,
         now,
-        Duration::minutes(app.config.session_ttl_minutes),
+        Duration::minutes(handles.config.session_ttl_minutes),
     )?;
     Ok(LoginResponse {
         message: "Login successful",
         token,
         token_expires_at: db::ts(expires),
-        account: view::load(app, &customer.id, now).await?,
+        account: view::load(handles, &customer.id, now).await?,
     })
 }

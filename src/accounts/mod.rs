@@ -3,6 +3,8 @@
 pub mod account_limit;
 pub mod deletion;
 pub mod domain;
+mod error;
+mod handles;
 pub mod login;
 pub mod password;
 pub mod session;
@@ -10,6 +12,9 @@ pub mod signup;
 pub mod text;
 pub mod throttle;
 pub mod view;
+
+pub use error::AccountError;
+pub use handles::AccountsHandles;
 
 /// Where a request came from, for the audit log.
 #[derive(Debug, Clone, Default)]

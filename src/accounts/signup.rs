@@ -8,12 +8,12 @@ use serde_json::json;
 use super::domain::{parse_name, CustomerId, Email, Fields};
 use super::view::{CustomerView, DeploymentView, LicenseView, SubscriptionView};
 use super::{password, RequestMeta};
-use crate::app::App;
-use crate::billing::SubscriptionStatus;
+use crate::accounts::AccountError;
+use crate::accounts::AccountsHandles;
 use crate::db::outbox;
 use crate::db::{self, accounts, audit, licenses};
-use crate::error::ApiError;
 use crate::license::{self, LicenseSubject};
+use crate::model::subscription::SubscriptionStatus;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -27,7 +27,7 @@ pub struct SignupRequest {
 }
 
 impl SignupRequest {
-    pub fn from_json(body: serde_json::Value) -> Result<Self, ApiError> {
+    pub fn from_json(body: serde_json::Value) -> Result<Self, AccountError> {
         let f = Fields::from_value(body)?;
         let email = Email::parse(&f.required("email")?)?;
         let password = parse_password(f.required("password")?)?;
@@ -46,16 +46,16 @@ impl SignupRequest {
     }
 }
 
-pub fn parse_password(password: String) -> Result<String, ApiError> {
+pub fn parse_password(password: String) -> Result<String, AccountError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::validation(
+        return Err(AccountError::validation(
             "weak_password",
             "password",
             format!("password must be at least {MIN_PASSWORD_CHARS} characters"),
         ));
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::validation(
+        return Err(AccountError::validation(
             "password_too_long",
             "password",
             format!("password must be at most {MAX_PASSWORD_BYTES} bytes"),
@@ -74,10 +74,10 @@ pub struct SignupResponse {
 }
 
 pub async fn signup(
-    app: &App,
+    handles: &AccountsHandles,
     req: SignupRequest,
     meta: &RequestMeta,
-) -> Result<SignupResponse, ApiError> {
+) -> Result<SignupResponse, AccountError> {
     let password = req.password;
     let password_hash = super::password::HASHING
         .run(move || password::hash(&password))
@@ -86,12 +86,12 @@ pub async fn signup(
     let now = Utc::now();
     let now_text = db::ts(now);
     let id = CustomerId::generate();
-    let (plan_name, plan) = app.plans.default_plan();
-    let trial_ends_at = now + Duration::days(app.plans.trial_days);
+    let (plan_name, plan) = handles.plans.default_plan();
+    let trial_ends_at = now + Duration::days(handles.plans.trial_days);
     let status = SubscriptionStatus::Trialing.as_str();
     let issued = license::issue(
-        &app.keys,
-        &app.config.license_issuer,
+        &handles.keys,
+        &handles.config.license_issuer,
         &LicenseSubject {
             customer_id: id.as_str(),
             customer_name: &req.company_name,
@@ -104,8 +104,8 @@ pub async fn signup(
         },
         now,
     )?;
-    let sealed_secrets = crate::secrets::initial(&app.sealing, id.as_str(), &issued.jwt)?;
-    let instance_url = app.config.instance_url(id.as_str());
+    let sealed_secrets = crate::secrets::initial(&handles.sealing, id.as_str(), &issued.jwt)?;
+    let instance_url = handles.config.instance_url(id.as_str());
     let subscription = accounts::SubscriptionRow {
         plan: plan_name.to_string(),
         status: status.to_string(),
@@ -139,7 +139,7 @@ pub async fn signup(
         }),
     };
 
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = handles.db.pool.begin().await?;
     // The customer row goes first: it takes SQLite's write lock before any read, and its
     // unique email and skeleton indexes are what turn a concurrent duplicate or look-alike
     // into a clean 409.
@@ -158,7 +158,7 @@ pub async fn signup(
     )
     .await?;
     if !inserted {
-        return Err(ApiError::EmailTaken);
+        return Err(AccountError::EmailTaken);
     }
     accounts::insert_subscription(&mut *tx, id.as_str(), &subscription, &now_text).await?;
     licenses::insert(&mut *tx, &license_record).await?;
@@ -171,7 +171,7 @@ pub async fn signup(
     let trial_end_day = trial_ends_at.format("%Y-%m-%d").to_string();
     crate::notify::queue(
         &mut *tx,
-        &app.config.smtp_from,
+        &handles.config.smtp_from,
         id.as_str(),
         &req.email.display,
         &crate::notify::Email::Welcome {
@@ -185,7 +185,7 @@ pub async fn signup(
     .await?;
     audit::record(&mut *tx, &now_text, &entry).await?;
     tx.commit().await?;
-    app.worker_wake.notify_one();
+    handles.worker_wake.notify_one();
     tracing::info!(
         customer_id = id.as_str(),
         plan = plan_name,
@@ -205,7 +205,7 @@ pub async fn signup(
             plan: subscription.plan,
             status: subscription.status,
             trial_ends_at: subscription.trial_ends_at,
-            trial_days_remaining: app.plans.trial_days,
+            trial_days_remaining: handles.plans.trial_days,
             current_period_ends_at: None,
         },
         license: LicenseView {

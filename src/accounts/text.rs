@@ -10,7 +10,7 @@
 
 use unicode_normalization::UnicodeNormalization;
 
-use crate::error::ApiError;
+use crate::accounts::AccountError;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// NFC, the form RFC 6531 and RFC 8264 compare in.
@@ -22,7 +22,7 @@ pub fn nfc(text: &str) -> String {
 /// compatibility decomposition (fullwidth `ｐ`, mathematical `𝐩`, ligatures, Roman numerals),
 /// no symbols, non-ASCII punctuation or unassigned code points. Its tables are the RFC's
 /// (Unicode 6.3): characters assigned later are refused, as the RFC says until IANA updates.
-pub fn precis_identifier(field: &'static str, text: &str) -> Result<(), ApiError> {
+pub fn precis_identifier(field: &'static str, text: &str) -> Result<(), AccountError> {
     use precis_core::{Error, IdentifierClass, StringClass};
     match IdentifierClass::default().allows(text) {
         Ok(()) => Ok(()),
@@ -31,7 +31,7 @@ pub fn precis_identifier(field: &'static str, text: &str) -> Result<(), ApiError
                 Error::BadCodepoint(info) => format!(" (found U+{:04X})", info.cp),
                 _ => String::new(),
             };
-            Err(ApiError::validation(
+            Err(AccountError::validation(
                 "invalid_characters",
                 field,
                 format!(

@@ -14,9 +14,9 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::app::App;
+use crate::accounts::AccountError;
+use crate::accounts::AccountsHandles;
 use crate::db::{self, login_throttle, login_throttle::Scope};
-use crate::error::ApiError;
 
 /// Failures of one email from one address before that pair is locked.
 pub const MAX_FAILURES: i64 = 5;
@@ -72,11 +72,11 @@ impl Locked {
 
 /// The limit hit and the seconds until the oldest failure counted leaves the window.
 pub async fn locked_out(
-    app: &App,
+    handles: &AccountsHandles,
     email: &str,
     addr: &str,
     now: DateTime<Utc>,
-) -> Result<Option<(Locked, u64)>, ApiError> {
+) -> Result<Option<(Locked, u64)>, AccountError> {
     let window = Duration::minutes(FAILURE_WINDOW_MINUTES);
     let since = db::ts(now - window);
     let checks = [
@@ -84,7 +84,8 @@ pub async fn locked_out(
         (Locked::Address, Scope::Address(addr), MAX_ADDRESS_FAILURES),
     ];
     for (locked, scope, limit) in checks {
-        let (count, oldest) = login_throttle::failures_since(&app.db.pool, scope, &since).await?;
+        let (count, oldest) =
+            login_throttle::failures_since(&handles.db.pool, scope, &since).await?;
         if count >= limit {
             let oldest = oldest
                 .as_deref()
@@ -95,26 +96,30 @@ pub async fn locked_out(
             return Ok(Some((locked, wait as u64)));
         }
     }
-    let account = super::account_limit::locked_out(app, email, addr, now).await?;
+    let account = super::account_limit::locked_out(handles, email, addr, now).await?;
     Ok(account.map(|wait| (Locked::Account, wait)))
 }
 
 /// Counts a failure, and drops those too old to count for anything.
 pub async fn record_failure(
-    app: &App,
+    handles: &AccountsHandles,
     email: &str,
     addr: &str,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    login_throttle::record_failure(&app.db.pool, email, addr, &db::ts(now)).await?;
+) -> Result<(), AccountError> {
+    login_throttle::record_failure(&handles.db.pool, email, addr, &db::ts(now)).await?;
     // Kept for the longer of the two windows: the per-account one may be set longer.
-    let minutes = FAILURE_WINDOW_MINUTES.max(app.config.login.login_account_window_minutes);
-    login_throttle::prune(&app.db.pool, &db::ts(now - Duration::minutes(minutes))).await?;
+    let minutes = FAILURE_WINDOW_MINUTES.max(handles.config.login.login_account_window_minutes);
+    login_throttle::prune(&handles.db.pool, &db::ts(now - Duration::minutes(minutes))).await?;
     Ok(())
 }
 
-pub async fn forget_pair(app: &App, email: &str, addr: &str) -> Result<(), ApiError> {
-    Ok(login_throttle::clear_pair(&app.db.pool, email, addr).await?)
+pub async fn forget_pair(
+    handles: &AccountsHandles,
+    email: &str,
+    addr: &str,
+) -> Result<(), AccountError> {
+    Ok(login_throttle::clear_pair(&handles.db.pool, email, addr).await?)
 }
 
 #[cfg(test)]

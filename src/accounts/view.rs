@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::app::App;
+use crate::accounts::AccountError;
+use crate::accounts::AccountsHandles;
 use crate::db::{self, accounts, licenses};
-use crate::error::ApiError;
 use crate::plans::{Features, Limits};
 
 #[derive(Debug, Serialize)]
@@ -103,20 +103,20 @@ pub fn deployment_view(d: accounts::DeploymentRow) -> DeploymentView {
 }
 
 pub async fn load(
-    app: &App,
+    handles: &AccountsHandles,
     customer_id: &str,
     now: DateTime<Utc>,
-) -> Result<AccountView, ApiError> {
-    let pool = &app.db.pool;
+) -> Result<AccountView, AccountError> {
+    let pool = &handles.db.pool;
     let customer = accounts::customer_by_id(pool, customer_id)
         .await?
-        .ok_or(ApiError::NotFound("no such customer"))?;
+        .ok_or(AccountError::NotFound("no such customer"))?;
     let subscription = accounts::subscription(pool, customer_id)
         .await?
         .map(|s| subscription_view(s, now))
         .transpose()?;
     let license = licenses::latest(pool, customer_id).await?.map(|l| {
-        let plan = app.plans.get(&l.plan);
+        let plan = handles.plans.get(&l.plan);
         LicenseView {
             jwt: None,
             features: plan.map(|p| p.features.clone()),

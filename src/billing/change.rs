@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::subscription::{Event, SubscriptionStatus};
-use crate::app::App;
+use crate::billing::BillingHandles;
 use crate::db::outbox;
 use crate::db::{self, accounts, audit, licenses, subscriptions, Tx};
 use crate::license::{self, LicenseSubject};
@@ -56,14 +56,14 @@ pub enum Outcome {
 
 /// Applies `change` to the customer's subscription inside `tx`.
 pub async fn apply(
-    app: &App,
+    handles: &BillingHandles,
     tx: &mut Tx<'_>,
     customer_id: &str,
     change: &Change<'_>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Outcome> {
     let now_text = db::ts(now);
-    let Some(held) = subscriptions::state(&mut **tx, app.db.backend, customer_id).await? else {
+    let Some(held) = subscriptions::state(&mut **tx, handles.db.backend, customer_id).await? else {
         return Ok(Outcome::Ignored("customer has no subscription".into()));
     };
     if let (Some(at), Some(newest)) = (change.stripe_event_at, held.stripe_event_at) {
@@ -81,7 +81,7 @@ pub async fn apply(
         )));
     };
     let plan = match change.plan {
-        Some(p) if app.plans.get(p).is_none() => {
+        Some(p) if handles.plans.get(p).is_none() => {
             return Ok(Outcome::Ignored(format!("unknown plan {p:?}")))
         }
         Some(p) => p.to_string(),
@@ -112,7 +112,7 @@ pub async fn apply(
         return Ok(Outcome::Unchanged);
     }
 
-    let reason = describe(&app.plans, &held, &next, change);
+    let reason = describe(&handles.plans, &held, &next, change);
     subscriptions::record_transition(
         &mut **tx,
         &subscriptions::Transition {
@@ -128,8 +128,8 @@ pub async fn apply(
         },
     )
     .await?;
-    let jti = reissue_license(app, tx, customer_id, &next, now).await?;
-    tell_customer(app, tx, customer_id, &held, &next, change, now).await?;
+    let jti = reissue_license(handles, tx, customer_id, &next, now).await?;
+    tell_customer(handles, tx, customer_id, &held, &next, change, now).await?;
     let change_id = outbox::enqueue_because(
         &mut **tx,
         customer_id,
@@ -167,7 +167,7 @@ pub async fn apply(
 /// subscription past due. Keyed by the Stripe event (or the moment, for the clock), so a
 /// redelivered event queues nothing new.
 async fn tell_customer(
-    app: &App,
+    handles: &BillingHandles,
     tx: &mut Tx<'_>,
     customer_id: &str,
     held: &subscriptions::SubscriptionState,
@@ -190,14 +190,14 @@ async fn tell_customer(
     let email = match kind {
         notify::Kind::PaymentFailed => notify::Email::PaymentFailed {
             company_name,
-            grace_days: app.config.lifecycle_grace_days,
+            grace_days: handles.config.lifecycle_grace_days,
         },
         _ => notify::Email::Suspended { company_name },
     };
     let dedupe_key = change.reference.map_or_else(|| db::ts(now), String::from);
     notify::queue(
         &mut **tx,
-        &app.config.smtp_from,
+        &handles.config.smtp_from,
         customer_id,
         &customer.email,
         &email,
@@ -210,7 +210,7 @@ async fn tell_customer(
 
 /// Signs, records and seals the license of the subscription's new state; returns its jti.
 async fn reissue_license(
-    app: &App,
+    handles: &BillingHandles,
     tx: &mut Tx<'_>,
     customer_id: &str,
     s: &subscriptions::SubscriptionState,
@@ -219,7 +219,7 @@ async fn reissue_license(
     let customer = accounts::customer_by_id(&mut **tx, customer_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("customer {customer_id} not found"))?;
-    let plan = app
+    let plan = handles
         .plans
         .get(&s.plan)
         .ok_or_else(|| anyhow::anyhow!("unknown plan {:?}", s.plan))?;
@@ -235,8 +235,8 @@ async fn reissue_license(
         (_, period) => period,
     };
     let issued = license::issue(
-        &app.keys,
-        &app.config.license_issuer,
+        &handles.keys,
+        &handles.config.license_issuer,
         &LicenseSubject {
             customer_id,
             customer_name: &customer.company_name,
@@ -247,7 +247,7 @@ async fn reissue_license(
             current_period_ends_at: period_ends_at,
             grace_after_period: match s.status {
                 SubscriptionStatus::Active | SubscriptionStatus::PastDue => {
-                    chrono::Duration::days(i64::from(app.config.lifecycle_grace_days))
+                    chrono::Duration::days(i64::from(handles.config.lifecycle_grace_days))
                 }
                 _ => chrono::Duration::zero(),
             },
@@ -269,7 +269,7 @@ async fn reissue_license(
         },
     )
     .await?;
-    let sealed = crate::secrets::seal_for(&app.sealing, customer_id, &issued.jwt)?;
+    let sealed = crate::secrets::seal_for(&handles.sealing, customer_id, &issued.jwt)?;
     db::secrets::upsert(
         &mut **tx,
         customer_id,

@@ -8,9 +8,9 @@ use serde_json::Value;
 use super::stripe::api::{self, NewCheckout, NewCustomer};
 use crate::accounts::domain::CustomerId;
 use crate::accounts::RequestMeta;
-use crate::app::App;
+use crate::billing::BillingError;
+use crate::billing::BillingHandles;
 use crate::db::{self, accounts, audit, erasure, subscriptions};
-use crate::error::ApiError;
 
 /// Who asks: a customer for themselves (by session), or the admin for any customer.
 pub enum Requester {
@@ -40,19 +40,20 @@ pub struct PortalOpened {
 
 /// `{plan, success_url, cancel_url}` (and `customer_id` for the admin) → a Checkout Session.
 pub async fn checkout(
-    app: &App,
+    handles: &BillingHandles,
     by: &Requester,
     meta: &RequestMeta,
     body: &Value,
-) -> Result<CheckoutStarted, ApiError> {
+) -> Result<CheckoutStarted, BillingError> {
     let plan = string_field(body, "plan")?
-        .ok_or_else(|| ApiError::validation("missing_field", "plan", "plan is required"))?;
-    let price = price_of(app, plan)?;
+        .ok_or_else(|| BillingError::validation("missing_field", "plan", "plan is required"))?;
+    let price = price_of(handles, plan)?;
     let success_url = url_field(body, "success_url")?;
     let cancel_url = url_field(body, "cancel_url")?;
-    let customer_id = target(app, by, body).await?;
-    let stripe = client(app)?;
-    let stripe_customer_id = ensure_stripe_customer(app, &stripe, by, meta, &customer_id).await?;
+    let customer_id = target(handles, by, body).await?;
+    let stripe = client(handles)?;
+    let stripe_customer_id =
+        ensure_stripe_customer(handles, &stripe, by, meta, &customer_id).await?;
     let session = stripe
         .create_checkout_session(&NewCheckout {
             customer_id: &customer_id,
@@ -71,14 +72,18 @@ pub async fn checkout(
 }
 
 /// `{return_url}` (and `customer_id` for the admin) → a Billing Portal session's URL.
-pub async fn portal(app: &App, by: &Requester, body: &Value) -> Result<PortalOpened, ApiError> {
+pub async fn portal(
+    handles: &BillingHandles,
+    by: &Requester,
+    body: &Value,
+) -> Result<PortalOpened, BillingError> {
     let return_url = url_field(body, "return_url")?;
-    let customer_id = target(app, by, body).await?;
-    let stripe = client(app)?;
-    let stripe_customer_id = subscriptions::stripe_id_of(&app.db.pool, &customer_id)
+    let customer_id = target(handles, by, body).await?;
+    let stripe = client(handles)?;
+    let stripe_customer_id = subscriptions::stripe_id_of(&handles.db.pool, &customer_id)
         .await?
         .flatten()
-        .ok_or_else(|| ApiError::Conflict {
+        .ok_or_else(|| BillingError::Conflict {
             code: "no_stripe_customer",
             message: "the customer has no Stripe customer yet: start a checkout first".into(),
         })?;
@@ -91,13 +96,13 @@ pub async fn portal(app: &App, by: &Requester, body: &Value) -> Result<PortalOpe
 /// The Stripe customer stored on ours; else one created in Stripe (with our id in its
 /// metadata) and stored. When two checkouts race, the first stored id wins and is returned.
 async fn ensure_stripe_customer(
-    app: &App,
+    handles: &BillingHandles,
     stripe: &api::Client<'_>,
     by: &Requester,
     meta: &RequestMeta,
     customer_id: &str,
-) -> Result<String, ApiError> {
-    let pool = &app.db.pool;
+) -> Result<String, BillingError> {
+    let pool = &handles.db.pool;
     if let Some(id) = subscriptions::stripe_id_of(pool, customer_id)
         .await?
         .flatten()
@@ -106,7 +111,7 @@ async fn ensure_stripe_customer(
     }
     let row = accounts::customer_by_id(pool, customer_id)
         .await?
-        .ok_or(ApiError::NotFound("no such customer"))?;
+        .ok_or(BillingError::NotFound("no such customer"))?;
     let created = stripe
         .create_customer(&NewCustomer {
             customer_id,
@@ -131,55 +136,60 @@ async fn ensure_stripe_customer(
     subscriptions::stripe_id_of(pool, customer_id)
         .await?
         .flatten()
-        .ok_or(ApiError::NotFound("no such customer"))
+        .ok_or(BillingError::NotFound("no such customer"))
 }
 
 /// Whose subscription: the customer's own, or for the admin the body's `customer_id`. A live
 /// customer only; another customer's id looks nonexistent to a customer.
-async fn target(app: &App, by: &Requester, body: &Value) -> Result<String, ApiError> {
+async fn target(
+    handles: &BillingHandles,
+    by: &Requester,
+    body: &Value,
+) -> Result<String, BillingError> {
     let named = string_field(body, "customer_id")?;
     let id = match (by, named) {
         (Requester::Customer(own), Some(named)) if named != own => {
-            return Err(ApiError::NotFound("no such customer"))
+            return Err(BillingError::NotFound("no such customer"))
         }
         (Requester::Customer(own), _) => own.clone(),
         (Requester::Admin, Some(named)) => named.to_string(),
         (Requester::Admin, None) => {
-            return Err(ApiError::validation(
+            return Err(BillingError::validation(
                 "missing_field",
                 "customer_id",
                 "customer_id is required with the admin token",
             ))
         }
     };
-    let id = CustomerId::parse(&id).ok_or(ApiError::NotFound("no such customer"))?;
-    if !erasure::is_live(&app.db.pool, id.as_str()).await? {
-        return Err(ApiError::NotFound("no such customer"));
+    let id = CustomerId::parse(&id).ok_or(BillingError::NotFound("no such customer"))?;
+    if !erasure::is_live(&handles.db.pool, id.as_str()).await? {
+        return Err(BillingError::NotFound("no such customer"));
     }
     Ok(id.as_str().to_string())
 }
 
-fn client(app: &App) -> Result<api::Client<'_>, ApiError> {
-    super::stripe::client(app).ok_or_else(|| {
-        ApiError::Unavailable("Stripe is not configured: STRIPE_SECRET_KEY is not set".into())
+fn client(handles: &BillingHandles) -> Result<api::Client<'_>, BillingError> {
+    super::stripe::client(handles).ok_or_else(|| {
+        BillingError::Unavailable("Stripe is not configured: STRIPE_SECRET_KEY is not set".into())
     })
 }
 
 /// The Stripe price of a plan (`STRIPE_PRICE_<PLAN>`, `--stripe-price`).
-fn price_of<'a>(app: &'a App, plan: &str) -> Result<&'a str, ApiError> {
-    if app.plans.get(plan).is_none() {
-        return Err(ApiError::validation(
+fn price_of<'a>(handles: &'a BillingHandles, plan: &str) -> Result<&'a str, BillingError> {
+    if handles.plans.get(plan).is_none() {
+        return Err(BillingError::validation(
             "unknown_plan",
             "plan",
             format!("no plan named {plan:?}"),
         ));
     }
-    app.stripe_prices
+    handles
+        .stripe_prices
         .iter()
         .find(|(_, p)| p.as_str() == plan)
         .map(|(price, _)| price.as_str())
         .ok_or_else(|| {
-            ApiError::validation(
+            BillingError::validation(
                 "plan_not_for_sale",
                 "plan",
                 format!("plan {plan:?} has no Stripe price (STRIPE_PRICE_<PLAN>)"),
@@ -187,11 +197,11 @@ fn price_of<'a>(app: &'a App, plan: &str) -> Result<&'a str, ApiError> {
         })
 }
 
-fn string_field<'a>(body: &'a Value, name: &'static str) -> Result<Option<&'a str>, ApiError> {
+fn string_field<'a>(body: &'a Value, name: &'static str) -> Result<Option<&'a str>, BillingError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(_) => Err(ApiError::validation(
+        Some(_) => Err(BillingError::validation(
             "invalid_field",
             name,
             format!("{name} must be a string"),
@@ -200,13 +210,13 @@ fn string_field<'a>(body: &'a Value, name: &'static str) -> Result<Option<&'a st
 }
 
 /// A required absolute http(s) URL: Stripe sends the customer's browser there.
-fn url_field<'a>(body: &'a Value, name: &'static str) -> Result<&'a str, ApiError> {
+fn url_field<'a>(body: &'a Value, name: &'static str) -> Result<&'a str, BillingError> {
     let text = string_field(body, name)?.ok_or_else(|| {
-        ApiError::validation("missing_field", name, format!("{name} is required"))
+        BillingError::validation("missing_field", name, format!("{name} is required"))
     })?;
     match reqwest::Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(text),
-        _ => Err(ApiError::validation(
+        _ => Err(BillingError::validation(
             "invalid_url",
             name,
             format!("{name} must be an absolute http(s) URL"),

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::change::{self, Change, Outcome, Source};
 use super::subscription::Event;
-use crate::app::App;
+use crate::billing::BillingHandles;
 use crate::db::{self, lifecycle};
 
 /// How long a pass may hold the lease; a process killed mid-pass blocks the others this long.
@@ -30,24 +30,27 @@ pub struct Report {
 /// Runs one pass as of `as_of`, or returns None when another process holds the lease. The lease
 /// is taken and released by the wall clock, whatever `as_of` says, so a pass "in the future"
 /// run by hand does not hold off the server's passes.
-pub async fn tick(app: &App, as_of: DateTime<Utc>) -> anyhow::Result<Option<Report>> {
-    let pool = &app.db.pool;
-    let owner = &app.worker_id;
+pub async fn tick(
+    handles: &BillingHandles,
+    as_of: DateTime<Utc>,
+) -> anyhow::Result<Option<Report>> {
+    let pool = &handles.db.pool;
+    let owner = &handles.worker_id;
     let wall = Utc::now();
     let taken = lifecycle::take_lease(pool, owner, LEASE, wall).await?;
     if !taken {
         return Ok(None);
     }
-    let report = pass(app, as_of).await;
+    let report = pass(handles, as_of).await;
     if let Err(err) = lifecycle::release_lease(pool, owner).await {
         tracing::warn!(error = %err, "releasing the lifecycle lease (it expires by itself)");
     }
     report.map(Some)
 }
 
-async fn pass(app: &App, as_of: DateTime<Utc>) -> anyhow::Result<Report> {
-    let pool = &app.db.pool;
-    let grace = Duration::days(i64::from(app.config.lifecycle_grace_days));
+async fn pass(handles: &BillingHandles, as_of: DateTime<Utc>) -> anyhow::Result<Report> {
+    let pool = &handles.db.pool;
+    let grace = Duration::days(i64::from(handles.config.lifecycle_grace_days));
     let due = [
         (
             Event::TrialExpired,
@@ -61,7 +64,7 @@ async fn pass(app: &App, as_of: DateTime<Utc>) -> anyhow::Result<Report> {
     let mut report = Report::default();
     for (event, customers) in due {
         for id in customers {
-            match apply_one(app, &id, event, as_of).await {
+            match apply_one(handles, &id, event, as_of).await {
                 Ok(Outcome::Applied { reason, .. }) => report.changed.push((id, reason)),
                 // A payment arrived since the search: the state machine leaves it alone.
                 Ok(Outcome::Unchanged | Outcome::Ignored(_)) => {}
@@ -72,21 +75,21 @@ async fn pass(app: &App, as_of: DateTime<Utc>) -> anyhow::Result<Report> {
             }
         }
     }
-    super::reminders::trials(app, as_of, &mut report).await?;
-    super::reminders::retention(app, as_of, &mut report).await?;
+    super::reminders::trials(handles, as_of, &mut report).await?;
+    super::reminders::retention(handles, as_of, &mut report).await?;
     if !report.changed.is_empty() {
-        app.worker_wake.notify_one();
+        handles.worker_wake.notify_one();
     }
     Ok(report)
 }
 
 async fn apply_one(
-    app: &App,
+    handles: &BillingHandles,
     customer_id: &str,
     event: Event,
     as_of: DateTime<Utc>,
 ) -> anyhow::Result<Outcome> {
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = handles.db.pool.begin().await?;
     let change = Change {
         event,
         plan: None,
@@ -97,22 +100,22 @@ async fn apply_one(
         stripe_subscription_id: None,
         stripe_event_at: None,
     };
-    let outcome = change::apply(app, &mut tx, customer_id, &change, as_of).await?;
+    let outcome = change::apply(handles, &mut tx, customer_id, &change, as_of).await?;
     tx.commit().await?;
     Ok(outcome)
 }
 
 /// The server's scheduler: a pass every `LIFECYCLE_INTERVAL_SECONDS`, the first at start-up.
-pub async fn run(app: std::sync::Arc<App>, stop: tokio_util::sync::CancellationToken) {
+pub async fn run(handles: BillingHandles, stop: tokio_util::sync::CancellationToken) {
     let mut interval = tokio::time::interval(StdDuration::from_secs(
-        app.config.lifecycle_interval_seconds,
+        handles.config.lifecycle_interval_seconds,
     ));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if stop.run_until_cancelled(interval.tick()).await.is_none() {
             return;
         }
-        match tick(&app, Utc::now()).await {
+        match tick(&handles, Utc::now()).await {
             Ok(Some(report)) if !report.changed.is_empty() || !report.failed.is_empty() => {
                 tracing::info!(
                     changed = report.changed.len(),

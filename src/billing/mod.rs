@@ -4,11 +4,16 @@
 
 pub mod change;
 pub mod checkout;
+mod error;
+mod handles;
 pub mod lifecycle;
 mod reminders;
 pub mod stripe;
-pub mod subscription;
 pub mod view;
 
+/// The subscription's state machine lives in the model, where `db` and `render` see it too.
+pub use crate::model::subscription;
 pub use change::{apply, Change, Outcome, Source};
+pub use error::BillingError;
+pub use handles::BillingHandles;
 pub use subscription::{Event, SubscriptionStatus};

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::lifecycle::Report;
 use crate::accounts::deletion::{self, By};
 use crate::accounts::RequestMeta;
-use crate::app::App;
+use crate::billing::BillingHandles;
 use crate::db::{self, lifecycle};
 use crate::notify::{self, Email};
 
@@ -17,7 +17,7 @@ const DELETION_NOTICE_DAYS: i64 = 7;
 
 /// Queues the trial reminders due at `as_of`.
 pub(super) async fn trials(
-    app: &App,
+    handles: &BillingHandles,
     as_of: DateTime<Utc>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
@@ -26,7 +26,7 @@ pub(super) async fn trials(
     for (days, closer) in [(7, 2), (2, 0)] {
         let after = db::ts(as_of + Duration::days(closer));
         let until = db::ts(as_of + Duration::days(days));
-        for r in lifecycle::trials_ending(&app.db.pool, &after, &until).await? {
+        for r in lifecycle::trials_ending(&handles.db.pool, &after, &until).await? {
             let ends = db::parse_ts(&r.at)?;
             let email = Email::TrialEnding {
                 company_name: &r.company_name,
@@ -35,7 +35,7 @@ pub(super) async fn trials(
                 days_left: ((ends - as_of).num_hours() + 23).div_euclid(24).max(1),
             };
             let key = format!("{days}d {}", r.at);
-            if queue(app, &r.customer_id, &r.email, &email, &key, as_of).await? {
+            if queue(handles, &r.customer_id, &r.email, &email, &key, as_of).await? {
                 report
                     .reminded
                     .push((r.customer_id.clone(), format!("trial ends in {days} days")));
@@ -47,16 +47,16 @@ pub(super) async fn trials(
 
 /// Deletes the canceled accounts whose retention ended, and reminds those within a week of it.
 pub(super) async fn retention(
-    app: &App,
+    handles: &BillingHandles,
     as_of: DateTime<Utc>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let retention = Duration::days(i64::from(app.config.deletion_retention_days));
-    for r in lifecycle::canceled(&app.db.pool).await? {
+    let retention = Duration::days(i64::from(handles.config.deletion_retention_days));
+    for r in lifecycle::canceled(&handles.db.pool).await? {
         let delete_at = db::parse_ts(&r.at)? + retention;
         if delete_at <= as_of {
             match deletion::delete(
-                app,
+                &handles.accounts,
                 &r.customer_id,
                 By::Retention,
                 None,
@@ -77,7 +77,7 @@ pub(super) async fn retention(
                 company_name: &r.company_name,
                 deleted_on: &delete_at.format("%Y-%m-%d").to_string(),
             };
-            if queue(app, &r.customer_id, &r.email, &email, &r.at, as_of).await? {
+            if queue(handles, &r.customer_id, &r.email, &email, &r.at, as_of).await? {
                 report
                     .reminded
                     .push((r.customer_id.clone(), "deletion in under a week".into()));
@@ -88,7 +88,7 @@ pub(super) async fn retention(
 }
 
 async fn queue(
-    app: &App,
+    handles: &BillingHandles,
     customer_id: &str,
     to: &str,
     email: &Email<'_>,
@@ -96,8 +96,8 @@ async fn queue(
     now: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
     Ok(notify::queue(
-        &app.db.pool,
-        &app.config.smtp_from,
+        &handles.db.pool,
+        &handles.config.smtp_from,
         customer_id,
         to,
         email,

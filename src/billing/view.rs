@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use crate::app::App;
+use crate::billing::BillingError;
+use crate::billing::BillingHandles;
 use crate::billing::SubscriptionStatus;
 use crate::db::{accounts, erasure, subscriptions};
-use crate::error::ApiError;
 
 #[derive(Debug, Serialize)]
 pub struct SubscriptionView {
@@ -20,9 +20,12 @@ pub struct SubscriptionView {
 }
 
 /// The subscription of a live customer (404 for an unknown or deleted one).
-pub async fn load(app: &App, customer_id: &str) -> Result<SubscriptionView, ApiError> {
-    let pool = &app.db.pool;
-    let missing = ApiError::NotFound("no such customer");
+pub async fn load(
+    handles: &BillingHandles,
+    customer_id: &str,
+) -> Result<SubscriptionView, BillingError> {
+    let pool = &handles.db.pool;
+    let missing = BillingError::NotFound("no such customer");
     if !erasure::is_live(pool, customer_id).await? {
         return Err(missing);
     }

@@ -339,7 +339,7 @@ async fn lifecycle_tick(
     as_of: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<crate::billing::lifecycle::Report> {
     for _ in 0..100 {
-        if let Some(report) = crate::billing::lifecycle::tick(app, as_of).await? {
+        if let Some(report) = crate::billing::lifecycle::tick(&app.billing, as_of).await? {
             return Ok(report);
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -220,9 +220,10 @@ pub async fn run(config: Config, command: TenantCommand) -> anyhow::Result<ExitC
             } else {
                 Action::Rebuild
             };
-            let queued = crate::deploy::requests::request(&app, id.as_str(), action, &cli_meta())
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let queued =
+                crate::deploy::requests::request(&app.deploy, id.as_str(), action, &cli_meta())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "queued {} of {} (change {})",
                 queued.action,
@@ -232,10 +233,14 @@ pub async fn run(config: Config, command: TenantCommand) -> anyhow::Result<ExitC
         }
         TenantCommand::Rollback { id, to } => {
             let id = known(&app, &id).await?;
-            let queued =
-                crate::deploy::requests::rollback(&app, id.as_str(), to.as_deref(), &cli_meta())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let queued = crate::deploy::requests::rollback(
+                &app.deploy,
+                id.as_str(),
+                to.as_deref(),
+                &cli_meta(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "queued rollback of {} (change {})",
                 id.as_str(),
@@ -250,7 +255,7 @@ pub async fn run(config: Config, command: TenantCommand) -> anyhow::Result<ExitC
 /// Render one tenant (not the demo): its manifests as they would be committed.
 async fn render(app: &SharedApp, id: &str) -> anyhow::Result<()> {
     let id = known(app, id).await?;
-    let (changes, _) = crate::deploy::render_tenant(app, id.as_str()).await?;
+    let (changes, _) = crate::deploy::render_tenant(&app.deploy, id.as_str()).await?;
     print!("{}", crate::deploy::describe_changes(&changes));
     Ok(())
 }
@@ -266,12 +271,13 @@ async fn delete(app: &SharedApp, id: &str, yes: bool) -> anyhow::Result<ExitCode
         );
     }
     let by = crate::accounts::deletion::By::Admin;
-    let deleted = crate::accounts::deletion::delete(app, id.as_str(), by, None, &cli_meta())
-        .await
-        .map_err(|e| match e {
-            crate::error::ApiError::NotFound(_) => not_found(id.as_str()),
-            e => anyhow::anyhow!("{e}"),
-        })?;
+    let deleted =
+        crate::accounts::deletion::delete(&app.accounts, id.as_str(), by, None, &cli_meta())
+            .await
+            .map_err(|e| match e {
+                crate::accounts::AccountError::NotFound(_) => not_found(id.as_str()),
+                e => anyhow::anyhow!("{e}"),
+            })?;
     crate::accounts::deletion::checkpoint_until_done(&app.db).await;
     println!(
         "deleted {}; its removal is queued (change {})",
@@ -286,7 +292,7 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// `tenant deploy --all`: one change set for every live tenant, like the admin API's; with
 /// `wait`, a progress bar of the change set draining through the server's worker.
 async fn redeploy_all(app: &SharedApp, full: bool, wait: bool) -> anyhow::Result<ExitCode> {
-    let accepted = crate::deploy::requests::redeploy_all(app, &cli_meta(), full)
+    let accepted = crate::deploy::requests::redeploy_all(&app.deploy, &cli_meta(), full)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(

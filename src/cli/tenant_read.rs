@@ -138,7 +138,7 @@ pub async fn list(app: &SharedApp, args: ListArgs, output: OutputArg) -> anyhow:
         cursor = batch.last().map(|r| r.id.clone());
         let keep = if args.behind {
             let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
-            crate::deploy::behind::behind(app, &ids).await?
+            crate::deploy::behind::behind(&app.deploy, &ids).await?
         } else {
             vec![true; batch.len()]
         };
@@ -203,14 +203,9 @@ impl Tabular for TenantDetail {
 }
 
 pub async fn show(app: &SharedApp, id: &str, output: OutputArg) -> anyhow::Result<ExitCode> {
-    let missing = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
     let detail = TenantDetail {
-        account: crate::accounts::view::load(app, id, chrono::Utc::now())
-            .await
-            .map_err(missing)?,
-        deployment: crate::deploy::requests::status(app, id)
-            .await
-            .map_err(missing)?,
+        account: crate::accounts::view::load(&app.accounts, id, chrono::Utc::now()).await?,
+        deployment: crate::deploy::requests::status(&app.deploy, id).await?,
     };
     print_one(&detail, output.format())?;
     Ok(ExitCode::SUCCESS)
@@ -246,7 +241,7 @@ pub async fn history(
     limit: usize,
     output: OutputArg,
 ) -> anyhow::Result<ExitCode> {
-    let items = crate::deploy::history::tenant_history(app, id, limit).await?;
+    let items = crate::deploy::history::tenant_history(&app.deploy, id, limit).await?;
     print_list(&items, output.format())?;
     Ok(ExitCode::SUCCESS)
 }

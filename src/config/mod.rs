@@ -7,10 +7,14 @@ mod backup;
 mod cluster;
 mod derived;
 mod login;
+pub mod review;
 
 pub use backup::{BackupConfig, BackupCredentials};
 use clap::Args;
 use secrecy::SecretString;
+
+/// Stripe's libraries' default tolerance of a `Stripe-Signature` timestamp, in seconds.
+pub const STRIPE_DEFAULT_TOLERANCE_SECONDS: i64 = 300;
 
 /// Settings shared by every subcommand. Defaults make `billing serve` work on a fresh machine:
 /// SQLite and generated keys under `--data-dir`.
@@ -206,7 +210,7 @@ pub struct Config {
 
     /// Review mode and the forge its pull requests go to.
     #[command(flatten)]
-    pub review: crate::review::ReviewConfig,
+    pub review: review::ReviewConfig,
 
     /// What the cluster side talks to: sync pokes, sync event webhooks, the watcher.
     #[command(flatten)]
@@ -265,7 +269,7 @@ pub struct Config {
     #[arg(
         long,
         env = "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
-        default_value_t = crate::billing::stripe::signature::DEFAULT_TOLERANCE_SECONDS,
+        default_value_t = STRIPE_DEFAULT_TOLERANCE_SECONDS,
         global = true
     )]
     pub stripe_webhook_tolerance_seconds: i64,

@@ -6,7 +6,7 @@ use sqlx::{Any, Executor};
 
 use crate::db::queue::Lease;
 
-use crate::billing::subscription::SubscriptionStatus;
+use crate::model::subscription::SubscriptionStatus;
 
 /// The lease row of the lifecycle scheduler (created by migration 0007).
 const LIFECYCLE_LEASE: &str = "lifecycle";

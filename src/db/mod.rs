@@ -131,7 +131,7 @@ impl Db {
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(e).context("connecting to the database");
                 }
-                Err(e) if crate::error::is_database_unavailable(&e) => {
+                Err(e) if is_unavailable(&e) => {
                     tracing::warn!(error = %e, "database not reachable yet; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -186,6 +186,20 @@ pub fn parse_ts(text: &str) -> anyhow::Result<DateTime<Utc>> {
     Ok(DateTime::parse_from_rfc3339(text)
         .with_context(|| format!("bad timestamp {text:?} in database"))?
         .with_timezone(&Utc))
+}
+
+/// True when the error says the database cannot be reached rather than that a query is wrong:
+/// no connection within the acquire timeout, a refused or dropped connection, or PostgreSQL's
+/// connection-exception (08) and operator-intervention (57P, e.g. shutting down) classes.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    use sqlx::Error::*;
+    match err {
+        PoolTimedOut | PoolClosed | Io(_) | Tls(_) | WorkerCrashed => true,
+        Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use sqlx::{Any, Executor, FromRow};
 
 use crate::db::queue::{Backoff, Item, Lease, Queue};
 use crate::db::{self, Db};
-use crate::notify::{Kind, Status};
+use crate::model::email::{Kind, Status};
 
 /// The emails' queue; a settled email keeps no personal data.
 const EMAILS: Queue = Queue {

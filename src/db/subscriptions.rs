@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Executor, FromRow};
 
-use crate::billing::subscription::SubscriptionStatus;
+use crate::model::subscription::SubscriptionStatus;
 
 /// The subscription as the state machine sees it.
 #[derive(Debug, Clone)]

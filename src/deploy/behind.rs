@@ -2,13 +2,11 @@
 //! or other inputs (the plan file's entry, the settings, the tenant's data) than a render now
 //! would use, so a redeploy or a rollout would change their files.
 
-use std::sync::Arc;
-
-use crate::app::App;
+use super::DeployHandles;
 
 /// For each id, whether the tenant is behind. A tenant without a lock on main (not committed
 /// yet, or deleted) is not: its next commit renders with what is loaded now.
-pub async fn behind(app: &Arc<App>, ids: &[String]) -> anyhow::Result<Vec<bool>> {
+pub async fn behind(app: &DeployHandles, ids: &[String]) -> anyhow::Result<Vec<bool>> {
     let paths: Vec<String> = ids
         .iter()
         .map(|id| crate::render::render_lock_path(id))

@@ -1,23 +1,26 @@
 //! The Git side of a batch: fold the jobs' changes into one commit, push it, tell the cluster,
 //! and keep the repository packed.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 
 use super::changes::{commit_message, Prepared};
-use crate::app::App;
 use crate::db;
+use crate::deploy::DeployHandles;
 use crate::gitops::{self, Changes, GitOpsRepo};
 
 /// Tells Flux or Argo CD that the branch moved, so it syncs now rather than at its next
 /// interval. Best effort: the interval is the fallback, so a failure is only logged.
-pub(super) async fn poke_cluster(app: &App, revision: &str) {
-    let Some(target) = app.config.sync_webhook() else {
+pub(super) async fn poke_cluster(handles: &DeployHandles, revision: &str) {
+    let Some(target) = handles.config.sync_webhook() else {
         return;
     };
-    if let Err(err) =
-        crate::poke::poke(&app.http, &target, &app.config.gitops_branch, revision).await
+    if let Err(err) = crate::poke::poke(
+        &handles.http,
+        &target,
+        &handles.config.gitops_branch,
+        revision,
+    )
+    .await
     {
         tracing::warn!(error = %format!("{err:#}"), "sync webhook poke failed");
     }
@@ -35,10 +38,10 @@ pub(super) struct Committed {
 /// stored on the jobs and shown to operators. The jobs' changes are moved into the commit (a
 /// batch of rendered tenants is the worker's largest allocation; it is not copied).
 pub(super) async fn commit_and_push(
-    app: &App,
+    handles: &DeployHandles,
     prepared: &mut Vec<Prepared>,
 ) -> Result<Committed, String> {
-    let gitops = &app.gitops;
+    let gitops = &handles.gitops;
     let batch = std::mem::take(prepared);
     let (batch, outcome) = gitops
         .run(move |repo| {
@@ -52,13 +55,13 @@ pub(super) async fn commit_and_push(
     let (head, contents, made) = match outcome {
         Ok(done) => done,
         Err(msg) => {
-            app.metrics.gitops_commit_failures.inc();
+            handles.metrics.gitops_commit_failures.inc();
             gitops.set_health(|h| h.commit_error = Some(msg.clone()));
             return Err(msg);
         }
     };
     if made {
-        app.metrics.gitops_commits.inc();
+        handles.metrics.gitops_commits.inc();
     }
     gitops.set_health(|h| h.commit_error = None);
     let head = head.to_string();
@@ -80,7 +83,7 @@ pub(super) async fn commit_and_push(
             tip
         }
         Err(err) => {
-            app.metrics.gitops_push_failures.inc();
+            handles.metrics.gitops_push_failures.inc();
             let msg = format!("push to the GitOps remote failed: {err}");
             gitops.set_health(|h| {
                 h.last_commit = Some(head.clone());
@@ -129,7 +132,7 @@ fn commit_locally(
     // Taken before the push: a re-application on another writer's tip keeps these files.
     let contents = prepared
         .iter()
-        .map(|p| super::content::fingerprint(repo, head, &p.job.customer_id))
+        .map(|p| crate::review::content::fingerprint(repo, head, &p.job.customer_id))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     Ok((head, contents, !effective.is_empty()))
@@ -141,9 +144,9 @@ pub(super) const REPACK_WHEN_BUSY: usize = 64;
 
 /// Packs loose objects when at least `min_commits` commits are unpacked. Maintenance: a
 /// failure is logged and retried later, never surfaced to a job.
-pub(super) async fn repack(app: &Arc<App>, min_commits: usize) {
-    let remote = app.gitops.remote.clone();
-    let outcome = app
+pub(super) async fn repack(handles: &DeployHandles, min_commits: usize) {
+    let remote = handles.gitops.remote.clone();
+    let outcome = handles
         .gitops
         .run(move |repo| {
             if repo.unpacked_commits() < min_commits.max(1) {

@@ -5,15 +5,13 @@
 //! tenant `drifted`, with its revision and author. A drifted tenant's jobs are held (done
 //! without a commit) until a forced deploy or a deletion.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use serde_json::json;
 
-use crate::app::App;
 use crate::db::deployments::{self, HistoryEntry, BILLING_SOURCE};
 use crate::db::outbox::{self, Job};
 use crate::db::{self, accounts, audit, reviews};
+use crate::deploy::DeployHandles;
 use crate::gitops::CommitInfo;
 use crate::status::{DeploymentStatus, Event};
 
@@ -31,8 +29,8 @@ pub struct Drift {
 
 /// Whether the job's tenant has drifted; its job is then done without a commit and the
 /// tenant's history says so.
-pub(super) async fn holds(app: &App, job: &Job) -> anyhow::Result<bool> {
-    let Some(row) = accounts::deployment(&app.db.pool, &job.customer_id).await? else {
+pub(super) async fn holds(handles: &DeployHandles, job: &Job) -> anyhow::Result<bool> {
+    let Some(row) = accounts::deployment(&handles.db.pool, &job.customer_id).await? else {
         return Ok(false);
     };
     if row.status.parse::<DeploymentStatus>() != Ok(DeploymentStatus::Drifted) {
@@ -44,8 +42,8 @@ pub(super) async fn holds(app: &App, job: &Job) -> anyhow::Result<bool> {
     );
     let now = Utc::now();
     let at = db::ts(now);
-    let mut tx = app.db.pool.begin().await?;
-    if outbox::complete_held(&mut *tx, job, &app.worker_id, &note, now).await? {
+    let mut tx = handles.db.pool.begin().await?;
+    if outbox::complete_held(&mut *tx, job, &handles.worker_id, &note, now).await? {
         deployments::insert_history(
             &mut *tx,
             &HistoryEntry {
@@ -66,8 +64,8 @@ pub(super) async fn holds(app: &App, job: &Job) -> anyhow::Result<bool> {
 
 /// Fetches (when there is a remote), then marks drifted every tenant changed by a commit since
 /// the last scan that is not ours. The first scan of a repository only sets the mark.
-pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
-    let gitops = &app.gitops;
+pub async fn scan(handles: &DeployHandles) -> anyhow::Result<Vec<Drift>> {
+    let gitops = &handles.gitops;
     // On the network thread: the local repository stays free while the remote answers.
     let fetched = gitops
         .with_remote("fetch", |repo, remote| repo.sync_from(remote))
@@ -94,7 +92,7 @@ pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
     for c in &commits {
         tracing::debug!(revision = %c.revision, summary = %c.summary, "new commit on main");
     }
-    crate::review::merge::settle(app, &commits).await?;
+    crate::review::merge::settle(&handles.review, &commits).await?;
     let Some(head) = head else {
         return Ok(Vec::new());
     };
@@ -103,12 +101,12 @@ pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
         if !commit.trailers(super::layout::TRAILER).is_empty() {
             continue;
         }
-        let named = outbox::named_jobs(&app.db.pool, &commit.trailers("Change-Id")).await?;
-        for (customer_id, content) in tenants_changed(app, &commit).await? {
-            if ours(app, &named, &customer_id, &content).await? {
+        let named = outbox::named_jobs(&handles.db.pool, &commit.trailers("Change-Id")).await?;
+        for (customer_id, content) in tenants_changed(handles, &commit).await? {
+            if ours(handles, &named, &customer_id, &content).await? {
                 continue;
             }
-            if let Some(drift) = mark_drifted(app, &customer_id, &commit).await? {
+            if let Some(drift) = mark_drifted(handles, &customer_id, &commit).await? {
                 drifts.push(drift);
             }
         }
@@ -121,7 +119,7 @@ pub async fn scan(app: &Arc<App>) -> anyhow::Result<Vec<Drift>> {
 /// names wrote for it, or what its newest open or merged review proposed (a person's squash of
 /// the proposal). A copied `Change-Id:` line with other files is not.
 async fn ours(
-    app: &App,
+    handles: &DeployHandles,
     named: &[outbox::NamedJob],
     customer_id: &str,
     content: &str,
@@ -132,18 +130,18 @@ async fn ours(
     {
         return Ok(true);
     }
-    let proposed = reviews::proposed_content(&app.db.pool, customer_id).await?;
+    let proposed = reviews::proposed_content(&handles.db.pool, customer_id).await?;
     Ok(proposed.as_deref() == Some(content))
 }
 
 /// The tenants whose files the commit changed, each once, with what their files are there.
 async fn tenants_changed(
-    app: &Arc<App>,
+    handles: &DeployHandles,
     commit: &CommitInfo,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let app = app.clone();
     let revision = commit.revision;
-    app.gitops
+    handles
+        .gitops
         .run(move |repo| -> anyhow::Result<Vec<(String, String)>> {
             let ids: std::collections::BTreeSet<String> = repo
                 .owned_paths_changed(revision)?
@@ -153,7 +151,7 @@ async fn tenants_changed(
                 .collect();
             ids.into_iter()
                 .map(|id| {
-                    let content = super::content::fingerprint(repo, revision, &id)?;
+                    let content = crate::review::content::fingerprint(repo, revision, &id)?;
                     Ok((id, content))
                 })
                 .collect()
@@ -162,7 +160,7 @@ async fn tenants_changed(
 }
 
 async fn mark_drifted(
-    app: &App,
+    handles: &DeployHandles,
     customer_id: &str,
     commit: &CommitInfo,
 ) -> anyhow::Result<Option<Drift>> {
@@ -174,7 +172,7 @@ async fn mark_drifted(
         commit.summary
     );
     let at = db::ts(Utc::now());
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = handles.db.pool.begin().await?;
     let next = deployments::apply_event(
         &mut tx,
         customer_id,
@@ -211,14 +209,14 @@ async fn mark_drifted(
 }
 
 /// The scan loop of `billing serve`.
-pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
-    let every = std::time::Duration::from_secs(app.config.gitops_fetch_interval_seconds);
+pub async fn run(handles: DeployHandles, stop: tokio_util::sync::CancellationToken) {
+    let every = std::time::Duration::from_secs(handles.config.gitops_fetch_interval_seconds);
     // The first pass is the start-up fetch: it runs here, after the listener is up.
     loop {
-        if let Err(err) = scan(&app).await {
+        if let Err(err) = scan(&handles).await {
             tracing::warn!(error = %format!("{err:#}"), "drift scan failed");
         }
-        let woken = tokio::time::timeout(every, app.scan_wake.notified());
+        let woken = tokio::time::timeout(every, handles.scan_wake.notified());
         if stop.run_until_cancelled(woken).await.is_none() {
             return;
         }

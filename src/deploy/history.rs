@@ -1,13 +1,11 @@
 //! A tenant's history as Git holds it: its commits on main (path-filtered), each with its
 //! change id, the reason its message gives, the author, and whether the cluster has synced it.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
 use super::rollback::tenant_paths;
-use crate::app::App;
 use crate::db::{deployments, outbox};
+use crate::deploy::DeployHandles;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryItem {
@@ -26,17 +24,17 @@ pub struct HistoryItem {
 
 /// The tenant's newest `limit` commits on main, newest first.
 pub async fn tenant_history(
-    app: &Arc<App>,
+    handles: &DeployHandles,
     customer_id: &str,
     limit: usize,
 ) -> anyhow::Result<Vec<HistoryItem>> {
-    let applied = deployments::watch_row(&app.db.pool, customer_id)
+    let applied = deployments::watch_row(&handles.db.pool, customer_id)
         .await?
         .and_then(|w| w.applied_revision);
-    let ours = outbox::change_ids_of(&app.db.pool, customer_id).await?;
-    let app = app.clone();
+    let ours = outbox::change_ids_of(&handles.db.pool, customer_id).await?;
     let id = customer_id.to_string();
-    app.gitops
+    handles
+        .gitops
         .run(move |repo| -> anyhow::Result<Vec<HistoryItem>> {
             let applied = applied.and_then(|rev| git2::Oid::from_str(&rev).ok());
             let commits = repo.log_paths(&tenant_paths(&id), limit)?;

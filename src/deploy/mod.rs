@@ -4,9 +4,12 @@
 pub mod behind;
 mod changes;
 mod commit;
-pub mod content;
+/// What a tenant's files are at a revision: shared with review, which owns it.
+pub use crate::review::content;
 pub mod demo;
 pub mod drift;
+mod error;
+mod handles;
 pub mod history;
 pub mod layout;
 mod propose;
@@ -16,13 +19,12 @@ mod rollback;
 use changes::Prepared;
 pub use changes::{describe_changes, removal_changes, tenant_changes};
 use commit::{commit_and_push, poke_cluster, repack, Committed, REPACK_WHEN_BUSY};
-
-use std::sync::Arc;
+pub use error::DeployError;
+pub use handles::DeployHandles;
 
 use anyhow::Context;
 use chrono::{Duration, Utc};
 
-use crate::app::App;
 use crate::db::outbox::{self, Action, Job};
 use crate::db::{self, accounts, deployments};
 use crate::gitops::Changes;
@@ -30,8 +32,11 @@ use crate::render::{RenderLock, SealedValues, TenantSpec, SECRET_NAME};
 use crate::status::Event;
 
 /// Loads what the renderer needs for one tenant from the database.
-pub async fn load_spec(app: &App, customer_id: &str) -> anyhow::Result<(TenantSpec, SealedValues)> {
-    let pool = &app.db.pool;
+pub async fn load_spec(
+    handles: &DeployHandles,
+    customer_id: &str,
+) -> anyhow::Result<(TenantSpec, SealedValues)> {
+    let pool = &handles.db.pool;
     let customer = accounts::customer_by_id(pool, customer_id)
         .await?
         .with_context(|| format!("customer {customer_id} not found"))?;
@@ -39,9 +44,9 @@ pub async fn load_spec(app: &App, customer_id: &str) -> anyhow::Result<(TenantSp
         .await?
         .with_context(|| format!("customer {customer_id} has no subscription"))?;
     let mut encrypted = db::secrets::all(pool, customer_id).await?;
-    if let Some(credentials) = app.config.backup.credentials()? {
+    if let Some(credentials) = handles.config.backup.credentials()? {
         let missing = crate::secrets::missing_backup_keys(
-            &app.sealing,
+            &handles.sealing,
             customer_id,
             &credentials,
             &encrypted,
@@ -72,26 +77,30 @@ pub async fn load_spec(app: &App, customer_id: &str) -> anyhow::Result<(TenantSp
 }
 
 /// Renders one tenant into repository changes (in full).
-pub async fn render_tenant(app: &App, customer_id: &str) -> anyhow::Result<(Changes, String)> {
-    let (spec, sealed) = load_spec(app, customer_id).await?;
-    render_loaded(app, &spec, &sealed, None)
+pub async fn render_tenant(
+    handles: &DeployHandles,
+    customer_id: &str,
+) -> anyhow::Result<(Changes, String)> {
+    let (spec, sealed) = load_spec(handles, customer_id).await?;
+    render_loaded(handles, &spec, &sealed, None)
 }
 
 /// Renders a tenant whose data is loaded, only what changed since `previous` (its lock in the
 /// repository): CPU work only, for the compute pool.
 fn render_loaded(
-    app: &App,
+    handles: &DeployHandles,
     spec: &TenantSpec,
     sealed: &SealedValues,
     previous: Option<&RenderLock>,
 ) -> anyhow::Result<(Changes, String)> {
-    let plan = app
+    let plan = handles
         .plans
         .get(&spec.plan)
         .with_context(|| format!("unknown plan {:?}", spec.plan))?;
     let rendered =
-        app.renderer
-            .render_update(spec, plan, &app.render_settings, sealed, previous)?;
+        handles
+            .renderer
+            .render_update(spec, plan, &handles.render_settings, sealed, previous)?;
     let summary = format!("{}, {}", spec.plan, spec.subscription_status);
     Ok((tenant_changes(&spec.id, rendered), summary))
 }
@@ -111,26 +120,26 @@ type Loaded = (
 type Rendered = (Job, Action, anyhow::Result<(Changes, String)>);
 
 /// Renders a batch on the compute pool, one chunk per core, off the async runtime's threads.
-async fn render_all(app: &Arc<App>, loaded: Vec<Loaded>) -> anyhow::Result<Vec<Rendered>> {
+async fn render_all(handles: &DeployHandles, loaded: Vec<Loaded>) -> anyhow::Result<Vec<Rendered>> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk_len = loaded.len().div_ceil(cores).max(1);
     let mut rest = loaded.into_iter();
-    let mut handles = Vec::new();
+    let mut tasks = Vec::new();
     loop {
         let chunk: Vec<Loaded> = rest.by_ref().take(chunk_len).collect();
         if chunk.is_empty() {
             break;
         }
-        let app = app.clone();
+        let handles = handles.clone();
         // Spawned so every chunk is queued at once rather than one after another.
-        handles.push(tokio::spawn(crate::pool::COMPUTE.run(move || {
+        tasks.push(tokio::spawn(crate::pool::COMPUTE.run(move || {
             chunk
                 .into_iter()
                 .map(|(job, action, data)| {
                     let result = data.and_then(|data| match data {
                         None => Ok((removal_changes(&job.customer_id), String::new())),
                         Some((spec, sealed, lock)) => {
-                            render_loaded(&app, &spec, &sealed, lock.as_ref())
+                            render_loaded(&handles, &spec, &sealed, lock.as_ref())
                         }
                     });
                     (job, action, result)
@@ -139,8 +148,8 @@ async fn render_all(app: &Arc<App>, loaded: Vec<Loaded>) -> anyhow::Result<Vec<R
         })));
     }
     let mut rendered = Vec::new();
-    for handle in handles {
-        rendered.extend(handle.await.context("render task")??);
+    for task in tasks {
+        rendered.extend(task.await.context("render task")??);
     }
     Ok(rendered)
 }
@@ -148,7 +157,7 @@ async fn render_all(app: &Arc<App>, loaded: Vec<Loaded>) -> anyhow::Result<Vec<R
 /// The render lock in Git of each job's tenant, in job order (None where there is none, and for
 /// a deletion, a rebuild or a job that could not be loaded).
 async fn render_locks(
-    app: &Arc<App>,
+    handles: &DeployHandles,
     specs: &[LoadedSpec],
 ) -> anyhow::Result<Vec<Option<RenderLock>>> {
     let wanted: Vec<bool> = specs
@@ -163,8 +172,7 @@ async fn render_locks(
         .filter(|(_, wanted)| **wanted)
         .map(|((job, ..), _)| crate::render::render_lock_path(&job.customer_id))
         .collect();
-    let app = app.clone();
-    let read = app
+    let read = handles
         .gitops
         .run(move |repo| anyhow::Ok(repo.read_many(&paths)?))
         .await?;
@@ -179,12 +187,12 @@ async fn render_locks(
 }
 
 /// Claims one batch and takes it all the way to Git. Returns how many jobs it handled.
-pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
-    let cfg = &app.config;
-    let gitops = &app.gitops;
+pub async fn process_batch(handles: &DeployHandles) -> anyhow::Result<usize> {
+    let cfg = &handles.config;
+    let gitops = &handles.gitops;
     let jobs = outbox::claim(
-        &app.db,
-        &app.worker_id,
+        &handles.db,
+        &handles.worker_id,
         cfg.gitops_batch_max,
         Duration::seconds(cfg.gitops_lease_seconds),
         Utc::now(),
@@ -202,23 +210,23 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
         let action = Action::parse(&job.action).unwrap_or(Action::Update);
         match action {
             Action::Delete => specs.push((job, action, Ok(None))),
-            Action::Rollback => match rollback::changes(app, &job).await {
+            Action::Rollback => match rollback::changes(handles, &job).await {
                 Ok((changes, summary)) => prepared.push(Prepared {
                     job,
                     action,
                     changes,
                     summary,
                 }),
-                Err(err) => give_up_or_retry(app, &job, &format!("{err:#}")).await?,
+                Err(err) => give_up_or_retry(handles, &job, &format!("{err:#}")).await?,
             },
-            _ if action != Action::Force && drift::holds(app, &job).await? => {}
+            _ if action != Action::Force && drift::holds(handles, &job).await? => {}
             _ => {
-                let data = load_spec(app, &job.customer_id).await.map(Some);
+                let data = load_spec(handles, &job.customer_id).await.map(Some);
                 specs.push((job, action, data));
             }
         }
     }
-    let mut locks = render_locks(app, &specs).await?.into_iter();
+    let mut locks = render_locks(handles, &specs).await?.into_iter();
     let loaded: Vec<Loaded> = specs
         .into_iter()
         .map(|(job, action, data)| {
@@ -227,7 +235,7 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
             (job, action, data)
         })
         .collect();
-    for (job, action, result) in render_all(app, loaded).await? {
+    for (job, action, result) in render_all(handles, loaded).await? {
         match result {
             Ok((changes, summary)) => prepared.push(Prepared {
                 job,
@@ -235,7 +243,7 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
                 changes,
                 summary,
             }),
-            Err(err) => give_up_or_retry(app, &job, &format!("{err:#}")).await?,
+            Err(err) => give_up_or_retry(handles, &job, &format!("{err:#}")).await?,
         }
     }
     if prepared.is_empty() {
@@ -245,12 +253,13 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     prepared.sort_by_key(|p| p.job.id);
     let mut direct = Vec::with_capacity(prepared.len());
     for p in prepared {
-        if app
+        if handles
             .review
+            .mode
             .policy
             .reviewed(p.action, p.job.reason.as_deref())
         {
-            direct.extend(propose::propose(app, p).await?);
+            direct.extend(propose::propose(handles, p).await?);
         } else {
             direct.push(p);
         }
@@ -263,27 +272,27 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     let mut prepared = prepared;
     // The jobs, should the commit's task die with the batch.
     let claimed_jobs: Vec<Job> = prepared.iter().map(|p| p.job.clone()).collect();
-    let Committed { revision, contents } = match commit_and_push(app, &mut prepared).await {
+    let Committed { revision, contents } = match commit_and_push(handles, &mut prepared).await {
         Ok(committed) => committed,
         Err(err) => {
             let jobs = claimed_jobs;
             let now = Utc::now();
-            let owner = &app.worker_id;
-            outbox::postpone(&app.db, &jobs, owner, &err, Duration::seconds(5), now).await?;
+            let owner = &handles.worker_id;
+            outbox::postpone(&handles.db, &jobs, owner, &err, Duration::seconds(5), now).await?;
             // Shown on each waiting tenant's status until its change reaches Git.
             let ids: Vec<&str> = jobs.iter().map(|j| j.customer_id.as_str()).collect();
-            deployments::record_error(&app.db.pool, &ids, &err, &db::ts(now)).await?;
+            deployments::record_error(&handles.db.pool, &ids, &err, &db::ts(now)).await?;
             anyhow::bail!(err);
         }
     };
 
     let now = db::ts(Utc::now());
     for (p, content) in prepared.iter().zip(&contents) {
-        let mut tx = app.db.pool.begin().await?;
+        let mut tx = handles.db.pool.begin().await?;
         let done = outbox::complete(
             &mut *tx,
             &p.job,
-            &app.worker_id,
+            &handles.worker_id,
             &revision,
             content,
             Utc::now(),
@@ -309,27 +318,27 @@ pub async fn process_batch(app: &Arc<App>) -> anyhow::Result<usize> {
     }
     tracing::info!(jobs = prepared.len(), %revision, "render jobs committed");
     // A change that went straight to main replaces the tenant's open review.
-    if app.review.policy.any_review() {
+    if handles.review.mode.policy.any_review() {
         for p in &prepared {
-            crate::review::supersede(app, &p.job.customer_id).await?;
+            crate::review::supersede(&handles.review, &p.job.customer_id).await?;
         }
     }
     if gitops.remote.is_some() {
-        app.scan_wake.notify_one();
-        poke_cluster(app, &revision).await;
+        handles.scan_wake.notify_one();
+        poke_cluster(handles, &revision).await;
     }
     Ok(claimed)
 }
 
-async fn give_up_or_retry(app: &App, job: &Job, error: &str) -> anyhow::Result<()> {
+async fn give_up_or_retry(handles: &DeployHandles, job: &Job, error: &str) -> anyhow::Result<()> {
     let now = Utc::now();
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = handles.db.pool.begin().await?;
     let gave_up = outbox::retry(
         &mut *tx,
         job,
-        &app.worker_id,
+        &handles.worker_id,
         error,
-        app.config.gitops_max_attempts,
+        handles.config.gitops_max_attempts,
         now,
     )
     .await?;
@@ -351,25 +360,25 @@ async fn give_up_or_retry(app: &App, job: &Job, error: &str) -> anyhow::Result<(
 
 /// The worker: runs batches until `stop` (checked between batches); wakes on new jobs or every
 /// second.
-pub async fn run_worker(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
+pub async fn run_worker(handles: DeployHandles, stop: tokio_util::sync::CancellationToken) {
     let mut failures: u32 = 0;
     while !stop.is_cancelled() {
-        match process_batch(&app).await {
+        match process_batch(&handles).await {
             Ok(0) => {
                 failures = 0;
                 // Idle means a second without new work: a steady trickle of signups is not
                 // slowed by a repack after every commit.
                 let idle = std::time::Duration::from_secs(1);
-                let woken = tokio::time::timeout(idle, app.worker_wake.notified());
+                let woken = tokio::time::timeout(idle, handles.worker_wake.notified());
                 match stop.run_until_cancelled(woken).await {
                     None => return,
                     Some(Ok(())) => {}
-                    Some(Err(_)) => repack(&app, 1).await,
+                    Some(Err(_)) => repack(&handles, 1).await,
                 }
             }
             Ok(_) => {
                 failures = 0;
-                repack(&app, REPACK_WHEN_BUSY).await;
+                repack(&handles, REPACK_WHEN_BUSY).await;
             }
             Err(err) => {
                 failures = failures.saturating_add(1);

@@ -2,26 +2,27 @@
 //! pushed, recorded as an open review (superseding the tenant's older one) and offered as a
 //! pull request. The job is done once its branch is in Git; the merge is a person's.
 
-use std::sync::Arc;
-
 use chrono::{Duration, Utc};
 use serde_json::json;
 
 use super::changes::{commit_message, Prepared};
-use crate::app::App;
 use crate::db::reviews::{self, Review};
 use crate::db::{self, audit, deployments, outbox};
+use crate::deploy::DeployHandles;
 use crate::gitops::{DiffStat, GitOpsError, GitOpsRepo};
 use crate::status::Event;
 
 /// Proposes `p` on its branch. Gives the change back when it changes nothing on main (it is
 /// then done like a direct one, without a commit).
-pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Option<Prepared>> {
+pub(super) async fn propose(
+    handles: &DeployHandles,
+    p: Prepared,
+) -> anyhow::Result<Option<Prepared>> {
     let branch = crate::review::branch_name(&p.job.customer_id, &p.job.change_id);
     let message = commit_message(&[&p]);
     let branch2 = branch.clone();
     let message2 = message.clone();
-    let (p, outcome) = app
+    let (p, outcome) = handles
         .gitops
         .run(move |repo| {
             let outcome = commit_branch(repo, &branch2, &p, &message2);
@@ -29,7 +30,7 @@ pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Optio
         })
         .await?;
     let outcome = match outcome {
-        Ok(Some(done)) => push_branch(app, &branch).await.map(|()| Some(done)),
+        Ok(Some(done)) => push_branch(handles, &branch).await.map(|()| Some(done)),
         other => other,
     };
     let (tip, stat, content) = match outcome {
@@ -39,14 +40,22 @@ pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Optio
             let err = format!("review branch {branch}: {err:#}");
             let now = Utc::now();
             // Shown on the tenant's status (and, for a push, by /readyz) until it goes through.
-            deployments::record_error(&app.db.pool, &[&p.job.customer_id], &err, &db::ts(now))
+            deployments::record_error(&handles.db.pool, &[&p.job.customer_id], &err, &db::ts(now))
                 .await?;
-            let owner = &app.worker_id;
-            outbox::postpone(&app.db, &[p.job], owner, &err, Duration::seconds(5), now).await?;
+            let owner = &handles.worker_id;
+            outbox::postpone(
+                &handles.db,
+                &[p.job],
+                owner,
+                &err,
+                Duration::seconds(5),
+                now,
+            )
+            .await?;
             return Ok(None);
         }
     };
-    crate::review::supersede(app, &p.job.customer_id).await?;
+    crate::review::supersede(&handles.review, &p.job.customer_id).await?;
     let review = Review {
         change_id: p.job.change_id.clone(),
         customer_id: p.job.customer_id.clone(),
@@ -59,8 +68,17 @@ pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Optio
         tree_fingerprint: Some(content.clone()),
     };
     let now = db::ts(Utc::now());
-    let mut tx = app.db.pool.begin().await?;
-    if outbox::complete(&mut *tx, &p.job, &app.worker_id, &tip, &content, Utc::now()).await? {
+    let mut tx = handles.db.pool.begin().await?;
+    if outbox::complete(
+        &mut *tx,
+        &p.job,
+        &handles.worker_id,
+        &tip,
+        &content,
+        Utc::now(),
+    )
+    .await?
+    {
         reviews::insert(&mut *tx, &review, &now).await?;
         let note = format!("awaiting review on {branch}");
         deployments::apply_event(
@@ -87,7 +105,7 @@ pub(super) async fn propose(app: &Arc<App>, p: Prepared) -> anyhow::Result<Optio
     }
     tx.commit().await?;
     tracing::info!(customer_id = %p.job.customer_id, %branch, revision = %tip, "change proposed for review");
-    crate::review::open_request(app, &review).await;
+    crate::review::open_request(&handles.review, &review).await;
     Ok(None)
 }
 
@@ -112,14 +130,14 @@ fn commit_branch(
         },
     };
     let stat = repo.diff_stat(base, tip)?;
-    let content = super::content::fingerprint(repo, tip, &p.job.customer_id)?;
+    let content = crate::review::content::fingerprint(repo, tip, &p.job.customer_id)?;
     Ok(Some((tip.to_string(), stat, content)))
 }
 
 /// Pushes the review branch from the network thread; a failure shows in `/readyz`.
-async fn push_branch(app: &App, branch: &str) -> anyhow::Result<()> {
+async fn push_branch(handles: &DeployHandles, branch: &str) -> anyhow::Result<()> {
     let name = branch.to_string();
-    match app
+    match handles
         .gitops
         .with_remote("push of a review branch", move |repo, remote| {
             repo.push_branch(remote, &name)
@@ -127,13 +145,13 @@ async fn push_branch(app: &App, branch: &str) -> anyhow::Result<()> {
         .await
     {
         Ok(_) => {
-            app.gitops.set_health(|h| h.remote_error = None);
+            handles.gitops.set_health(|h| h.remote_error = None);
             Ok(())
         }
         Err(e) => {
-            app.metrics.gitops_push_failures.inc();
+            handles.metrics.gitops_push_failures.inc();
             let msg = format!("push of review branch {branch} failed: {e}");
-            app.gitops.set_health(|h| h.remote_error = Some(msg));
+            handles.gitops.set_health(|h| h.remote_error = Some(msg));
             Err(e.into())
         }
     }

@@ -5,10 +5,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::accounts::RequestMeta;
-use crate::app::App;
 use crate::db::outbox::{self, Action};
 use crate::db::{self, accounts, audit, deployments};
-use crate::error::ApiError;
+use crate::deploy::DeployError;
+use crate::deploy::DeployHandles;
 use crate::gitops::{GitHealth, GitOpsError};
 use crate::render::namespace_of;
 use crate::status::{DeploymentStatus, Event};
@@ -63,14 +63,17 @@ pub struct LegacyCustomer {
 /// How many history rows the status view shows.
 const HISTORY_SHOWN: i64 = 50;
 
-pub async fn status(app: &App, customer_id: &str) -> Result<DeploymentStatusView, ApiError> {
-    let row = accounts::deployment(&app.db.pool, customer_id)
+pub async fn status(
+    handles: &DeployHandles,
+    customer_id: &str,
+) -> Result<DeploymentStatusView, DeployError> {
+    let row = accounts::deployment(&handles.db.pool, customer_id)
         .await?
-        .ok_or(ApiError::NotFound("no such customer"))?;
-    let pending = outbox::pending_for(&app.db.pool, customer_id).await?;
-    let review = db::reviews::open_of(&app.db.pool, customer_id).await?;
-    let watch = deployments::watch_row(&app.db.pool, customer_id).await?;
-    let history = deployments::history(&app.db.pool, customer_id, HISTORY_SHOWN).await?;
+        .ok_or(DeployError::NotFound("no such customer"))?;
+    let pending = outbox::pending_for(&handles.db.pool, customer_id).await?;
+    let review = db::reviews::open_of(&handles.db.pool, customer_id).await?;
+    let watch = deployments::watch_row(&handles.db.pool, customer_id).await?;
+    let history = deployments::history(&handles.db.pool, customer_id, HISTORY_SHOWN).await?;
     let (applied_revision, health, message, deployed_at) = watch
         .map(|w| {
             (
@@ -81,9 +84,9 @@ pub async fn status(app: &App, customer_id: &str) -> Result<DeploymentStatusView
             )
         })
         .unwrap_or_default();
-    let email = accounts::customer_by_id(&app.db.pool, customer_id)
+    let email = accounts::customer_by_id(&handles.db.pool, customer_id)
         .await?
-        .ok_or(ApiError::NotFound("no such customer"))?
+        .ok_or(DeployError::NotFound("no such customer"))?
         .email;
     let state: DeploymentStatus = row.status.parse().map_err(anyhow::Error::msg)?;
     let customer = LegacyCustomer {
@@ -110,10 +113,10 @@ pub async fn status(app: &App, customer_id: &str) -> Result<DeploymentStatusView
         pending_changes: pending,
         review_branch: review.as_ref().map(|r| r.branch.clone()),
         review_url: review.and_then(|r| r.forge_url),
-        gitops: app.gitops.health(),
+        gitops: handles.gitops.health(),
         history,
         customer,
-        pods: app.pods.of(customer_id),
+        pods: handles.pods.of(customer_id),
     })
 }
 
@@ -134,60 +137,60 @@ pub struct Accepted {
 /// Queues a re-render or a removal of the tenant's stack; the worker commits it. A plain
 /// rebuild of a drifted tenant is refused: only `Action::Force` overwrites what a person did.
 pub async fn request(
-    app: &App,
+    handles: &DeployHandles,
     customer_id: &str,
     action: Action,
     meta: &RequestMeta,
-) -> Result<Accepted, ApiError> {
-    queue(app, customer_id, action, None, meta).await
+) -> Result<Accepted, DeployError> {
+    queue(handles, customer_id, action, None, meta).await
 }
 
 /// Queues a rollback of the tenant to `to` (a revision), or to before its last change.
 pub async fn rollback(
-    app: &App,
+    handles: &DeployHandles,
     customer_id: &str,
     to: Option<&str>,
     meta: &RequestMeta,
-) -> Result<Accepted, ApiError> {
+) -> Result<Accepted, DeployError> {
     let to = match to {
         None => None,
-        Some(rev) => Some(resolve(app, rev).await?),
+        Some(rev) => Some(resolve(handles, rev).await?),
     };
-    queue(app, customer_id, Action::Rollback, to, meta).await
+    queue(handles, customer_id, Action::Rollback, to, meta).await
 }
 
 /// The full hash of a revision in the repository, or a 422 that names it.
-async fn resolve(app: &App, revision: &str) -> Result<String, ApiError> {
+async fn resolve(handles: &DeployHandles, revision: &str) -> Result<String, DeployError> {
     let revision = revision.to_string();
-    let resolved = app
+    let resolved = handles
         .gitops
         .run(move |repo| Ok::<_, GitOpsError>(repo.resolve(&revision)))
         .await
         .map_err(anyhow::Error::from)?;
     resolved
         .map(|oid| oid.to_string())
-        .map_err(|e| ApiError::validation("unknown_revision", "to", e.to_string()))
+        .map_err(|e| DeployError::validation("unknown_revision", "to", e.to_string()))
 }
 
 async fn queue(
-    app: &App,
+    handles: &DeployHandles,
     customer_id: &str,
     action: Action,
     target: Option<String>,
     meta: &RequestMeta,
-) -> Result<Accepted, ApiError> {
+) -> Result<Accepted, DeployError> {
     let now = Utc::now();
     let now_text = db::ts(now);
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = handles.db.pool.begin().await?;
     // A deleted customer is gone for operators too: a redeploy must not bring the stack back.
     if !db::erasure::lock_live(&mut *tx, customer_id).await? {
-        return Err(ApiError::NotFound("no such customer"));
+        return Err(DeployError::NotFound("no such customer"));
     }
     let deployment = accounts::deployment(&mut *tx, customer_id).await?;
     let drifted =
         deployment.as_ref().map(|d| d.status.as_str()) == Some(DeploymentStatus::Drifted.as_str());
     if drifted && matches!(action, Action::Rebuild | Action::Update | Action::Create) {
-        return Err(ApiError::Conflict {
+        return Err(DeployError::Conflict {
             code: "tenant_drifted",
             message: format!(
                 "tenant {customer_id} was changed outside the service (see its status); \
@@ -229,7 +232,7 @@ async fn queue(
     )
     .await?;
     tx.commit().await?;
-    app.worker_wake.notify_one();
+    handles.worker_wake.notify_one();
     Ok(Accepted {
         customer_id: customer_id.to_string(),
         change_id,
@@ -252,10 +255,10 @@ pub struct AcceptedAll {
 /// tenants. Tenants whose manifests do not change are done without a commit. Only templates
 /// changed since each tenant's render lock are rendered, unless `full`.
 pub async fn redeploy_all(
-    app: &App,
+    handles: &DeployHandles,
     meta: &RequestMeta,
     full: bool,
-) -> Result<AcceptedAll, ApiError> {
+) -> Result<AcceptedAll, DeployError> {
     let now_text = db::ts(Utc::now());
     let change_set = uuid::Uuid::new_v4().to_string();
     let action = if full {
@@ -263,7 +266,7 @@ pub async fn redeploy_all(
     } else {
         Action::Update
     };
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = handles.db.pool.begin().await?;
     let queued = outbox::enqueue_all_live(&mut *tx, &change_set, action, &now_text).await?;
     audit::record(
         &mut *tx,
@@ -279,6 +282,6 @@ pub async fn redeploy_all(
     )
     .await?;
     tx.commit().await?;
-    app.worker_wake.notify_one();
+    handles.worker_wake.notify_one();
     Ok(AcceptedAll { change_set, queued })
 }

@@ -2,12 +2,10 @@
 //! Kustomization as they were before its last change (a tenant-scoped revert), or at a named
 //! revision.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 
-use crate::app::App;
 use crate::db::outbox::Job;
+use crate::deploy::DeployHandles;
 use crate::gitops::Changes;
 use crate::render::{flux_kustomization_path, tenant_dir};
 
@@ -20,11 +18,14 @@ pub fn tenant_paths(customer_id: &str) -> Vec<String> {
 }
 
 /// The changes that restore the job's tenant, and the commit message's summary of them.
-pub(super) async fn changes(app: &Arc<App>, job: &Job) -> anyhow::Result<(Changes, String)> {
-    let app = app.clone();
+pub(super) async fn changes(
+    handles: &DeployHandles,
+    job: &Job,
+) -> anyhow::Result<(Changes, String)> {
     let customer_id = job.customer_id.clone();
     let target = job.target_revision.clone();
-    app.gitops
+    handles
+        .gitops
         .run(move |repo| {
             let paths = tenant_paths(&customer_id);
             let (to, summary) = match target {

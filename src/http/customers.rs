@@ -16,7 +16,7 @@ use crate::accounts::view::{self, AccountView, CustomerView};
 use crate::accounts::RequestMeta;
 use crate::app::SharedApp;
 use crate::db::accounts;
-use crate::error::{ApiError, Result};
+use crate::http::error::{ApiError, Result};
 
 pub async fn signup(
     State(app): State<SharedApp>,
@@ -24,7 +24,7 @@ pub async fn signup(
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<SignupResponse>)> {
     let req = SignupRequest::from_json(body)?;
-    let response = signup::signup(&app, req, &meta).await?;
+    let response = signup::signup(&app.accounts, req, &meta).await?;
     Ok((StatusCode::CREATED, Json(response)))
 }
 
@@ -34,14 +34,14 @@ pub async fn login(
     JsonBody(body): JsonBody,
 ) -> Result<Json<LoginResponse>> {
     let req = LoginRequest::from_json(body)?;
-    Ok(Json(login::login(&app, req, &meta).await?))
+    Ok(Json(login::login(&app.accounts, req, &meta).await?))
 }
 
 pub async fn me(
     State(app): State<SharedApp>,
     CustomerSession(id): CustomerSession,
 ) -> Result<Json<AccountView>> {
-    Ok(Json(view::load(&app, &id, Utc::now()).await?))
+    Ok(Json(view::load(&app.accounts, &id, Utc::now()).await?))
 }
 
 #[derive(Deserialize)]
@@ -76,7 +76,9 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<AccountView>> {
     let id = CustomerId::parse(&id).ok_or(ApiError::NotFound("no such customer"))?;
-    Ok(Json(view::load(&app, id.as_str(), Utc::now()).await?))
+    Ok(Json(
+        view::load(&app.accounts, id.as_str(), Utc::now()).await?,
+    ))
 }
 
 /// Deletes the customer: the admin, or the customer themself with `{password}`.
@@ -97,6 +99,6 @@ pub async fn delete(
             Some(deletion::password_from_json(body.json(&headers)?)?),
         ),
     };
-    let deleted = deletion::delete(&app, id.as_str(), by, password, &meta).await?;
+    let deleted = deletion::delete(&app.accounts, id.as_str(), by, password, &meta).await?;
     Ok((StatusCode::ACCEPTED, Json(deleted)))
 }

@@ -10,7 +10,7 @@ use crate::accounts::RequestMeta;
 use crate::app::SharedApp;
 use crate::db::outbox::Action;
 use crate::deploy::requests::{self, Accepted, AcceptedAll, DeploymentStatusView};
-use crate::error::{ApiError, Result};
+use crate::http::error::{ApiError, Result};
 
 fn customer_id(raw: &str) -> Result<CustomerId> {
     CustomerId::parse(raw).ok_or(ApiError::NotFound("no such customer"))
@@ -23,7 +23,7 @@ pub async fn status(
 ) -> Result<Json<DeploymentStatusView>> {
     let id = customer_id(&id)?;
     caller.may_see(id.as_str())?;
-    Ok(Json(requests::status(&app, id.as_str()).await?))
+    Ok(Json(requests::status(&app.deploy, id.as_str()).await?))
 }
 
 async fn accept(
@@ -33,7 +33,7 @@ async fn accept(
     meta: &RequestMeta,
 ) -> Result<(StatusCode, Json<Accepted>)> {
     let id = customer_id(raw_id)?;
-    let accepted = requests::request(app, id.as_str(), action, meta).await?;
+    let accepted = requests::request(&app.deploy, id.as_str(), action, meta).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
@@ -80,7 +80,7 @@ pub async fn rollback(
             }
         }
     };
-    let accepted = requests::rollback(&app, id.as_str(), to.as_deref(), &meta).await?;
+    let accepted = requests::rollback(&app.deploy, id.as_str(), to.as_deref(), &meta).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
@@ -92,7 +92,7 @@ pub async fn history(
 ) -> Result<Json<serde_json::Value>> {
     let id = customer_id(&id)?;
     caller.may_see(id.as_str())?;
-    let commits = crate::deploy::history::tenant_history(&app, id.as_str(), 50).await?;
+    let commits = crate::deploy::history::tenant_history(&app.deploy, id.as_str(), 50).await?;
     Ok(Json(
         serde_json::json!({ "customer_id": id.as_str(), "commits": commits }),
     ))
@@ -140,6 +140,6 @@ pub async fn redeploy_all(
     RawQuery(query): RawQuery,
 ) -> Result<(StatusCode, Json<AcceptedAll>)> {
     let full = bool_param(query.as_deref(), "full")?;
-    let accepted = requests::redeploy_all(&app, &meta, full).await?;
+    let accepted = requests::redeploy_all(&app.deploy, &meta, full).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }

@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 use crate::accounts::RequestMeta;
 use crate::app::SharedApp;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -139,13 +139,7 @@ impl FromRequestParts<SharedApp> for RequestMeta {
     }
 }
 
-/// The credentials of an `Authorization: Bearer <token>` header value. The scheme is matched
-/// case-insensitively (RFC 9110 §11.1), so `bearer` and `BEARER` work too.
-pub fn bearer_credentials(authorization: &str) -> Option<&str> {
-    let (scheme, token) = authorization.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
+pub use crate::model::bearer::bearer_credentials;
 
 fn bearer(parts: &Parts) -> Option<&str> {
     bearer_credentials(parts.headers.get(AUTHORIZATION)?.to_str().ok()?)

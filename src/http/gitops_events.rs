@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::extract::{SignedBody, MAX_BODY_BYTES};
 use crate::app::SharedApp;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::watcher::{self, argocd, flux, Outcome, Report, Source};
 
 /// The report as sent, declared as JSON, as notification-controller and argocd-notifications
@@ -35,7 +35,7 @@ type Answer = (StatusCode, Json<Value>);
 async fn answer(app: &SharedApp, report: Result<Report, &'static str>) -> Result<Answer, ApiError> {
     let (customer_id, outcome) = match report {
         Ok(report) => {
-            let outcome = watcher::record(app, &report).await?;
+            let outcome = watcher::record(&app.watcher, &report).await?;
             if let Outcome::Ignored { reason } = &outcome {
                 tracing::debug!(customer_id = %report.customer_id, source = report.source.as_str(), reason, "sync report ignored");
             }

@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::app::SharedApp;
-use crate::error::{ApiError, Result};
+use crate::http::error::{ApiError, Result};
 
 pub async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::extract::JsonBody;
 use crate::accounts::domain::Fields;
 use crate::app::SharedApp;
-use crate::error::Result;
+use crate::http::error::Result;
 use crate::license;
 
 pub async fn public_key(State(app): State<SharedApp>) -> Json<serde_json::Value> {

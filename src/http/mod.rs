@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod customers;
 pub mod deployments;
+pub mod error;
 pub mod extract;
 pub mod gitops_events;
 pub mod health;
@@ -26,7 +27,7 @@ use axum::Router;
 use tower_http::trace::TraceLayer;
 
 use crate::app::SharedApp;
-use crate::error::{ApiError, InternalErrorDetail};
+use crate::http::error::{ApiError, InternalErrorDetail};
 
 pub fn router(app: SharedApp) -> Router {
     Router::new()
@@ -101,40 +102,40 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 /// `billing_worker_restarts_total` use).
 fn start_workers(app: &SharedApp, mail: crate::notify::sender::Sender) {
     let workers = &app.workers;
-    let a = app.clone();
+    let deploy = app.deploy.clone();
     workers.spawn("deploy", move |stop| {
-        crate::deploy::run_worker(a.clone(), stop)
+        crate::deploy::run_worker(deploy.clone(), stop)
     });
-    let a = app.clone();
+    let deploy = app.deploy.clone();
     workers.spawn("drift_scan", move |stop| {
-        crate::deploy::drift::run(a.clone(), stop)
+        crate::deploy::drift::run(deploy.clone(), stop)
     });
-    let a = app.clone();
+    let billing = app.billing.clone();
     workers.spawn("stripe_cancellations", move |stop| {
-        crate::billing::stripe::cancel::run(a.clone(), stop)
+        crate::billing::stripe::cancel::run(billing.clone(), stop)
     });
-    let a = app.clone();
+    let handles = app.mail.clone();
     let mail = std::sync::Arc::new(mail);
     workers.spawn("email_sender", move |stop| {
-        crate::notify::sender::run(a.clone(), mail.clone(), stop)
+        crate::notify::sender::run(handles.clone(), mail.clone(), stop)
     });
-    let a = app.clone();
+    let watcher = app.watcher.clone();
     workers.spawn("stall_sweep", move |stop| {
-        crate::watcher::stall::run(a.clone(), stop)
+        crate::watcher::stall::run(watcher.clone(), stop)
     });
-    let a = app.clone();
+    let watcher = app.watcher.clone();
     workers.spawn("kube_poller", move |stop| {
-        crate::watcher::poller::run(a.clone(), stop)
+        crate::watcher::poller::run(watcher.clone(), stop)
     });
-    let a = app.clone();
+    let billing = app.billing.clone();
     workers.spawn("lifecycle", move |stop| {
-        crate::billing::lifecycle::run(a.clone(), stop)
+        crate::billing::lifecycle::run(billing.clone(), stop)
     });
-    let a = app.clone();
+    let accounts = app.accounts.clone();
     workers.spawn("wal_checkpoints", move |stop| {
-        let a = a.clone();
+        let accounts = accounts.clone();
         async move {
-            stop.run_until_cancelled(crate::accounts::deletion::run_wal_checkpoints(a))
+            stop.run_until_cancelled(crate::accounts::deletion::run_wal_checkpoints(accounts))
                 .await;
         }
     });

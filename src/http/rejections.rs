@@ -6,7 +6,7 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 
 use super::extract::is_json;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Framework rejection texts are one short line; anything longer is cut, not buffered.
 const MAX_REJECTION_BYTES: usize = 4096;

@@ -7,7 +7,7 @@ use axum::Json;
 use super::extract::SignedBody;
 use crate::app::SharedApp;
 use crate::billing::stripe::{self, Receipt};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// This route's body limit, above the API's 64 KiB: a Stripe event embeds whole objects (an
 /// invoice with its lines, a subscription with its items) and reaches several hundred KB. One
@@ -23,6 +23,6 @@ pub async fn webhook(
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
     Ok(Json(
-        stripe::receive(&app, signature, &body, chrono::Utc::now()).await?,
+        stripe::receive(&app.billing, signature, &body, chrono::Utc::now()).await?,
     ))
 }

@@ -9,7 +9,7 @@ use crate::accounts::RequestMeta;
 use crate::app::SharedApp;
 use crate::billing::checkout::{self, CheckoutStarted, PortalOpened, Requester};
 use crate::billing::view::{self, SubscriptionView};
-use crate::error::{ApiError, Result};
+use crate::http::error::{ApiError, Result};
 
 pub async fn checkout(
     State(app): State<SharedApp>,
@@ -18,7 +18,9 @@ pub async fn checkout(
     JsonBody(body): JsonBody,
 ) -> Result<Json<CheckoutStarted>> {
     let by = requester(caller);
-    Ok(Json(checkout::checkout(&app, &by, &meta, &body).await?))
+    Ok(Json(
+        checkout::checkout(&app.billing, &by, &meta, &body).await?,
+    ))
 }
 
 pub async fn portal(
@@ -27,7 +29,7 @@ pub async fn portal(
     JsonBody(body): JsonBody,
 ) -> Result<Json<PortalOpened>> {
     Ok(Json(
-        checkout::portal(&app, &requester(caller), &body).await?,
+        checkout::portal(&app.billing, &requester(caller), &body).await?,
     ))
 }
 
@@ -42,7 +44,7 @@ pub async fn me(
     State(app): State<SharedApp>,
     CustomerSession(id): CustomerSession,
 ) -> Result<Json<SubscriptionView>> {
-    Ok(Json(view::load(&app, &id).await?))
+    Ok(Json(view::load(&app.billing, &id).await?))
 }
 
 /// The admin reads anyone's; a customer only their own (another's looks nonexistent).
@@ -53,5 +55,5 @@ pub async fn get(
 ) -> Result<Json<SubscriptionView>> {
     caller.may_see(&id)?;
     let id = CustomerId::parse(&id).ok_or(ApiError::NotFound("no such customer"))?;
-    Ok(Json(view::load(&app, id.as_str()).await?))
+    Ok(Json(view::load(&app.billing, id.as_str()).await?))
 }

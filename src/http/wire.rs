@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// A TCP listener whose connections answer hyper's own errors in JSON.
 pub struct JsonListener(pub TcpListener);

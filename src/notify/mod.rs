@@ -9,52 +9,10 @@ use sqlx::{Any, Executor};
 
 pub use templates::Email;
 
+/// The kinds and states of emails live in the model, where the database sees them too.
+pub use crate::model::email::{Kind, Status};
+
 use crate::db::notifications::{self, NewNotification};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Welcome,
-    Suspended,
-    PaymentFailed,
-    AccountDeleted,
-    TrialEnding,
-    InstanceReady,
-    DeletionReminder,
-    LoginAttempts,
-}
-
-impl Kind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Kind::Welcome => "welcome",
-            Kind::Suspended => "suspended",
-            Kind::PaymentFailed => "payment_failed",
-            Kind::AccountDeleted => "account_deleted",
-            Kind::TrialEnding => "trial_ending",
-            Kind::InstanceReady => "instance_ready",
-            Kind::DeletionReminder => "deletion_reminder",
-            Kind::LoginAttempts => "login_attempts",
-        }
-    }
-}
-
-/// Where an email is: waiting (or leased) to be sent, sent, or given up. Stored as `as_str`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Pending,
-    Sent,
-    Failed,
-}
-
-impl Status {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Sent => "sent",
-            Status::Failed => "failed",
-        }
-    }
-}
 
 /// The domain of a `From` address (`billing@iotistic.cloud`, `Billing <b@x.io>`), for
 /// Message-IDs.

@@ -14,7 +14,6 @@ use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::templates::check_subject;
-use crate::app::SharedApp;
 use crate::config::Config;
 use crate::db::notifications::{self, Pending};
 
@@ -82,14 +81,24 @@ impl Sender {
     }
 }
 
+/// What the sender uses besides its SMTP transport, built by the composition root (`app`).
+#[derive(Clone)]
+pub struct SenderHandles {
+    pub db: crate::db::Db,
+    /// This process's name on the email leases.
+    pub worker_id: String,
+    /// Woken after a farewell email, so no copy of its address waits in SQLite's WAL.
+    pub wal_scrub: std::sync::Arc<tokio::sync::Notify>,
+}
+
 /// Sends what is queued until the process ends.
 pub async fn run(
-    app: SharedApp,
+    handles: SenderHandles,
     sender: std::sync::Arc<Sender>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     while !stop.is_cancelled() {
-        match pass(&app, &sender).await {
+        match pass(&handles, &sender).await {
             // A full batch: there may be more at once.
             Ok(n) if n >= BATCH as usize => continue,
             Ok(_) => {}
@@ -106,23 +115,24 @@ pub async fn run(
 }
 
 /// One batch; returns how many emails it took.
-async fn pass(app: &SharedApp, sender: &Sender) -> Result<usize, sqlx::Error> {
-    let owner = &app.worker_id;
-    let rows = notifications::claim(&app.db, owner, BATCH, LEASE, Utc::now()).await?;
+async fn pass(handles: &SenderHandles, sender: &Sender) -> Result<usize, sqlx::Error> {
+    let owner = &handles.worker_id;
+    let rows = notifications::claim(&handles.db, owner, BATCH, LEASE, Utc::now()).await?;
     for row in &rows {
         match sender.deliver(row).await {
             Ok(()) => {
-                if !notifications::mark_sent(&app.db, row.id, owner, Utc::now()).await? {
+                if !notifications::mark_sent(&handles.db, row.id, owner, Utc::now()).await? {
                     tracing::warn!(message_id = %row.message_id, "email sent after its lease ran out");
                 }
                 tracing::info!(message_id = %row.message_id, kind = %row.kind, customer_id = %row.customer_id, "email sent");
-                wake_wal_scrub(app, row);
+                wake_wal_scrub(handles, row);
             }
             Err(error) => {
-                let gave_up = notifications::retry(&app.db, row, owner, &error, Utc::now()).await?;
+                let gave_up =
+                    notifications::retry(&handles.db, row, owner, &error, Utc::now()).await?;
                 tracing::warn!(message_id = %row.message_id, kind = %row.kind, error = %error, gave_up, "email not sent");
                 if gave_up {
-                    wake_wal_scrub(app, row);
+                    wake_wal_scrub(handles, row);
                 }
             }
         }
@@ -131,8 +141,8 @@ async fn pass(app: &SharedApp, sender: &Sender) -> Result<usize, sqlx::Error> {
 }
 
 /// The farewell email's row held a deleted customer's address until now: the WAL still does.
-fn wake_wal_scrub(app: &SharedApp, row: &Pending) {
+fn wake_wal_scrub(handles: &SenderHandles, row: &Pending) {
     if row.kind == super::Kind::AccountDeleted.as_str() {
-        app.wal_scrub.notify_one();
+        handles.wal_scrub.notify_one();
     }
 }

@@ -20,7 +20,7 @@ use std::path::Path;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::billing::subscription::SubscriptionStatus;
+use crate::model::subscription::SubscriptionStatus;
 use crate::plans::{Plan, Resources};
 use check::RenderedFile;
 use skeleton::{Skeletons, Split};

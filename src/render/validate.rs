@@ -3,7 +3,7 @@
 //! Customer text is escaped, not restricted: only its size and a few control characters that
 //! kustomize cannot round-trip are refused.
 
-use crate::billing::subscription::SubscriptionStatus;
+use crate::model::subscription::SubscriptionStatus;
 use crate::plans::Resources;
 
 use super::{

@@ -3,19 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use clap::{Args, ValueEnum};
-use secrecy::SecretString;
+use clap::ValueEnum;
 
 use super::forge::{Forge, GitHub, GitLab};
+pub use crate::config::review::{CommitMode, ReviewConfig};
 use crate::db::outbox::Action;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CommitMode {
-    /// Committed on main.
-    Direct,
-    /// Committed on `tenant/<id>/<change-id>`, merged by a person.
-    Review,
-}
 
 /// What kind of change a job is, for choosing its commit mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,52 +56,6 @@ impl ChangeKind {
             Action::Update | Action::Rebuild => ChangeKind::Template,
         })
     }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ReviewConfig {
-    /// `direct` commits every change on main; `review` commits each on its own branch
-    /// `tenant/<id>/<change-id>` and opens a pull request when a forge is configured.
-    #[arg(
-        long,
-        env = "COMMIT_MODE",
-        value_enum,
-        default_value = "direct",
-        global = true
-    )]
-    pub commit_mode: CommitMode,
-
-    /// Per-kind exceptions to COMMIT_MODE, e.g. `signup=direct,template=review,plan=review`.
-    /// Kinds: signup, template, plan, force, rollback. Deletions always go to main.
-    #[arg(long, env = "COMMIT_MODE_OVERRIDES", global = true)]
-    pub commit_mode_overrides: Option<String>,
-
-    /// GitHub's REST API (GitHub Enterprise: `https://<host>/api/v3`).
-    #[arg(
-        long,
-        env = "GITHUB_API_BASE",
-        default_value = "https://api.github.com",
-        global = true
-    )]
-    pub github_api_base: String,
-    /// The repository pull requests are opened on, `owner/name`.
-    #[arg(long, env = "GITHUB_REPO", global = true)]
-    pub github_repo: Option<String>,
-    #[arg(long, env = "GITHUB_TOKEN", global = true, hide_env_values = true)]
-    pub github_token: Option<SecretString>,
-
-    #[arg(
-        long,
-        env = "GITLAB_API_BASE",
-        default_value = "https://gitlab.com/api/v4",
-        global = true
-    )]
-    pub gitlab_api_base: String,
-    /// The project merge requests are opened on: its id or `group/project`.
-    #[arg(long, env = "GITLAB_PROJECT", global = true)]
-    pub gitlab_project: Option<String>,
-    #[arg(long, env = "GITLAB_TOKEN", global = true, hide_env_values = true)]
-    pub gitlab_token: Option<SecretString>,
 }
 
 /// Which mode each kind of change gets.

@@ -5,14 +5,12 @@
 //! merged, and the tenant is `committed` at that revision for the watcher. A pull request
 //! closed unmerged abandons it; without a forge, so does deleting the branch.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use git2::Oid;
 use serde_json::json;
 
 use super::forge::RequestState;
-use crate::app::App;
+use super::ReviewHandles;
 use crate::db::reviews::{self, Review, ReviewState};
 use crate::db::{self, audit, deployments};
 use crate::gitops::CommitInfo;
@@ -20,33 +18,35 @@ use crate::status::Event;
 
 /// Settles every open review against main after a fetch; `new_commits` are main's commits since
 /// the last look, oldest first.
-pub async fn settle(app: &Arc<App>, new_commits: &[CommitInfo]) -> anyhow::Result<()> {
-    let open = reviews::open(&app.db.pool).await?;
+pub async fn settle(handles: &ReviewHandles, new_commits: &[CommitInfo]) -> anyhow::Result<()> {
+    let open = reviews::open(&handles.db.pool).await?;
     if open.is_empty() {
         return Ok(());
     }
     // Without a forge, deleting a review branch unmerged is how a person closes it.
-    let pushed = match &app.review.forge {
+    let pushed = match &handles.mode.forge {
         Some(_) => None,
-        None => Some(review_branches(app).await?),
+        None => Some(review_branches(handles).await?),
     };
     for review in open {
-        if let Some(merged) = merged_at(app, &review, new_commits).await? {
-            finish(app, &review, ReviewState::Merged, Some(&merged)).await?;
+        if let Some(merged) = merged_at(handles, &review, new_commits).await? {
+            finish(handles, &review, ReviewState::Merged, Some(&merged)).await?;
             continue;
         }
-        let Some(forge) = &app.review.forge else {
+        let Some(forge) = &handles.mode.forge else {
             if pushed.as_ref().is_some_and(|b| !b.contains(&review.branch)) {
-                finish(app, &review, ReviewState::Abandoned, None).await?;
+                finish(handles, &review, ReviewState::Abandoned, None).await?;
             }
             continue;
         };
         let Some(number) = review.forge_number else {
-            super::open_request(app, &review).await;
+            super::open_request(handles, &review).await;
             continue;
         };
-        match forge.state(&app.http, number).await {
-            Ok(RequestState::Closed) => finish(app, &review, ReviewState::Abandoned, None).await?,
+        match forge.state(&handles.http, number).await {
+            Ok(RequestState::Closed) => {
+                finish(handles, &review, ReviewState::Abandoned, None).await?
+            }
             // Merged on the forge but not fetched yet: the next fetch sees it in Git.
             Ok(RequestState::Open | RequestState::Merged) => {}
             Err(e) => {
@@ -58,10 +58,10 @@ pub async fn settle(app: &Arc<App>, new_commits: &[CommitInfo]) -> anyhow::Resul
 }
 
 /// The review branches the remote (or, without one, this repository) has.
-async fn review_branches(app: &Arc<App>) -> anyhow::Result<Vec<String>> {
-    let listed = match app.gitops.remote {
+async fn review_branches(handles: &ReviewHandles) -> anyhow::Result<Vec<String>> {
+    let listed = match handles.gitops.remote {
         // `ls-remote`, from the network thread.
-        Some(_) => app
+        Some(_) => handles
             .gitops
             .with_remote("ls-remote", |repo, remote| {
                 repo.branches_under(Some(remote), "tenant/")
@@ -69,7 +69,8 @@ async fn review_branches(app: &Arc<App>) -> anyhow::Result<Vec<String>> {
             .await?
             .unwrap_or_default(),
         None => {
-            app.gitops
+            handles
+                .gitops
                 .run(|repo| repo.branches_under(None, "tenant/"))
                 .await?
         }
@@ -79,7 +80,7 @@ async fn review_branches(app: &Arc<App>) -> anyhow::Result<Vec<String>> {
 
 /// The commit on main that took the review in, if any.
 async fn merged_at(
-    app: &Arc<App>,
+    handles: &ReviewHandles,
     review: &Review,
     new_commits: &[CommitInfo],
 ) -> anyhow::Result<Option<String>> {
@@ -92,8 +93,8 @@ async fn merged_at(
         .filter(|c| c.mainline)
         .map(|c| (c.revision, c.trailers("Change-Id").contains(&change_id)))
         .collect();
-    let app = app.clone();
-    app.gitops
+    handles
+        .gitops
         .run(move |repo| -> anyhow::Result<Option<String>> {
             let Some(head) = repo.head()? else {
                 return Ok(None);
@@ -104,8 +105,7 @@ async fn merged_at(
             let holds = |revision: Oid| -> anyhow::Result<bool> {
                 Ok(match &content {
                     Some(content) => {
-                        crate::deploy::content::fingerprint(repo, revision, &customer_id)?
-                            == *content
+                        super::content::fingerprint(repo, revision, &customer_id)? == *content
                     }
                     None => false,
                 })
@@ -128,13 +128,13 @@ async fn merged_at(
 }
 
 async fn finish(
-    app: &Arc<App>,
+    handles: &ReviewHandles,
     review: &Review,
     state: ReviewState,
     merged: Option<&str>,
 ) -> anyhow::Result<()> {
     let now = db::ts(Utc::now());
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = handles.db.pool.begin().await?;
     if !reviews::close(&mut *tx, &review.change_id, state, merged, &now).await? {
         return Ok(());
     }
@@ -178,30 +178,29 @@ async fn finish(
     tx.commit().await?;
     tracing::info!(customer_id = %review.customer_id, branch = %review.branch, state = state.as_str(), "review settled");
     if state == ReviewState::Abandoned {
-        resume_ready(app, &review.customer_id).await?;
+        resume_ready(handles, &review.customer_id).await?;
     }
-    super::retire(app, review, false).await;
+    super::retire(handles, review, false).await;
     Ok(())
 }
 
 /// After an abandoned review the tenant runs main's version as before: ready again when the
 /// cluster already reported a revision that contains its commit.
-async fn resume_ready(app: &Arc<App>, customer_id: &str) -> anyhow::Result<()> {
-    let Some(row) = deployments::watch_row(&app.db.pool, customer_id).await? else {
+async fn resume_ready(handles: &ReviewHandles, customer_id: &str) -> anyhow::Result<()> {
+    let Some(row) = deployments::watch_row(&handles.db.pool, customer_id).await? else {
         return Ok(());
     };
     let (Some(applied), Some(committed)) = (row.applied_revision, row.committed_revision) else {
         return Ok(());
     };
     let (applied, committed) = (Oid::from_str(&applied)?, Oid::from_str(&committed)?);
-    let app2 = app.clone();
-    let synced = app2
+    let synced = handles
         .gitops
         .run(move |repo| -> anyhow::Result<bool> { Ok(repo.contains(applied, committed)?) })
         .await?;
     if synced {
         let now = db::ts(Utc::now());
-        let mut tx = app.db.pool.begin().await?;
+        let mut tx = handles.db.pool.begin().await?;
         deployments::apply_event(&mut tx, customer_id, Event::Synced, None, None, &now).await?;
         tx.commit().await?;
     }

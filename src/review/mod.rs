@@ -4,16 +4,16 @@
 //! `Change-Id` in the message) and what was closed unmerged. `forge` opens the pull requests.
 
 mod config;
+pub mod content;
 pub mod forge;
+mod handles;
 pub mod merge;
 
 pub use config::{ChangeKind, CommitMode, Policy, ReviewConfig};
-
-use std::sync::Arc;
+pub use handles::ReviewHandles;
 
 use chrono::Utc;
 
-use crate::app::App;
 use crate::db::{self, reviews};
 
 /// Review mode's parts the service holds.
@@ -38,13 +38,13 @@ pub fn branch_name(customer_id: &str, change_id: &str) -> String {
 
 /// Closes the tenant's open review, if any, because a newer change replaces it: its pull
 /// request is closed and its branch deleted (best effort, logged).
-pub async fn supersede(app: &Arc<App>, customer_id: &str) -> anyhow::Result<()> {
-    let Some(old) = reviews::open_of(&app.db.pool, customer_id).await? else {
+pub async fn supersede(handles: &ReviewHandles, customer_id: &str) -> anyhow::Result<()> {
+    let Some(old) = reviews::open_of(&handles.db.pool, customer_id).await? else {
         return Ok(());
     };
     let now = db::ts(Utc::now());
     if reviews::close(
-        &app.db.pool,
+        &handles.db.pool,
         &old.change_id,
         reviews::ReviewState::Superseded,
         None,
@@ -53,24 +53,24 @@ pub async fn supersede(app: &Arc<App>, customer_id: &str) -> anyhow::Result<()> 
     .await?
     {
         tracing::info!(%customer_id, branch = %old.branch, "review superseded by a newer change");
-        retire(app, &old, true).await;
+        retire(handles, &old, true).await;
     }
     Ok(())
 }
 
 /// Deletes a finished review's branch, and closes its pull request when `close_request` (a
 /// superseded one; a merged or closed one is done on the forge already).
-pub(crate) async fn retire(app: &Arc<App>, review: &reviews::Review, close_request: bool) {
-    let forge = app.review.forge.as_ref().filter(|_| close_request);
+pub(crate) async fn retire(handles: &ReviewHandles, review: &reviews::Review, close_request: bool) {
+    let forge = handles.mode.forge.as_ref().filter(|_| close_request);
     if let (Some(forge), Some(number)) = (forge, review.forge_number) {
-        if let Err(e) = forge.close(&app.http, number).await {
+        if let Err(e) = forge.close(&handles.http, number).await {
             tracing::warn!(error = %e, branch = %review.branch, "closing the pull request failed");
         }
     }
     let branch = review.branch.clone();
-    let deleted = match app.gitops.remote {
+    let deleted = match handles.gitops.remote {
         // Here and there, from the network thread.
-        Some(_) => app
+        Some(_) => handles
             .gitops
             .with_remote("branch deletion", move |repo, remote| {
                 repo.delete_branch(Some(remote), &branch)
@@ -78,7 +78,8 @@ pub(crate) async fn retire(app: &Arc<App>, review: &reviews::Review, close_reque
             .await
             .map(|_| ()),
         None => {
-            app.gitops
+            handles
+                .gitops
                 .run(move |repo| repo.delete_branch(None, &branch))
                 .await
         }
@@ -89,8 +90,8 @@ pub(crate) async fn retire(app: &Arc<App>, review: &reviews::Review, close_reque
 }
 
 /// Opens the review's pull request when a forge is configured and none is recorded.
-pub(crate) async fn open_request(app: &App, review: &reviews::Review) {
-    let Some(forge) = &app.review.forge else {
+pub(crate) async fn open_request(handles: &ReviewHandles, review: &reviews::Review) {
+    let Some(forge) = &handles.mode.forge else {
         return;
     };
     if review.forge_number.is_some() {
@@ -98,15 +99,15 @@ pub(crate) async fn open_request(app: &App, review: &reviews::Review) {
     }
     let proposal = forge::Proposal {
         branch: &review.branch,
-        base: &app.config.gitops_branch,
+        base: &handles.config.gitops_branch,
         title: &review.title,
         body: &review.body,
     };
-    match forge.open(&app.http, &proposal).await {
+    match forge.open(&handles.http, &proposal).await {
         Ok(opened) => {
             let now = db::ts(Utc::now());
             match reviews::set_forge(
-                &app.db.pool,
+                &handles.db.pool,
                 &review.change_id,
                 opened.number,
                 &opened.url,

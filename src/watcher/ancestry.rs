@@ -5,14 +5,14 @@
 //! when a remote is configured (another replica, or a commit made elsewhere); still unknown,
 //! it contains nothing.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use git2::Oid;
 
-use crate::app::App;
 use crate::db::deployments::WatchRow;
 use crate::gitops::{GitOpsError, GitOpsRepo};
+use crate::watcher::WatcherHandles;
 
 /// Facts about one reported commit, relative to one tenant's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +46,11 @@ fn fetch_allowed() -> bool {
     }
 }
 
-pub async fn facts(app: &Arc<App>, commit: &str, row: &WatchRow) -> anyhow::Result<Facts> {
+pub async fn facts(
+    handles: &WatcherHandles,
+    commit: &str,
+    row: &WatchRow,
+) -> anyhow::Result<Facts> {
     let commit = commit.to_string();
     let committed = row.committed_revision.clone();
     let applied = row.applied_revision.clone();
@@ -54,16 +58,16 @@ pub async fn facts(app: &Arc<App>, commit: &str, row: &WatchRow) -> anyhow::Resu
         .into_iter()
         .flatten()
         .collect();
-    let missing = app
+    let missing = handles
         .gitops
         .run(move |repo| {
             let missing = revisions.iter().any(|rev| !has_commit(repo, rev));
             Ok::<_, GitOpsError>(missing)
         })
         .await?;
-    if missing && app.gitops.remote.is_some() && fetch_allowed() {
+    if missing && handles.gitops.remote.is_some() && fetch_allowed() {
         // On the network thread, not under the repository's lock.
-        if let Err(err) = app
+        if let Err(err) = handles
             .gitops
             .with_remote("fetch", |repo, remote| repo.fetch(remote))
             .await
@@ -71,7 +75,8 @@ pub async fn facts(app: &Arc<App>, commit: &str, row: &WatchRow) -> anyhow::Resu
             tracing::warn!(error = %err, "fetching an unknown reported revision failed");
         }
     }
-    app.gitops
+    handles
+        .gitops
         .run(move |repo| judge(repo, &commit, committed.as_deref(), applied.as_deref()))
         .await
 }

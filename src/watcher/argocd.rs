@@ -125,7 +125,7 @@ fn or_unknown(s: &str) -> &str {
 /// Whether `Authorization` carries `Bearer <expected>`. Both sides are hashed first, so the
 /// comparison is constant-time and leaks not even the token's length.
 pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
-    let Some(given) = authorization.and_then(crate::http::extract::bearer_credentials) else {
+    let Some(given) = authorization.and_then(crate::model::bearer::bearer_credentials) else {
         return false;
     };
     let (a, b) = (

@@ -12,17 +12,17 @@
 pub mod ancestry;
 pub mod argocd;
 pub mod flux;
+mod handles;
 pub mod pods;
 pub mod poller;
 pub mod stall;
 
-use std::sync::Arc;
+pub use handles::WatcherHandles;
 
 use chrono::Utc;
 use serde::Serialize;
 
 use crate::accounts::domain::CustomerId;
-use crate::app::App;
 use crate::db::{self, deployments};
 use crate::status::{DeploymentStatus, Event};
 
@@ -176,13 +176,13 @@ pub fn decide(row: &deployments::WatchRow, report: &Report, facts: &Facts) -> De
 
 /// Judges and records one report. Reports about unknown tenants, without a commit revision,
 /// older than what was applied, or repeating the reporter's last word are ignored.
-pub async fn record(app: &Arc<App>, report: &Report) -> anyhow::Result<Outcome> {
+pub async fn record(handles: &WatcherHandles, report: &Report) -> anyhow::Result<Outcome> {
     let commit = report.revision.as_deref().and_then(commit_of);
     let message = bounded(report.message.as_deref());
     let state = report.state.as_str();
     // A writer racing us (the worker, another report) makes the guarded update miss: decide again.
     for _ in 0..5 {
-        let Some(row) = deployments::watch_row(&app.db.pool, &report.customer_id).await? else {
+        let Some(row) = deployments::watch_row(&handles.db.pool, &report.customer_id).await? else {
             return Ok(Outcome::Ignored {
                 reason: "unknown tenant",
             });
@@ -194,7 +194,7 @@ pub async fn record(app: &Arc<App>, report: &Report) -> anyhow::Result<Outcome> 
         };
         // Polls repeat themselves every pass; only a change is history. Compared with the
         // newest row of any source, so a poll contradicting a later webhook is still heard.
-        let newest = deployments::newest_history(&app.db.pool, &report.customer_id).await?;
+        let newest = deployments::newest_history(&handles.db.pool, &report.customer_id).await?;
         if newest.as_ref().is_some_and(|h| {
             h.source == report.source.as_str()
                 && h.revision.as_deref() == Some(commit.as_str())
@@ -205,7 +205,7 @@ pub async fn record(app: &Arc<App>, report: &Report) -> anyhow::Result<Outcome> 
                 reason: "repeats the newest report",
             });
         }
-        let facts = ancestry::facts(app, &commit, &row).await?;
+        let facts = ancestry::facts(handles, &commit, &row).await?;
         let (status, applied_revision, error) = match decide(&row, report, &facts) {
             Decision::Ignore(reason) => return Ok(Outcome::Ignored { reason }),
             Decision::Record {
@@ -215,7 +215,7 @@ pub async fn record(app: &Arc<App>, report: &Report) -> anyhow::Result<Outcome> 
             } => (status, applied_revision, error),
         };
         let now = db::ts(Utc::now());
-        let mut tx = app.db.pool.begin().await?;
+        let mut tx = handles.db.pool.begin().await?;
         let update = deployments::ReportUpdate {
             customer_id: &report.customer_id,
             seen: &row,
@@ -233,7 +233,7 @@ pub async fn record(app: &Arc<App>, report: &Report) -> anyhow::Result<Outcome> 
         if status == DeploymentStatus::Ready && row.status != DeploymentStatus::Ready.as_str() {
             crate::notify::instance_ready(
                 &mut tx,
-                &app.config.smtp_from,
+                &handles.config.smtp_from,
                 &report.customer_id,
                 Utc::now(),
             )

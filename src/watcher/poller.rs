@@ -3,14 +3,13 @@
 //! (`kustomize.toolkit.fluxcd.io/v1`, namespace flux-system) and Argo CD Applications
 //! (`argoproj.io/v1alpha1`, namespace argocd) with kube's dynamic API and records what their
 //! status says, and the tenants' pods (core v1, all namespaces, labelled managed-by=billing) into
-//! `App::pods`. A kind whose CRD is not installed (404) is skipped. Runs when
+//! the shared `PodStore`. A kind whose CRD is not installed (404) is skipped. Runs when
 //! `WATCHER_KUBE_POLL=auto` and kube finds a kubeconfig (KUBECONFIG, ~/.kube/config) or an
 //! in-cluster service account.
 //!
 //! The core of a pass is pure ([`reports`] over a list response as JSON), so a recorded
 //! KustomizationList or ApplicationList can be replayed without a cluster.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -18,8 +17,8 @@ use kube::Client;
 use serde_json::Value;
 
 use super::{argocd, flux, pods, record, Outcome, Report, Source};
-use crate::app::App;
 use crate::config::KubePoll;
+use crate::watcher::WatcherHandles;
 
 /// The kinds the poller lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,13 +113,13 @@ pub struct Pass {
 }
 
 /// Records each report; one tenant's failure does not stop the others.
-pub async fn record_reports(app: &Arc<App>, reports: &[Report]) -> Pass {
+pub async fn record_reports(handles: &WatcherHandles, reports: &[Report]) -> Pass {
     let mut pass = Pass {
         reports: reports.len(),
         ..Pass::default()
     };
     for report in reports {
-        match record(app, report).await {
+        match record(handles, report).await {
             Ok(Outcome::Recorded { .. }) => pass.recorded += 1,
             Ok(Outcome::Ignored { reason }) => {
                 tracing::trace!(customer_id = %report.customer_id, reason, "poller report ignored")
@@ -135,13 +134,13 @@ pub async fn record_reports(app: &Arc<App>, reports: &[Report]) -> Pass {
 
 /// Lists every kind once and records what it says; refreshes the pod list first, so a failing
 /// kind does not keep stale pods (and a failing pod list empties it rather than go stale).
-pub async fn pass(app: &Arc<App>, client: &Client) -> anyhow::Result<Pass> {
+pub async fn pass(handles: &WatcherHandles, client: &Client) -> anyhow::Result<Pass> {
     match list_pods(client).await {
-        Ok(list) => app
+        Ok(list) => handles
             .pods
             .replace(list.as_ref().map(pods::by_tenant).unwrap_or_default()),
         Err(err) => {
-            app.pods.replace(Default::default());
+            handles.pods.replace(Default::default());
             tracing::warn!(error = %format!("{err:#}"), "listing tenant pods failed");
         }
     }
@@ -151,7 +150,7 @@ pub async fn pass(app: &Arc<App>, client: &Client) -> anyhow::Result<Pass> {
             tracing::debug!(?kind, "CRD not installed; skipped");
             continue;
         };
-        let done = record_reports(app, &reports(kind, &list)).await;
+        let done = record_reports(handles, &reports(kind, &list)).await;
         total.reports += done.reports;
         total.recorded += done.recorded;
     }
@@ -159,8 +158,8 @@ pub async fn pass(app: &Arc<App>, client: &Client) -> anyhow::Result<Pass> {
 }
 
 /// The poller task: finds the cluster configuration once, then polls until the process ends.
-pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
-    if app.config.cluster.watcher_kube_poll == KubePoll::Off {
+pub async fn run(handles: WatcherHandles, stop: tokio_util::sync::CancellationToken) {
+    if handles.config.cluster.watcher_kube_poll == KubePoll::Off {
         tracing::info!("Kubernetes poller off (WATCHER_KUBE_POLL=off)");
         return;
     }
@@ -177,10 +176,10 @@ pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
             return;
         }
     };
-    let every = Duration::from_secs(app.config.cluster.watcher_poll_interval_seconds.max(1));
+    let every = Duration::from_secs(handles.config.cluster.watcher_poll_interval_seconds.max(1));
     tracing::info!(interval_s = every.as_secs(), "Kubernetes poller on");
     loop {
-        match pass(&app, &client).await {
+        match pass(&handles, &client).await {
             Ok(p) => tracing::debug!(reports = p.reports, recorded = p.recorded, "poller pass"),
             Err(err) => tracing::warn!(error = %format!("{err:#}"), "poller pass failed"),
         }

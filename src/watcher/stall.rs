@@ -2,18 +2,21 @@
 //! success reported in time, by webhook or poller) becomes `stalled`, through the state
 //! machine's `TimedOut`. A later success still makes it ready.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::app::App;
 use crate::db::{self, deployments};
+use crate::watcher::WatcherHandles;
 
 /// Marks every tenant whose stall clock ran out at `now`; returns how many.
-pub async fn sweep(app: &App, stall: Duration, now: DateTime<Utc>) -> anyhow::Result<usize> {
+pub async fn sweep(
+    handles: &WatcherHandles,
+    stall: Duration,
+    now: DateTime<Utc>,
+) -> anyhow::Result<usize> {
     let cutoff = now - chrono::Duration::from_std(stall)?;
-    let candidates = deployments::stall_candidates(&app.db.pool, &db::ts(cutoff)).await?;
+    let candidates = deployments::stall_candidates(&handles.db.pool, &db::ts(cutoff)).await?;
     let message = format!(
         "no successful sync reported within {}s of the commit",
         stall.as_secs()
@@ -21,7 +24,7 @@ pub async fn sweep(app: &App, stall: Duration, now: DateTime<Utc>) -> anyhow::Re
     let now_text = db::ts(now);
     let mut stalled = 0;
     for (customer_id, revision, committed_at) in candidates {
-        let mut tx = app.db.pool.begin().await?;
+        let mut tx = handles.db.pool.begin().await?;
         let next = deployments::time_out(&mut tx, &customer_id, &committed_at, &message, &now_text)
             .await?;
         tx.commit().await?;
@@ -40,8 +43,8 @@ pub fn interval(stall: Duration) -> Duration {
 }
 
 /// The sweep task, started by `http::serve`.
-pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
-    let stall = Duration::from_secs(app.config.cluster.watcher_stall_seconds.max(1));
+pub async fn run(handles: WatcherHandles, stop: tokio_util::sync::CancellationToken) {
+    let stall = Duration::from_secs(handles.config.cluster.watcher_stall_seconds.max(1));
     let every = interval(stall);
     loop {
         if stop
@@ -51,7 +54,7 @@ pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
         {
             return;
         }
-        if let Err(err) = sweep(&app, stall, Utc::now()).await {
+        if let Err(err) = sweep(&handles, stall, Utc::now()).await {
             tracing::warn!(error = %format!("{err:#}"), "stall sweep failed");
         }
     }

@@ -12,7 +12,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    ApiError,
+    /// Stripe's `api_error` (a shorter name here; serde keeps Stripe's).
+    #[serde(rename = "api_error")]
+    Api,
     CardError,
     IdempotencyError,
     InvalidRequestError,

@@ -3,21 +3,26 @@
 //! canceled or unknown subscription counts as done. Runs in `billing serve` when
 //! `STRIPE_SECRET_KEY` is set (without it the rows wait).
 
-use std::sync::Arc;
-
 use chrono::{Duration, Utc};
 
 use super::api::StripeError;
-use crate::app::App;
+use crate::billing::BillingHandles;
 use crate::db::cancellations;
 
 /// One pass: returns how many cancellations it handled.
-pub async fn pass(app: &App) -> anyhow::Result<usize> {
-    let Some(client) = super::client(app) else {
+pub async fn pass(handles: &BillingHandles) -> anyhow::Result<usize> {
+    let Some(client) = super::client(handles) else {
         return Ok(0);
     };
     let now = Utc::now();
-    let due = cancellations::claim(&app.db, &app.worker_id, 20, Duration::seconds(60), now).await?;
+    let due = cancellations::claim(
+        &handles.db,
+        &handles.worker_id,
+        20,
+        Duration::seconds(60),
+        now,
+    )
+    .await?;
     for one in &due {
         let subscription_id = &one.subscription_id;
         let error = match client.cancel_subscription(subscription_id).await {
@@ -27,9 +32,14 @@ pub async fn pass(app: &App) -> anyhow::Result<usize> {
             Err(StripeError::Api { message, .. }) if message.contains("canceled") => None,
             Err(e) => Some(e.to_string()),
         };
-        let give_up =
-            cancellations::finish(&app.db, one, &app.worker_id, error.as_deref(), Utc::now())
-                .await?;
+        let give_up = cancellations::finish(
+            &handles.db,
+            one,
+            &handles.worker_id,
+            error.as_deref(),
+            Utc::now(),
+        )
+        .await?;
         match error {
             None => tracing::info!(%subscription_id, "Stripe subscription canceled"),
             Some(e) => {
@@ -41,9 +51,9 @@ pub async fn pass(app: &App) -> anyhow::Result<usize> {
 }
 
 /// The canceller loop of `billing serve`: a pass every 5 seconds.
-pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
+pub async fn run(handles: BillingHandles, stop: tokio_util::sync::CancellationToken) {
     loop {
-        if let Err(err) = pass(&app).await {
+        if let Err(err) = pass(&handles).await {
             tracing::warn!(error = %format!("{err:#}"), "Stripe cancellation pass failed");
         }
         let pause = tokio::time::sleep(std::time::Duration::from_secs(5));

@@ -9,10 +9,10 @@ pub mod signature;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::app::App;
+use crate::billing::BillingError;
+use crate::billing::BillingHandles;
 use crate::billing::{self, Change, Outcome, Source};
 use crate::db::{self, subscriptions};
-use crate::error::ApiError;
 use event::StripeEvent;
 
 /// What became of a delivery; always answered 200 (Stripe retries anything else).
@@ -28,12 +28,12 @@ pub struct Receipt {
 }
 
 /// The Stripe API client, when `STRIPE_SECRET_KEY` is set.
-pub fn client(app: &App) -> Option<api::Client<'_>> {
-    let key = app.config.stripe_secret_key.as_ref()?;
-    let timeout = std::time::Duration::from_secs(app.config.stripe_timeout_seconds);
+pub fn client(handles: &BillingHandles) -> Option<api::Client<'_>> {
+    let key = handles.config.stripe_secret_key.as_ref()?;
+    let timeout = std::time::Duration::from_secs(handles.config.stripe_timeout_seconds);
     Some(api::Client::new(
-        &app.http,
-        &app.config.stripe_api_base,
+        &handles.http,
+        &handles.config.stripe_api_base,
         key,
         timeout,
     ))
@@ -41,21 +41,21 @@ pub fn client(app: &App) -> Option<api::Client<'_>> {
 
 /// Verifies, de-duplicates and applies one webhook delivery.
 pub async fn receive(
-    app: &App,
+    handles: &BillingHandles,
     signature_header: Option<&str>,
     body: &[u8],
     now: DateTime<Utc>,
-) -> Result<Receipt, ApiError> {
+) -> Result<Receipt, BillingError> {
     signature::verify(
-        &app.config.stripe_webhook_secrets(),
+        &handles.config.stripe_webhook_secrets(),
         signature_header,
         body,
         now.timestamp(),
-        app.config.stripe_webhook_tolerance_seconds,
+        handles.config.stripe_webhook_tolerance_seconds,
     )
-    .map_err(|e| ApiError::InvalidSignature(e.to_string()))?;
+    .map_err(|e| BillingError::InvalidSignature(e.to_string()))?;
     let event: StripeEvent =
-        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| BillingError::MalformedJson(e.to_string()))?;
     let now_text = db::ts(now);
     let mut receipt = Receipt {
         received: true,
@@ -65,13 +65,13 @@ pub async fn receive(
         customer_id: None,
     };
 
-    let mut facts = event.facts(&app.stripe_prices);
+    let mut facts = event.facts(&handles.stripe_prices);
     // Read before the transaction: a Stripe call must not hold the database.
     facts.customer_id = match facts.customer_id.take() {
         Some(id) => Some(id),
-        None => metadata_of_stripe_customer(app, &facts).await?,
+        None => metadata_of_stripe_customer(handles, &facts).await?,
     };
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = handles.db.pool.begin().await?;
     if !subscriptions::claim_event(&mut *tx, &event.id, &event.kind, event.created, &now_text)
         .await?
     {
@@ -97,7 +97,7 @@ pub async fn receive(
                 stripe_subscription_id: facts.stripe_subscription_id.as_deref(),
                 stripe_event_at: Some(event.created),
             };
-            billing::apply(app, &mut tx, id, &change, now).await?
+            billing::apply(handles, &mut tx, id, &change, now).await?
         }
     };
     (receipt.outcome, receipt.reason) = match outcome {
@@ -109,7 +109,7 @@ pub async fn receive(
         .await?;
     tx.commit().await?;
     if receipt.outcome == "applied" {
-        app.worker_wake.notify_one();
+        handles.worker_wake.notify_one();
     }
     tracing::info!(event_id = %event.id, kind = %event.kind, customer_id = ?customer_id, outcome = receipt.outcome, reason = ?receipt.reason, "Stripe event");
     receipt.customer_id = customer_id;
@@ -120,13 +120,13 @@ pub async fn receive(
 /// does not carry it and the Stripe customer is not linked to us yet (a subscription sales made
 /// in the dashboard). A Stripe failure is a 502: Stripe delivers the event again later.
 async fn metadata_of_stripe_customer(
-    app: &App,
+    handles: &BillingHandles,
     facts: &event::Facts,
-) -> Result<Option<String>, ApiError> {
-    let (Some(stripe_id), Some(client)) = (&facts.stripe_customer_id, client(app)) else {
+) -> Result<Option<String>, BillingError> {
+    let (Some(stripe_id), Some(client)) = (&facts.stripe_customer_id, client(handles)) else {
         return Ok(None);
     };
-    if subscriptions::customer_of_stripe(&app.db.pool, stripe_id)
+    if subscriptions::customer_of_stripe(&handles.db.pool, stripe_id)
         .await?
         .is_some()
     {
@@ -142,7 +142,7 @@ async fn link_customer(
     tx: &mut db::Tx<'_>,
     facts: &event::Facts,
     now: &str,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, BillingError> {
     if let Some(stripe_id) = &facts.stripe_customer_id {
         if let Some(id) = subscriptions::customer_of_stripe(&mut **tx, stripe_id).await? {
             return Ok(Some(id));

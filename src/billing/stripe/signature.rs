@@ -7,8 +7,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-/// Stripe's libraries' default tolerance.
-pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
+/// Stripe's libraries' default tolerance (a setting, so it lives with the settings).
+pub use crate::config::STRIPE_DEFAULT_TOLERANCE_SECONDS as DEFAULT_TOLERANCE_SECONDS;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {

@@ -40,17 +40,17 @@ async fn tenant_page(
 ) -> Response {
     let id = id.as_str();
     let loaded = async {
-        let account = crate::accounts::view::load(app, id, chrono::Utc::now()).await?;
-        let deployment = requests::status(app, id).await?;
-        let git_history = crate::deploy::history::tenant_history(app, id, 20)
+        let account = crate::accounts::view::load(&app.accounts, id, chrono::Utc::now()).await?;
+        let deployment = requests::status(&app.deploy, id).await?;
+        let git_history = crate::deploy::history::tenant_history(&app.deploy, id, 20)
             .await
             .unwrap_or_default();
         let audit = crate::db::audit::for_customer(&app.db.pool, id, 50).await?;
-        Ok::<_, crate::error::ApiError>((account, deployment, git_history, audit))
+        Ok::<_, crate::http::error::ApiError>((account, deployment, git_history, audit))
     };
     let (account, deployment, git_history, audit) = match loaded.await {
         Ok(loaded) => loaded,
-        Err(crate::error::ApiError::NotFound(_)) => return not_found(admin),
+        Err(crate::http::error::ApiError::NotFound(_)) => return not_found(admin),
         Err(err) => return err.into_response(),
     };
     let tenant = context! {
@@ -106,7 +106,7 @@ async fn button<F, Fut>(
 ) -> Response
 where
     F: FnOnce(SharedApp, CustomerId) -> Fut,
-    Fut: std::future::Future<Output = Result<(), crate::error::ApiError>>,
+    Fut: std::future::Future<Output = Result<(), crate::http::error::ApiError>>,
 {
     if !admin.csrf_ok(&form) {
         return super::csrf_refused();
@@ -139,9 +139,10 @@ pub async fn redeploy(
         form,
         "redeploy",
         move |app, id| async move {
-            requests::request(&app, id.as_str(), Action::Rebuild, &meta)
+            requests::request(&app.deploy, id.as_str(), Action::Rebuild, &meta)
                 .await
                 .map(|_| ())
+                .map_err(Into::into)
         },
     )
     .await
@@ -161,9 +162,10 @@ pub async fn rollback(
         form,
         "rollback",
         move |app, id| async move {
-            requests::rollback(&app, id.as_str(), None, &meta)
+            requests::rollback(&app.deploy, id.as_str(), None, &meta)
                 .await
                 .map(|_| ())
+                .map_err(Into::into)
         },
     )
     .await
@@ -201,7 +203,7 @@ pub async fn list(
     let after_id = (!after.is_empty()).then_some(after.as_str());
     let rows = match tenants::list(&app.db.pool, &filter, after_id, PAGE + 1).await {
         Ok(rows) => rows,
-        Err(err) => return crate::error::ApiError::from(err).into_response(),
+        Err(err) => return crate::http::error::ApiError::from(err).into_response(),
     };
     let more = rows.len() as i64 > PAGE;
     let shown: Vec<_> = rows.into_iter().take(PAGE as usize).map(row).collect();

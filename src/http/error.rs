@@ -1,9 +1,14 @@
 //! The API error type: every failure a client can see, mapped to a status and one JSON shape
-//! `{error, message, code, field}` that the old service's clients already parse.
+//! `{error, message, code, field}` that the old service's clients already parse. The workflows'
+//! own errors (`AccountError`, `BillingError`, `DeployError`) become one here, and only here.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use crate::accounts::AccountError;
+use crate::billing::BillingError;
+use crate::deploy::DeployError;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -277,26 +282,12 @@ fn rejection_code(status: StatusCode) -> &'static str {
     }
 }
 
-/// True when the error says the database cannot be reached rather than that a query is wrong:
-/// no connection within the acquire timeout, a refused or dropped connection, or PostgreSQL's
-/// connection-exception (08) and operator-intervention (57P, e.g. shutting down) classes.
-pub fn is_database_unavailable(err: &sqlx::Error) -> bool {
-    use sqlx::Error::*;
-    match err {
-        PoolTimedOut | PoolClosed | Io(_) | Tls(_) | WorkerCrashed => true,
-        Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
-        _ => false,
-    }
-}
-
 // The one place database errors become API errors, whichever way they travel (directly or
 // wrapped in anyhow by a lower layer): an outage is a 503 the client may retry, never a 500.
 // A full disk is a 503 too, told apart so that clients and operators see why.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        if is_database_unavailable(&err) {
+        if crate::db::is_unavailable(&err) {
             ApiError::DatabaseUnavailable(err.to_string())
         } else if crate::db::storage::is_full(&err) {
             crate::db::storage::note_full();
@@ -313,13 +304,82 @@ impl From<anyhow::Error> for ApiError {
             err.chain()
                 .any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(test))
         };
-        if cause(is_database_unavailable) {
+        if cause(crate::db::is_unavailable) {
             ApiError::DatabaseUnavailable(format!("{err:#}"))
         } else if cause(crate::db::storage::is_full) {
             crate::db::storage::note_full();
             ApiError::StorageFull(format!("{err:#}"))
         } else {
             ApiError::Internal(err)
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Validation {
+                code,
+                message,
+                field,
+            } => ApiError::Validation {
+                code,
+                message,
+                field,
+            },
+            AccountError::MalformedJson(m) => ApiError::MalformedJson(m),
+            AccountError::EmailTaken => ApiError::EmailTaken,
+            AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+            AccountError::TooManyAttempts { retry_after_secs } => {
+                ApiError::TooManyAttempts { retry_after_secs }
+            }
+            AccountError::NotFound(what) => ApiError::NotFound(what),
+            AccountError::Database(e) => e.into(),
+            AccountError::Internal(e) => e.into(),
+        }
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(err: BillingError) -> Self {
+        match err {
+            BillingError::Validation {
+                code,
+                message,
+                field,
+            } => ApiError::Validation {
+                code,
+                message,
+                field,
+            },
+            BillingError::MalformedJson(m) => ApiError::MalformedJson(m),
+            BillingError::NotFound(what) => ApiError::NotFound(what),
+            BillingError::Conflict { code, message } => ApiError::Conflict { code, message },
+            BillingError::Unavailable(m) => ApiError::Unavailable(m),
+            BillingError::InvalidSignature(m) => ApiError::InvalidSignature(m),
+            BillingError::Stripe(e) => ApiError::Stripe(e),
+            BillingError::Database(e) => e.into(),
+            BillingError::Internal(e) => e.into(),
+        }
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(err: DeployError) -> Self {
+        match err {
+            DeployError::Validation {
+                code,
+                message,
+                field,
+            } => ApiError::Validation {
+                code,
+                message,
+                field,
+            },
+            DeployError::NotFound(what) => ApiError::NotFound(what),
+            DeployError::Conflict { code, message } => ApiError::Conflict { code, message },
+            DeployError::Database(e) => e.into(),
+            DeployError::Internal(e) => e.into(),
         }
     }
 }
