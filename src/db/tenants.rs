@@ -4,7 +4,7 @@
 
 use sqlx::{Any, Executor, FromRow};
 
-use crate::billing::SubscriptionStatus;
+use crate::model::subscription::SubscriptionStatus;
 use crate::status::DeploymentStatus;
 
 /// Which tenants to list. Deleted customers only show when `deployment` asks for `deleted`.
