@@ -11,6 +11,7 @@ pub mod error;
 pub mod gitops;
 pub mod http;
 pub mod license;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod plans;
