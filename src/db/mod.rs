@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cancellations;
 pub mod deployments;
 pub mod erasure;
+pub mod gauges;
 pub mod licenses;
 pub mod lifecycle;
 pub mod login_throttle;

@@ -40,6 +40,7 @@ pub(super) async fn commit_and_push(
 ) -> Result<Committed, String> {
     let gitops = &app.gitops;
     let batch = std::mem::take(prepared);
+    let started = std::time::Instant::now();
     let (batch, outcome) = gitops
         .run(move |repo| {
             let mut batch = batch;
@@ -49,6 +50,9 @@ pub(super) async fn commit_and_push(
         .await
         .map_err(|e| format!("commit failed: {e}"))?;
     *prepared = batch;
+    app.metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
     let (head, contents, made) = match outcome {
         Ok(done) => done,
         Err(msg) => {
@@ -62,9 +66,16 @@ pub(super) async fn commit_and_push(
     }
     gitops.set_health(|h| h.commit_error = None);
     let head = head.to_string();
+    let started = std::time::Instant::now();
     let pushed = gitops
         .with_remote("push", |repo, remote| repo.push(remote, 5))
         .await;
+    // Without a remote nothing was pushed: no sample.
+    if !matches!(pushed, Ok(None)) {
+        app.metrics
+            .push_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
     let revision = match pushed {
         Ok(None) => {
             gitops.set_health(|h| h.last_commit = Some(head.clone()));

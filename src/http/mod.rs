@@ -8,6 +8,7 @@ pub mod gitops_events;
 pub mod health;
 pub mod licenses;
 pub mod metrics;
+pub mod observe;
 pub mod rejections;
 pub mod stripe;
 pub mod subscriptions;
@@ -22,12 +23,12 @@ use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
-use tower_http::trace::TraceLayer;
 
 use crate::app::SharedApp;
 use crate::error::{ApiError, InternalErrorDetail};
 
 pub fn router(app: SharedApp) -> Router {
+    let observe = axum::middleware::from_fn_with_state(app.clone(), observe::observe);
     Router::new()
         .route("/health", get(health::live))
         .route("/healthz", get(health::live))
@@ -79,7 +80,8 @@ pub fn router(app: SharedApp) -> Router {
         ))
         .layer(axum::middleware::map_response(log_internal_errors))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        // Outermost: its span covers every other layer, and it sees the final status.
+        .layer(observe)
         .with_state(app)
 }
 
