@@ -9,7 +9,8 @@ use super::rollback::tenant_paths;
 use crate::app::App;
 use crate::db::{deployments, outbox};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = TenantCommit)]
 pub struct HistoryItem {
     pub revision: String,
     pub short_revision: String,

@@ -9,6 +9,7 @@ pub mod health;
 pub mod licenses;
 pub mod metrics;
 pub mod observe;
+pub mod openapi;
 pub mod rejections;
 pub mod stripe;
 pub mod subscriptions;
@@ -27,6 +28,8 @@ use axum::Router;
 use crate::app::SharedApp;
 use crate::error::{ApiError, InternalErrorDetail};
 
+/// Every route here is described in `openapi::ApiDoc` (a `#[utoipa::path]` on its handler):
+/// tests/openapi.rs reads these `.route(` calls and fails on one the document lacks.
 pub fn router(app: SharedApp) -> Router {
     let observe = axum::middleware::from_fn_with_state(app.clone(), observe::observe);
     Router::new()
@@ -34,6 +37,7 @@ pub fn router(app: SharedApp) -> Router {
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api/customers/signup", post(customers::signup))
         .route("/api/customers/login", post(customers::login))
         .route("/api/customers/me", get(customers::me))
