@@ -179,7 +179,7 @@ async fn the_document_covers_the_router_and_the_answers() {
     }
 
     // Real answers against what is documented for them.
-    let mut check = |method: &str, path: &str, status: u16, body: &Value| {
+    let check = |method: &str, path: &str, status: u16, body: &Value| {
         assert_valid(
             &doc,
             response_schema(&doc, method, path, status),

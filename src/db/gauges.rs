@@ -1,6 +1,8 @@
 //! The counts `/metrics` computes at scrape time: tenants by deployment and by subscription
 //! state, and the age of the oldest render job still waiting for Git.
 
+use std::str::FromStr;
+
 use chrono::{DateTime, Utc};
 use sqlx::{Any, Executor};
 
@@ -12,23 +14,30 @@ use crate::status::DeploymentStatus;
 pub async fn tenants_by_deployment_state<'c>(
     db: impl Executor<'c, Database = Any>,
 ) -> anyhow::Result<Vec<(DeploymentStatus, i64)>> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, COUNT(*) FROM deployments GROUP BY status")
-            .fetch_all(db)
-            .await?;
-    rows.into_iter()
-        .map(|(status, n)| Ok((status.parse().map_err(anyhow::Error::msg)?, n)))
-        .collect()
+    count_by_status(
+        db,
+        "SELECT status, COUNT(*) FROM deployments GROUP BY status",
+    )
+    .await
 }
 
 /// Customers per subscription state (states without customers are absent).
 pub async fn tenants_by_subscription_state<'c>(
     db: impl Executor<'c, Database = Any>,
 ) -> anyhow::Result<Vec<(SubscriptionStatus, i64)>> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, COUNT(*) FROM subscriptions GROUP BY status")
-            .fetch_all(db)
-            .await?;
+    count_by_status(
+        db,
+        "SELECT status, COUNT(*) FROM subscriptions GROUP BY status",
+    )
+    .await
+}
+
+/// The `(status, count)` rows of `sql`, each status parsed into its type.
+async fn count_by_status<'c, S: FromStr<Err = String>>(
+    db: impl Executor<'c, Database = Any>,
+    sql: &'static str,
+) -> anyhow::Result<Vec<(S, i64)>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(sql).fetch_all(db).await?;
     rows.into_iter()
         .map(|(status, n)| Ok((status.parse().map_err(anyhow::Error::msg)?, n)))
         .collect()

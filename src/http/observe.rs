@@ -73,24 +73,18 @@ pub async fn observe(State(app): State<SharedApp>, request: Request, next: Next)
 fn count(metrics: &Metrics, route: &str, status: StatusCode) {
     match route {
         "/api/customers/signup" => {
-            let result = match status.as_u16() {
-                201 => "created",
-                409 => "conflict",
-                429 => "throttled",
-                400..=499 => "rejected",
-                _ => "error",
-            };
-            metrics.signups.get_or_create(&[("result", result)]).inc();
+            let named = [(201, "created"), (409, "conflict"), (429, "throttled")];
+            let label = [("result", result(status, &named))];
+            metrics.signups.get_or_create(&label).inc();
         }
         "/api/customers/login" => {
-            let result = match status.as_u16() {
-                200 => "success",
-                401 => "invalid_credentials",
-                429 => "locked",
-                400..=499 => "rejected",
-                _ => "error",
-            };
-            metrics.logins.get_or_create(&[("result", result)]).inc();
+            let named = [
+                (200, "success"),
+                (401, "invalid_credentials"),
+                (429, "locked"),
+            ];
+            let label = [("result", result(status, &named))];
+            metrics.logins.get_or_create(&label).inc();
         }
         "/api/webhooks/stripe" => webhook(metrics, "stripe", status),
         "/api/gitops/flux/events" => webhook(metrics, "flux", status),
@@ -99,12 +93,21 @@ fn count(metrics: &Metrics, route: &str, status: StatusCode) {
     }
 }
 
+/// The `result` label of an answer: its name in `named`, else `rejected` (another 4xx) or
+/// `error`.
+fn result(status: StatusCode, named: &[(u16, &'static str)]) -> &'static str {
+    match named.iter().find(|(code, _)| *code == status.as_u16()) {
+        Some((_, name)) => name,
+        None if status.is_client_error() => "rejected",
+        None => "error",
+    }
+}
+
 fn webhook(metrics: &Metrics, source: &'static str, status: StatusCode) {
-    let result = match status.as_u16() {
-        200..=299 => "accepted",
-        401 => "unauthorized",
-        400..=499 => "rejected",
-        _ => "error",
+    let result = if status.is_success() {
+        "accepted"
+    } else {
+        result(status, &[(401, "unauthorized")])
     };
     metrics
         .webhook_events
