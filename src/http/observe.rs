@@ -50,7 +50,8 @@ pub async fn observe(State(app): State<SharedApp>, request: Request, next: Next)
     let span = tracing::info_span!("request", request_id = %id);
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Microsecond precision: more digits are float noise.
+    let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
     span.in_scope(|| {
         tracing::info!(
             method = %method,
