@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod gitops;
 pub mod http;
 pub mod license;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod notify;

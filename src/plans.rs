@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 const BUILTIN_PLANS: &str = include_str!("../plans.yaml");
 
 /// Feature flags of a plan, serialised with the claim names license verifiers read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Features {
     pub max_devices: i64,
@@ -27,7 +27,7 @@ pub struct Features {
     pub prometheus_storage_gb: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {
     pub max_job_templates: i64,

@@ -63,7 +63,7 @@ pub fn password_from_json(body: Value) -> Result<String, AccountError> {
     Fields::from_value(body)?.required("password")
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Deleted {
     pub message: &'static str,
     pub customer_id: String,

@@ -27,7 +27,7 @@ impl LoginRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     pub message: &'static str,
     pub token: String,

@@ -64,7 +64,7 @@ pub fn parse_password(password: String) -> Result<String, AccountError> {
     Ok(password)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SignupResponse {
     pub message: &'static str,
     pub customer: CustomerView,

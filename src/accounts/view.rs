@@ -9,7 +9,7 @@ use crate::accounts::AccountsHandles;
 use crate::db::{self, accounts, licenses};
 use crate::plans::{Features, Limits};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CustomerView {
     pub customer_id: String,
     pub email: String,
@@ -18,7 +18,8 @@ pub struct CustomerView {
     pub created_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AccountSubscription)]
 pub struct SubscriptionView {
     pub plan: String,
     pub status: String,
@@ -29,7 +30,7 @@ pub struct SubscriptionView {
 
 /// A license as clients see it. The JWT itself is only returned when it is issued:
 /// the database keeps its hash, never the token.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LicenseView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<String>,
@@ -40,7 +41,7 @@ pub struct LicenseView {
     pub limits: Option<Limits>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeploymentView {
     pub status: String,
     pub instance_url: String,
@@ -50,7 +51,7 @@ pub struct DeploymentView {
 }
 
 /// Everything `me`, login and the admin view return about a customer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub customer: CustomerView,
     pub subscription: Option<SubscriptionView>,

@@ -27,13 +27,13 @@ impl Requester {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CheckoutStarted {
     pub session_id: String,
     pub checkout_url: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PortalOpened {
     pub url: String,
 }

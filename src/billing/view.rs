@@ -8,7 +8,7 @@ use crate::billing::BillingHandles;
 use crate::billing::SubscriptionStatus;
 use crate::db::{accounts, erasure, subscriptions};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionView {
     pub customer_id: String,
     pub plan: String,

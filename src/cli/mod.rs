@@ -193,14 +193,15 @@ pub enum KeysCommand {
 }
 
 pub fn init_tracing(default_filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Before anything runs: a mistyped LOG_FORMAT stops the process rather than logging in a
+    // format the collector cannot read.
+    match crate::logging::LogFormat::from_env() {
+        Ok(format) => crate::logging::init(format, default_filter),
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::exit(2);
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

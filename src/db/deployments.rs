@@ -273,7 +273,8 @@ pub async fn insert_history<'c>(
     Ok(())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = DeploymentHistoryRow)]
 pub struct HistoryRow {
     pub revision: Option<String>,
     pub source: String,

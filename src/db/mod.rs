@@ -8,6 +8,7 @@ pub mod cancellations;
 pub mod clusters;
 pub mod deployments;
 pub mod erasure;
+pub mod gauges;
 pub mod licenses;
 pub mod lifecycle;
 pub mod login_throttle;

@@ -194,7 +194,8 @@ pub async fn finish_event<'c>(
 }
 
 /// One row of `subscription_history`, as the API shows it.
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[derive(Debug, Clone, FromRow, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = SubscriptionHistoryRow)]
 pub struct HistoryRow {
     pub event: String,
     pub from_status: String,

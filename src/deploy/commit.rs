@@ -43,6 +43,7 @@ pub(super) async fn commit_and_push(
 ) -> Result<Committed, String> {
     let gitops = &handles.gitops;
     let batch = std::mem::take(prepared);
+    let started = std::time::Instant::now();
     let (batch, outcome) = gitops
         .run(move |repo| {
             let mut batch = batch;
@@ -52,6 +53,10 @@ pub(super) async fn commit_and_push(
         .await
         .map_err(|e| format!("commit failed: {e}"))?;
     *prepared = batch;
+    handles
+        .metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
     let (head, contents, made) = match outcome {
         Ok(done) => done,
         Err(msg) => {
@@ -65,9 +70,17 @@ pub(super) async fn commit_and_push(
     }
     gitops.set_health(|h| h.commit_error = None);
     let head = head.to_string();
+    let started = std::time::Instant::now();
     let pushed = gitops
         .with_remote("push", |repo, remote| repo.push(remote, 5))
         .await;
+    // Without a remote nothing was pushed: no sample.
+    if !matches!(pushed, Ok(None)) {
+        handles
+            .metrics
+            .push_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
     let revision = match pushed {
         Ok(None) => {
             gitops.set_health(|h| h.last_commit = Some(head.clone()));

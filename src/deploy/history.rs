@@ -7,7 +7,8 @@ use super::rollback::tenant_paths;
 use crate::db::{deployments, outbox};
 use crate::deploy::DeployHandles;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = TenantCommit)]
 pub struct HistoryItem {
     pub revision: String,
     pub short_revision: String,

@@ -97,10 +97,15 @@ fn render_loaded(
         .plans
         .get(&spec.plan)
         .with_context(|| format!("unknown plan {:?}", spec.plan))?;
+    let started = std::time::Instant::now();
     let rendered =
         handles
             .renderer
             .render_update(spec, plan, &handles.render_settings, sealed, previous)?;
+    handles
+        .metrics
+        .render_seconds
+        .observe(started.elapsed().as_secs_f64());
     let summary = format!("{}, {}", spec.plan, spec.subscription_status);
     Ok((tenant_changes(&spec.id, rendered), summary))
 }

@@ -14,7 +14,7 @@ use crate::render::namespace_of;
 use crate::status::{DeploymentStatus, Event};
 use crate::watcher::pods::PodView;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeploymentStatusView {
     pub customer_id: String,
     pub status: String,
@@ -45,7 +45,7 @@ pub struct DeploymentStatusView {
 }
 
 /// The customer as the old service's status answer showed it (camelCase, its own vocabulary).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LegacyCustomer {
     pub id: String,
@@ -120,7 +120,7 @@ pub async fn status(
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub customer_id: String,
     pub change_id: String,
@@ -244,7 +244,7 @@ async fn queue(
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AcceptedAll {
     /// Prefix of the queued jobs' change ids (`<change_set>-<customer_id>`).
     pub change_set: String,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{Author, GitOpsError, GitOpsRepo, Remote};
 
 /// What the GitOps side looks like from outside: shown by `/readyz` and the status endpoint.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct GitHealth {
     pub remote_configured: bool,
     pub last_commit: Option<String>,

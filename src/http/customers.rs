@@ -18,6 +18,17 @@ use crate::app::SharedApp;
 use crate::db::accounts;
 use crate::http::error::{ApiError, Result};
 
+#[utoipa::path(
+    post, path = "/api/customers/signup", tag = "customers",
+    request_body = crate::http::openapi::SignupBody,
+    responses(
+        (status = 201, description = "Customer, trial subscription, license and queued deployment",
+            body = crate::accounts::signup::SignupResponse),
+        (status = 400, description = "A missing or invalid field", body = crate::http::openapi::ApiErrorBody),
+        (status = 409, description = "The email is taken", body = crate::http::openapi::ApiErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn signup(
     State(app): State<SharedApp>,
     meta: RequestMeta,
@@ -28,6 +39,15 @@ pub async fn signup(
     Ok((StatusCode::CREATED, Json(response)))
 }
 
+#[utoipa::path(
+    post, path = "/api/customers/login", tag = "customers",
+    request_body = crate::http::openapi::LoginBody,
+    responses(
+        (status = 200, description = "A session token and the account", body = crate::accounts::login::LoginResponse),
+        (status = 401, description = "Wrong email or password", body = crate::http::openapi::ApiErrorBody),
+        (status = 429, description = "Too many failures: see Retry-After", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn login(
     State(app): State<SharedApp>,
     meta: RequestMeta,
@@ -37,6 +57,13 @@ pub async fn login(
     Ok(Json(login::login(&app.accounts, req, &meta).await?))
 }
 
+#[utoipa::path(
+    get, path = "/api/customers/me", operation_id = "get_own_account", tag = "customers", security(("session" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = crate::accounts::view::AccountView),
+        (status = 401, description = "No valid session token", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn me(
     State(app): State<SharedApp>,
     CustomerSession(id): CustomerSession,
@@ -56,6 +83,17 @@ fn default_limit() -> i64 {
     100
 }
 
+#[utoipa::path(
+    get, path = "/api/customers", operation_id = "list_customers", tag = "customers", security(("admin" = [])),
+    params(
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"),
+        ("offset" = Option<i64>, Query, description = "Default 0"),
+    ),
+    responses(
+        (status = 200, description = "A page of customers, oldest first", body = crate::http::openapi::CustomerList),
+        (status = 401, description = "No or a wrong admin token", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn list(
     State(app): State<SharedApp>,
     _: Admin,
@@ -70,6 +108,15 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/api/customers/{id}", operation_id = "get_customer", tag = "customers", security(("admin" = [])),
+    params(("id" = String, Path, description = "The customer id")),
+    responses(
+        (status = 200, description = "The account", body = crate::accounts::view::AccountView),
+        (status = 401, description = "No or a wrong admin token", body = crate::http::openapi::ApiErrorBody),
+        (status = 404, description = "No such customer", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn get(
     State(app): State<SharedApp>,
     _: Admin,
@@ -82,6 +129,16 @@ pub async fn get(
 }
 
 /// Deletes the customer: the admin, or the customer themself with `{password}`.
+#[utoipa::path(
+    delete, path = "/api/customers/{id}", operation_id = "delete_customer", tag = "customers", security(("admin" = []), ("session" = [])),
+    params(("id" = String, Path, description = "The customer id")),
+    request_body(content = Option<crate::http::openapi::DeleteBody>, description = "A customer confirms with their password; the admin sends no body"),
+    responses(
+        (status = 202, description = "Deleted; the stack's removal is queued", body = crate::accounts::deletion::Deleted),
+        (status = 401, description = "Not the admin nor the customer, or a wrong password", body = crate::http::openapi::ApiErrorBody),
+        (status = 404, description = "No such customer", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn delete(
     State(app): State<SharedApp>,
     caller: Caller,

@@ -16,6 +16,16 @@ fn customer_id(raw: &str) -> Result<CustomerId> {
     CustomerId::parse(raw).ok_or(ApiError::NotFound("no such customer"))
 }
 
+#[utoipa::path(
+    get, path = "/api/customers/{id}/deployment/status", operation_id = "get_deployment_status", tag = "deployments", security(("admin" = []), ("session" = [])),
+    params(("id" = String, Path, description = "The customer id")),
+    responses(
+        (status = 200, description = "The deployment, its history, Git's health and the legacy dashboard's fields",
+            body = crate::deploy::requests::DeploymentStatusView),
+        (status = 401, description = "No valid token", body = crate::http::openapi::ApiErrorBody),
+        (status = 404, description = "No such customer (or another customer's)", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn status(
     State(app): State<SharedApp>,
     caller: Caller,
@@ -39,6 +49,19 @@ async fn accept(
 
 /// Renders everything of one tenant. A drifted tenant (changed by hand, or rolled back) is a
 /// 409 unless `?force=true`, which overwrites what Git holds with the database's rendering.
+#[utoipa::path(
+    post, path = "/api/customers/{id}/deploy", tag = "deployments", security(("admin" = [])),
+    params(
+        ("id" = String, Path, description = "The customer id"),
+        ("force" = Option<bool>, Query, description = "Overwrite a drifted tenant's files"),
+    ),
+    responses(
+        (status = 202, description = "A re-render is queued", body = crate::deploy::requests::Accepted),
+        (status = 401, description = "No or a wrong admin token", body = crate::http::openapi::ApiErrorBody),
+        (status = 404, description = "No such customer", body = crate::http::openapi::ApiErrorBody),
+        (status = 409, description = "The tenant drifted: deploy with ?force=true to overwrite", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn deploy(
     State(app): State<SharedApp>,
     _: Admin,
@@ -56,6 +79,17 @@ pub async fn deploy(
 
 /// Restores the tenant's files as they were before its last change, or at the body's `to` (a
 /// revision; the body may be empty), as a commit.
+#[utoipa::path(
+    post, path = "/api/customers/{id}/rollback", tag = "deployments", security(("admin" = [])),
+    params(("id" = String, Path, description = "The customer id")),
+    request_body(content = Option<crate::http::openapi::RollbackBody>, description = "Optional; may be empty"),
+    responses(
+        (status = 202, description = "The rollback commit is queued", body = crate::deploy::requests::Accepted),
+        (status = 400, description = "`to` is not a revision", body = crate::http::openapi::ApiErrorBody),
+        (status = 401, description = "No or a wrong admin token", body = crate::http::openapi::ApiErrorBody),
+        (status = 404, description = "No such customer, or nothing to roll back to", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn rollback(
     State(app): State<SharedApp>,
     _: Admin,
@@ -85,6 +119,15 @@ pub async fn rollback(
 }
 
 /// The tenant's commits on main, newest first (`?limit=`, default 50).
+#[utoipa::path(
+    get, path = "/api/customers/{id}/history", operation_id = "get_tenant_history", tag = "deployments", security(("admin" = []), ("session" = [])),
+    params(("id" = String, Path, description = "The customer id")),
+    responses(
+        (status = 200, description = "The tenant's commits on main, newest first (50)", body = crate::http::openapi::TenantHistory),
+        (status = 401, description = "No valid token", body = crate::http::openapi::ApiErrorBody),
+        (status = 404, description = "No such customer", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn history(
     State(app): State<SharedApp>,
     caller: Caller,
@@ -122,6 +165,15 @@ fn bool_param(query: Option<&str>, name: &'static str) -> Result<bool> {
     Ok(value)
 }
 
+#[utoipa::path(
+    delete, path = "/api/customers/{id}/deployment", operation_id = "delete_deployment", tag = "deployments", security(("admin" = [])),
+    params(("id" = String, Path, description = "The customer id")),
+    responses(
+        (status = 202, description = "The stack's removal is queued", body = crate::deploy::requests::Accepted),
+        (status = 401, description = "No or a wrong admin token", body = crate::http::openapi::ApiErrorBody),
+        (status = 404, description = "No such customer", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn delete(
     State(app): State<SharedApp>,
     _: Admin,
@@ -133,6 +185,14 @@ pub async fn delete(
 
 /// Re-render every tenant (after a template or plan change); unchanged tenants make no commit.
 /// `?full=true` renders every template, not only those changed since each tenant's lock.
+#[utoipa::path(
+    post, path = "/api/admin/tenants/redeploy", tag = "deployments", security(("admin" = [])),
+    params(("full" = Option<bool>, Query, description = "Render every template, not only those changed")),
+    responses(
+        (status = 202, description = "A re-render of every live tenant is queued", body = crate::deploy::requests::AcceptedAll),
+        (status = 401, description = "No or a wrong admin token", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn redeploy_all(
     State(app): State<SharedApp>,
     _: Admin,

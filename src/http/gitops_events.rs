@@ -52,6 +52,15 @@ async fn answer(app: &SharedApp, report: Result<Report, &'static str>) -> Result
 }
 
 /// `POST /api/gitops/flux/events`: one notification-controller event.
+#[utoipa::path(
+    post, path = "/api/gitops/flux/events", tag = "webhooks",
+    params(("X-Signature" = String, Header, description = "`sha256=<HMAC-SHA256 of the body under FLUX_WEBHOOK_SECRET>`")),
+    request_body(content = Object, description = "A notification-controller event (generic-hmac provider)"),
+    responses(
+        (status = 202, description = "Recorded, or ignored and why", body = crate::http::openapi::SyncAnswer),
+        (status = 401, description = "Missing or wrong signature, or FLUX_WEBHOOK_SECRET unset", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn flux_event(
     State(app): State<SharedApp>,
     headers: HeaderMap,
@@ -78,6 +87,14 @@ pub async fn flux_event(
 }
 
 /// `POST /api/gitops/argocd/events`: one argocd-notifications webhook (`template.billing-sync`).
+#[utoipa::path(
+    post, path = "/api/gitops/argocd/events", tag = "webhooks", security(("argocd" = [])),
+    request_body(content = Object, description = "An argocd-notifications webhook (template billing-sync)"),
+    responses(
+        (status = 202, description = "Recorded, or ignored and why", body = crate::http::openapi::SyncAnswer),
+        (status = 401, description = "Missing or wrong bearer token, or ARGOCD_WEBHOOK_TOKEN unset", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn argocd_event(
     State(app): State<SharedApp>,
     headers: HeaderMap,

@@ -10,10 +10,21 @@ use serde_json::{json, Value};
 use crate::app::SharedApp;
 use crate::http::error::{ApiError, Result};
 
+#[utoipa::path(
+    get, path = "/health", tag = "health",
+    responses((status = 200, description = "The process is up", body = crate::http::openapi::Liveness))
+)]
 pub async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready, or degraded and why", body = crate::http::openapi::Readiness),
+        (status = 503, description = "The database does not answer", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn ready(State(app): State<SharedApp>) -> Result<Json<Value>> {
     // Bounded well under the pool's acquire timeout: probes want an answer, not a wait.
     app.db

@@ -1,4 +1,5 @@
-//! `GET /metrics`: the Prometheus text exposition, for the admin token or `METRICS_TOKEN`.
+//! `GET /metrics`: the Prometheus text exposition, for the admin token or `METRICS_TOKEN`. The
+//! gauges of what the database holds (queue, tenants by state) are counted at each scrape.
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -6,16 +7,39 @@ use axum::response::IntoResponse;
 
 use super::extract::MetricsReader;
 use crate::app::SharedApp;
+use crate::db::gauges;
 use crate::http::error::Result;
+use crate::metrics::Metrics;
 
 /// OpenMetrics' content type, which `prometheus-client` writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+#[utoipa::path(
+    get, path = "/metrics", tag = "health", security(("metrics" = []), ("admin" = [])),
+    responses(
+        (status = 200, description = "Prometheus/OpenMetrics text exposition (docs/operations.md lists the metrics)",
+            body = String, content_type = "application/openmetrics-text"),
+        (status = 401, description = "No or a wrong token", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn metrics(State(app): State<SharedApp>, _: MetricsReader) -> Result<impl IntoResponse> {
+    let now = chrono::Utc::now();
+    let m = &app.metrics;
     let pending = crate::db::outbox::pending_count(&app.db).await?;
-    app.metrics.render_jobs_pending.set(pending);
-    let limited =
-        crate::accounts::account_limit::limited_count(&app.accounts, chrono::Utc::now()).await?;
-    app.metrics.login_accounts_limited.set(limited);
-    Ok(([(CONTENT_TYPE, OPENMETRICS)], app.metrics.render()))
+    m.render_jobs_pending.set(pending);
+    let oldest = gauges::oldest_pending_job(&app.db.pool).await?;
+    m.outbox_oldest_job_age
+        .set(oldest.map_or(0, |at| (now - at).num_seconds().max(0)));
+    let deployments = gauges::tenants_by_deployment_state(&app.db.pool).await?;
+    let deployments: Vec<_> = deployments.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+    Metrics::set_states(&m.tenants_by_deployment_state, &deployments);
+    let subscriptions = gauges::tenants_by_subscription_state(&app.db.pool).await?;
+    let subscriptions: Vec<_> = subscriptions
+        .iter()
+        .map(|(s, n)| (s.as_str(), *n))
+        .collect();
+    Metrics::set_states(&m.tenants_by_subscription_state, &subscriptions);
+    let limited = crate::accounts::account_limit::limited_count(&app.accounts, now).await?;
+    m.login_accounts_limited.set(limited);
+    Ok(([(CONTENT_TYPE, OPENMETRICS)], m.render()))
 }

@@ -14,6 +14,15 @@ use crate::http::error::ApiError;
 /// it cannot take is answered 413 on every retry and is lost once Stripe stops retrying.
 pub const MAX_EVENT_BYTES: usize = 2 * 1024 * 1024;
 
+#[utoipa::path(
+    post, path = "/api/webhooks/stripe", tag = "webhooks",
+    params(("Stripe-Signature" = String, Header, description = "Stripe's `t=...,v1=...` signature")),
+    request_body(content = Object, description = "A Stripe event, up to 2 MiB"),
+    responses(
+        (status = 200, description = "Received (applied, unchanged, ignored or duplicate)", body = crate::billing::stripe::Receipt),
+        (status = 400, description = "Bad signature or malformed event", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn webhook(
     State(app): State<SharedApp>,
     headers: HeaderMap,

@@ -11,6 +11,16 @@ use crate::billing::checkout::{self, CheckoutStarted, PortalOpened, Requester};
 use crate::billing::view::{self, SubscriptionView};
 use crate::http::error::{ApiError, Result};
 
+#[utoipa::path(
+    post, path = "/api/subscriptions/checkout", tag = "subscriptions", security(("admin" = []), ("session" = [])),
+    request_body = crate::http::openapi::CheckoutBody,
+    responses(
+        (status = 200, description = "A Stripe Checkout Session to redirect to", body = crate::billing::checkout::CheckoutStarted),
+        (status = 400, description = "A missing or invalid field", body = crate::http::openapi::ApiErrorBody),
+        (status = 401, description = "No valid token", body = crate::http::openapi::ApiErrorBody),
+        (status = 503, description = "Stripe is not configured or does not answer", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn checkout(
     State(app): State<SharedApp>,
     caller: Caller,
@@ -23,6 +33,15 @@ pub async fn checkout(
     ))
 }
 
+#[utoipa::path(
+    post, path = "/api/subscriptions/portal", tag = "subscriptions", security(("admin" = []), ("session" = [])),
+    request_body = crate::http::openapi::PortalBody,
+    responses(
+        (status = 200, description = "A Billing Portal session", body = crate::billing::checkout::PortalOpened),
+        (status = 401, description = "No valid token", body = crate::http::openapi::ApiErrorBody),
+        (status = 503, description = "Stripe is not configured or does not answer", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn portal(
     State(app): State<SharedApp>,
     caller: Caller,
@@ -40,6 +59,13 @@ fn requester(caller: Caller) -> Requester {
     }
 }
 
+#[utoipa::path(
+    get, path = "/api/subscriptions/me", operation_id = "get_own_subscription", tag = "subscriptions", security(("session" = [])),
+    responses(
+        (status = 200, description = "The caller's subscription and its history", body = crate::billing::view::SubscriptionView),
+        (status = 401, description = "No valid session token", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn me(
     State(app): State<SharedApp>,
     CustomerSession(id): CustomerSession,
@@ -48,6 +74,15 @@ pub async fn me(
 }
 
 /// The admin reads anyone's; a customer only their own (another's looks nonexistent).
+#[utoipa::path(
+    get, path = "/api/subscriptions/{customer_id}", operation_id = "get_subscription", tag = "subscriptions", security(("admin" = []), ("session" = [])),
+    params(("customer_id" = String, Path, description = "The customer id")),
+    responses(
+        (status = 200, description = "The subscription and its history", body = crate::billing::view::SubscriptionView),
+        (status = 401, description = "No valid token", body = crate::http::openapi::ApiErrorBody),
+        (status = 404, description = "No such customer (or another customer's)", body = crate::http::openapi::ApiErrorBody),
+    )
+)]
 pub async fn get(
     State(app): State<SharedApp>,
     caller: Caller,

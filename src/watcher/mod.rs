@@ -82,7 +82,8 @@ pub struct Report {
 }
 
 /// What became of a report; the webhook answers say it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = SyncOutcome)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Recorded in the history; `status` is the tenant's status afterwards.

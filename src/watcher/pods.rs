@@ -15,7 +15,7 @@ use super::tenant_of;
 pub const SELECTOR: &str = "app.kubernetes.io/managed-by=billing";
 
 /// One pod in the old admin dashboard's shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PodView {
     pub name: String,
     /// `status.phase`: Pending, Running, Succeeded, Failed or Unknown.

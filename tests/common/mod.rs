@@ -210,7 +210,8 @@ impl TestServer {
             if let Some(pos) = fresh.find("listening on http://") {
                 let addr: String = fresh[pos + "listening on http://".len()..]
                     .chars()
-                    .take_while(|c| !c.is_whitespace())
+                    // Up to the closing quote when the line is JSON (LOG_FORMAT=json).
+                    .take_while(|c| !c.is_whitespace() && *c != '"')
                     .collect();
                 self.base = format!("http://{addr}");
                 return;

@@ -16,7 +16,8 @@ use crate::db::{self, subscriptions};
 use event::StripeEvent;
 
 /// What became of a delivery; always answered 200 (Stripe retries anything else).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = StripeReceipt)]
 pub struct Receipt {
     pub received: bool,
     pub event_id: String,
