@@ -5,16 +5,16 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use tokio::sync::Notify;
 
 use crate::accounts::session::SessionKeys;
-use crate::accounts::AccountsHandles;
-use crate::billing::BillingHandles;
+use crate::accounts::{AccountSettings, AccountsHandles};
+use crate::billing::{BillingHandles, BillingSettings};
 use crate::config::Config;
 use crate::db::Db;
-use crate::deploy::DeployHandles;
+use crate::deploy::{DeployHandles, DeploySettings};
 use crate::gitops::{Author, GitHealth, GitOps, GitOpsRepo, PushAuth, Remote};
 use crate::license::keys::{KeyPaths, KeyRing};
 use crate::notify::sender::SenderHandles;
@@ -147,9 +147,16 @@ impl Parts {
     /// Cuts each workflow's handles from the parts; every handle shares the same pool, repository
     /// and wakers.
     fn wire(self, workers: crate::supervisor::Supervisor) -> App {
+        let config = &self.config;
         let accounts = AccountsHandles {
             db: self.db.clone(),
-            config: self.config.clone(),
+            settings: Arc::new(AccountSettings {
+                login: config.login.clone(),
+                smtp_from: config.smtp_from.clone(),
+                license_issuer: config.license_issuer.clone(),
+                session_ttl_minutes: config.session_ttl_minutes,
+                base_domain: config.base_domain.clone(),
+            }),
             plans: self.plans.clone(),
             keys: self.keys.clone(),
             sessions: self.sessions.clone(),
@@ -160,7 +167,22 @@ impl Parts {
         };
         let billing = BillingHandles {
             db: self.db.clone(),
-            config: self.config.clone(),
+            settings: Arc::new(BillingSettings {
+                smtp_from: config.smtp_from.clone(),
+                license_issuer: config.license_issuer.clone(),
+                lifecycle_grace_days: config.lifecycle_grace_days,
+                lifecycle_interval_seconds: config.lifecycle_interval_seconds,
+                deletion_retention_days: config.deletion_retention_days,
+                stripe_api_base: config.stripe_api_base.clone(),
+                stripe_secret_key: config.stripe_secret_key.clone(),
+                stripe_timeout_seconds: config.stripe_timeout_seconds,
+                stripe_webhook_secrets: config
+                    .stripe_webhook_secrets()
+                    .into_iter()
+                    .map(|s| SecretString::from(s.to_string()))
+                    .collect(),
+                stripe_webhook_tolerance_seconds: config.stripe_webhook_tolerance_seconds,
+            }),
             plans: self.plans.clone(),
             keys: self.keys.clone(),
             sealing: self.sealing.clone(),
@@ -172,14 +194,21 @@ impl Parts {
         };
         let review = ReviewHandles {
             db: self.db.clone(),
-            config: self.config.clone(),
+            branch: config.gitops_branch.clone(),
             gitops: self.gitops.clone(),
             http: self.http.clone(),
             mode: self.review.clone(),
         };
         let deploy = DeployHandles {
             db: self.db.clone(),
-            config: self.config.clone(),
+            settings: Arc::new(DeploySettings {
+                gitops_branch: config.gitops_branch.clone(),
+                gitops_batch_max: config.gitops_batch_max,
+                gitops_lease_seconds: config.gitops_lease_seconds,
+                gitops_max_attempts: config.gitops_max_attempts,
+                gitops_fetch_interval_seconds: config.gitops_fetch_interval_seconds,
+                sync_webhook: config.sync_webhook(),
+            }),
             gitops: self.gitops.clone(),
             plans: self.plans.clone(),
             renderer: self.renderer.clone(),
@@ -195,7 +224,8 @@ impl Parts {
         };
         let watcher = WatcherHandles {
             db: self.db.clone(),
-            config: self.config.clone(),
+            cluster: Arc::new(config.cluster.clone()),
+            smtp_from: config.smtp_from.clone(),
             gitops: self.gitops.clone(),
             pods: self.pods.clone(),
         };

@@ -33,7 +33,7 @@ pub fn delay_secs(failures: i64, limit: i64, max: u64) -> u64 {
 }
 
 fn window(handles: &AccountsHandles) -> Duration {
-    Duration::minutes(handles.config.login.login_account_window_minutes)
+    Duration::minutes(handles.settings.login.login_account_window_minutes)
 }
 
 /// Seconds until `addr` may try `email` again, or None: the account is under its limit, or
@@ -44,7 +44,7 @@ pub async fn locked_out(
     addr: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<u64>, AccountError> {
-    let cfg = &handles.config.login;
+    let cfg = &handles.settings.login;
     let pool = &handles.db.pool;
     // Both queries run for every login, so their time says nothing about the email or address.
     let failures =
@@ -75,7 +75,7 @@ pub async fn warn_owner(
     meta: &RequestMeta,
     now: DateTime<Utc>,
 ) -> Result<(), AccountError> {
-    let cfg = &handles.config.login;
+    let cfg = &handles.settings.login;
     let pool = &handles.db.pool;
     let since = db::ts(now - window(handles));
     let failures = login_throttle::account_failures(pool, email, &since).await?;
@@ -95,7 +95,7 @@ pub async fn warn_owner(
     let bucket = now.timestamp().div_euclid(window(handles).num_seconds());
     let queued = notify::queue(
         pool,
-        &handles.config.smtp_from,
+        &handles.settings.smtp_from,
         &customer.id,
         &customer.email,
         &message,
@@ -138,7 +138,7 @@ pub async fn limited_count(
     now: DateTime<Utc>,
 ) -> Result<i64, AccountError> {
     let since = db::ts(now - window(handles));
-    let limit = handles.config.login.login_account_failures;
+    let limit = handles.settings.login.login_account_failures;
     Ok(login_throttle::emails_over_limit(&handles.db.pool, &since, limit).await?)
 }
 

@@ -148,7 +148,7 @@ pub async fn delete(
     notifications::drop_pending(&mut *tx, customer_id).await?;
     notify::queue(
         &mut *tx,
-        &handles.config.smtp_from,
+        &handles.settings.smtp_from,
         customer_id,
         &email,
         &notify::Email::AccountDeleted,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::session::SessionKeys;
-use crate::config::Config;
+use crate::config::LoginConfig;
 use crate::db::Db;
 use crate::license::keys::KeyRing;
 use crate::metrics::Metrics;
@@ -17,7 +17,7 @@ use crate::seal::SealingKey;
 #[derive(Clone)]
 pub struct AccountsHandles {
     pub db: Db,
-    pub config: Arc<Config>,
+    pub settings: Arc<AccountSettings>,
     pub plans: Arc<Catalogue>,
     pub keys: Arc<KeyRing>,
     pub sessions: Arc<SessionKeys>,
@@ -28,4 +28,17 @@ pub struct AccountsHandles {
     pub worker_wake: Arc<Notify>,
     /// Woken after an erasure, so no copy of the erased data waits in SQLite's WAL.
     pub wal_scrub: Arc<Notify>,
+}
+
+/// The settings the account workflows read.
+pub struct AccountSettings {
+    /// The per-account login limit.
+    pub login: LoginConfig,
+    /// The `From` of customer emails.
+    pub smtp_from: String,
+    /// `iss` of licenses and session tokens.
+    pub license_issuer: String,
+    pub session_ttl_minutes: i64,
+    /// Instances are served at `https://<id>.<base domain>`.
+    pub base_domain: String,
 }

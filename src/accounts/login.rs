@@ -152,10 +152,10 @@ pub async fn login(
     .await?;
 
     let (token, expires) = handles.sessions.issue(
-        &handles.config.license_issuer,
+        &handles.settings.license_issuer,
         &customer.id,
         now,
-        Duration::minutes(handles.config.session_ttl_minutes),
+        Duration::minutes(handles.settings.session_ttl_minutes),
     )?;
     Ok(LoginResponse {
         message: "Login successful",

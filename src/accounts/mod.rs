@@ -14,7 +14,7 @@ pub mod throttle;
 pub mod view;
 
 pub use error::AccountError;
-pub use handles::AccountsHandles;
+pub use handles::{AccountSettings, AccountsHandles};
 
 /// Where a request came from, for the audit log.
 #[derive(Debug, Clone, Default)]

@@ -91,7 +91,7 @@ pub async fn signup(
     let status = SubscriptionStatus::Trialing.as_str();
     let issued = license::issue(
         &handles.keys,
-        &handles.config.license_issuer,
+        &handles.settings.license_issuer,
         &LicenseSubject {
             customer_id: id.as_str(),
             customer_name: &req.company_name,
@@ -105,7 +105,7 @@ pub async fn signup(
         now,
     )?;
     let sealed_secrets = crate::secrets::initial(&handles.sealing, id.as_str(), &issued.jwt)?;
-    let instance_url = handles.config.instance_url(id.as_str());
+    let instance_url = crate::config::instance_url(&handles.settings.base_domain, id.as_str());
     let subscription = accounts::SubscriptionRow {
         plan: plan_name.to_string(),
         status: status.to_string(),
@@ -171,7 +171,7 @@ pub async fn signup(
     let trial_end_day = trial_ends_at.format("%Y-%m-%d").to_string();
     crate::notify::queue(
         &mut *tx,
-        &handles.config.smtp_from,
+        &handles.settings.smtp_from,
         id.as_str(),
         &req.email.display,
         &crate::notify::Email::Welcome {

@@ -109,7 +109,7 @@ pub async fn record_failure(
 ) -> Result<(), AccountError> {
     login_throttle::record_failure(&handles.db.pool, email, addr, &db::ts(now)).await?;
     // Kept for the longer of the two windows: the per-account one may be set longer.
-    let minutes = FAILURE_WINDOW_MINUTES.max(handles.config.login.login_account_window_minutes);
+    let minutes = FAILURE_WINDOW_MINUTES.max(handles.settings.login.login_account_window_minutes);
     login_throttle::prune(&handles.db.pool, &db::ts(now - Duration::minutes(minutes))).await?;
     Ok(())
 }

@@ -190,14 +190,14 @@ async fn tell_customer(
     let email = match kind {
         notify::Kind::PaymentFailed => notify::Email::PaymentFailed {
             company_name,
-            grace_days: handles.config.lifecycle_grace_days,
+            grace_days: handles.settings.lifecycle_grace_days,
         },
         _ => notify::Email::Suspended { company_name },
     };
     let dedupe_key = change.reference.map_or_else(|| db::ts(now), String::from);
     notify::queue(
         &mut **tx,
-        &handles.config.smtp_from,
+        &handles.settings.smtp_from,
         customer_id,
         &customer.email,
         &email,
@@ -236,7 +236,7 @@ async fn reissue_license(
     };
     let issued = license::issue(
         &handles.keys,
-        &handles.config.license_issuer,
+        &handles.settings.license_issuer,
         &LicenseSubject {
             customer_id,
             customer_name: &customer.company_name,
@@ -247,7 +247,7 @@ async fn reissue_license(
             current_period_ends_at: period_ends_at,
             grace_after_period: match s.status {
                 SubscriptionStatus::Active | SubscriptionStatus::PastDue => {
-                    chrono::Duration::days(i64::from(handles.config.lifecycle_grace_days))
+                    chrono::Duration::days(i64::from(handles.settings.lifecycle_grace_days))
                 }
                 _ => chrono::Duration::zero(),
             },

@@ -50,7 +50,7 @@ pub async fn tick(
 
 async fn pass(handles: &BillingHandles, as_of: DateTime<Utc>) -> anyhow::Result<Report> {
     let pool = &handles.db.pool;
-    let grace = Duration::days(i64::from(handles.config.lifecycle_grace_days));
+    let grace = Duration::days(i64::from(handles.settings.lifecycle_grace_days));
     let due = [
         (
             Event::TrialExpired,
@@ -108,7 +108,7 @@ async fn apply_one(
 /// The server's scheduler: a pass every `LIFECYCLE_INTERVAL_SECONDS`, the first at start-up.
 pub async fn run(handles: BillingHandles, stop: tokio_util::sync::CancellationToken) {
     let mut interval = tokio::time::interval(StdDuration::from_secs(
-        handles.config.lifecycle_interval_seconds,
+        handles.settings.lifecycle_interval_seconds,
     ));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

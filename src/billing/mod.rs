@@ -15,5 +15,5 @@ pub mod view;
 pub use crate::model::subscription;
 pub use change::{apply, Change, Outcome, Source};
 pub use error::BillingError;
-pub use handles::BillingHandles;
+pub use handles::{BillingHandles, BillingSettings};
 pub use subscription::{Event, SubscriptionStatus};

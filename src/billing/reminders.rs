@@ -51,7 +51,7 @@ pub(super) async fn retention(
     as_of: DateTime<Utc>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let retention = Duration::days(i64::from(handles.config.deletion_retention_days));
+    let retention = Duration::days(i64::from(handles.settings.deletion_retention_days));
     for r in lifecycle::canceled(&handles.db.pool).await? {
         let delete_at = db::parse_ts(&r.at)? + retention;
         if delete_at <= as_of {
@@ -97,7 +97,7 @@ async fn queue(
 ) -> anyhow::Result<bool> {
     Ok(notify::queue(
         &handles.db.pool,
-        &handles.config.smtp_from,
+        &handles.settings.smtp_from,
         customer_id,
         to,
         email,

@@ -97,7 +97,7 @@ impl Config {
     }
 
     pub fn instance_url(&self, customer_id: &str) -> String {
-        format!("https://{customer_id}.{}", self.base_domain)
+        super::instance_url(&self.base_domain, customer_id)
     }
 
     /// Where to announce pushes, if SYNC_WEBHOOK_URL is set (an empty value counts as unset).

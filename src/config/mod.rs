@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 mod backup;
 mod cluster;
+pub use cluster::ClusterConfig;
 mod derived;
 mod login;
+pub use login::LoginConfig;
 pub mod review;
 
 pub use backup::{BackupConfig, BackupCredentials};
@@ -15,6 +17,11 @@ use secrecy::SecretString;
 
 /// Stripe's libraries' default tolerance of a `Stripe-Signature` timestamp, in seconds.
 pub const STRIPE_DEFAULT_TOLERANCE_SECONDS: i64 = 300;
+
+/// Where a customer's instance is served: `https://<id>.<base domain>`.
+pub fn instance_url(base_domain: &str, customer_id: &str) -> String {
+    format!("https://{customer_id}.{base_domain}")
+}
 
 /// Settings shared by every subcommand. Defaults make `billing serve` work on a fresh machine:
 /// SQLite and generated keys under `--data-dir`.

@@ -11,13 +11,13 @@ use crate::gitops::{self, Changes, GitOpsRepo};
 /// Tells Flux or Argo CD that the branch moved, so it syncs now rather than at its next
 /// interval. Best effort: the interval is the fallback, so a failure is only logged.
 pub(super) async fn poke_cluster(handles: &DeployHandles, revision: &str) {
-    let Some(target) = handles.config.sync_webhook() else {
+    let Some(target) = handles.settings.sync_webhook.clone() else {
         return;
     };
     if let Err(err) = crate::poke::poke(
         &handles.http,
         &target,
-        &handles.config.gitops_branch,
+        &handles.settings.gitops_branch,
         revision,
     )
     .await

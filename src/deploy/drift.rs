@@ -210,7 +210,7 @@ async fn mark_drifted(
 
 /// The scan loop of `billing serve`.
 pub async fn run(handles: DeployHandles, stop: tokio_util::sync::CancellationToken) {
-    let every = std::time::Duration::from_secs(handles.config.gitops_fetch_interval_seconds);
+    let every = std::time::Duration::from_secs(handles.settings.gitops_fetch_interval_seconds);
     // The first pass is the start-up fetch: it runs here, after the listener is up.
     loop {
         if let Err(err) = scan(&handles).await {

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::config::Config;
 use crate::db::Db;
 use crate::gitops::GitOps;
 use crate::metrics::Metrics;
 use crate::plans::Catalogue;
+use crate::poke::PokeTarget;
 use crate::render::{RenderSettings, Renderer};
 use crate::review::ReviewHandles;
 use crate::watcher::pods::PodStore;
@@ -17,7 +17,7 @@ use crate::watcher::pods::PodStore;
 #[derive(Clone)]
 pub struct DeployHandles {
     pub db: Db,
-    pub config: Arc<Config>,
+    pub settings: Arc<DeploySettings>,
     pub gitops: Arc<GitOps>,
     pub plans: Arc<Catalogue>,
     pub renderer: Arc<Renderer>,
@@ -37,4 +37,16 @@ pub struct DeployHandles {
     pub review: ReviewHandles,
     /// Seals values a tenant lacks at render time (the backup uploader's credential).
     pub sealing: crate::seal::SealingKey,
+}
+
+/// The settings the deploy worker and the drift scan read.
+pub struct DeploySettings {
+    /// The branch Flux or Argo CD syncs.
+    pub gitops_branch: String,
+    pub gitops_batch_max: i64,
+    pub gitops_lease_seconds: i64,
+    pub gitops_max_attempts: i64,
+    pub gitops_fetch_interval_seconds: u64,
+    /// The Flux Receiver or Argo CD webhook poked after each push.
+    pub sync_webhook: Option<PokeTarget>,
 }

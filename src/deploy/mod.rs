@@ -20,7 +20,7 @@ use changes::Prepared;
 pub use changes::{describe_changes, removal_changes, tenant_changes};
 use commit::{commit_and_push, poke_cluster, repack, Committed, REPACK_WHEN_BUSY};
 pub use error::DeployError;
-pub use handles::DeployHandles;
+pub use handles::{DeployHandles, DeploySettings};
 
 use anyhow::Context;
 use chrono::{Duration, Utc};
@@ -193,7 +193,7 @@ async fn render_locks(
 
 /// Claims one batch and takes it all the way to Git. Returns how many jobs it handled.
 pub async fn process_batch(handles: &DeployHandles) -> anyhow::Result<usize> {
-    let cfg = &handles.config;
+    let cfg = &handles.settings;
     let gitops = &handles.gitops;
     let jobs = outbox::claim(
         &handles.db,
@@ -343,7 +343,7 @@ async fn give_up_or_retry(handles: &DeployHandles, job: &Job, error: &str) -> an
         job,
         &handles.worker_id,
         error,
-        handles.config.gitops_max_attempts,
+        handles.settings.gitops_max_attempts,
         now,
     )
     .await?;

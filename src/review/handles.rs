@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use super::Review;
-use crate::config::Config;
 use crate::db::Db;
 use crate::gitops::GitOps;
 
 #[derive(Clone)]
 pub struct ReviewHandles {
     pub db: Db,
-    pub config: Arc<Config>,
+    /// The branch Flux or Argo CD syncs, which pull requests target.
+    pub branch: String,
     pub gitops: Arc<GitOps>,
     /// For the forge's API.
     pub http: reqwest::Client,

@@ -99,7 +99,7 @@ pub(crate) async fn open_request(handles: &ReviewHandles, review: &reviews::Revi
     }
     let proposal = forge::Proposal {
         branch: &review.branch,
-        base: &handles.config.gitops_branch,
+        base: &handles.branch,
         title: &review.title,
         body: &review.body,
     };

@@ -4,14 +4,17 @@
 use std::sync::Arc;
 
 use super::pods::PodStore;
-use crate::config::Config;
+use crate::config::ClusterConfig;
 use crate::db::Db;
 use crate::gitops::GitOps;
 
 #[derive(Clone)]
 pub struct WatcherHandles {
     pub db: Db,
-    pub config: Arc<Config>,
+    /// Where sync events come from and how the poller and the stall sweep run.
+    pub cluster: Arc<ClusterConfig>,
+    /// The `From` of the instance-ready email.
+    pub smtp_from: String,
     pub gitops: Arc<GitOps>,
     /// Tenant pods as the Kubernetes poller last listed them.
     pub pods: Arc<PodStore>,

@@ -234,7 +234,7 @@ pub async fn record(handles: &WatcherHandles, report: &Report) -> anyhow::Result
         if status == DeploymentStatus::Ready && row.status != DeploymentStatus::Ready.as_str() {
             crate::notify::instance_ready(
                 &mut tx,
-                &handles.config.smtp_from,
+                &handles.smtp_from,
                 &report.customer_id,
                 Utc::now(),
             )

@@ -159,7 +159,7 @@ pub async fn pass(handles: &WatcherHandles, client: &Client) -> anyhow::Result<P
 
 /// The poller task: finds the cluster configuration once, then polls until the process ends.
 pub async fn run(handles: WatcherHandles, stop: tokio_util::sync::CancellationToken) {
-    if handles.config.cluster.watcher_kube_poll == KubePoll::Off {
+    if handles.cluster.watcher_kube_poll == KubePoll::Off {
         tracing::info!("Kubernetes poller off (WATCHER_KUBE_POLL=off)");
         return;
     }
@@ -176,7 +176,7 @@ pub async fn run(handles: WatcherHandles, stop: tokio_util::sync::CancellationTo
             return;
         }
     };
-    let every = Duration::from_secs(handles.config.cluster.watcher_poll_interval_seconds.max(1));
+    let every = Duration::from_secs(handles.cluster.watcher_poll_interval_seconds.max(1));
     tracing::info!(interval_s = every.as_secs(), "Kubernetes poller on");
     loop {
         match pass(&handles, &client).await {

@@ -44,7 +44,7 @@ pub fn interval(stall: Duration) -> Duration {
 
 /// The sweep task, started by `http::serve`.
 pub async fn run(handles: WatcherHandles, stop: tokio_util::sync::CancellationToken) {
-    let stall = Duration::from_secs(handles.config.cluster.watcher_stall_seconds.max(1));
+    let stall = Duration::from_secs(handles.cluster.watcher_stall_seconds.max(1));
     let every = interval(stall);
     loop {
         if stop

@@ -7,6 +7,7 @@ pub mod event;
 pub mod signature;
 
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 
 use crate::billing::BillingError;
@@ -30,11 +31,11 @@ pub struct Receipt {
 
 /// The Stripe API client, when `STRIPE_SECRET_KEY` is set.
 pub fn client(handles: &BillingHandles) -> Option<api::Client<'_>> {
-    let key = handles.config.stripe_secret_key.as_ref()?;
-    let timeout = std::time::Duration::from_secs(handles.config.stripe_timeout_seconds);
+    let key = handles.settings.stripe_secret_key.as_ref()?;
+    let timeout = std::time::Duration::from_secs(handles.settings.stripe_timeout_seconds);
     Some(api::Client::new(
         &handles.http,
-        &handles.config.stripe_api_base,
+        &handles.settings.stripe_api_base,
         key,
         timeout,
     ))
@@ -48,11 +49,16 @@ pub async fn receive(
     now: DateTime<Utc>,
 ) -> Result<Receipt, BillingError> {
     signature::verify(
-        &handles.config.stripe_webhook_secrets(),
+        &handles
+            .settings
+            .stripe_webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect::<Vec<_>>(),
         signature_header,
         body,
         now.timestamp(),
-        handles.config.stripe_webhook_tolerance_seconds,
+        handles.settings.stripe_webhook_tolerance_seconds,
     )
     .map_err(|e| BillingError::InvalidSignature(e.to_string()))?;
     let event: StripeEvent =
