@@ -208,6 +208,7 @@ impl Parts {
                 gitops_max_attempts: config.gitops_max_attempts,
                 gitops_fetch_interval_seconds: config.gitops_fetch_interval_seconds,
                 sync_webhook: config.sync_webhook(),
+                backup: config.backup.clone(),
             }),
             gitops: self.gitops.clone(),
             plans: self.plans.clone(),

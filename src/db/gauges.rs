@@ -6,8 +6,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use sqlx::{Any, Executor};
 
-use crate::model::subscription::SubscriptionStatus;
 use crate::db::outbox::JobStatus;
+use crate::model::subscription::SubscriptionStatus;
 use crate::status::DeploymentStatus;
 
 /// Tenants per deployment state (states without tenants are absent).

@@ -49,4 +49,6 @@ pub struct DeploySettings {
     pub gitops_fetch_interval_seconds: u64,
     /// The Flux Receiver or Argo CD webhook poked after each push.
     pub sync_webhook: Option<PokeTarget>,
+    /// Off-cluster backups: the uploader credential each tenant's Secret must hold.
+    pub backup: crate::config::BackupConfig,
 }

@@ -44,7 +44,7 @@ pub async fn load_spec(
         .await?
         .with_context(|| format!("customer {customer_id} has no subscription"))?;
     let mut encrypted = db::secrets::all(pool, customer_id).await?;
-    if let Some(credentials) = handles.config.backup.credentials()? {
+    if let Some(credentials) = handles.settings.backup.credentials()? {
         let missing = crate::secrets::missing_backup_keys(
             &handles.sealing,
             customer_id,
