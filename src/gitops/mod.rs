@@ -372,13 +372,11 @@ impl GitOpsRepo {
         author: &Signature<'_>,
         committer: &Signature<'_>,
     ) -> Result<Option<Oid>> {
-        let Some(built) = write::build(&self.repo, parent, changes, message, author, committer)?
-        else {
-            return Ok(None);
-        };
-        built.write(&self.repo)?;
-        self.unpacked.set(self.unpacked.get() + 1);
-        Ok(Some(built.commit))
+        let commit = write::commit(&self.repo, parent, changes, message, author, committer)?;
+        if commit.is_some() {
+            self.unpacked.set(self.unpacked.get() + 1);
+        }
+        Ok(commit)
     }
 
     /// Whether committing `changes` would leave the main branch's tree as it is. Hashes only:

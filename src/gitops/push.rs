@@ -197,16 +197,10 @@ impl GitOpsRepo {
             return self.head();
         };
         match self.head()? {
-            Some(local) if self.contains(local, upstream)? => {}
-            Some(_) => {
-                self.rebase_onto(upstream)?;
-            }
-            None => {
-                self.repo
-                    .reference(&self.branch_ref(), upstream, false, "initial fetch")?;
-            }
+            Some(local) if self.contains(local, upstream)? => self.head(),
+            // Without a local branch yet, it starts at the remote's tip.
+            _ => self.rebase_onto(upstream).map(Some),
         }
-        self.head()
     }
 
     /// Re-creates the local-only commits on top of `upstream`, each carrying only the owned
