@@ -362,23 +362,6 @@ impl GitOpsRepo {
         Ok(Some(commit))
     }
 
-    /// Writes the commit of `changes` on `parent` as one pack (see `write`), counted for the
-    /// next repack. None when the tree would not change.
-    fn write_commit(
-        &self,
-        parent: Option<Oid>,
-        changes: &Changes,
-        message: &str,
-        author: &Signature<'_>,
-        committer: &Signature<'_>,
-    ) -> Result<Option<Oid>> {
-        let commit = write::commit(&self.repo, parent, changes, message, author, committer)?;
-        if commit.is_some() {
-            self.unpacked.set(self.unpacked.get() + 1);
-        }
-        Ok(commit)
-    }
-
     /// Whether committing `changes` would leave the main branch's tree as it is. Hashes only:
     /// writes nothing.
     pub fn unchanged(&self, changes: &Changes) -> Result<bool> {

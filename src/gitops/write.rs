@@ -12,7 +12,7 @@ use git2::build::TreeUpdateBuilder;
 use git2::{FileMode, ObjectType, Odb, OdbLookupFlags, Oid, Repository, Signature};
 
 use super::pack_dir;
-use super::{Changes, Entry, Result};
+use super::{Changes, Entry, GitOpsRepo, Result};
 
 /// An object the commit may have created, with its file name (a delta-compression hint).
 type Candidate = (Oid, Option<String>);
@@ -49,66 +49,71 @@ fn attach_store(scratch: &Repository, disk: &Repository) -> Result<()> {
     Ok(())
 }
 
-/// Builds the commit of `changes` on `parent` (or on nothing) in memory and writes what it
-/// created as one pack. None, and nothing written, when the tree would not change.
-pub(super) fn commit(
-    disk: &Repository,
-    parent: Option<Oid>,
-    changes: &Changes,
-    message: &str,
-    author: &Signature<'_>,
-    committer: &Signature<'_>,
-) -> Result<Option<Oid>> {
-    let scratch = scratch_in_memory(disk)?;
-    let mut candidates = Vec::new();
-    // What each changed path becomes: a blob, a whole tree, or nothing.
-    let mut written = Vec::with_capacity(changes.len());
-    for (path, entry) in changes {
-        check_path(path)?;
-        let object = match entry {
-            Entry::File(bytes) => Some((
-                blob(&scratch, bytes, path, &mut candidates)?,
-                FileMode::Blob,
-            )),
-            Entry::Dir(files) if !files.is_empty() => Some((
-                dir_tree(&scratch, path, files, &mut candidates)?,
-                FileMode::Tree,
-            )),
-            Entry::Dir(_) | Entry::Removed => None,
+impl GitOpsRepo {
+    /// Builds the commit of `changes` on `parent` (or on nothing) in memory and writes what it
+    /// created as one pack, counted for the next repack. None, and nothing written, when the
+    /// tree would not change.
+    pub(super) fn write_commit(
+        &self,
+        parent: Option<Oid>,
+        changes: &Changes,
+        message: &str,
+        author: &Signature<'_>,
+        committer: &Signature<'_>,
+    ) -> Result<Option<Oid>> {
+        let disk = &self.repo;
+        let scratch = scratch_in_memory(disk)?;
+        let mut candidates = Vec::new();
+        // What each changed path becomes: a blob, a whole tree, or nothing.
+        let mut written = Vec::with_capacity(changes.len());
+        for (path, entry) in changes {
+            check_path(path)?;
+            let object = match entry {
+                Entry::File(bytes) => Some((
+                    blob(&scratch, bytes, path, &mut candidates)?,
+                    FileMode::Blob,
+                )),
+                Entry::Dir(files) if !files.is_empty() => Some((
+                    dir_tree(&scratch, path, files, &mut candidates)?,
+                    FileMode::Tree,
+                )),
+                Entry::Dir(_) | Entry::Removed => None,
+            };
+            written.push((path, object));
+        }
+        attach_store(&scratch, disk)?;
+        let base = match parent {
+            Some(id) => scratch.find_commit(id)?.tree()?,
+            // Only the baseline: packed only if the commit's tree is empty too.
+            None => scratch.find_tree(scratch.treebuilder(None)?.write()?)?,
         };
-        written.push((path, object));
+        let mut update = TreeUpdateBuilder::new();
+        for (path, object) in written {
+            match object {
+                Some((id, mode)) => update.upsert(path.as_str(), id, mode),
+                // libgit2 refuses to remove what is not there; an emptied directory goes too.
+                None if base.get_path(Path::new(path)).is_ok() => update.remove(path.as_str()),
+                None => &mut update,
+            };
+        }
+        let tree = update.create_updated(&scratch, &base)?;
+        if parent.is_some() && tree == base.id() {
+            return Ok(None);
+        }
+        let new_tree = scratch.find_tree(tree)?;
+        candidates.push((tree, None));
+        let mut visited = HashSet::new();
+        for path in changes.keys() {
+            trees_on_path(&new_tree, path, &mut visited, &mut candidates);
+        }
+        let parent = parent.map(|id| scratch.find_commit(id)).transpose()?;
+        let parents = parent.iter().collect::<Vec<_>>();
+        let commit = scratch.commit(None, author, committer, message, &new_tree, &parents)?;
+        candidates.push((commit, None));
+        write_pack(&scratch, disk, &candidates)?;
+        self.unpacked.set(self.unpacked.get() + 1);
+        Ok(Some(commit))
     }
-    attach_store(&scratch, disk)?;
-    let base = match parent {
-        Some(id) => scratch.find_commit(id)?.tree()?,
-        // Only the baseline: packed only if the commit's tree is empty too.
-        None => scratch.find_tree(scratch.treebuilder(None)?.write()?)?,
-    };
-    let mut update = TreeUpdateBuilder::new();
-    for (path, object) in written {
-        match object {
-            Some((id, mode)) => update.upsert(path.as_str(), id, mode),
-            // libgit2 refuses to remove what is not there; an emptied directory goes too.
-            None if base.get_path(Path::new(path)).is_ok() => update.remove(path.as_str()),
-            None => &mut update,
-        };
-    }
-    let tree = update.create_updated(&scratch, &base)?;
-    if parent.is_some() && tree == base.id() {
-        return Ok(None);
-    }
-    let new_tree = scratch.find_tree(tree)?;
-    candidates.push((tree, None));
-    let mut visited = HashSet::new();
-    for path in changes.keys() {
-        trees_on_path(&new_tree, path, &mut visited, &mut candidates);
-    }
-    let parent = parent.map(|id| scratch.find_commit(id)).transpose()?;
-    let parents = parent.iter().collect::<Vec<_>>();
-    let commit = scratch.commit(None, author, committer, message, &new_tree, &parents)?;
-    candidates.push((commit, None));
-    write_pack(&scratch, disk, &candidates)?;
-    Ok(Some(commit))
 }
 
 /// Writes the objects among `candidates` that `disk` does not hold yet as one pack.
