@@ -273,15 +273,9 @@ pub fn remote(config: &Config) -> Option<Remote> {
         url,
         auth: PushAuth {
             ssh_key_path: config.gitops_ssh_key_path.clone(),
-            ssh_key_passphrase: config
-                .gitops_ssh_key_passphrase
-                .as_ref()
-                .map(|s| s.expose_secret().to_string()),
+            ssh_key_passphrase: config.gitops_ssh_key_passphrase.clone(),
             https_username: config.gitops_https_username.clone(),
-            https_token: config
-                .gitops_https_token
-                .as_ref()
-                .map(|s| s.expose_secret().to_string()),
+            https_token: config.gitops_https_token.clone(),
         },
     })
 }

@@ -7,9 +7,7 @@ fn main() -> std::process::ExitCode {
     let cli = billing::cli::Cli::parse();
     billing::cli::init_tracing(cli.command.default_log_filter());
     let network_wait = std::time::Duration::from_secs(cli.config.gitops_network_timeout_seconds);
-    let libgit2 = billing::gitops::limit_open_packs()
-        .and_then(|()| billing::gitops::limit_network_waits(network_wait));
-    if let Err(e) = libgit2 {
+    if let Err(e) = billing::gitops::limit_network_waits(network_wait) {
         eprintln!("error: cannot configure libgit2: {e}");
         return std::process::ExitCode::FAILURE;
     }

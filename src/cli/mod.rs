@@ -215,8 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracing::warn!(lock = %lock.display(), "removed a lock file left by a killed process");
             }
             // Likewise whatever a killed writer left in objects/pack, however young.
-            let repaired = crate::gitops::pack_dir::repair(&gitdir, std::time::Duration::ZERO)?;
-            crate::gitops::log_repaired(&gitdir, &repaired);
+            crate::gitops::pack_dir::repair(&gitdir, std::time::Duration::ZERO)?;
             let app = App::start(config).await?;
             if app.db.backend == crate::db::Backend::Sqlite {
                 // One server owns a SQLite database: leases left by a killed run are stale.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::db::outbox::{Action, Job};
-use crate::gitops::{self, Changes, Entry};
+use crate::gitops::{Changes, Entry};
 use crate::render::RenderedTenant;
 
 /// The repository changes of one tenant's render, with its lock: after a complete render its
@@ -129,7 +129,7 @@ pub(crate) fn commit_message(prepared: &[&Prepared]) -> String {
             .map(|p| ("Change-Id", p.job.change_id.clone())),
     );
     if let [only] = tenants.as_slice() {
-        return gitops::message(&described[only], &[], &trailers);
+        return message(&described[only], &[], &trailers);
     }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for line in described.values() {
@@ -146,5 +146,43 @@ pub(crate) fn commit_message(prepared: &[&Prepared]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let body: Vec<String> = tenants.iter().map(|id| described[id].clone()).collect();
-    gitops::message(&format!("tenants: {subject}"), &body, &trailers)
+    message(&format!("tenants: {subject}"), &body, &trailers)
+}
+
+/// Builds a commit message with the trailers later tools parse (`Tenant-Id:`, `Change-Id:`).
+pub(super) fn message(subject: &str, body: &[String], trailers: &[(&str, String)]) -> String {
+    let mut msg = subject.trim().to_string();
+    msg.push('\n');
+    if !body.is_empty() {
+        msg.push('\n');
+        for line in body {
+            msg.push_str(line);
+            msg.push('\n');
+        }
+    }
+    if !trailers.is_empty() {
+        msg.push('\n');
+        for (key, value) in trailers {
+            msg.push_str(&format!("{key}: {value}\n"));
+        }
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_message_has_its_subject_body_and_trailers_in_paragraphs() {
+        let trailers = [("Tenant-Id", "t1".to_string()), ("Change-Id", "c1".into())];
+        assert_eq!(
+            super::message(" tenant t1: create ", &[], &trailers[..1]),
+            "tenant t1: create\n\nTenant-Id: t1\n"
+        );
+        let body = ["tenant t1: create".to_string(), "tenant t2: delete".into()];
+        assert_eq!(
+            super::message("tenants: create 1, delete 1", &body, &trailers),
+            "tenants: create 1, delete 1\n\ntenant t1: create\ntenant t2: delete\n\n\
+             Tenant-Id: t1\nChange-Id: c1\n"
+        );
+    }
 }

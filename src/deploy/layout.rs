@@ -76,7 +76,7 @@ pub fn migrate(repo: &mut GitOpsRepo) -> gitops::Result<Moved> {
         .iter()
         .map(|id| format!("tenants/{id} -> tenants/{}/{id}", tenant_shard(id)))
         .collect();
-    let message = gitops::message(
+    let message = super::changes::message(
         &format!(
             "gitops: move {} tenants to the sharded layout",
             tenants.len()

@@ -1,7 +1,7 @@
 //! Branches other than main (review mode): push one, delete one here and on the remote, and
 //! the diff stat a pull request shows.
 
-use git2::{Oid, PushOptions};
+use git2::Oid;
 
 use super::push::{callbacks, Remote};
 use super::{branch_refname, GitOpsError, GitOpsRepo, Result};
@@ -18,7 +18,7 @@ impl GitOpsRepo {
     /// Pushes `branch` (ours alone, so forced: a retry after a crash overwrites its own try).
     pub fn push_branch(&self, remote: &Remote, branch: &str) -> Result<()> {
         let refname = branch_refname(branch);
-        self.push_refspec(remote, &format!("+{refname}:{refname}"))
+        self.push_forced(remote, &format!("+{refname}:{refname}"))
     }
 
     /// Deletes `branch` here and, with a remote, there (a branch already gone is fine).
@@ -27,36 +27,22 @@ impl GitOpsRepo {
             local.delete()?;
         }
         match remote {
-            Some(remote) => self.push_refspec(remote, &format!(":{}", branch_refname(branch))),
+            Some(remote) => self.push_forced(remote, &format!(":{}", branch_refname(branch))),
             None => Ok(()),
         }
     }
 
-    /// Pushes `refspec`; a dead writer's lock in the way (older than the stale age, here or in
-    /// a path remote) is removed and the push tried once more, as for main.
-    fn push_refspec(&self, remote: &Remote, refspec: &str) -> Result<()> {
-        match self.push_refspec_once(remote, refspec) {
-            Err(e) if self.removed_stale_locks(Some(remote)) => {
-                tracing::debug!(error = %e, %refspec, "pushing again without the stale lock");
-                self.push_refspec_once(remote, refspec)
+    /// Pushes `refspec`, a refusal being an error; a dead writer's lock in the way (older than
+    /// the stale age, here or in a path remote) is removed and the push tried once more.
+    fn push_forced(&self, remote: &Remote, refspec: &str) -> Result<()> {
+        self.unlocked(Some(remote), || {
+            match self.push_refspec(remote, refspec)? {
+                None => Ok(()),
+                Some(why) => Err(GitOpsError::Remote(format!(
+                    "remote rejected {refspec}: {why}"
+                ))),
             }
-            done => done,
-        }
-    }
-
-    fn push_refspec_once(&self, remote: &Remote, refspec: &str) -> Result<()> {
-        let mut origin = self.ensure_origin(&remote.url)?;
-        let rejection = std::cell::RefCell::new(None);
-        let mut opts = PushOptions::new();
-        opts.remote_callbacks(callbacks(&remote.auth, Some(&rejection)));
-        origin.push(&[refspec], Some(&mut opts))?;
-        drop(opts);
-        match rejection.into_inner() {
-            None => Ok(()),
-            Some(msg) => Err(GitOpsError::Remote(format!(
-                "remote rejected {refspec}: {msg}"
-            ))),
-        }
+        })
     }
 
     /// The branches under `prefix` on the remote (`ls-remote`), or here without a remote.
@@ -69,8 +55,8 @@ impl GitOpsRepo {
                 .filter_map(|r| r.ok()?.name().map(str::to_string))
                 .collect(),
             Some(remote) => {
-                let mut origin = self.ensure_origin(&remote.url)?;
-                let connection = origin.connect_auth(
+                let mut anonymous = self.repo.remote_anonymous(&remote.url)?;
+                let connection = anonymous.connect_auth(
                     git2::Direction::Fetch,
                     Some(callbacks(&remote.auth, None)),
                     None,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use git2::{ObjectType, Oid, Repository, Tree};
 
-use super::Result;
+use super::{Found, Result};
 
 /// The new content at one path: a file, a whole directory (replacing what was there), or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,32 +20,28 @@ pub type Changes = BTreeMap<String, Entry>;
 
 /// The bytes of the file at `path` in `root` (None when there is no file there).
 pub(super) fn file_at(repo: &Repository, root: &Tree<'_>, path: &str) -> Result<Option<Vec<u8>>> {
-    match root.get_path(Path::new(path)) {
-        Ok(entry) if entry.kind() == Some(ObjectType::Blob) => {
+    match root.get_path(Path::new(path)).found()? {
+        Some(entry) if entry.kind() == Some(ObjectType::Blob) => {
             Ok(Some(repo.find_blob(entry.id())?.content().to_vec()))
         }
-        Ok(_) => Ok(None),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
+        _ => Ok(None),
     }
 }
 
 /// Whether `root` already holds exactly `entry` at `path` (hashing, writing nothing).
 pub(super) fn same(repo: &Repository, root: &Tree<'_>, path: &str, entry: &Entry) -> Result<bool> {
-    let current = match root.get_path(Path::new(path)) {
-        Ok(found) => Some((found.id(), found.kind())),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
-        Err(e) => return Err(e.into()),
-    };
-    Ok(match (entry, current) {
-        (Entry::Removed, None) => true,
-        (Entry::Dir(files), None) => files.is_empty(),
-        (Entry::File(bytes), Some((id, Some(ObjectType::Blob)))) => id == blob_id(bytes)?,
-        (Entry::Dir(files), Some((id, Some(ObjectType::Tree)))) => {
-            files_of(repo, id)? == hashed(files)?
-        }
-        _ => false,
-    })
+    let current = root.get_path(Path::new(path)).found()?;
+    Ok(
+        match (entry, current.map(|found| (found.id(), found.kind()))) {
+            (Entry::Removed, None) => true,
+            (Entry::Dir(files), None) => files.is_empty(),
+            (Entry::File(bytes), Some((id, Some(ObjectType::Blob)))) => id == blob_id(bytes)?,
+            (Entry::Dir(files), Some((id, Some(ObjectType::Tree)))) => {
+                files_of(repo, id)? == hashed(files)?
+            }
+            _ => false,
+        },
+    )
 }
 
 fn blob_id(bytes: &[u8]) -> Result<Oid> {

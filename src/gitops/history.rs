@@ -2,13 +2,12 @@
 //! commit changed itself, what paths held at a revision, and marks of how far the service has
 //! looked (refs under `refs/billing/`, so they live and move with the repository).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use git2::{Commit, ObjectType, Oid, Sort, Tree};
+use git2::{Commit, ObjectType, Oid, Sort, Tree, TreeEntry};
 
-use super::push::OWNED_DIRS;
-use super::{Changes, Entry, GitOpsError, GitOpsRepo, Result};
+use super::{Changes, Entry, Found, GitOpsError, GitOpsRepo, Result};
 
 /// One commit as history shows it.
 #[derive(Debug, Clone)]
@@ -51,12 +50,20 @@ impl CommitInfo {
     }
 }
 
-fn entry_id(tree: &Tree<'_>, path: &str) -> Result<Option<Oid>> {
-    match tree.get_path(Path::new(path)) {
-        Ok(entry) => Ok(Some(entry.id())),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
+/// What is at `path` in `tree` (None when nothing is, or without a tree).
+fn entry_at(tree: Option<&Tree<'_>>, path: &str) -> Result<Option<TreeEntry<'static>>> {
+    match tree {
+        Some(tree) => tree.get_path(Path::new(path)).found(),
+        None => Ok(None),
     }
+}
+
+fn entry_id(tree: Option<&Tree<'_>>, path: &str) -> Result<Option<Oid>> {
+    Ok(entry_at(tree, path)?.map(|entry| entry.id()))
+}
+
+fn is_tree(entry: &TreeEntry<'_>) -> bool {
+    entry.kind() == Some(ObjectType::Tree)
 }
 
 impl GitOpsRepo {
@@ -73,7 +80,10 @@ impl GitOpsRepo {
     /// is): the same ids mean the same files, whoever committed them.
     pub fn entry_ids(&self, revision: Oid, paths: &[String]) -> Result<Vec<Option<Oid>>> {
         let tree = self.repo.find_commit(revision)?.tree()?;
-        paths.iter().map(|path| entry_id(&tree, path)).collect()
+        paths
+            .iter()
+            .map(|path| entry_id(Some(&tree), path))
+            .collect()
     }
 
     /// Whether this repository has the commit `revision` (a review branch's may be missing
@@ -105,23 +115,17 @@ impl GitOpsRepo {
         Ok(found)
     }
 
+    /// Whether `commit` changed any of `paths` against every parent (a root commit against
+    /// nothing).
     fn changed_any(&self, commit: &Commit<'_>, paths: &[String]) -> Result<bool> {
         let tree = commit.tree()?;
-        let parents: Vec<Tree<'_>> = commit
-            .parents()
-            .map(|p| p.tree())
-            .collect::<std::result::Result<_, _>>()?;
+        let parents = parent_trees(commit)?;
         for path in paths {
-            let now = entry_id(&tree, path)?;
-            let changed = if parents.is_empty() {
-                now.is_some()
-            } else {
-                let mut differs = true;
-                for parent in &parents {
-                    differs &= entry_id(parent, path)? != now;
-                }
-                differs
-            };
+            let now = entry_id(Some(&tree), path)?;
+            let mut changed = true;
+            for parent in &parents {
+                changed &= entry_id(parent.as_ref(), path)? != now;
+            }
             if changed {
                 return Ok(true);
             }
@@ -147,8 +151,7 @@ impl GitOpsRepo {
             walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
             Ok(walk)
         };
-        let mainline: std::collections::HashSet<Oid> =
-            walk(true)?.collect::<std::result::Result<_, _>>()?;
+        let mainline: HashSet<Oid> = walk(true)?.collect::<std::result::Result<_, _>>()?;
         let mut out = Vec::new();
         for oid in walk(false)? {
             let mut info = CommitInfo::of(&self.repo.find_commit(oid?)?);
@@ -163,28 +166,13 @@ impl GitOpsRepo {
     pub fn owned_paths_changed(&self, revision: Oid) -> Result<Vec<String>> {
         let commit = self.repo.find_commit(revision)?;
         let tree = commit.tree()?;
-        let parents: Vec<Option<Tree<'_>>> = if commit.parent_count() == 0 {
-            vec![None]
-        } else {
-            commit
-                .parents()
-                .map(|p| p.tree().map(Some))
-                .collect::<std::result::Result<_, _>>()?
-        };
+        let parents = parent_trees(&commit)?;
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for parent in &parents {
-            let mut opts = git2::DiffOptions::new();
-            for dir in OWNED_DIRS {
-                opts.pathspec(format!("{dir}/"));
-            }
-            let diff =
-                self.repo
-                    .diff_tree_to_tree(parent.as_ref(), Some(&tree), Some(&mut opts))?;
-            for delta in diff.deltas() {
-                let file = if delta.status() == git2::Delta::Deleted {
-                    delta.old_file()
-                } else {
-                    delta.new_file()
+            for delta in self.owned_diff(parent.as_ref(), &tree)?.deltas() {
+                let file = match delta.status() {
+                    git2::Delta::Deleted => delta.old_file(),
+                    _ => delta.new_file(),
                 };
                 if let Some(path) = file.path().and_then(|p| p.to_str()) {
                     *counts.entry(path.to_string()).or_default() += 1;
@@ -204,13 +192,10 @@ impl GitOpsRepo {
         let tree = self.repo.find_commit(revision)?.tree()?;
         let mut changes = Changes::new();
         for path in paths {
-            let entry = match tree.get_path(Path::new(path)) {
-                Err(e) if e.code() == git2::ErrorCode::NotFound => Entry::Removed,
-                Err(e) => return Err(e.into()),
-                Ok(found) if found.kind() == Some(ObjectType::Tree) => {
-                    Entry::Dir(self.files_under(found.id())?)
-                }
-                Ok(found) => Entry::File(self.repo.find_blob(found.id())?.content().to_vec()),
+            let entry = match entry_at(Some(&tree), path)? {
+                None => Entry::Removed,
+                Some(found) if is_tree(&found) => Entry::Dir(self.files_under(found.id())?),
+                Some(found) => Entry::File(self.blob(found.id())?),
             };
             changes.insert(path.clone(), entry);
         }
@@ -221,52 +206,42 @@ impl GitOpsRepo {
     fn files_under(&self, id: Oid) -> Result<BTreeMap<String, Vec<u8>>> {
         super::changes::files_of(&self.repo, id)?
             .into_iter()
-            .map(|(path, id)| Ok((path, self.repo.find_blob(id)?.content().to_vec())))
+            .map(|(path, id)| Ok((path, self.blob(id)?)))
             .collect()
+    }
+
+    /// The tree at `dir` on the main branch (None when there is no directory there).
+    fn head_dir(&self, dir: &str) -> Result<Option<Oid>> {
+        let root = self.head_tree()?;
+        let entry = entry_at(root.as_ref(), dir)?;
+        Ok(entry.filter(is_tree).map(|e| e.id()))
     }
 
     /// The names directly under `dir` on the main branch, with whether each is a directory.
     pub fn list_dir(&self, dir: &str) -> Result<Vec<(String, bool)>> {
-        let Some(root) = self.head_tree()? else {
+        let Some(id) = self.head_dir(dir)? else {
             return Ok(Vec::new());
         };
-        let id = match root.get_path(Path::new(dir)) {
-            Ok(e) if e.kind() == Some(ObjectType::Tree) => e.id(),
-            Ok(_) => return Ok(Vec::new()),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
         let tree = self.repo.find_tree(id)?;
-        Ok(tree
+        let names = tree
             .iter()
-            .filter_map(|e| {
-                let name = e.name()?.to_string();
-                Some((name, e.kind() == Some(ObjectType::Tree)))
-            })
-            .collect())
+            .filter_map(|e| Some((e.name()?.to_string(), is_tree(&e))));
+        Ok(names.collect())
     }
 
     /// The whole tree at `dir` on the main branch, as files by their path below it (None when
     /// there is no directory there).
     pub fn read_dir(&self, dir: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
-        let Some(root) = self.head_tree()? else {
-            return Ok(None);
-        };
-        match root.get_path(Path::new(dir)) {
-            Ok(e) if e.kind() == Some(ObjectType::Tree) => Ok(Some(self.files_under(e.id())?)),
-            Ok(_) => Ok(None),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.head_dir(dir)?
+            .map(|id| self.files_under(id))
+            .transpose()
     }
 
     /// The commit the mark `name` points at (`refs/billing/<name>`), if set.
     pub fn mark(&self, name: &str) -> Result<Option<Oid>> {
-        match self.repo.refname_to_id(&format!("refs/billing/{name}")) {
-            Ok(oid) => Ok(Some(oid)),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.repo
+            .refname_to_id(&format!("refs/billing/{name}"))
+            .found()
     }
 
     pub fn set_mark(&self, name: &str, oid: Oid) -> Result<()> {
@@ -274,4 +249,13 @@ impl GitOpsRepo {
             .reference(&format!("refs/billing/{name}"), oid, true, "mark")?;
         Ok(())
     }
+}
+
+/// The trees of `commit`'s parents; for a root commit, one missing tree (it added everything).
+fn parent_trees<'r>(commit: &Commit<'r>) -> Result<Vec<Option<Tree<'r>>>> {
+    if commit.parent_count() == 0 {
+        return Ok(vec![None]);
+    }
+    let trees = commit.parents().map(|p| p.tree().map(Some));
+    Ok(trees.collect::<std::result::Result<_, _>>()?)
 }

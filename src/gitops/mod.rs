@@ -12,7 +12,11 @@ pub mod push;
 mod shared;
 mod write;
 
+use std::cell::Cell;
+use std::ffi::c_int;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use git2::{Oid, Repository, RepositoryInitOptions, Signature};
 
@@ -54,6 +58,21 @@ impl GitOpsError {
     }
 }
 
+/// libgit2's lookups with "not found" as None.
+trait Found<T> {
+    fn found(self) -> Result<Option<T>>;
+}
+
+impl<T> Found<T> for std::result::Result<T, git2::Error> {
+    fn found(self) -> Result<Option<T>> {
+        match self {
+            Ok(found) => Ok(Some(found)),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// Who commits.
 #[derive(Debug, Clone)]
 pub struct Author {
@@ -67,91 +86,82 @@ pub struct GitOpsRepo {
     branch: String,
     author: Author,
     /// Commits not yet in a pack written by [`GitOpsRepo::repack`].
-    unpacked: std::cell::Cell<usize>,
+    unpacked: Cell<usize>,
     /// The fsync setting this handle was opened with (see [`GitOpsRepo::set_fsync`]).
     fsync: bool,
     /// A lock file older than this is a dead writer's and is removed when it blocks us.
-    stale_lock_after: std::time::Duration,
+    stale_lock_after: Duration,
 }
 
 /// How old a lock file must be before it is taken for a dead writer's (a live one holds it for
 /// milliseconds).
-pub const DEFAULT_STALE_LOCK_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+pub const DEFAULT_STALE_LOCK_AFTER: Duration = Duration::from_secs(60);
 
-/// Says what [`pack_dir::repair`] removed from the repository at `gitdir`, if anything.
-pub fn log_repaired(gitdir: &Path, repaired: &pack_dir::Repaired) {
-    if !repaired.is_empty() {
-        tracing::warn!(
-            repository = %gitdir.display(),
-            orphan_indexes = ?repaired.orphan_indexes,
-            leftovers = ?repaired.leftovers,
-            "removed what killed writers left in objects/pack"
-        );
-    }
-}
+/// libgit2's process-wide fsync option as last set: off, libgit2's default, until then.
+static FSYNC: Mutex<bool> = Mutex::new(false);
 
-static FSYNC: std::sync::Mutex<Option<bool>> = std::sync::Mutex::new(None);
-
-/// Whether libgit2's process-wide fsync option is on: our own renames follow it.
+/// Whether libgit2's fsync option is on: our own renames follow it.
 fn fsync_on() -> bool {
-    FSYNC
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .unwrap_or(false)
+    *FSYNC.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Sets libgit2's process-wide fsync option, only when it changes: the service sets it once at
 /// start-up, before any thread writes.
 fn set_libgit2_fsync(on: bool) -> Result<()> {
-    let mut current = FSYNC
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if *current == Some(on) {
-        return Ok(());
+    let mut current = FSYNC.lock().unwrap_or_else(PoisonError::into_inner);
+    if *current != on {
+        // SAFETY: this option takes exactly one int (settings.c reads `va_arg(ap, int)`);
+        // libgit2 was initialised by git2 when a repository was opened.
+        let status = unsafe {
+            libgit2_sys::git_libgit2_opts(
+                libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as c_int,
+                c_int::from(on),
+            )
+        };
+        if status < 0 {
+            return Err(git2::Error::from_str("libgit2 refused its fsync option").into());
+        }
+        *current = on;
     }
-    // SAFETY: this option takes exactly one int (settings.c reads `va_arg(ap, int)`); libgit2
-    // was initialised by git2 when a repository was opened.
-    let status = unsafe {
-        libgit2_sys::git_libgit2_opts(
-            libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
-            std::ffi::c_int::from(on),
-        )
-    };
-    if status < 0 {
-        return Err(git2::Error::from_str("libgit2 refused its fsync option").into());
-    }
-    *current = Some(on);
     Ok(())
 }
 
-/// Sets libgit2's process-wide object cache once. Trees of any size may be cached (its
-/// default caches trees up to 4 KiB, so a large directory would be parsed again for every path
-/// looked up under it), but the whole cache stays under 8 MiB (its default, 256 MiB, let a
-/// server holding 10,000 tenants keep every tree it ever read). libgit2's pack windows keep
-/// their defaults: with packs mapped in 2 MiB windows, 4 MiB at most, its indexer rejected a
-/// sound 1.8-million-object pack ("unexpected data at the end of the pack"), and 4 / 16 MiB
-/// made that repack twice as slow.
+/// Sets libgit2's process-wide memory limits once, before a repository is opened. Trees of any
+/// size may be cached (its default caches trees up to 4 KiB, so a large directory would be
+/// parsed again for every path looked up under it), but the whole cache stays under 8 MiB (its
+/// default, 256 MiB, let a server holding 10,000 tenants keep every tree it ever read). At most
+/// 128 packs are open at once: every commit adds a small pack until the next repack. The pack
+/// windows keep their defaults: with 2 MiB windows, 4 MiB at most, its indexer rejected a
+/// sound 1.8-million-object pack, and 4 / 16 MiB made that repack twice as slow.
 fn limit_libgit2_memory() -> Result<()> {
-    const CACHE: usize = 8 << 20;
-    static DONE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
-    DONE.get_or_init(|| {
-        // SAFETY: global options read by libgit2 as (int, size_t) and (ssize_t); set once,
-        // before any repository is opened.
-        let set = || unsafe {
-            git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 4 << 20)?;
-            if libgit2_sys::git_libgit2_opts(
-                libgit2_sys::GIT_OPT_SET_CACHE_MAX_SIZE as std::ffi::c_int,
-                CACHE as isize,
-            ) < 0
-            {
-                return Err(git2::Error::from_str("libgit2 refused its cache size"));
-            }
-            Ok(())
-        };
-        set().map_err(|e: git2::Error| e.to_string())
-    })
-    .clone()
-    .map_err(|e| git2::Error::from_str(&e).into())
+    const CACHE: isize = 8 << 20;
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    // SAFETY: global options read by libgit2 as (int, size_t), (ssize_t) and (size_t); set
+    // once, before this process opens a repository.
+    let set = || unsafe {
+        git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 4 << 20)?;
+        git2::opts::set_mwindow_file_limit(128)?;
+        let max_size = libgit2_sys::GIT_OPT_SET_CACHE_MAX_SIZE as c_int;
+        if libgit2_sys::git_libgit2_opts(max_size, CACHE) < 0 {
+            return Err(git2::Error::from_str("libgit2 refused its cache size"));
+        }
+        Ok(())
+    };
+    let done = DONE.get_or_init(|| set().map_err(|e| e.to_string()));
+    done.clone().map_err(|e| git2::Error::from_str(&e).into())
+}
+
+/// Bounds every fetch and push: connecting, and each wait for the remote to send or take
+/// data, give up after `timeout` (libgit2 waits forever by default, so a remote that accepts
+/// a connection and never answers held a push for good). Process-wide; call at start-up.
+pub fn limit_network_waits(timeout: Duration) -> Result<()> {
+    let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+    // SAFETY: global options read by libgit2 as one int each; set before network use.
+    unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(ms)?;
+        git2::opts::set_server_timeout_in_milliseconds(ms)?;
+    }
+    Ok(())
 }
 
 /// A repository setting this code wrote for a while (`core.fsyncObjectFiles`): libgit2 ORs it
@@ -159,22 +169,33 @@ fn limit_libgit2_memory() -> Result<()> {
 /// it is deprecated. Removed on open.
 const OLD_FSYNC_CONFIG: &str = "core.fsyncObjectFiles";
 
-/// The top-level README that `billing init` and the first commit put in a new repository.
-pub const OPERATOR_README: &str = include_str!("operator_readme.md");
+/// The top-level README that the first commit puts in a new repository.
+const OPERATOR_README: &str = include_str!("operator_readme.md");
 
 impl GitOpsRepo {
-    /// Opens the existing bare repository at `path` as it is: a second handle beside the one
-    /// [`GitOpsRepo::open_or_init`] made (the network thread's), with the fsync setting in force.
-    pub fn open_existing(path: &Path, branch: &str, author: Author) -> Result<Self> {
-        Ok(GitOpsRepo {
-            repo: Repository::open_bare(path)?,
+    fn new(repo: Repository, path: &Path, branch: &str, author: Author) -> Self {
+        GitOpsRepo {
+            repo,
             path: path.to_path_buf(),
             branch: branch.to_string(),
             author,
-            unpacked: std::cell::Cell::new(0),
+            unpacked: Cell::new(0),
             fsync: fsync_on(),
             stale_lock_after: DEFAULT_STALE_LOCK_AFTER,
-        })
+        }
+    }
+
+    /// How to open a second handle on this repository as this one is set up (the network
+    /// thread's), with the fsync setting in force.
+    fn opener(&self) -> impl Fn() -> Result<GitOpsRepo> + Send + Sync + 'static {
+        let (path, branch) = (self.path.clone(), self.branch.clone());
+        let (author, stale_lock_after) = (self.author.clone(), self.stale_lock_after);
+        move || {
+            let repo = Repository::open_bare(&path)?;
+            let mut handle = GitOpsRepo::new(repo, &path, &branch, author.clone());
+            handle.stale_lock_after = stale_lock_after;
+            Ok(handle)
+        }
     }
 
     /// Opens the bare repository at `path`, creating it (with the layout's README) if missing.
@@ -191,8 +212,7 @@ impl GitOpsRepo {
         };
         // Another process may be writing (the CLI beside the server): only what is older than
         // a live writer's work is repaired here; `serve` repairs everything before it starts.
-        let repaired = pack_dir::repair(path, DEFAULT_STALE_LOCK_AFTER)?;
-        log_repaired(path, &repaired);
+        pack_dir::repair(path, DEFAULT_STALE_LOCK_AFTER)?;
         if let Ok(mut local) = repo.config()?.open_level(git2::ConfigLevel::Local) {
             if local.get_entry(OLD_FSYNC_CONFIG).is_ok() {
                 local.remove(OLD_FSYNC_CONFIG)?;
@@ -202,25 +222,14 @@ impl GitOpsRepo {
                 local.set_i64(key, value)?;
             }
         }
-        let mut this = GitOpsRepo {
-            repo,
-            path: path.to_path_buf(),
-            branch: branch.to_string(),
-            author,
-            unpacked: std::cell::Cell::new(0),
-            fsync: false,
-            stale_lock_after: DEFAULT_STALE_LOCK_AFTER,
-        };
+        let mut this = GitOpsRepo::new(repo, path, branch, author);
         this.set_fsync(true)?;
         // More than one pack: leftovers of an earlier process, for the first idle repack.
         this.unpacked
             .set(pack::pack_count(path).saturating_sub(1).min(1));
         if this.head()?.is_none() {
-            let mut layout = Changes::new();
-            layout.insert(
-                "README.md".into(),
-                Entry::File(OPERATOR_README.as_bytes().to_vec()),
-            );
+            let readme = Entry::File(OPERATOR_README.as_bytes().to_vec());
+            let layout = Changes::from([("README.md".to_string(), readme)]);
             this.commit(&layout, "Initialise the GitOps repository layout")?;
         }
         Ok(this)
@@ -243,23 +252,38 @@ impl GitOpsRepo {
         Ok(())
     }
 
-    pub fn set_stale_lock_after(&mut self, age: std::time::Duration) {
+    pub fn set_stale_lock_after(&mut self, age: Duration) {
         self.stale_lock_after = age;
     }
 
-    /// After a write that a lock may have blocked (libgit2's `Locked`, or a path remote's
-    /// refused ref update), removes the lock files older than the stale age here and, for a
-    /// path remote, there: a live writer holds one for milliseconds, so an old one is a dead
-    /// writer's. Says whether it removed any: the caller then tries once more.
-    fn removed_stale_locks(&self, remote: Option<&Remote>) -> bool {
-        let mut dirs = vec![self.path.clone()];
-        dirs.extend(remote.and_then(Remote::local_dir));
-        let mut removed = false;
-        for dir in dirs {
-            for lock in locks::remove_stale(&dir, self.stale_lock_after) {
-                tracing::warn!(lock = %lock.display(), "removed a stale Git lock file left by a dead writer");
-                removed = true;
+    /// Runs `attempt`, and once more when a lock blocked it (libgit2's `Locked`, or a path
+    /// remote's refusal) and a dead writer's lock was removed (see `removed_stale_locks`).
+    fn unlocked<T>(&self, remote: Option<&Remote>, attempt: impl Fn() -> Result<T>) -> Result<T> {
+        match attempt() {
+            Err(e)
+                if (e.is_locked() || matches!(e, GitOpsError::Remote(_)))
+                    && self.removed_stale_locks(remote) =>
+            {
+                tracing::debug!(error = %e, "trying again without the stale lock");
+                attempt()
             }
+            done => done,
+        }
+    }
+
+    /// Removes the lock files older than the stale age here and, for a path remote, there: a
+    /// live writer holds one for milliseconds, so an old one is a dead writer's. Says whether
+    /// it removed any: the caller then tries once more.
+    fn removed_stale_locks(&self, remote: Option<&Remote>) -> bool {
+        let dirs = [Some(self.path.clone()), remote.and_then(Remote::local_dir)];
+        let mut removed = false;
+        for lock in dirs
+            .iter()
+            .flatten()
+            .flat_map(|dir| locks::remove_stale(dir, self.stale_lock_after))
+        {
+            tracing::warn!(lock = %lock.display(), "removed a stale Git lock file left by a dead writer");
+            removed = true;
         }
         removed
     }
@@ -288,11 +312,7 @@ impl GitOpsRepo {
 
     /// The tip of `branch`, or None when it does not exist.
     pub fn tip(&self, branch: &str) -> Result<Option<Oid>> {
-        match self.repo.refname_to_id(&branch_refname(branch)) {
-            Ok(oid) => Ok(Some(oid)),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.repo.refname_to_id(&branch_refname(branch)).found()
     }
 
     /// Commits `changes` on top of the main branch. Returns None, and writes no commit, when
@@ -311,16 +331,11 @@ impl GitOpsRepo {
         changes: &Changes,
         message: &str,
     ) -> Result<Option<Oid>> {
-        match self.commit_once(branch, start, changes, message) {
-            Err(e) if e.is_locked() && self.removed_stale_locks(None) => {
-                self.commit_once(branch, start, changes, message)
-            }
-            done => done,
-        }
+        self.unlocked(None, || self.commit_once(branch, start, changes, message))
     }
 
     fn commit_once(
-        &mut self,
+        &self,
         branch: &str,
         start: Option<Oid>,
         changes: &Changes,
@@ -332,24 +347,19 @@ impl GitOpsRepo {
             None => start.or(self.head()?),
         };
         let sig = Signature::now(&self.author.name, &self.author.email)?;
-        let Some(built) = write::build(&self.repo, parent, changes, message, &sig, &sig)? else {
+        let Some(commit) = self.write_commit(parent, changes, message, &sig, &sig)? else {
             return Ok(None);
         };
-        built.write(&self.repo)?;
-        let oid = built.commit;
         let refname = branch_refname(branch);
+        let subject = message.lines().next().unwrap_or("commit");
         // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
         match current {
-            Some(old) => {
-                self.repo
-                    .reference_matching(&refname, oid, true, old, message_subject(message))?
-            }
-            None => self
+            Some(old) => self
                 .repo
-                .reference(&refname, oid, false, message_subject(message))?,
+                .reference_matching(&refname, commit, true, old, subject)?,
+            None => self.repo.reference(&refname, commit, false, subject)?,
         };
-        self.unpacked.set(self.unpacked.get() + 1);
-        Ok(Some(oid))
+        Ok(Some(commit))
     }
 
     /// Whether committing `changes` would leave the main branch's tree as it is. Hashes only:
@@ -382,6 +392,11 @@ impl GitOpsRepo {
             .collect()
     }
 
+    /// The bytes of the blob `id`.
+    fn blob(&self, id: Oid) -> Result<Vec<u8>> {
+        Ok(self.repo.find_blob(id)?.content().to_vec())
+    }
+
     fn head_tree(&self) -> Result<Option<git2::Tree<'_>>> {
         let Some(head) = self.head()? else {
             return Ok(None);
@@ -395,53 +410,8 @@ impl GitOpsRepo {
     }
 }
 
-/// Bounds how many pack files libgit2 keeps open at once: every commit adds a small pack until
-/// the next repack. Call once, before any repository is opened.
-pub fn limit_open_packs() -> Result<()> {
-    // SAFETY: sets a global option; called at start-up, before other threads use libgit2.
-    unsafe { git2::opts::set_mwindow_file_limit(128)? };
-    Ok(())
-}
-
-/// Bounds every fetch and push: connecting, and each wait for the remote to send or take
-/// data, give up after `timeout` (libgit2 waits forever by default, so a remote that accepts
-/// a connection and never answers held a push for good). Process-wide; call at start-up.
-pub fn limit_network_waits(timeout: std::time::Duration) -> Result<()> {
-    let ms = std::ffi::c_int::try_from(timeout.as_millis()).unwrap_or(std::ffi::c_int::MAX);
-    // SAFETY: global options read by libgit2 as one int each; set before network use.
-    unsafe {
-        git2::opts::set_server_connect_timeout_in_milliseconds(ms)?;
-        git2::opts::set_server_timeout_in_milliseconds(ms)?;
-    }
-    Ok(())
-}
-
 fn branch_refname(branch: &str) -> String {
     format!("refs/heads/{branch}")
-}
-
-fn message_subject(message: &str) -> &str {
-    message.lines().next().unwrap_or("commit")
-}
-
-/// Builds a commit message with the trailers later tools parse (`Tenant-Id:`, `Change-Id:`).
-pub fn message(subject: &str, body: &[String], trailers: &[(&str, String)]) -> String {
-    let mut msg = subject.trim().to_string();
-    msg.push('\n');
-    if !body.is_empty() {
-        msg.push('\n');
-        for line in body {
-            msg.push_str(line);
-            msg.push('\n');
-        }
-    }
-    if !trailers.is_empty() {
-        msg.push('\n');
-        for (key, value) in trailers {
-            msg.push_str(&format!("{key}: {value}\n"));
-        }
-    }
-    msg
 }
 
 #[cfg(test)]

@@ -37,11 +37,25 @@ impl GitOpsRepo {
         self.run_repack(&["-a"])
     }
 
+    /// Runs `git repack -d <how>`. No bitmaps: nobody serves fetches from this repository,
+    /// and they cost time on every full repack.
     fn run_repack(&mut self, how: &[&str]) -> Result<Repacked> {
-        let repaired = super::pack_dir::repair(&self.path, self.stale_lock_after)?;
-        super::log_repaired(&self.path, &repaired);
+        super::pack_dir::repair(&self.path, self.stale_lock_after)?;
         let packs_before = pack_count(&self.path);
-        git_repack(&self.path, how)?;
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(&self.path)
+            .args(["-c", "repack.writeBitmaps=false", "repack", "-d", "-q"])
+            .args(how)
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_OBJECT_DIRECTORY")
+            .output()
+            .map_err(|e| GitOpsError::Tool(format!("cannot run git (is it installed?): {e}")))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let why = format!("git repack {}: {}", out.status, stderr.trim());
+            return Err(GitOpsError::Tool(why));
+        }
         // libgit2 keeps every pack it has seen open, deleted or not; a fresh handle lets go
         // of the removed ones.
         self.repo = Repository::open_bare(&self.path)?;
@@ -51,28 +65,6 @@ impl GitOpsRepo {
             packs_after: pack_count(&self.path),
         })
     }
-}
-
-/// Runs `git repack <how> -d` on the repository at `gitdir`. No bitmaps: nobody serves
-/// fetches from this repository, and they cost time on every full repack.
-fn git_repack(gitdir: &Path, how: &[&str]) -> Result<()> {
-    let out = Command::new("git")
-        .arg("--git-dir")
-        .arg(gitdir)
-        .args(["-c", "repack.writeBitmaps=false", "repack", "-d", "-q"])
-        .args(how)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_OBJECT_DIRECTORY")
-        .output()
-        .map_err(|e| GitOpsError::Tool(format!("cannot run git (is it installed?): {e}")))?;
-    if !out.status.success() {
-        return Err(GitOpsError::Tool(format!(
-            "git repack {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
 }
 
 /// The packs in the repository at `gitdir`: how many a reader searches.

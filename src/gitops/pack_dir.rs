@@ -21,40 +21,24 @@ const STAGING: &str = "billing-incoming";
 /// index, so that no instant shows an index without its pack. With `fsync`, the indexer has
 /// synced both files, and each rename is synced before the next step.
 pub(super) fn install(gitdir: &Path, bytes: &[u8], fsync: bool) -> Result<()> {
-    let staging = gitdir.join("objects").join(STAGING).join(unique_name());
-    std::fs::create_dir_all(&staging)?;
-    let placed = index_and_place(gitdir, &staging, bytes, fsync);
-    let _ = std::fs::remove_dir_all(&staging);
-    placed
-}
-
-fn index_and_place(gitdir: &Path, staging: &Path, bytes: &[u8], fsync: bool) -> Result<()> {
-    let mut indexer = Indexer::new(None, staging, 0o444, false)?;
+    let staging_root = gitdir.join("objects").join(STAGING);
+    std::fs::create_dir_all(&staging_root)?;
+    // Removed when dropped; a killed writer's is left for `repair`.
+    let staging = tempfile::tempdir_in(&staging_root)?;
+    let mut indexer = Indexer::new(None, staging.path(), 0o444, false)?;
     // The io::Error carries libgit2's own reason (e.g. "No space left on device").
     std::io::Write::write_all(&mut indexer, bytes)?;
-    let checksum = indexer.commit()?;
-    let name = format!("pack-{checksum}");
+    let name = format!("pack-{}", indexer.commit()?);
     let dir = gitdir.join("objects/pack");
     // The pack first: a pack without its index is invisible to every reader.
     for ext in ["pack", "idx"] {
         let file = format!("{name}.{ext}");
-        std::fs::rename(staging.join(&file), dir.join(&file))?;
+        std::fs::rename(staging.path().join(&file), dir.join(&file))?;
         if fsync {
             std::fs::File::open(&dir)?.sync_all()?;
         }
     }
     Ok(())
-}
-
-/// A name no other writer of this machine uses at the same time.
-fn unique_name() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// What [`repair`] removed.
@@ -78,22 +62,18 @@ impl Repaired {
 /// (or a reverse index, bitmap or keep file without one), a pack without its index, libgit2's
 /// and git's temporary packs (`pack_git2_*`, `tmp_pack_*`, `tmp_idx_*`), pack-index locks, and
 /// this module's staging directories. For our own repository at start-up `age` is zero; for a
-/// repository others write too (a path remote), the stale-lock age.
+/// repository others write too (a path remote), the stale-lock age. Logs what it removed.
 pub fn repair(gitdir: &Path, age: Duration) -> std::io::Result<Repaired> {
     let mut repaired = Repaired::default();
-    let dir = gitdir.join("objects/pack");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(repaired);
-    };
     let old = |path: &Path| {
         std::fs::symlink_metadata(path)
             .and_then(|m| m.modified())
             .is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= age))
     };
-    for entry in entries.flatten() {
+    let dir = gitdir.join("objects/pack");
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let kind = classify(&dir, &name);
+        let kind = classify(&dir, &entry.file_name().to_string_lossy());
         if kind == Kind::Sound || !old(&path) {
             continue;
         }
@@ -109,6 +89,14 @@ pub fn repair(gitdir: &Path, age: Duration) -> std::io::Result<Repaired> {
         if old(&entry.path()) && std::fs::remove_dir_all(entry.path()).is_ok() {
             repaired.leftovers.push(entry.path());
         }
+    }
+    if !repaired.is_empty() {
+        tracing::warn!(
+            repository = %gitdir.display(),
+            orphan_indexes = ?repaired.orphan_indexes,
+            leftovers = ?repaired.leftovers,
+            "removed what killed writers left in objects/pack"
+        );
     }
     Ok(repaired)
 }

@@ -7,35 +7,21 @@
 use std::cell::RefCell;
 use std::path::PathBuf;
 
-use git2::{
-    Cred, CredentialType, ErrorCode, FetchOptions, Oid, PushOptions, RemoteCallbacks, Signature,
-    Sort,
-};
+use git2::{Cred, CredentialType, ErrorCode, FetchOptions, Oid, PushOptions, RemoteCallbacks};
+use git2::{Diff, Signature, Sort, Tree};
+use secrecy::{ExposeSecret, SecretString};
 
-use super::{write, Changes, Entry, GitOpsError, GitOpsRepo, Result};
+use super::{Changes, Entry, Found, GitOpsError, GitOpsRepo, Result};
 
 /// The directories whose children the service owns (one child per tenant).
 pub const OWNED_DIRS: [&str; 2] = ["tenants", "flux-tenants"];
 
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PushAuth {
     pub ssh_key_path: Option<PathBuf>,
-    pub ssh_key_passphrase: Option<String>,
+    pub ssh_key_passphrase: Option<SecretString>,
     pub https_username: Option<String>,
-    pub https_token: Option<String>,
-}
-
-impl std::fmt::Debug for PushAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushAuth")
-            .field("ssh_key_path", &self.ssh_key_path)
-            .field("https_username", &self.https_username)
-            .field(
-                "https_token",
-                &self.https_token.as_ref().map(|_| "[redacted]"),
-            )
-            .finish()
-    }
+    pub https_token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,12 +54,7 @@ pub enum PushOutcome {
     UpToDate(Oid),
 }
 
-enum Attempt {
-    Done,
-    /// Rejected, or a lock was in the way; why, for the error if it never goes through.
-    NonFastForward(String),
-}
-
+/// The credentials for `auth`, and the remote's refusal of a ref update into `rejection`.
 pub(super) fn callbacks<'a>(
     auth: &'a PushAuth,
     rejection: Option<&'a RefCell<Option<String>>>,
@@ -85,21 +66,17 @@ pub(super) fn callbacks<'a>(
         if tries > 3 {
             return Err(git2::Error::from_str("remote refused our credentials"));
         }
-        if allowed.contains(CredentialType::SSH_KEY) {
-            if let Some(key) = &auth.ssh_key_path {
-                return Cred::ssh_key(
-                    username.unwrap_or("git"),
-                    None,
-                    key,
-                    auth.ssh_key_passphrase.as_deref(),
-                );
-            }
+        if let (true, Some(key)) = (
+            allowed.contains(CredentialType::SSH_KEY),
+            &auth.ssh_key_path,
+        ) {
+            let passphrase = auth.ssh_key_passphrase.as_ref().map(|p| p.expose_secret());
+            return Cred::ssh_key(username.unwrap_or("git"), None, key, passphrase);
         }
-        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-            if let Some(token) = &auth.https_token {
-                let user = auth.https_username.as_deref().unwrap_or("x-access-token");
-                return Cred::userpass_plaintext(user, token);
-            }
+        let plaintext = allowed.contains(CredentialType::USER_PASS_PLAINTEXT);
+        if let (true, Some(token)) = (plaintext, &auth.https_token) {
+            let user = auth.https_username.as_deref().unwrap_or("x-access-token");
+            return Cred::userpass_plaintext(user, token.expose_secret());
         }
         Cred::default()
     });
@@ -119,126 +96,90 @@ impl GitOpsRepo {
         format!("refs/remotes/origin/{}", self.branch)
     }
 
-    pub(super) fn ensure_origin(&self, url: &str) -> Result<git2::Remote<'_>> {
-        match self.repo.find_remote("origin") {
-            Ok(r) if r.url() == Some(url) => Ok(r),
-            Ok(_) => {
-                self.repo.remote_set_url("origin", url)?;
-                Ok(self.repo.find_remote("origin")?)
-            }
-            Err(_) => Ok(self.repo.remote("origin", url)?),
-        }
-    }
-
     /// Removes what killed writers left in a path remote's `objects/pack` (see
     /// `pack_dir::repair`), once older than the stale-lock age: other writers share it.
     pub fn tidy_remote(&self, remote: &Remote) -> Result<()> {
         if let Some(dir) = remote.local_dir() {
-            let repaired = super::pack_dir::repair(&dir, self.stale_lock_after)?;
-            super::log_repaired(&dir, &repaired);
+            super::pack_dir::repair(&dir, self.stale_lock_after)?;
         }
         Ok(())
     }
 
     /// Fetches the remote branch; returns its tip (None when the remote branch does not exist).
     pub fn fetch(&self, remote: &Remote) -> Result<Option<Oid>> {
-        match self.fetch_once(remote) {
-            Err(e) if e.is_locked() && self.removed_stale_locks(Some(remote)) => {
-                self.fetch_once(remote)
-            }
-            done => done,
-        }
-    }
-
-    fn fetch_once(&self, remote: &Remote) -> Result<Option<Oid>> {
-        let mut origin = self.ensure_origin(&remote.url)?;
-        let mut opts = FetchOptions::new();
-        opts.remote_callbacks(callbacks(&remote.auth, None));
         let refspec = format!("+{}:{}", self.branch_ref(), self.remote_tracking_ref());
-        origin.fetch(&[refspec.as_str()], Some(&mut opts), None)?;
-        match self.repo.refname_to_id(&self.remote_tracking_ref()) {
-            Ok(oid) => Ok(Some(oid)),
-            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.unlocked(Some(remote), || {
+            let mut opts = FetchOptions::new();
+            opts.remote_callbacks(callbacks(&remote.auth, None));
+            let mut anonymous = self.repo.remote_anonymous(&remote.url)?;
+            anonymous.fetch(&[refspec.as_str()], Some(&mut opts), None)?;
+            self.repo.refname_to_id(&self.remote_tracking_ref()).found()
+        })
     }
 
-    fn try_push(&self, remote: &Remote) -> Result<Attempt> {
-        let mut origin = self.ensure_origin(&remote.url)?;
+    /// Pushes `refspec`. Ok(Some(why)) when it was refused: by libgit2's own non-fast-forward
+    /// check (told by its code) or by the remote, through the push-update-reference callback.
+    pub(super) fn push_refspec(&self, remote: &Remote, refspec: &str) -> Result<Option<String>> {
         let rejection = RefCell::new(None);
         let mut opts = PushOptions::new();
         opts.remote_callbacks(callbacks(&remote.auth, Some(&rejection)));
-        let refspec = format!("{0}:{0}", self.branch_ref());
-        match origin.push(&[refspec.as_str()], Some(&mut opts)) {
-            // libgit2's own check, told by its code: fetch, re-apply, try again.
-            Err(e) if e.code() == ErrorCode::NotFastForward => {
-                return Ok(Attempt::NonFastForward(e.message().to_string()))
-            }
-            // A dead writer's lock here: gone now, so simply try again.
-            Err(e) if e.code() == ErrorCode::Locked && self.removed_stale_locks(Some(remote)) => {
-                return Ok(Attempt::NonFastForward(e.message().to_string()))
-            }
-            Err(e) => return Err(e.into()),
-            Ok(()) => {}
-        }
+        let pushed = self
+            .repo
+            .remote_anonymous(&remote.url)?
+            .push(&[refspec], Some(&mut opts));
         drop(opts);
-        match rejection.into_inner() {
-            None => Ok(Attempt::Done),
-            // The remote refused the ref update: another writer moved it first (fetch,
-            // re-apply, try again), or, in a path remote, a dead writer's lock holds it (removed
-            // once stale). Whatever the wording, the attempts are bounded by `max_rebases`.
-            Some(msg) => {
-                self.removed_stale_locks(Some(remote));
-                Ok(Attempt::NonFastForward(msg))
-            }
+        match pushed {
+            Err(e) if e.code() == ErrorCode::NotFastForward => Ok(Some(e.message().to_string())),
+            Err(e) => Err(e.into()),
+            Ok(()) => Ok(rejection.into_inner()),
         }
     }
 
     /// Pushes the branch. On a non-fast-forward, fetches, re-applies our commits on the remote
     /// tip and tries again (up to `max_rebases` times).
     pub fn push(&self, remote: &Remote, max_rebases: usize) -> Result<PushOutcome> {
-        match self.push_once(remote, max_rebases) {
-            Err(e) if e.is_locked() && self.removed_stale_locks(Some(remote)) => {
-                self.push_once(remote, max_rebases)
-            }
-            done => done,
-        }
+        self.unlocked(Some(remote), || self.push_once(remote, max_rebases))
     }
 
     /// One push, re-applying on the remote's tip up to `max_rebases` times. Every update of
     /// the local branch is a compare-and-swap on the tip read before: this may run on a handle
     /// of its own beside the one that commits.
     fn push_once(&self, remote: &Remote, max_rebases: usize) -> Result<PushOutcome> {
+        let refspec = format!("{0}:{0}", self.branch_ref());
         let mut last_rejection = String::new();
         for _ in 0..=max_rebases {
             let Some(tip) = self.head()? else {
                 return Err(GitOpsError::EmptyBranch);
             };
-            match self.try_push(remote)? {
-                Attempt::Done => {
+            last_rejection = match self.push_refspec(remote, &refspec) {
+                Ok(None) => {
                     self.repo
                         .reference(&self.remote_tracking_ref(), tip, true, "pushed")?;
                     return Ok(PushOutcome::Pushed(tip));
                 }
-                Attempt::NonFastForward(why) => {
-                    last_rejection = why;
-                    let Some(upstream) = self.fetch(remote)? else {
-                        continue;
-                    };
-                    if self.contains(upstream, tip)? {
-                        // Someone (another replica) already pushed everything we have.
-                        self.repo.reference_matching(
-                            &self.branch_ref(),
-                            upstream,
-                            true,
-                            tip,
-                            "fast-forward to remote",
-                        )?;
-                        return Ok(PushOutcome::UpToDate(upstream));
-                    }
-                    self.rebase_onto(upstream)?;
+                // Another writer moved the branch first (fetch, re-apply, try again), or, in a
+                // path remote, a dead writer's lock holds it (removed once stale). Whatever the
+                // wording, the attempts are bounded by `max_rebases`.
+                Ok(Some(why)) => {
+                    self.removed_stale_locks(Some(remote));
+                    why
                 }
+                // A dead writer's lock here: gone now, so simply try again.
+                Err(e) if e.is_locked() && self.removed_stale_locks(Some(remote)) => e.to_string(),
+                Err(e) => return Err(e),
+            };
+            let Some(upstream) = self.fetch(remote)? else {
+                continue;
+            };
+            if self.contains(upstream, tip)? {
+                // Someone (another replica) already pushed everything we have.
+                let why = "fast-forward to remote";
+                let branch = self.branch_ref();
+                self.repo
+                    .reference_matching(&branch, upstream, true, tip, why)?;
+                return Ok(PushOutcome::UpToDate(upstream));
             }
+            self.rebase_onto(upstream)?;
         }
         Err(GitOpsError::Remote(format!(
             "push still rejected after {max_rebases} re-applications: {last_rejection}"
@@ -256,16 +197,10 @@ impl GitOpsRepo {
             return self.head();
         };
         match self.head()? {
-            Some(local) if self.contains(local, upstream)? => {}
-            Some(_) => {
-                self.rebase_onto(upstream)?;
-            }
-            None => {
-                self.repo
-                    .reference(&self.branch_ref(), upstream, false, "initial fetch")?;
-            }
+            Some(local) if self.contains(local, upstream)? => self.head(),
+            // Without a local branch yet, it starts at the remote's tip.
+            _ => self.rebase_onto(upstream).map(Some),
         }
-        self.head()
     }
 
     /// Re-creates the local-only commits on top of `upstream`, each carrying only the owned
@@ -286,20 +221,10 @@ impl GitOpsRepo {
             let commit = self.repo.find_commit(oid?)?;
             let changes = self.owned_changes(&commit)?;
             let msg = commit.message().unwrap_or_default();
-            let Some(built) = write::build(
-                &self.repo,
-                Some(tip),
-                &changes,
-                msg,
-                &commit.author(),
-                &committer,
-            )?
-            else {
-                continue;
-            };
-            built.write(&self.repo)?;
-            tip = built.commit;
-            self.unpacked.set(self.unpacked.get() + 1);
+            let author = commit.author();
+            if let Some(new) = self.write_commit(Some(tip), &changes, msg, &author, &committer)? {
+                tip = new;
+            }
         }
         self.repo.reference_matching(
             &self.branch_ref(),
@@ -313,33 +238,30 @@ impl GitOpsRepo {
 
     /// The files under the owned directories that `commit` changed against its first parent.
     fn owned_changes(&self, commit: &git2::Commit<'_>) -> Result<Changes> {
-        let new_tree = commit.tree()?;
-        let old_tree = commit.parent(0).ok().map(|p| p.tree()).transpose()?;
-        let mut opts = git2::DiffOptions::new();
-        for dir in OWNED_DIRS {
-            opts.pathspec(format!("{dir}/"));
-        }
-        let diff =
-            self.repo
-                .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), Some(&mut opts))?;
+        let old = commit.parent(0).ok().map(|p| p.tree()).transpose()?;
         let mut changes = Changes::new();
-        for delta in diff.deltas() {
+        for delta in self.owned_diff(old.as_ref(), &commit.tree()?)?.deltas() {
             let Some(path) = delta.new_file().path().and_then(|p| p.to_str()) else {
                 continue;
             };
-            let entry = if delta.status() == git2::Delta::Deleted {
-                Entry::Removed
-            } else {
-                Entry::File(
-                    self.repo
-                        .find_blob(delta.new_file().id())?
-                        .content()
-                        .to_vec(),
-                )
+            let entry = match delta.status() {
+                git2::Delta::Deleted => Entry::Removed,
+                _ => Entry::File(self.blob(delta.new_file().id())?),
             };
             changes.insert(path.to_string(), entry);
         }
         Ok(changes)
+    }
+
+    /// What `new` changes against `old` (or against nothing) under the owned directories.
+    pub(super) fn owned_diff(&self, old: Option<&Tree<'_>>, new: &Tree<'_>) -> Result<Diff<'_>> {
+        let mut opts = git2::DiffOptions::new();
+        for dir in OWNED_DIRS {
+            opts.pathspec(format!("{dir}/"));
+        }
+        Ok(self
+            .repo
+            .diff_tree_to_tree(old, Some(new), Some(&mut opts))?)
     }
 }
 

@@ -4,13 +4,12 @@
 //! directory, never under that lock, so a remote that stalls delays no commit, read or status
 //! answer. Ref updates made there are compare-and-swaps. Also how Git is doing, for `/readyz`.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{Author, GitOpsError, GitOpsRepo, Remote};
+use super::{GitOpsError, GitOpsRepo, Remote};
 
 /// What the GitOps side looks like from outside: shown by `/readyz` and the status endpoint.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
@@ -44,20 +43,14 @@ impl GitHealth {
     }
 }
 
-/// How the network thread opens its own handle on the repository.
-#[derive(Clone)]
-struct Opener {
-    path: PathBuf,
-    branch: String,
-    author: Author,
-    stale_lock_after: std::time::Duration,
-}
-
 /// How long a fetch or push may wait on the remote before `/readyz` names it.
 pub const STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The network work under way: what, and since when.
 type InFlight = Arc<Mutex<Option<(&'static str, Instant)>>>;
+
+/// Opens the network thread's own handle on the repository.
+type Opener = Arc<dyn Fn() -> Result<GitOpsRepo, GitOpsError> + Send + Sync>;
 
 pub struct GitOps {
     repo: Arc<Mutex<GitOpsRepo>>,
@@ -69,12 +62,7 @@ pub struct GitOps {
 
 impl GitOps {
     pub fn new(repo: GitOpsRepo, remote: Option<Remote>, health: GitHealth) -> Self {
-        let opener = Opener {
-            path: repo.path().to_path_buf(),
-            branch: repo.branch().to_string(),
-            author: repo.author.clone(),
-            stale_lock_after: repo.stale_lock_after,
-        };
+        let opener = Arc::new(repo.opener());
         GitOps {
             repo: Arc::new(Mutex::new(repo)),
             remote,
@@ -120,10 +108,7 @@ impl GitOps {
         crate::pool::NET
             .run(move || {
                 let _under_way = UnderWay::start(in_flight, what);
-                let mut repo =
-                    GitOpsRepo::open_existing(&opener.path, &opener.branch, opener.author)?;
-                repo.set_stale_lock_after(opener.stale_lock_after);
-                work(&mut repo, &remote).map(Some)
+                work(&mut opener()?, &remote).map(Some)
             })
             .await
             .map_err(|e| E::from(GitOpsError::Task(e.to_string())))?

@@ -200,12 +200,12 @@ fn init_commits_layout_and_unchanged_content_makes_no_commit() {
         "tenants/t1".into(),
         Entry::Dir([("a.yaml".into(), b"a: 1\n".to_vec())].into()),
     );
-    let msg = message("tenant t1: create", &[], &[("Tenant-Id", "t1".into())]);
-    let second = repo.commit(&c, &msg).unwrap().expect("a change commits");
+    let msg = "tenant t1: create\n\nTenant-Id: t1\n";
+    let second = repo.commit(&c, msg).unwrap().expect("a change commits");
     assert!(repo.contains(second, first).unwrap());
     assert!(repo.unchanged(&c).unwrap());
     assert_eq!(
-        repo.commit(&c, &msg).unwrap(),
+        repo.commit(&c, msg).unwrap(),
         None,
         "same content, no commit"
     );

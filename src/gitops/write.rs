@@ -5,23 +5,17 @@
 //! one by one into a `PackBuilder` and written as one pack (`pack_dir::install`): nothing
 //! loose, never the whole tree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use git2::build::TreeUpdateBuilder;
-use git2::{FileMode, ObjectType, Odb, OdbLookupFlags, Oid, PackBuilder, Repository, Signature};
+use git2::{FileMode, ObjectType, Odb, OdbLookupFlags, Oid, Repository, Signature};
 
 use super::pack_dir;
-use super::{Changes, Entry, Result};
+use super::{Changes, Entry, GitOpsRepo, Result};
 
-/// A commit built in memory, not yet written to disk.
-pub(super) struct Built {
-    /// The scratch repository (mempack + the real store as an alternate) holding the objects.
-    scratch: Repository,
-    pub commit: Oid,
-    /// Every object the commit may have created, in the order it was made.
-    candidates: Vec<(Oid, Option<String>)>,
-}
+/// An object the commit may have created, with its file name (a delta-compression hint).
+type Candidate = (Oid, Option<String>);
 
 /// A repository whose writes go to memory; [`attach_store`] later lets its reads fall through
 /// to `disk`'s objects. It is opened on `disk`'s directory for its configuration: the
@@ -55,115 +49,94 @@ fn attach_store(scratch: &Repository, disk: &Repository) -> Result<()> {
     Ok(())
 }
 
-/// Builds the commit of `changes` on `parent` (or on nothing) in memory. None when the tree
-/// would not change.
-pub(super) fn build(
-    disk: &Repository,
-    parent: Option<Oid>,
-    changes: &Changes,
-    message: &str,
-    author: &Signature<'_>,
-    committer: &Signature<'_>,
-) -> Result<Option<Built>> {
-    let scratch = scratch_in_memory(disk)?;
-    let mut candidates = Vec::new();
-    // What each changed path becomes: a blob, a whole tree, or nothing.
-    let mut written = Vec::with_capacity(changes.len());
-    for (path, entry) in changes {
-        check_path(path)?;
-        let object = match entry {
-            Entry::File(bytes) => Some((
-                blob(&scratch, bytes, path, &mut candidates)?,
-                FileMode::Blob,
-            )),
-            Entry::Dir(files) if !files.is_empty() => Some((
-                dir_tree(&scratch, path, files, &mut candidates)?,
-                FileMode::Tree,
-            )),
-            Entry::Dir(_) | Entry::Removed => None,
-        };
-        written.push((path, object));
-    }
-    attach_store(&scratch, disk)?;
-    let base = match parent {
-        Some(id) => scratch.find_commit(id)?.tree()?,
-        None => {
+impl GitOpsRepo {
+    /// Builds the commit of `changes` on `parent` (or on nothing) in memory and writes what it
+    /// created as one pack, counted for the next repack. None, and nothing written, when the
+    /// tree would not change.
+    pub(super) fn write_commit(
+        &self,
+        parent: Option<Oid>,
+        changes: &Changes,
+        message: &str,
+        author: &Signature<'_>,
+        committer: &Signature<'_>,
+    ) -> Result<Option<Oid>> {
+        let disk = &self.repo;
+        let scratch = scratch_in_memory(disk)?;
+        let mut candidates = Vec::new();
+        // What each changed path becomes: a blob, a whole tree, or nothing.
+        let mut written = Vec::with_capacity(changes.len());
+        for (path, entry) in changes {
+            check_path(path)?;
+            let object = match entry {
+                Entry::File(bytes) => Some((
+                    blob(&scratch, bytes, path, &mut candidates)?,
+                    FileMode::Blob,
+                )),
+                Entry::Dir(files) if !files.is_empty() => Some((
+                    dir_tree(&scratch, path, files, &mut candidates)?,
+                    FileMode::Tree,
+                )),
+                Entry::Dir(_) | Entry::Removed => None,
+            };
+            written.push((path, object));
+        }
+        attach_store(&scratch, disk)?;
+        let base = match parent {
+            Some(id) => scratch.find_commit(id)?.tree()?,
             // Only the baseline: packed only if the commit's tree is empty too.
-            let empty = scratch.treebuilder(None)?.write()?;
-            scratch.find_tree(empty)?
+            None => scratch.find_tree(scratch.treebuilder(None)?.write()?)?,
+        };
+        let mut update = TreeUpdateBuilder::new();
+        for (path, object) in written {
+            match object {
+                Some((id, mode)) => update.upsert(path.as_str(), id, mode),
+                // libgit2 refuses to remove what is not there; an emptied directory goes too.
+                None if base.get_path(Path::new(path)).is_ok() => update.remove(path.as_str()),
+                None => &mut update,
+            };
         }
-    };
-    let mut update = TreeUpdateBuilder::new();
-    for (path, object) in written {
-        match object {
-            Some((id, mode)) => {
-                update.upsert(path.as_str(), id, mode);
-            }
-            // libgit2 refuses to remove what is not there; an emptied directory goes too.
-            None => {
-                if base.get_path(std::path::Path::new(path)).is_ok() {
-                    update.remove(path.as_str());
-                }
-            }
+        let tree = update.create_updated(&scratch, &base)?;
+        if parent.is_some() && tree == base.id() {
+            return Ok(None);
         }
-    }
-    let tree = update.create_updated(&scratch, &base)?;
-    if parent.is_some() && tree == base.id() {
-        return Ok(None);
-    }
-    let new_tree = scratch.find_tree(tree)?;
-    candidates.push((tree, None));
-    let mut visited = std::collections::HashSet::new();
-    for path in changes.keys() {
-        trees_on_path(&new_tree, path, &mut visited, &mut candidates);
-    }
-    let commit = {
-        let parents = parent
-            .map(|id| scratch.find_commit(id))
-            .transpose()?
-            .into_iter()
-            .collect::<Vec<_>>();
-        let parents = parents.iter().collect::<Vec<_>>();
-        scratch.commit(None, author, committer, message, &new_tree, &parents)?
-    };
-    candidates.push((commit, None));
-    drop(new_tree);
-    drop(base);
-    Ok(Some(Built {
-        scratch,
-        commit,
-        candidates,
-    }))
-}
-
-impl Built {
-    /// Writes the objects the commit created (those `disk` does not hold yet) as one pack.
-    pub fn write(&self, disk: &Repository) -> Result<()> {
-        let store = disk.odb()?;
-        let mut builder = self.scratch.packbuilder()?;
-        builder.set_threads(0);
-        let mut seen = std::collections::HashSet::new();
-        for (id, name) in &self.candidates {
-            // Without NO_REFRESH every miss would rescan objects/pack.
-            if seen.insert(*id) && !store.exists_ext(*id, OdbLookupFlags::NO_REFRESH) {
-                builder.insert_object(*id, name.as_deref())?;
-            }
+        let new_tree = scratch.find_tree(tree)?;
+        candidates.push((tree, None));
+        let mut visited = HashSet::new();
+        for path in changes.keys() {
+            trees_on_path(&new_tree, path, &mut visited, &mut candidates);
         }
-        if builder.object_count() == 0 {
-            return Ok(());
-        }
-        store_pack(disk.path(), &store, &mut builder)
+        let parent = parent.map(|id| scratch.find_commit(id)).transpose()?;
+        let parents = parent.iter().collect::<Vec<_>>();
+        let commit = scratch.commit(None, author, committer, message, &new_tree, &parents)?;
+        candidates.push((commit, None));
+        write_pack(&scratch, disk, &candidates)?;
+        self.unpacked.set(self.unpacked.get() + 1);
+        Ok(Some(commit))
     }
 }
 
-/// Writes `builder`'s pack into the repository at `gitdir` (see `pack_dir::install`) and
-/// tells `store` about it. The pack is made whole before the indexer sees it: fed chunk by
-/// chunk as `PackBuilder::foreach` makes them, the indexer remaps the growing file for nearly
-/// every object (4.8 s of a 10,000-tenant commit, against 0.25 s for the whole pack at once).
-fn store_pack(gitdir: &Path, store: &Odb<'_>, builder: &mut PackBuilder<'_>) -> Result<()> {
+/// Writes the objects among `candidates` that `disk` does not hold yet as one pack.
+fn write_pack(scratch: &Repository, disk: &Repository, candidates: &[Candidate]) -> Result<()> {
+    let store = disk.odb()?;
+    let mut builder = scratch.packbuilder()?;
+    builder.set_threads(0);
+    let mut seen = HashSet::new();
+    for (id, name) in candidates {
+        // Without NO_REFRESH every miss would rescan objects/pack.
+        if seen.insert(*id) && !store.exists_ext(*id, OdbLookupFlags::NO_REFRESH) {
+            builder.insert_object(*id, name.as_deref())?;
+        }
+    }
+    if builder.object_count() == 0 {
+        return Ok(());
+    }
+    // The pack is made whole before the indexer sees it: fed chunk by chunk as
+    // `PackBuilder::foreach` makes them, the indexer remaps the growing file for nearly every
+    // object (4.8 s of a 10,000-tenant commit, against 0.25 s for the whole pack at once).
     let mut pack = git2::Buf::new();
     builder.write_buf(&mut pack)?;
-    pack_dir::install(gitdir, &pack, super::fsync_on())?;
+    pack_dir::install(disk.path(), &pack, super::fsync_on())?;
     store.refresh()?;
     Ok(())
 }
@@ -173,7 +146,7 @@ fn blob(
     scratch: &Repository,
     bytes: &[u8],
     path: &str,
-    candidates: &mut Vec<(Oid, Option<String>)>,
+    candidates: &mut Vec<Candidate>,
 ) -> Result<Oid> {
     let id = scratch.odb()?.write(ObjectType::Blob, bytes)?;
     candidates.push((id, Some(path.to_string())));
@@ -185,7 +158,7 @@ fn dir_tree(
     scratch: &Repository,
     dir: &str,
     files: &BTreeMap<String, Vec<u8>>,
-    candidates: &mut Vec<(Oid, Option<String>)>,
+    candidates: &mut Vec<Candidate>,
 ) -> Result<Oid> {
     let mut here = scratch.treebuilder(None)?;
     let mut subdirs: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
@@ -219,15 +192,15 @@ fn dir_tree(
 fn trees_on_path<'a>(
     root: &git2::Tree<'_>,
     path: &'a str,
-    visited: &mut std::collections::HashSet<&'a str>,
-    candidates: &mut Vec<(Oid, Option<String>)>,
+    visited: &mut HashSet<&'a str>,
+    candidates: &mut Vec<Candidate>,
 ) {
     for (end, _) in path.match_indices('/').chain([(path.len(), "")]) {
         let at = &path[..end];
         if !visited.insert(at) {
             continue;
         }
-        match root.get_path(std::path::Path::new(at)) {
+        match root.get_path(Path::new(at)) {
             Ok(entry) if entry.kind() == Some(ObjectType::Tree) => {
                 candidates.push((entry.id(), None))
             }

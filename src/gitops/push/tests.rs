@@ -1,6 +1,6 @@
 //! Pushes to bare remotes: non-fast-forward re-application, other writers kept.
 
-use super::super::{message, Author};
+use super::super::Author;
 use super::*;
 
 fn author(name: &str) -> Author {
@@ -48,11 +48,8 @@ fn two_writers_race_and_both_changes_land() {
 
     let mut a = GitOpsRepo::open_or_init(&dir.path().join("a.git"), "main", author("a")).unwrap();
     a.sync_from(&remote).unwrap();
-    a.commit(
-        &tenant("t1", "one"),
-        &message("tenant t1: create", &[], &[("Tenant-Id", "t1".into())]),
-    )
-    .unwrap();
+    a.commit(&tenant("t1", "one"), "tenant t1: create\n\nTenant-Id: t1\n")
+        .unwrap();
     assert!(matches!(
         a.push(&remote, 3).unwrap(),
         PushOutcome::Pushed(_)
@@ -67,14 +64,11 @@ fn two_writers_race_and_both_changes_land() {
     );
 
     // Both commit on the same base; A pushes first, B is rejected as non-fast-forward.
-    b.commit(
-        &tenant("t2", "two"),
-        &message("tenant t2: create", &[], &[("Tenant-Id", "t2".into())]),
-    )
-    .unwrap();
+    b.commit(&tenant("t2", "two"), "tenant t2: create\n\nTenant-Id: t2\n")
+        .unwrap();
     a.commit(
         &tenant("t3", "three"),
-        &message("tenant t3: create", &[], &[("Tenant-Id", "t3".into())]),
+        "tenant t3: create\n\nTenant-Id: t3\n",
     )
     .unwrap();
     a.push(&remote, 3).unwrap();
