@@ -103,6 +103,25 @@ impl App {
     }
 }
 
+impl App {
+    /// The handles the rollout workflow takes, borrowed from here.
+    pub fn rollout_handles(&self) -> crate::rollout::Handles<'_> {
+        crate::rollout::Handles {
+            db: &self.db,
+            gitops: &self.gitops,
+            renderer: &self.renderer,
+            plans: &self.plans,
+            render_settings: &self.render_settings,
+            policy: self.config.rollout.rollout_policy,
+            templates_reviewed: self
+                .review
+                .policy
+                .reviewed(crate::db::outbox::Action::Update, None),
+            worker_id: &self.worker_id,
+        }
+    }
+}
+
 pub fn remote(config: &Config) -> Option<Remote> {
     let url = config
         .gitops_remote

@@ -17,6 +17,7 @@ pub mod plans;
 pub mod poke;
 pub mod pool;
 pub mod render;
+pub mod rollout;
 pub mod review;
 pub mod seal;
 pub mod secrets;

@@ -1,6 +1,7 @@
 //! The operator's subcommands.
 
 pub mod output;
+mod rollout;
 mod tenant;
 pub use tenant::{GitopsCommand, TenantCommand};
 
@@ -53,6 +54,9 @@ pub enum Command {
     /// The subscription lifecycle scheduler.
     #[command(subcommand)]
     Lifecycle(LifecycleCommand),
+    /// Template rollouts in health-gated waves (planned here, committed by the server).
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tenant(command) => return tenant::run(config, command).await,
         Command::Gitops(command) => return tenant::run_gitops(config, command).await,
+        Command::Rollout(command) => return rollout::run(config, command).await,
         Command::Lifecycle(LifecycleCommand::Tick { now }) => {
             let app = App::start(config).await?;
             let as_of = now.unwrap_or_else(chrono::Utc::now);

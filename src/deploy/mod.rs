@@ -2,7 +2,7 @@
 //! one commit, push, then mark jobs done and move each deployment through the state machine.
 
 mod changes;
-mod commit;
+pub(crate) mod commit;
 pub mod content;
 pub mod demo;
 pub mod drift;
@@ -30,7 +30,15 @@ use crate::status::Event;
 
 /// Loads what the renderer needs for one tenant from the database.
 pub async fn load_spec(app: &App, customer_id: &str) -> anyhow::Result<(TenantSpec, SealedValues)> {
-    let pool = &app.db.pool;
+    load_tenant(&app.db, customer_id).await
+}
+
+/// Loads what the renderer needs for one tenant, from the database alone.
+pub async fn load_tenant(
+    db: &db::Db,
+    customer_id: &str,
+) -> anyhow::Result<(TenantSpec, SealedValues)> {
+    let pool = &db.pool;
     let customer = accounts::customer_by_id(pool, customer_id)
         .await?
         .with_context(|| format!("customer {customer_id} not found"))?;

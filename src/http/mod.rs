@@ -129,6 +129,11 @@ fn start_workers(app: &SharedApp, mail: crate::notify::sender::Sender) {
         crate::billing::lifecycle::run(a.clone(), stop)
     });
     let a = app.clone();
+    workers.spawn("rollouts", move |stop| {
+        let a = a.clone();
+        async move { crate::rollout::run(a.rollout_handles(), stop).await }
+    });
+    let a = app.clone();
     workers.spawn("wal_checkpoints", move |stop| {
         let a = a.clone();
         async move {
