@@ -21,6 +21,9 @@ use serde_json::Value;
 
 for_each_backend!(waves_pause_resume_restart_abort_and_auto_rollback);
 
+/// The environment of the server, which its CLI commands share (same templates, same policy).
+type Env<'a> = &'a [(&'a str, &'a str)];
+
 /// Tenants on SQLite (the 200); fewer on PostgreSQL, where each signup costs more.
 fn tenant_count(backend: Backend) -> usize {
     match backend {
@@ -52,12 +55,12 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     // A template change: under ROLLOUT_POLICY=manual nothing is committed, the tenants are behind.
     upgrade_quota_template(&templates, "rollout one");
     s.restart().await;
-    let report = wait_cli(&s, &["rollout", "status"], |r| r["behind"] == n).await;
+    let report = wait_cli(&s, &env, &["rollout", "status"], |r| r["behind"] == n).await;
     assert_eq!(report["policy"], "manual", "{report}");
     assert_eq!(head(&repo), before, "manual: nothing committed by itself");
 
     // The dry run: how many, which files, a sample diff; nothing committed.
-    let dry = cli_json(&s, &["rollout", "start", "--dry-run"]);
+    let dry = cli_json(&s, &env, &["rollout", "start", "--dry-run"]);
     assert_eq!(dry["tenants"], n, "{dry}");
     assert_eq!(dry["rollout_id"], Value::Null);
     let files: BTreeSet<&str> = dry["files"]
@@ -70,37 +73,37 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     let diff = dry["sample_diff"].as_str().unwrap();
     assert!(diff.contains("+# rollout one\n"), "{diff}");
     assert!(diff.contains("--- a/tenants/"), "{diff}");
-    let table = cli_text(&s, &["rollout", "start", "--dry-run", "-o", "table"]);
+    let table = cli_text(&s, &env, &["rollout", "start", "--dry-run", "-o", "table"]);
     let cells: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(cells[0], n.to_string(), "{table}");
     assert_eq!(head(&repo), before, "a dry run commits nothing");
 
     // The rollout: default waves, a canary first.
-    let started = cli_json(&s, &["rollout", "start"]);
+    let started = cli_json(&s, &env, &["rollout", "start"]);
     let id = started["rollout_id"].as_str().unwrap().to_string();
     let sizes: Vec<usize> = serde_json::from_value(started["waves"].clone()).unwrap();
     assert_eq!(sizes.iter().sum::<usize>(), n);
     assert_eq!(sizes[0], 1, "a canary of one");
-    let refused = s.command().args(["rollout", "start"]).output().unwrap();
+    let refused = s.command().envs(env).args(["rollout", "start"]).output().unwrap();
     assert!(!refused.status.success(), "one active rollout at a time");
 
     let mut parent = before;
-    let wave1 = wave_commit(&s, &repo, &id, 1, parent, sizes[0]).await;
+    let wave1 = wave_commit(&s, &env, &repo, &id, 1, parent, sizes[0]).await;
     // The next wave waits for the cluster.
-    let st = status(&s, &id);
+    let st = status(&s, &env, &id);
     assert_eq!(st["rollout"]["waves"][1]["status"], "pending", "{st}");
     assert_eq!(head(&repo), wave1.oid, "wave 2 is not committed before wave 1 is ready");
     ready(&s, &wave1).await;
     parent = wave1.oid;
 
     // Wave 2: one tenant fails, the rollout pauses and says which and why.
-    let wave2 = wave_commit(&s, &repo, &id, 2, parent, sizes[1]).await;
+    let wave2 = wave_commit(&s, &env, &repo, &id, 2, parent, sizes[1]).await;
     let (bad, good) = wave2.tenants.split_last().unwrap();
     for t in good {
         event(&s, "flux-event-reconciliation-succeeded.json", t, &wave2.revision).await;
     }
     event(&s, "flux-event-health-check-failed.json", bad, &wave2.revision).await;
-    let st = wait_cli(&s, &["rollout", "status", &id], |r| {
+    let st = wait_cli(&s, &env, &["rollout", "status", &id], |r| {
         r["rollout"]["status"] == "paused"
     })
     .await;
@@ -110,17 +113,17 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     assert_eq!(head(&repo), wave2.oid, "a paused rollout commits nothing");
 
     // Resume: the failed tenant no longer holds the wave; wave 3 follows.
-    let resumed = cli_json(&s, &["rollout", "resume", &id]);
+    let resumed = cli_json(&s, &env, &["rollout", "resume", &id]);
     assert_eq!(resumed["status"], "running", "{resumed}");
-    let wave3 = wave_commit(&s, &repo, &id, 3, wave2.oid, sizes[2]).await;
+    let wave3 = wave_commit(&s, &env, &repo, &id, 3, wave2.oid, sizes[2]).await;
 
     // A restart in the middle: the rollout goes on at wave 4, wave 3 is not committed twice.
     s.stop();
     s.restart().await;
     ready(&s, &wave3).await;
-    let wave4 = wave_commit(&s, &repo, &id, 4, wave3.oid, sizes[3]).await;
+    let wave4 = wave_commit(&s, &env, &repo, &id, 4, wave3.oid, sizes[3]).await;
     ready(&s, &wave4).await;
-    let done = wait_cli(&s, &["rollout", "status", &id], |r| {
+    let done = wait_cli(&s, &env, &["rollout", "status", &id], |r| {
         r["rollout"]["status"] == "completed"
     })
     .await;
@@ -135,14 +138,14 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     let before_two = head(&repo);
     upgrade_quota_template(&templates, "rollout two");
     s.restart().await;
-    let started = cli_json(&s, &["rollout", "start", "--waves", "1,50%"]);
+    let started = cli_json(&s, &env, &["rollout", "start", "--waves", "1,50%"]);
     let id2 = started["rollout_id"].as_str().unwrap().to_string();
-    let w1 = wave_commit(&s, &repo, &id2, 1, before_two, 1).await;
+    let w1 = wave_commit(&s, &env, &repo, &id2, 1, before_two, 1).await;
     ready(&s, &w1).await;
-    let w2 = wave_commit(&s, &repo, &id2, 2, w1.oid, n / 2 - 1).await;
-    let aborted = cli_json(&s, &["rollout", "abort", &id2, "--rollback"]);
+    let w2 = wave_commit(&s, &env, &repo, &id2, 2, w1.oid, n / 2 - 1).await;
+    let aborted = cli_json(&s, &env, &["rollout", "abort", &id2, "--rollback"]);
     assert_eq!(aborted["status"], "rolling_back", "{aborted}");
-    wait_cli(&s, &["rollout", "status", &id2], |r| {
+    wait_cli(&s, &env, &["rollout", "status", &id2], |r| {
         r["rollout"]["status"] == "rolled_back"
     })
     .await;
@@ -157,12 +160,12 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     let before_three = head(&repo);
     upgrade_quota_template(&templates, "rollout three");
     s.restart().await;
-    let started = cli_json(&s, &["rollout", "start", "--auto-rollback"]);
+    let started = cli_json(&s, &env, &["rollout", "start", "--auto-rollback"]);
     let id3 = started["rollout_id"].as_str().unwrap().to_string();
-    let canary = wave_commit(&s, &repo, &id3, 1, before_three, 1).await;
+    let canary = wave_commit(&s, &env, &repo, &id3, 1, before_three, 1).await;
     let victim = &canary.tenants[0];
     event(&s, "flux-event-health-check-failed.json", victim, &canary.revision).await;
-    let st = wait_cli(&s, &["rollout", "status", &id3], |r| {
+    let st = wait_cli(&s, &env, &["rollout", "status", &id3], |r| {
         r["rollout"]["status"] == "rolled_back"
     })
     .await;
@@ -215,8 +218,8 @@ struct Wave {
 
 /// Waits for the rollout's wave `wave` to be committed, then checks the commit: its parent,
 /// its trailers, and that it changes exactly its `size` tenants' files.
-async fn wave_commit(s: &TestServer, repo: &Repository, id: &str, wave: usize, parent: Oid, size: usize) -> Wave {
-    let st = wait_cli(s, &["rollout", "status", id], |r| {
+async fn wave_commit(s: &TestServer, env: Env<'_>, repo: &Repository, id: &str, wave: usize, parent: Oid, size: usize) -> Wave {
+    let st = wait_cli(&s, &env, &["rollout", "status", id], |r| {
         r["rollout"]["waves"][wave - 1]["revision"].is_string()
     })
     .await;
@@ -247,18 +250,18 @@ async fn event(s: &TestServer, name: &str, id: &str, revision: &str) {
     assert_eq!(body["outcome"], "recorded", "{id}: {body}");
 }
 
-fn status(s: &TestServer, id: &str) -> Value {
-    cli_json(s, &["rollout", "status", id])
+fn status(s: &TestServer, env: Env<'_>, id: &str) -> Value {
+    cli_json(s, env, &["rollout", "status", id])
 }
 
 /// Runs a CLI command with `-o json` and parses its output.
-fn cli_json(s: &TestServer, args: &[&str]) -> Value {
-    let text = cli_text(s, &[args, &["-o", "json"]].concat());
+fn cli_json(s: &TestServer, env: Env<'_>, args: &[&str]) -> Value {
+    let text = cli_text(&s, &env, &[args, &["-o", "json"]].concat());
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
 }
 
-fn cli_text(s: &TestServer, args: &[&str]) -> String {
-    let out = s.command().args(args).output().unwrap();
+fn cli_text(s: &TestServer, env: Env<'_>, args: &[&str]) -> String {
+    let out = s.command().envs(env.iter().copied()).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}\n{}",
@@ -269,10 +272,10 @@ fn cli_text(s: &TestServer, args: &[&str]) -> String {
 }
 
 /// Polls a CLI command (JSON) until `ok` holds; two minutes at most.
-async fn wait_cli(s: &TestServer, args: &[&str], ok: impl Fn(&Value) -> bool) -> Value {
+async fn wait_cli(s: &TestServer, env: Env<'_>, args: &[&str], ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let value = cli_json(s, args);
+        let value = cli_json(&s, &env, args);
         if ok(&value) {
             return value;
         }
