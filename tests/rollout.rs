@@ -19,7 +19,10 @@ use common::{Backend, TestServer};
 use git2::{Oid, Repository};
 use serde_json::Value;
 
-for_each_backend!(waves_pause_resume_restart_abort_and_auto_rollback);
+for_each_backend!(
+    waves_pause_resume_restart_abort_and_auto_rollback,
+    the_waves_policy_starts_a_rollout_by_itself_and_skips_a_drifted_tenant,
+);
 
 /// The environment of the server, which its CLI commands share (same templates, same policy).
 type Env<'a> = &'a [(&'a str, &'a str)];
@@ -179,6 +182,105 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     let held = s.deployment_status(victim).await;
     assert_eq!(held["committed_revision"], tip.to_string().as_str(), "{held}");
     common::assert_git_fsck_strict(&s.data_dir().join("gitops.git"));
+}
+
+async fn the_waves_policy_starts_a_rollout_by_itself_and_skips_a_drifted_tenant(backend: Backend) {
+    let work = tempfile::tempdir().unwrap();
+    let templates = templates_copy(work.path());
+    let templates_text = templates.to_str().unwrap().to_string();
+    // ROLLOUT_POLICY unset: `waves`, the default.
+    let env = [
+        ("TEMPLATES_DIR", templates_text.as_str()),
+        ("FLUX_WEBHOOK_SECRET", FLUX_SECRET),
+        ("WATCHER_KUBE_POLL", "off"),
+        ("GITOPS_FETCH_INTERVAL_SECONDS", "1"),
+    ];
+    let Some(mut s) = TestServer::start_with(backend, &env).await else {
+        return;
+    };
+    let ids = sign_up(&s, 4).await;
+    s.wait_queue_drained(Duration::from_secs(120)).await;
+    let repo = Repository::open_bare(s.data_dir().join("gitops.git")).unwrap();
+    // A person edits one tenant's quota on main: that tenant has drifted.
+    let drifted = &ids[3];
+    let edited = format!("{}# raised by hand\n", quota(&repo, head(&repo), drifted));
+    hand_edit(&repo, drifted, &edited);
+    s.wait_for_status(drifted, "drifted", Duration::from_secs(60)).await;
+    let before = head(&repo);
+
+    upgrade_quota_template(&templates, "by itself");
+    s.restart().await;
+    let st = wait_cli(&s, &env, &["rollout", "status"], |r| r["rollout"].is_object()).await;
+    let r = &st["rollout"];
+    assert_eq!((&r["origin"], &r["auto_rollback"]), (&"policy".into(), &true.into()), "{st}");
+    assert_eq!(r["tenants"], 3, "{st}");
+    assert_eq!(r["skipped_tenants"][0]["customer_id"], drifted.as_str(), "{st}");
+    assert!(r["skipped_tenants"][0]["note"].as_str().unwrap().contains("drifted"), "{st}");
+    let id = r["id"].as_str().unwrap().to_string();
+    let mut parent = before;
+    for wave in 1..=3 {
+        let w = wave_commit(&s, &env, &repo, &id, wave, parent, 1).await;
+        ready(&s, &w).await;
+        parent = w.oid;
+    }
+    wait_cli(&s, &env, &["rollout", "status", &id], |r| r["rollout"]["status"] == "completed").await;
+    assert_eq!(quota(&repo, head(&repo), drifted), edited, "the drifted tenant is left alone");
+    for t in &ids[..3] {
+        assert!(quota(&repo, head(&repo), t).starts_with("# by itself\n"), "{t}");
+    }
+    // The policy acts once per change of templates: a restart starts nothing new.
+    s.restart().await;
+    let st = wait_cli(&s, &env, &["rollout", "status"], |r| r["behind"] == 0).await;
+    assert_eq!(st["rollout"]["id"], id.as_str(), "{st}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_at_once_re_renders_every_tenant_without_waves() {
+    let work = tempfile::tempdir().unwrap();
+    let templates = templates_copy(work.path());
+    let templates_text = templates.to_str().unwrap().to_string();
+    let env = [
+        ("TEMPLATES_DIR", templates_text.as_str()),
+        ("ROLLOUT_POLICY", "all-at-once"),
+    ];
+    let mut s = TestServer::start_with(Backend::Sqlite, &env).await.unwrap();
+    let ids = sign_up(&s, 3).await;
+    s.wait_queue_drained(Duration::from_secs(120)).await;
+    let repo = Repository::open_bare(s.data_dir().join("gitops.git")).unwrap();
+    let before = head(&repo);
+    upgrade_quota_template(&templates, "everyone");
+    s.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ids.iter().all(|t| quota(&repo, head(&repo), t).starts_with("# everyone\n")) {
+        assert!(Instant::now() < deadline, "{}", s.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut walk = repo.revwalk().unwrap();
+    walk.push(head(&repo)).unwrap();
+    walk.hide(before).unwrap();
+    for oid in walk {
+        let commit = repo.find_commit(oid.unwrap()).unwrap();
+        assert!(trailer(&commit, "Rollout-Id").is_empty(), "no rollout: {:?}", commit.message());
+    }
+    let st = cli_json(&s, &env, &["rollout", "status"]);
+    assert_eq!(st["rollout"], Value::Null, "{st}");
+}
+
+/// A person's commit on main changing the tenant's quota.yaml to `text`.
+fn hand_edit(repo: &Repository, id: &str, text: &str) {
+    let tip = repo.find_commit(head(repo)).unwrap();
+    let path = format!("{}/quota.yaml", billing::render::tenant_dir(id));
+    let blob = repo.blob(text.as_bytes()).unwrap();
+    let mut index = git2::Index::new().unwrap();
+    index.read_tree(&tip.tree().unwrap()).unwrap();
+    let mut entry = index.get_path(Path::new(&path), 0).unwrap();
+    entry.id = blob;
+    entry.file_size = text.len() as u32;
+    index.add(&entry).unwrap();
+    let tree = repo.find_tree(index.write_tree_to(repo).unwrap()).unwrap();
+    let who = git2::Signature::now("Alice", "alice@acme.example").unwrap();
+    repo.commit(Some("refs/heads/main"), &who, &who, "raise a quota by hand", &tree, &[&tip])
+        .unwrap();
 }
 
 /// Signs up `n` customers, four at a time; their ids.
