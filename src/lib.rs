@@ -17,8 +17,8 @@ pub mod plans;
 pub mod poke;
 pub mod pool;
 pub mod render;
-pub mod rollout;
 pub mod review;
+pub mod rollout;
 pub mod seal;
 pub mod secrets;
 #[cfg(test)]

@@ -72,7 +72,11 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
         .iter()
         .map(|f| f["file"].as_str().unwrap())
         .collect();
-    assert_eq!(files, BTreeSet::from(["quota.yaml", "render.json"]), "{dry}");
+    assert_eq!(
+        files,
+        BTreeSet::from(["quota.yaml", "render.json"]),
+        "{dry}"
+    );
     let diff = dry["sample_diff"].as_str().unwrap();
     assert!(diff.contains("+# rollout one\n"), "{diff}");
     assert!(diff.contains("--- a/tenants/"), "{diff}");
@@ -87,7 +91,12 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     let sizes: Vec<usize> = serde_json::from_value(started["waves"].clone()).unwrap();
     assert_eq!(sizes.iter().sum::<usize>(), n);
     assert_eq!(sizes[0], 1, "a canary of one");
-    let refused = s.command().envs(env).args(["rollout", "start"]).output().unwrap();
+    let refused = s
+        .command()
+        .envs(env)
+        .args(["rollout", "start"])
+        .output()
+        .unwrap();
     assert!(!refused.status.success(), "one active rollout at a time");
 
     let mut parent = before;
@@ -95,7 +104,11 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     // The next wave waits for the cluster.
     let st = status(&s, &env, &id);
     assert_eq!(st["rollout"]["waves"][1]["status"], "pending", "{st}");
-    assert_eq!(head(&repo), wave1.oid, "wave 2 is not committed before wave 1 is ready");
+    assert_eq!(
+        head(&repo),
+        wave1.oid,
+        "wave 2 is not committed before wave 1 is ready"
+    );
     ready(&s, &wave1).await;
     parent = wave1.oid;
 
@@ -103,16 +116,34 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     let wave2 = wave_commit(&s, &env, &repo, &id, 2, parent, sizes[1]).await;
     let (bad, good) = wave2.tenants.split_last().unwrap();
     for t in good {
-        event(&s, "flux-event-reconciliation-succeeded.json", t, &wave2.revision).await;
+        event(
+            &s,
+            "flux-event-reconciliation-succeeded.json",
+            t,
+            &wave2.revision,
+        )
+        .await;
     }
-    event(&s, "flux-event-health-check-failed.json", bad, &wave2.revision).await;
+    event(
+        &s,
+        "flux-event-health-check-failed.json",
+        bad,
+        &wave2.revision,
+    )
+    .await;
     let st = wait_cli(&s, &env, &["rollout", "status", &id], |r| {
         r["rollout"]["status"] == "paused"
     })
     .await;
     let reason = st["rollout"]["reason"].as_str().unwrap();
-    assert!(reason.contains(bad.as_str()) && reason.contains("health check failed"), "{st}");
-    assert_eq!(st["rollout"]["failed_tenants"][0]["customer_id"], bad.as_str());
+    assert!(
+        reason.contains(bad.as_str()) && reason.contains("health check failed"),
+        "{st}"
+    );
+    assert_eq!(
+        st["rollout"]["failed_tenants"][0]["customer_id"],
+        bad.as_str()
+    );
     assert_eq!(head(&repo), wave2.oid, "a paused rollout commits nothing");
 
     // Resume: the failed tenant no longer holds the wave; wave 3 follows.
@@ -131,9 +162,16 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     })
     .await;
     assert_eq!(done["behind"], 0, "{done}");
-    assert_eq!(rollout_commits(&repo, &id, before).len(), 4, "one commit per wave");
+    assert_eq!(
+        rollout_commits(&repo, &id, before).len(),
+        4,
+        "one commit per wave"
+    );
     for t in &ids {
-        assert!(quota(&repo, head(&repo), t).starts_with("# rollout one\n"), "{t}");
+        assert!(
+            quota(&repo, head(&repo), t).starts_with("# rollout one\n"),
+            "{t}"
+        );
     }
     common::assert_git_fsck_strict(&s.data_dir().join("gitops.git"));
 
@@ -157,7 +195,11 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     assert_eq!(back.parent_id(0).unwrap(), w2.oid);
     assert_eq!(trailer(&back, "Rollout-Id"), [id2.as_str()]);
     assert_eq!(trailer(&back, "Rollout-Action"), ["rollback"]);
-    assert_eq!(owned_tree(&repo, tip), owned_tree(&repo, before_two), "old files restored");
+    assert_eq!(
+        owned_tree(&repo, tip),
+        owned_tree(&repo, before_two),
+        "old files restored"
+    );
 
     // Auto-rollback after a failed canary: only the canary's files move, and back.
     let before_three = head(&repo);
@@ -167,20 +209,43 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
     let id3 = started["rollout_id"].as_str().unwrap().to_string();
     let canary = wave_commit(&s, &env, &repo, &id3, 1, before_three, 1).await;
     let victim = &canary.tenants[0];
-    event(&s, "flux-event-health-check-failed.json", victim, &canary.revision).await;
+    event(
+        &s,
+        "flux-event-health-check-failed.json",
+        victim,
+        &canary.revision,
+    )
+    .await;
     let st = wait_cli(&s, &env, &["rollout", "status", &id3], |r| {
         r["rollout"]["status"] == "rolled_back"
     })
     .await;
-    assert!(st["rollout"]["reason"].as_str().unwrap().contains(victim.as_str()), "{st}");
+    assert!(
+        st["rollout"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(victim.as_str()),
+        "{st}"
+    );
     let tip = head(&repo);
     let revert = repo.find_commit(tip).unwrap();
-    assert_eq!(revert.parent_id(0).unwrap(), canary.oid, "nothing else committed");
-    assert_eq!(changed_tenants(&repo, tip), BTreeSet::from([victim.clone()]));
+    assert_eq!(
+        revert.parent_id(0).unwrap(),
+        canary.oid,
+        "nothing else committed"
+    );
+    assert_eq!(
+        changed_tenants(&repo, tip),
+        BTreeSet::from([victim.clone()])
+    );
     assert_eq!(owned_tree(&repo, tip), owned_tree(&repo, before_three));
     // The tenant is held at its previous files: committed there, and ready once reported.
     let held = s.deployment_status(victim).await;
-    assert_eq!(held["committed_revision"], tip.to_string().as_str(), "{held}");
+    assert_eq!(
+        held["committed_revision"],
+        tip.to_string().as_str(),
+        "{held}"
+    );
     common::assert_git_fsck_strict(&s.data_dir().join("gitops.git"));
 }
 
@@ -205,17 +270,35 @@ async fn the_waves_policy_starts_a_rollout_by_itself_and_skips_a_drifted_tenant(
     let drifted = &ids[3];
     let edited = format!("{}# raised by hand\n", quota(&repo, head(&repo), drifted));
     hand_edit(&repo, drifted, &edited);
-    s.wait_for_status(drifted, "drifted", Duration::from_secs(60)).await;
+    s.wait_for_status(drifted, "drifted", Duration::from_secs(60))
+        .await;
     let before = head(&repo);
 
     upgrade_quota_template(&templates, "by itself");
     s.restart().await;
-    let st = wait_cli(&s, &env, &["rollout", "status"], |r| r["rollout"].is_object()).await;
+    let st = wait_cli(&s, &env, &["rollout", "status"], |r| {
+        r["rollout"].is_object()
+    })
+    .await;
     let r = &st["rollout"];
-    assert_eq!((&r["origin"], &r["auto_rollback"]), (&"policy".into(), &true.into()), "{st}");
+    assert_eq!(
+        (&r["origin"], &r["auto_rollback"]),
+        (&"policy".into(), &true.into()),
+        "{st}"
+    );
     assert_eq!(r["tenants"], 3, "{st}");
-    assert_eq!(r["skipped_tenants"][0]["customer_id"], drifted.as_str(), "{st}");
-    assert!(r["skipped_tenants"][0]["note"].as_str().unwrap().contains("drifted"), "{st}");
+    assert_eq!(
+        r["skipped_tenants"][0]["customer_id"],
+        drifted.as_str(),
+        "{st}"
+    );
+    assert!(
+        r["skipped_tenants"][0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("drifted"),
+        "{st}"
+    );
     let id = r["id"].as_str().unwrap().to_string();
     let mut parent = before;
     for wave in 1..=3 {
@@ -223,10 +306,20 @@ async fn the_waves_policy_starts_a_rollout_by_itself_and_skips_a_drifted_tenant(
         ready(&s, &w).await;
         parent = w.oid;
     }
-    wait_cli(&s, &env, &["rollout", "status", &id], |r| r["rollout"]["status"] == "completed").await;
-    assert_eq!(quota(&repo, head(&repo), drifted), edited, "the drifted tenant is left alone");
+    wait_cli(&s, &env, &["rollout", "status", &id], |r| {
+        r["rollout"]["status"] == "completed"
+    })
+    .await;
+    assert_eq!(
+        quota(&repo, head(&repo), drifted),
+        edited,
+        "the drifted tenant is left alone"
+    );
     for t in &ids[..3] {
-        assert!(quota(&repo, head(&repo), t).starts_with("# by itself\n"), "{t}");
+        assert!(
+            quota(&repo, head(&repo), t).starts_with("# by itself\n"),
+            "{t}"
+        );
     }
     // The policy acts once per change of templates: a restart starts nothing new.
     s.restart().await;
@@ -251,7 +344,10 @@ async fn all_at_once_re_renders_every_tenant_without_waves() {
     upgrade_quota_template(&templates, "everyone");
     s.restart().await;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !ids.iter().all(|t| quota(&repo, head(&repo), t).starts_with("# everyone\n")) {
+    while !ids
+        .iter()
+        .all(|t| quota(&repo, head(&repo), t).starts_with("# everyone\n"))
+    {
         assert!(Instant::now() < deadline, "{}", s.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -260,7 +356,11 @@ async fn all_at_once_re_renders_every_tenant_without_waves() {
     walk.hide(before).unwrap();
     for oid in walk {
         let commit = repo.find_commit(oid.unwrap()).unwrap();
-        assert!(trailer(&commit, "Rollout-Id").is_empty(), "no rollout: {:?}", commit.message());
+        assert!(
+            trailer(&commit, "Rollout-Id").is_empty(),
+            "no rollout: {:?}",
+            commit.message()
+        );
     }
     let st = cli_json(&s, &env, &["rollout", "status"]);
     assert_eq!(st["rollout"], Value::Null, "{st}");
@@ -279,8 +379,15 @@ fn hand_edit(repo: &Repository, id: &str, text: &str) {
     index.add(&entry).unwrap();
     let tree = repo.find_tree(index.write_tree_to(repo).unwrap()).unwrap();
     let who = git2::Signature::now("Alice", "alice@acme.example").unwrap();
-    repo.commit(Some("refs/heads/main"), &who, &who, "raise a quota by hand", &tree, &[&tip])
-        .unwrap();
+    repo.commit(
+        Some("refs/heads/main"),
+        &who,
+        &who,
+        "raise a quota by hand",
+        &tree,
+        &[&tip],
+    )
+    .unwrap();
 }
 
 /// Signs up `n` customers, four at a time; their ids.
@@ -300,7 +407,10 @@ async fn sign_up(s: &TestServer, n: usize) -> Vec<String> {
                     let resp = client.post(url).json(&body).send().await.unwrap();
                     assert_eq!(resp.status().as_u16(), 201);
                     let created: Value = resp.json().await.unwrap();
-                    created["customer"]["customer_id"].as_str().unwrap().to_string()
+                    created["customer"]["customer_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
                 })
             })
             .collect();
@@ -320,29 +430,58 @@ struct Wave {
 
 /// Waits for the rollout's wave `wave` to be committed, then checks the commit: its parent,
 /// its trailers, and that it changes exactly its `size` tenants' files.
-async fn wave_commit(s: &TestServer, env: Env<'_>, repo: &Repository, id: &str, wave: usize, parent: Oid, size: usize) -> Wave {
-    let st = wait_cli(&s, &env, &["rollout", "status", id], |r| {
+async fn wave_commit(
+    s: &TestServer,
+    env: Env<'_>,
+    repo: &Repository,
+    id: &str,
+    wave: usize,
+    parent: Oid,
+    size: usize,
+) -> Wave {
+    let st = wait_cli(s, env, &["rollout", "status", id], |r| {
         r["rollout"]["waves"][wave - 1]["revision"].is_string()
     })
     .await;
-    let revision = st["rollout"]["waves"][wave - 1]["revision"].as_str().unwrap().to_string();
+    let revision = st["rollout"]["waves"][wave - 1]["revision"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let oid = Oid::from_str(&revision).unwrap();
     let commit = repo.find_commit(oid).unwrap();
-    assert_eq!(commit.parent_id(0).unwrap(), parent, "wave {wave} follows the last commit");
+    assert_eq!(
+        commit.parent_id(0).unwrap(),
+        parent,
+        "wave {wave} follows the last commit"
+    );
     assert_eq!(trailer(&commit, "Rollout-Id"), [id]);
     assert_eq!(trailer(&commit, "Rollout-Wave"), [wave.to_string()]);
     let tenants: Vec<String> = trailer(&commit, "Tenant-Id");
     assert_eq!(tenants.len(), size, "wave {wave}");
     assert_eq!(trailer(&commit, "Change-Id").len(), size);
     let changed = changed_tenants(repo, oid);
-    assert_eq!(changed, tenants.iter().cloned().collect::<BTreeSet<_>>(), "wave {wave} touches its tenants only");
-    Wave { oid, revision, tenants }
+    assert_eq!(
+        changed,
+        tenants.iter().cloned().collect::<BTreeSet<_>>(),
+        "wave {wave} touches its tenants only"
+    );
+    Wave {
+        oid,
+        revision,
+        tenants,
+    }
 }
 
 /// Every tenant of the wave reported ready at its revision by a recorded Flux event.
 async fn ready(s: &TestServer, wave: &Wave) {
     for t in &wave.tenants {
-        event(s, "flux-event-reconciliation-succeeded.json", t, &wave.revision).await;
+        event(
+            s,
+            "flux-event-reconciliation-succeeded.json",
+            t,
+            &wave.revision,
+        )
+        .await;
     }
 }
 
@@ -358,12 +497,17 @@ fn status(s: &TestServer, env: Env<'_>, id: &str) -> Value {
 
 /// Runs a CLI command with `-o json` and parses its output.
 fn cli_json(s: &TestServer, env: Env<'_>, args: &[&str]) -> Value {
-    let text = cli_text(&s, &env, &[args, &["-o", "json"]].concat());
+    let text = cli_text(s, env, &[args, &["-o", "json"]].concat());
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
 }
 
 fn cli_text(s: &TestServer, env: Env<'_>, args: &[&str]) -> String {
-    let out = s.command().envs(env.iter().copied()).args(args).output().unwrap();
+    let out = s
+        .command()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}\n{}",
@@ -374,14 +518,23 @@ fn cli_text(s: &TestServer, env: Env<'_>, args: &[&str]) -> String {
 }
 
 /// Polls a CLI command (JSON) until `ok` holds; two minutes at most.
-async fn wait_cli(s: &TestServer, env: Env<'_>, args: &[&str], ok: impl Fn(&Value) -> bool) -> Value {
+async fn wait_cli(
+    s: &TestServer,
+    env: Env<'_>,
+    args: &[&str],
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let value = cli_json(&s, &env, args);
+        let value = cli_json(s, env, args);
         if ok(&value) {
             return value;
         }
-        assert!(Instant::now() < deadline, "{args:?} never got there: {value}\n{}", s.log());
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} never got there: {value}\n{}",
+            s.log()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -408,7 +561,12 @@ fn rollout_commits(repo: &Repository, id: &str, since: Oid) -> Vec<(String, Stri
     walk.hide(since).unwrap();
     walk.map(|oid| repo.find_commit(oid.unwrap()).unwrap())
         .filter(|c| trailer(c, "Rollout-Id") == [id])
-        .map(|c| (trailer(&c, "Rollout-Wave").concat(), trailer(&c, "Rollout-Action").concat()))
+        .map(|c| {
+            (
+                trailer(&c, "Rollout-Wave").concat(),
+                trailer(&c, "Rollout-Action").concat(),
+            )
+        })
         .collect()
 }
 

@@ -179,7 +179,9 @@ fn status_table(r: &StatusReport) -> String {
 
 fn rollout_table(v: &RolloutView) -> String {
     let mut text = table(
-        &["id", "status", "wave", "tenants", "ready", "failed", "skipped", "behind", "reason"],
+        &[
+            "id", "status", "wave", "tenants", "ready", "failed", "skipped", "behind", "reason",
+        ],
         &[vec![
             v.id.clone(),
             v.status.to_string(),
@@ -209,7 +211,9 @@ fn rollout_table(v: &RolloutView) -> String {
         .collect();
     text.push('\n');
     text.push_str(&table(
-        &["wave", "size", "status", "revision", "ready", "failed", "waiting"],
+        &[
+            "wave", "size", "status", "revision", "ready", "failed", "waiting",
+        ],
         &waves,
     ));
     let notes: Vec<Vec<String>> = v

@@ -182,13 +182,15 @@ pub async fn insert_wave<'c>(
     wave: i64,
     size: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO rollout_waves (rollout_id, wave, size, status) VALUES ($1, $2, $3, $4)")
-        .bind(rollout_id)
-        .bind(wave)
-        .bind(size)
-        .bind(WaveStatus::Pending.as_str())
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "INSERT INTO rollout_waves (rollout_id, wave, size, status) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(rollout_id)
+    .bind(wave)
+    .bind(size)
+    .bind(WaveStatus::Pending.as_str())
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -220,10 +222,12 @@ pub async fn get<'c>(
     db: impl Executor<'c, Database = Any>,
     id: &str,
 ) -> Result<Option<RolloutRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 /// The active rollout (running, paused or rolling back), if any; else, with `or_latest`, the
@@ -267,7 +271,11 @@ pub async fn set_status<'c>(
          WHERE id = $4 AND status IN ({})",
         marks.join(", ")
     );
-    let mut query = sqlx::query(&sql).bind(to.as_str()).bind(reason).bind(now).bind(id);
+    let mut query = sqlx::query(&sql)
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(id);
     for status in from {
         query = query.bind(status.as_str());
     }

@@ -138,8 +138,7 @@ pub(crate) async fn record(
             continue;
         };
         if job.status == JobStatus::Staged.as_str() {
-            outbox::complete_staged(&mut *tx, &job.change_id, &made.revision, content, now)
-                .await?;
+            outbox::complete_staged(&mut *tx, &job.change_id, &made.revision, content, now).await?;
             deployments::apply_event(
                 &mut tx,
                 &job.customer_id,

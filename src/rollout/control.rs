@@ -107,8 +107,7 @@ pub(crate) async fn create(
     for (position, s) in plan.skipped.iter().enumerate() {
         let at = (0, position as i64);
         let status = TenantStatus::Skipped;
-        rollouts::insert_tenant(&mut *tx, &id, &s.customer_id, at, status, Some(&s.reason))
-            .await?;
+        rollouts::insert_tenant(&mut *tx, &id, &s.customer_id, at, status, Some(&s.reason)).await?;
     }
     let entry = audit::AuditEntry {
         action: "rollout.started",
@@ -203,7 +202,12 @@ pub async fn abort(h: &Handles<'_>, id: &str, rollback: bool) -> Result<RolloutV
     view(h, &find(h, id).await?).await
 }
 
-async fn audited(h: &Handles<'_>, action: &'static str, id: &str, rollback: bool) -> Result<(), RolloutError> {
+async fn audited(
+    h: &Handles<'_>,
+    action: &'static str,
+    id: &str,
+    rollback: bool,
+) -> Result<(), RolloutError> {
     let entry = audit::AuditEntry {
         action,
         actor: "admin".into(),

@@ -28,8 +28,14 @@ mod tests {
             Some(b"kind: ResourceQuota\npods: \"10\"\n"),
             Some(b"kind: ResourceQuota\npods: \"12\"\n"),
         );
-        assert!(diff.contains("--- a/tenants/a/b/c/abc/quota.yaml\n"), "{diff}");
-        assert!(diff.contains("+++ b/tenants/a/b/c/abc/quota.yaml\n"), "{diff}");
+        assert!(
+            diff.contains("--- a/tenants/a/b/c/abc/quota.yaml\n"),
+            "{diff}"
+        );
+        assert!(
+            diff.contains("+++ b/tenants/a/b/c/abc/quota.yaml\n"),
+            "{diff}"
+        );
         assert!(diff.contains("-pods: \"10\"\n+pods: \"12\"\n"), "{diff}");
         assert!(diff.contains(" kind: ResourceQuota\n"), "{diff}");
     }

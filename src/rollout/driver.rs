@@ -123,8 +123,16 @@ async fn fail(
     w: &WaveRow,
     tenants: &[(String, String)],
 ) -> Result<bool, RolloutError> {
-    let listed: Vec<String> = tenants.iter().map(|(id, why)| format!("{id} ({why})")).collect();
-    let why = format!("wave {}: {} failed: {}", w.wave, tenants.len(), listed.join("; "));
+    let listed: Vec<String> = tenants
+        .iter()
+        .map(|(id, why)| format!("{id} ({why})"))
+        .collect();
+    let why = format!(
+        "wave {}: {} failed: {}",
+        w.wave,
+        tenants.len(),
+        listed.join("; ")
+    );
     if r.auto_rollback == 0 {
         return pause(h, r, &why).await;
     }
@@ -137,7 +145,15 @@ async fn fail(
 async fn pause(h: &Handles<'_>, r: &RolloutRow, why: &str) -> Result<bool, RolloutError> {
     let now = rollouts::now();
     let from = [RolloutStatus::Running];
-    rollouts::set_status(&h.db.pool, &r.id, &from, RolloutStatus::Paused, Some(why), &now).await?;
+    rollouts::set_status(
+        &h.db.pool,
+        &r.id,
+        &from,
+        RolloutStatus::Paused,
+        Some(why),
+        &now,
+    )
+    .await?;
     tracing::warn!(rollout = %r.id, reason = why, "rollout paused");
     Ok(false)
 }

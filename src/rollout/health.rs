@@ -52,21 +52,38 @@ pub(crate) async fn judge(
         .await?;
     let mut waiting = 0;
     let mut failed = Vec::new();
-    for id in watched.iter().filter(|id| !rows.iter().any(|c| &c.customer_id == *id)) {
-        rollouts::set_tenant(&h.db.pool, rollout_id, id, TenantStatus::Skipped, Some("deleted"))
-            .await?;
+    for id in watched
+        .iter()
+        .filter(|id| !rows.iter().any(|c| &c.customer_id == *id))
+    {
+        rollouts::set_tenant(
+            &h.db.pool,
+            rollout_id,
+            id,
+            TenantStatus::Skipped,
+            Some("deleted"),
+        )
+        .await?;
     }
     for (c, at_wave) in rows.iter().zip(at_wave) {
         let set = |status, note: Option<String>| async move {
-            rollouts::set_tenant(&h.db.pool, rollout_id, &c.customer_id, status, note.as_deref())
-                .await
+            rollouts::set_tenant(
+                &h.db.pool,
+                rollout_id,
+                &c.customer_id,
+                status,
+                note.as_deref(),
+            )
+            .await
         };
         match c.deployment() {
             Some(DeploymentStatus::Ready) if at_wave => set(TenantStatus::Ready, None).await?,
             Some(status @ (DeploymentStatus::Failed | DeploymentStatus::Stalled)) => {
                 let why = format!(
                     "{status}: {}",
-                    c.error.as_deref().unwrap_or("the cluster reported a failure")
+                    c.error
+                        .as_deref()
+                        .unwrap_or("the cluster reported a failure")
                 );
                 set(TenantStatus::Failed, Some(why.clone())).await?;
                 failed.push((c.customer_id.clone(), why));

@@ -41,7 +41,9 @@ impl Order {
             ("by-label", Some(key)) if !key.trim().is_empty() => {
                 Ok(Order::ByLabel(key.trim().to_string()))
             }
-            ("by-label", _) => Err(bad("by-label needs a label key, e.g. by-label iotistic.io/plan")),
+            ("by-label", _) => Err(bad(
+                "by-label needs a label key, e.g. by-label iotistic.io/plan",
+            )),
             (_, Some(_)) => Err(bad("only by-label takes a key")),
             (other, None) => Err(RolloutError::BadOrder(format!(
                 "{other:?} is not one of trials-first, by-plan, by-label KEY, by-id"
@@ -63,7 +65,11 @@ impl Order {
             Order::ById => Ordering::Equal,
             Order::TrialsFirst => (!a.trial()).cmp(&!b.trial()),
             Order::ByPlan => {
-                let size = |r: &Ranked| plans.get(&r.plan).map_or(i64::MAX, |p| p.resources.quota_pods);
+                let size = |r: &Ranked| {
+                    plans
+                        .get(&r.plan)
+                        .map_or(i64::MAX, |p| p.resources.quota_pods)
+                };
                 size(a).cmp(&size(b)).then_with(|| a.plan.cmp(&b.plan))
             }
             Order::ByLabel(_) => match (&a.label, &b.label) {
@@ -114,7 +120,10 @@ mod tests {
     #[test]
     fn orders_parse_from_the_words_given() {
         assert_eq!(Order::parse(&[]).unwrap(), Order::ById);
-        assert_eq!(Order::parse(&words("trials-first")).unwrap(), Order::TrialsFirst);
+        assert_eq!(
+            Order::parse(&words("trials-first")).unwrap(),
+            Order::TrialsFirst
+        );
         assert_eq!(
             Order::parse(&words("by-label iotistic.io/plan")).unwrap(),
             Order::ByLabel("iotistic.io/plan".into())
@@ -137,7 +146,7 @@ mod tests {
             subscription_status: status.into(),
             label: None,
         };
-        let mut all = vec![t("a", "active"), t("c", "trialing"), t("b", "trialing")];
+        let mut all = [t("a", "active"), t("c", "trialing"), t("b", "trialing")];
         all.sort_by(|a, b| Order::TrialsFirst.compare(&plans, a, b));
         let ids: Vec<&str> = all.iter().map(|r| r.customer_id.as_str()).collect();
         assert_eq!(ids, ["b", "c", "a"]);

@@ -29,7 +29,10 @@ pub(crate) async fn apply(h: &Handles<'_>) -> Result<(), RolloutError> {
             if rollouts::insert_check(&mut *tx, &digest, policy, 0, None, &now).await? {
                 let action = outbox::Action::Update;
                 let queued = outbox::enqueue_all_live(&mut *tx, &change_set, action, &now).await?;
-                tracing::info!(queued, "new templates: every tenant queued (ROLLOUT_POLICY=all-at-once)");
+                tracing::info!(
+                    queued,
+                    "new templates: every tenant queued (ROLLOUT_POLICY=all-at-once)"
+                );
             }
             tx.commit().await?;
         }
@@ -55,7 +58,10 @@ pub(crate) async fn apply(h: &Handles<'_>) -> Result<(), RolloutError> {
             rollouts::insert_check(&h.db.pool, &digest, h.policy.as_str(), behind, None, &now)
                 .await?;
             if behind > 0 {
-                tracing::info!(behind, "tenants behind the current templates; `billing rollout start` rolls them out");
+                tracing::info!(
+                    behind,
+                    "tenants behind the current templates; `billing rollout start` rolls them out"
+                );
             }
         }
     }

@@ -93,7 +93,9 @@ async fn restoring(h: &Handles<'_>, revisions: Vec<String>) -> Result<Changes, R
                     .repository()
                     .find_commit(oid)
                     .map_err(crate::gitops::GitOpsError::from)?;
-                let parent = commit.parent_id(0).map_err(crate::gitops::GitOpsError::from)?;
+                let parent = commit
+                    .parent_id(0)
+                    .map_err(crate::gitops::GitOpsError::from)?;
                 changes.extend(repo.restore(parent, &paths)?);
             }
             Ok(changes)

@@ -54,8 +54,14 @@ pub(crate) async fn commit_wave(
         };
         match why {
             Some(why) => {
-                rollouts::set_tenant(&h.db.pool, &r.id, &t.customer_id, TenantStatus::Skipped, Some(&why))
-                    .await?
+                rollouts::set_tenant(
+                    &h.db.pool,
+                    &r.id,
+                    &t.customer_id,
+                    TenantStatus::Skipped,
+                    Some(&why),
+                )
+                .await?
             }
             None => eligible.push(t.customer_id.clone()),
         }
@@ -86,7 +92,12 @@ pub(crate) async fn commit_wave(
     let staged: Vec<(String, Option<String>)> = renders
         .changed
         .iter()
-        .map(|c| (c.customer_id.clone(), existing[c.customer_id.as_str()].clone()))
+        .map(|c| {
+            (
+                c.customer_id.clone(),
+                existing[c.customer_id.as_str()].clone(),
+            )
+        })
         .collect();
     let reason = format!("rollout {} wave {}/{}", r.id, w.wave, r.wave_count);
     let mut tx = h.db.pool.begin().await?;

@@ -142,7 +142,10 @@ mod tests {
         let canary = WavePlan::of(Some(3), Some(plan)).unwrap();
         assert_eq!(canary.to_string(), "3,5,25%");
         assert_eq!(canary.sizes(100), [3, 2, 20, 75]);
-        assert_eq!(WavePlan::of(Some(2), None).unwrap().sizes(200), [2, 18, 80, 100]);
+        assert_eq!(
+            WavePlan::of(Some(2), None).unwrap().sizes(200),
+            [2, 18, 80, 100]
+        );
     }
 
     #[test]
