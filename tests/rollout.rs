@@ -36,9 +36,7 @@ fn tenant_count(backend: Backend) -> usize {
 }
 
 async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
-    let work = tempfile::tempdir().unwrap();
-    let templates = templates_copy(work.path());
-    let templates_text = templates.to_str().unwrap().to_string();
+    let (_work, templates, templates_text) = own_templates();
     let env = [
         ("TEMPLATES_DIR", templates_text.as_str()),
         ("ROLLOUT_POLICY", "manual"),
@@ -250,9 +248,7 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
 }
 
 async fn the_waves_policy_starts_a_rollout_by_itself_and_skips_a_drifted_tenant(backend: Backend) {
-    let work = tempfile::tempdir().unwrap();
-    let templates = templates_copy(work.path());
-    let templates_text = templates.to_str().unwrap().to_string();
+    let (_work, templates, templates_text) = own_templates();
     // ROLLOUT_POLICY unset: `waves`, the default.
     let env = [
         ("TEMPLATES_DIR", templates_text.as_str()),
@@ -329,9 +325,7 @@ async fn the_waves_policy_starts_a_rollout_by_itself_and_skips_a_drifted_tenant(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_at_once_re_renders_every_tenant_without_waves() {
-    let work = tempfile::tempdir().unwrap();
-    let templates = templates_copy(work.path());
-    let templates_text = templates.to_str().unwrap().to_string();
+    let (_work, templates, templates_text) = own_templates();
     let env = [
         ("TEMPLATES_DIR", templates_text.as_str()),
         ("ROLLOUT_POLICY", "all-at-once"),
@@ -364,6 +358,15 @@ async fn all_at_once_re_renders_every_tenant_without_waves() {
     }
     let st = cli_json(&s, &env, &["rollout", "status"]);
     assert_eq!(st["rollout"], Value::Null, "{st}");
+}
+
+/// A copy of the templates the test changes (kept while the directory lives), its path, and
+/// that path as TEMPLATES_DIR takes it.
+fn own_templates() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let work = tempfile::tempdir().unwrap();
+    let templates = templates_copy(work.path());
+    let text = templates.to_str().unwrap().to_string();
+    (work, templates, text)
 }
 
 /// A person's commit on main changing the tenant's quota.yaml to `text`.
