@@ -118,6 +118,14 @@ impl App {
                 .policy
                 .reviewed(crate::db::outbox::Action::Update, None),
             worker_id: &self.worker_id,
+            poke: self
+                .config
+                .sync_webhook()
+                .map(|target| crate::rollout::Poke {
+                    http: &self.http,
+                    target,
+                    branch: &self.config.gitops_branch,
+                }),
         }
     }
 }

@@ -249,11 +249,17 @@ async fn waves_pause_resume_restart_abort_and_auto_rollback(backend: Backend) {
 
 async fn the_waves_policy_starts_a_rollout_by_itself_and_skips_a_drifted_tenant(backend: Backend) {
     let (_work, templates, templates_text) = own_templates();
+    // A remote the waves are pushed to, where the person's edit below is made.
+    let Some(daemon) = common::GitDaemon::start("tenants.git") else {
+        return;
+    };
+    let url = daemon.url("tenants.git");
     // ROLLOUT_POLICY unset: `waves`, the default.
     let env = [
         ("TEMPLATES_DIR", templates_text.as_str()),
         ("FLUX_WEBHOOK_SECRET", FLUX_SECRET),
         ("WATCHER_KUBE_POLL", "off"),
+        ("GITOPS_REMOTE", url.as_str()),
         ("GITOPS_FETCH_INTERVAL_SECONDS", "1"),
     ];
     let Some(mut s) = TestServer::start_with(backend, &env).await else {
@@ -261,8 +267,13 @@ async fn the_waves_policy_starts_a_rollout_by_itself_and_skips_a_drifted_tenant(
     };
     let ids = sign_up(&s, 4).await;
     s.wait_queue_drained(Duration::from_secs(120)).await;
-    let repo = Repository::open_bare(s.data_dir().join("gitops.git")).unwrap();
-    // A person edits one tenant's quota on main: that tenant has drifted.
+    let repo = daemon.repo("tenants.git");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ids.iter().all(|t| has_quota(&repo, t)) {
+        assert!(Instant::now() < deadline, "{}", s.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A person edits one tenant's quota on the remote's main: that tenant has drifted.
     let drifted = &ids[3];
     let edited = format!("{}# raised by hand\n", quota(&repo, head(&repo), drifted));
     hand_edit(&repo, drifted, &edited);
@@ -597,6 +608,15 @@ fn owned_tree(repo: &Repository, oid: Oid) -> Vec<Option<Oid>> {
         .iter()
         .map(|dir| tree.get_path(Path::new(dir)).ok().map(|e| e.id()))
         .collect()
+}
+
+fn has_quota(repo: &Repository, id: &str) -> bool {
+    let Ok(tip) = repo.refname_to_id("refs/heads/main") else {
+        return false;
+    };
+    let path = format!("{}/quota.yaml", billing::render::tenant_dir(id));
+    let tree = repo.find_commit(tip).unwrap().tree().unwrap();
+    tree.get_path(Path::new(&path)).is_ok()
 }
 
 fn quota(repo: &Repository, at: Oid, id: &str) -> String {

@@ -192,13 +192,26 @@ pub(crate) fn message(
     gitops::message(subject, &body, &trailers)
 }
 
-/// Pushes main after a rollout commit; a failure is logged and shows in the repository's
-/// health (the worker pushes again while the wave waits).
-pub(crate) async fn push(h: &Handles<'_>, revision: &str) {
+/// Pushes main after a rollout commit and pokes the cluster. Returns the revision that holds
+/// the commit on the remote (its re-application on another writer's tip, or a descendant),
+/// or `revision` itself without a remote or when the push failed: that is logged and shows in
+/// the repository's health, and the worker pushes again while the wave waits.
+pub(crate) async fn push(h: &Handles<'_>, revision: &str) -> String {
     if h.gitops.remote.is_none() {
-        return;
+        return revision.to_string();
     }
-    if let Err(err) = crate::deploy::commit::push(h.gitops, revision.to_string()).await {
-        tracing::warn!(error = %err, "push of a rollout commit failed; retried while the wave waits");
+    let pushed = match crate::deploy::commit::push(h.gitops, revision.to_string()).await {
+        Ok(tip) => tip,
+        Err(err) => {
+            tracing::warn!(error = %err, "push of a rollout commit failed; retried while the wave waits");
+            return revision.to_string();
+        }
+    };
+    // Best effort, as after the worker's pushes: the cluster's interval is the fallback.
+    if let Some(p) = &h.poke {
+        if let Err(err) = crate::poke::poke(p.http, &p.target, p.branch, &pushed).await {
+            tracing::warn!(error = %format!("{err:#}"), "sync webhook poke failed");
+        }
     }
+    pushed
 }

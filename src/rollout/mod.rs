@@ -37,7 +37,7 @@ use crate::render::{RenderSettings, Renderer};
 
 /// What the rollout workflow uses: the database, the repository, what renders tenants and the
 /// policy. Borrowed from whoever composed them (the server, a CLI command).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Handles<'a> {
     pub db: &'a Db,
     pub gitops: &'a GitOps,
@@ -49,6 +49,16 @@ pub struct Handles<'a> {
     pub templates_reviewed: bool,
     /// This process's name on the rollouts' lease.
     pub worker_id: &'a str,
+    /// Who to tell that the branch moved (`SYNC_WEBHOOK_URL`), so the cluster syncs a wave now.
+    pub poke: Option<Poke<'a>>,
+}
+
+/// The sync webhook poked after each rollout commit is pushed.
+#[derive(Clone)]
+pub struct Poke<'a> {
+    pub http: &'a reqwest::Client,
+    pub target: crate::poke::PokeTarget,
+    pub branch: &'a str,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -39,7 +39,7 @@ pub(crate) async fn revert(
         }
     }
     let found = find_or_commit(h, Some(base.clone()), marks(), None, tenants.clone()).await?;
-    let made = match found {
+    let mut made = match found {
         Some(made) => made,
         None => {
             let changes = restoring(h, revisions).await?;
@@ -65,6 +65,7 @@ pub(crate) async fn revert(
             }
         }
     };
+    made.revision = commit::push(h, &made.revision).await;
     commit::record(h, &r.id, &made, TenantStatus::RolledBack).await?;
     let now = rollouts::now();
     for w in &waves {
@@ -76,7 +77,6 @@ pub(crate) async fn revert(
         rollouts::update_wave(&h.db.pool, &r.id, w.wave, WaveStatus::RolledBack, &update).await?;
     }
     tracing::warn!(rollout = %r.id, waves = ?numbers, revision = %made.revision, "rollout waves rolled back");
-    commit::push(h, &made.revision).await;
     Ok(Some(made.revision))
 }
 

@@ -136,8 +136,10 @@ async fn finish(
     h: &Handles<'_>,
     r: &RolloutRow,
     w: &WaveRow,
-    made: commit::Made,
+    mut made: commit::Made,
 ) -> Result<Outcome, RolloutError> {
+    // Pushed first: the tenants wait for the revision the cluster will see.
+    made.revision = commit::push(h, &made.revision).await;
     let tenants = commit::record(h, &r.id, &made, TenantStatus::Committed).await?;
     let now = rollouts::now();
     let update = WaveUpdate {
@@ -147,6 +149,5 @@ async fn finish(
     };
     rollouts::update_wave(&h.db.pool, &r.id, w.wave, WaveStatus::Waiting, &update).await?;
     tracing::info!(rollout = %r.id, wave = w.wave, tenants = tenants.len(), revision = %made.revision, "rollout wave committed");
-    commit::push(h, &made.revision).await;
     Ok(Outcome::Committed(made.revision))
 }
