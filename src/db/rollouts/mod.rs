@@ -1,92 +1,17 @@
 //! Template rollouts in the database: the rollout, its waves and its tenants (see migration
-//! 0016), the policy's record of each digest of templates it met, and the driving worker's
-//! lease. Statuses are the typed enums below; no query spells them itself.
+//! 0016), the policy's record of each digest of templates it met (`candidates`), and the
+//! driving worker's lease.
+
+mod candidates;
+mod status;
+
+pub use candidates::{candidates, check, insert_check, Candidate, Check};
+pub use status::{RolloutStatus, TenantStatus, WaveStatus};
 
 use sqlx::{Any, Executor, FromRow};
 
 use crate::db::queue::Lease;
-use crate::db::reviews::ReviewState;
-use crate::db::{self, outbox::JobStatus, Db};
-use crate::status::DeploymentStatus;
-
-/// A status column's typed values: `as_str` for binding, `parse` for reading.
-macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($(#[$vdoc])* $variant),* }
-
-        impl $name {
-            pub const fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),* }
-            }
-
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($text => Some($name::$variant),)* _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-text_enum!(
-    /// Where a rollout is.
-    RolloutStatus {
-        /// The worker commits its waves, each after the last is healthy.
-        Running = "running",
-        /// Stopped by a failed or stalled tenant (or by hand); `rollout resume` goes on.
-        Paused = "paused",
-        /// The worker is reverting its committed waves (`abort --rollback`, auto-rollback).
-        RollingBack = "rolling_back",
-        Completed = "completed",
-        /// Stopped for good; what was committed stays.
-        Aborted = "aborted",
-        /// Stopped for good; its failed wave (or every wave) was reverted.
-        RolledBack = "rolled_back",
-    }
-);
-
-impl RolloutStatus {
-    /// Running, paused or rolling back: at most one rollout is.
-    pub const ACTIVE: [RolloutStatus; 3] = [Self::Running, Self::Paused, Self::RollingBack];
-}
-
-text_enum!(
-    /// Where one wave is.
-    WaveStatus {
-        Pending = "pending",
-        /// Its commit is being made (found again by its trailers after a crash).
-        Committing = "committing",
-        /// Committed: waiting for the cluster to report every tenant ready.
-        Waiting = "waiting",
-        Passed = "passed",
-        RolledBack = "rolled_back",
-    }
-);
-
-text_enum!(
-    /// What became of one tenant of a rollout.
-    TenantStatus {
-        Pending = "pending",
-        /// In its wave's commit, not reported ready yet.
-        Committed = "committed",
-        Ready = "ready",
-        /// Reported failed or stalled at the wave's revision (`note` says why).
-        Failed = "failed",
-        /// Left out: drifted, an open review, a queued change, deleted (`note` says which).
-        Skipped = "skipped",
-        /// Its files already were what the wave would write.
-        Unchanged = "unchanged",
-        /// Its wave was reverted: held at its previous files until a later rollout.
-        RolledBack = "rolled_back",
-    }
-);
+use crate::db::{self, Db};
 
 /// The driving worker's lease on a rollout.
 const LEASE: Lease = Lease::of_queue("rollouts", "id");
@@ -422,103 +347,6 @@ pub async fn set_tenant_change<'c>(
     .execute(db)
     .await?;
     Ok(())
-}
-
-/// A live tenant as a rollout plans it: what may keep it out of one.
-#[derive(Debug, Clone, FromRow)]
-pub struct Candidate {
-    pub customer_id: String,
-    pub plan: String,
-    pub subscription_status: String,
-    pub deployment_status: String,
-    pub committed_revision: Option<String>,
-    pub applied_revision: Option<String>,
-    pub error: Option<String>,
-    /// Open reviews of the tenant (review mode).
-    pub open_reviews: i64,
-    /// Its changes queued for the worker, not yet in Git.
-    pub queued_jobs: i64,
-}
-
-impl Candidate {
-    pub fn deployment(&self) -> Option<DeploymentStatus> {
-        self.deployment_status.parse().ok()
-    }
-}
-
-/// Every tenant that is not deleted (or, with `only`, those of them), by id.
-pub async fn candidates(db: &Db, only: Option<&[String]>) -> Result<Vec<Candidate>, sqlx::Error> {
-    let mut sql = String::from(
-        "SELECT c.id AS customer_id, s.plan, s.status AS subscription_status, \
-         d.status AS deployment_status, d.committed_revision, d.applied_revision, d.error, \
-         (SELECT COUNT(*) FROM reviews r WHERE r.customer_id = c.id AND r.state = $1) \
-           AS open_reviews, \
-         (SELECT COUNT(*) FROM render_jobs j WHERE j.customer_id = c.id \
-           AND j.status = $2) AS queued_jobs \
-         FROM customers c JOIN subscriptions s ON s.customer_id = c.id \
-         JOIN deployments d ON d.customer_id = c.id \
-         WHERE c.deleted_at IS NULL AND d.status <> $3",
-    );
-    if let Some(ids) = only {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
-        sql.push_str(&format!(" AND c.id IN ({})", marks.join(", ")));
-    }
-    sql.push_str(" ORDER BY c.id");
-    let mut query = sqlx::query_as(&sql)
-        .bind(ReviewState::Open.as_str())
-        .bind(JobStatus::Pending.as_str())
-        .bind(DeploymentStatus::Deleted.as_str());
-    for id in only.unwrap_or_default() {
-        query = query.bind(id);
-    }
-    query.fetch_all(&db.pool).await
-}
-
-/// What the policy did about a digest of templates.
-#[derive(Debug, Clone, FromRow)]
-pub struct Check {
-    pub policy: String,
-    pub behind: i64,
-    pub rollout_id: Option<String>,
-    pub checked_at: String,
-}
-
-/// Records the policy's decision on `templates`; false when another process recorded one first.
-pub async fn insert_check<'c>(
-    db: impl Executor<'c, Database = Any>,
-    templates: &str,
-    policy: &str,
-    behind: i64,
-    rollout_id: Option<&str>,
-    now: &str,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO rollout_checks (templates, policy, behind, rollout_id, checked_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (templates) DO NOTHING",
-    )
-    .bind(templates)
-    .bind(policy)
-    .bind(behind)
-    .bind(rollout_id)
-    .bind(now)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub async fn check<'c>(
-    db: impl Executor<'c, Database = Any>,
-    templates: &str,
-) -> Result<Option<Check>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT policy, behind, rollout_id, checked_at FROM rollout_checks WHERE templates = $1",
-    )
-    .bind(templates)
-    .fetch_optional(db)
-    .await
 }
 
 /// Takes (or renews) the driving lease on a rollout; false while another worker holds it.
