@@ -54,7 +54,8 @@ pub enum Command {
     /// The subscription lifecycle scheduler.
     #[command(subcommand)]
     Lifecycle(LifecycleCommand),
-    /// Template rollouts in health-gated waves (planned here, committed by the server).
+    /// Template rollouts in health-gated waves: planned and controlled here, on the server's
+    /// database and repository; the server's `rollouts` worker commits them.
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
 }

@@ -20,7 +20,11 @@ pub enum RolloutCommand {
     /// the cluster reports every tenant of the last one ready.
     ///
     /// Example: billing rollout start --dry-run
+    ///
     /// Example: billing rollout start --canary 2 --waves 10%,100% --auto-rollback --order trials-first
+    ///
+    /// Works on the server's database and repository: run it with the server's configuration
+    /// (TEMPLATES_DIR, PLANS_FILE, BASE_DOMAIN, DATABASE_URL, DATA_DIR or GITOPS_REPO).
     Start {
         /// Print how many tenants change, which files, and a sample diff; commit nothing.
         #[arg(long)]

@@ -14,6 +14,13 @@ use crate::db::rollouts::{self, RolloutRow, RolloutStatus, WaveRow, WaveStatus, 
 const LEASE_SECONDS: i64 = 120;
 
 pub async fn run(h: Handles<'_>, stop: tokio_util::sync::CancellationToken) {
+    if h.db.backend == crate::db::Backend::Sqlite {
+        // One server owns a SQLite database: a lease found now is a killed run's, and would
+        // hold the rollout up until it expired.
+        if let Err(err) = rollouts::release_all_leases(h.db).await {
+            tracing::warn!(error = %err, "could not free the rollouts' leases");
+        }
+    }
     loop {
         if let Err(err) = tick(&h).await {
             tracing::warn!(error = %err, "rollout worker");

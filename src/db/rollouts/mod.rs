@@ -361,6 +361,15 @@ pub async fn take_lease(
         .await
 }
 
+/// Frees every rollout's lease: only for a single-process SQLite deployment starting up,
+/// where a lease left behind is a killed run's.
+pub async fn release_all_leases(db: &Db) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE rollouts SET lease_owner = NULL, lease_until = NULL")
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
 pub async fn release_lease(db: &Db, id: &str, owner: &str) -> Result<(), sqlx::Error> {
     LEASE.release(&db.pool, id.to_string(), owner).await
 }
