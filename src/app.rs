@@ -264,6 +264,37 @@ impl Parts {
     }
 }
 
+impl App {
+    /// The handles the rollout workflow takes, borrowed from here.
+    pub fn rollout_handles(&self) -> crate::rollout::Handles<'_> {
+        crate::rollout::Handles {
+            db: &self.db,
+            gitops: &self.gitops,
+            renderer: &self.renderer,
+            plans: &self.plans,
+            render_settings: &self.render_settings,
+            policy: self.config.rollout.rollout_policy,
+            templates_reviewed: self
+                .review
+                .policy
+                .reviewed(crate::db::outbox::Action::Update, None),
+            worker_id: &self.worker_id,
+            backup: crate::deploy::BackupSealing {
+                sealing: &self.sealing,
+                config: &self.config.backup,
+            },
+            poke: self
+                .config
+                .sync_webhook()
+                .map(|target| crate::rollout::Poke {
+                    http: &self.http,
+                    target,
+                    branch: &self.config.gitops_branch,
+                }),
+        }
+    }
+}
+
 pub fn remote(config: &Config) -> Option<Remote> {
     let url = config
         .gitops_remote

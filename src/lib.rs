@@ -21,6 +21,7 @@ pub mod pool;
 pub mod quantity;
 pub mod render;
 pub mod review;
+pub mod rollout;
 pub mod seal;
 pub mod secrets;
 #[cfg(test)]

@@ -12,7 +12,7 @@ use common::{Backend, TestServer};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Every worker `http::serve` starts.
-const WORKERS: [&str; 7] = [
+const WORKERS: [&str; 8] = [
     "deploy",
     "drift_scan",
     "stripe_cancellations",
@@ -20,6 +20,7 @@ const WORKERS: [&str; 7] = [
     "stall_sweep",
     "kube_poller",
     "lifecycle",
+    "rollouts",
 ];
 
 fn restarts(worker: &str) -> String {

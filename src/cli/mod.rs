@@ -3,6 +3,7 @@
 mod cluster;
 pub mod output;
 pub mod progress;
+mod rollout;
 mod rows;
 mod tenant;
 mod tenant_read;
@@ -119,6 +120,16 @@ pub enum Command {
         /// The shell (bash, zsh, fish; also elvish, powershell).
         shell: clap_complete::Shell,
     },
+    /// Template rollouts in health-gated waves: planned and controlled here, on the server's
+    /// database and repository; the server's `rollouts` worker commits them.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  billing rollout start --dry-run -o table
+  billing rollout start --canary 2 --waves 10%,100% --auto-rollback
+  billing rollout status -o yaml"
+    )]
+    Rollout(rollout::RolloutCommand),
 }
 
 impl Command {
@@ -285,6 +296,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenant(command) => return tenant::run(config, command).await,
         Command::Gitops(command) => return tenant::run_gitops(config, command).await,
         Command::Cluster(command) => return cluster::run(config, command).await,
+        Command::Rollout(command) => return rollout::run(config, command).await,
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics on a write error (a closed pipe).

@@ -10,6 +10,7 @@ mod derived;
 mod login;
 pub use login::LoginConfig;
 pub mod review;
+pub mod rollout;
 
 pub use backup::{BackupConfig, BackupCredentials};
 use clap::Args;
@@ -222,6 +223,10 @@ pub struct Config {
     /// What the cluster side talks to: sync pokes, sync event webhooks, the watcher.
     #[command(flatten)]
     pub cluster: cluster::ClusterConfig,
+
+    /// What a change of templates or plans does to existing tenants.
+    #[command(flatten)]
+    pub rollout: rollout::RolloutConfig,
 
     /// Attempts before a job that fails to render is given up (`failed`).
     #[arg(long, env = "GITOPS_MAX_ATTEMPTS", default_value_t = 5, global = true)]

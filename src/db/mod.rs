@@ -16,6 +16,7 @@ pub mod notifications;
 pub mod outbox;
 pub mod queue;
 pub mod reviews;
+pub mod rollouts;
 pub mod secrets;
 pub mod storage;
 pub mod subscriptions;

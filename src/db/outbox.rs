@@ -56,6 +56,9 @@ pub enum JobStatus {
     Pending,
     Done,
     Failed,
+    /// Written by a rollout wave whose commit is being made: never claimed by the worker,
+    /// taken at its word by the drift scan like a pending job, done once the commit exists.
+    Staged,
 }
 
 impl JobStatus {
@@ -64,11 +67,13 @@ impl JobStatus {
             JobStatus::Pending => "pending",
             JobStatus::Done => "done",
             JobStatus::Failed => "failed",
+            JobStatus::Staged => "staged",
         }
     }
 }
 
 const PENDING: &str = JobStatus::Pending.as_str();
+const STAGED: &str = JobStatus::Staged.as_str();
 
 /// The render jobs' queue. Attempts are `GITOPS_MAX_ATTEMPTS` (see [`retry`]).
 const JOBS: Queue = Queue {
@@ -164,6 +169,55 @@ async fn insert<'c>(
     Ok(change_id)
 }
 
+/// Records a rollout's change of a tenant before its commit is made (see
+/// [`JobStatus::Staged`]); returns its change id.
+pub async fn stage<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+    action: Action,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<String, sqlx::Error> {
+    let change_id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO render_jobs (change_id, customer_id, action, status, attempts, reason, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $6, $6)",
+    )
+    .bind(&change_id)
+    .bind(customer_id)
+    .bind(action.as_str())
+    .bind(STAGED)
+    .bind(reason)
+    .bind(db::ts(now))
+    .execute(db)
+    .await?;
+    Ok(change_id)
+}
+
+/// Marks a staged job done with the commit that holds its change and what the tenant's files
+/// are there.
+pub async fn complete_staged<'c>(
+    db: impl Executor<'c, Database = Any>,
+    change_id: &str,
+    commit_id: &str,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE render_jobs SET status = $1, commit_id = $2, tree_fingerprint = $3, \
+         updated_at = $4 WHERE change_id = $5 AND status = $6",
+    )
+    .bind(JobStatus::Done.as_str())
+    .bind(commit_id)
+    .bind(fingerprint)
+    .bind(db::ts(now))
+    .bind(change_id)
+    .bind(STAGED)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Takes up to `limit` pending jobs whose lease is free or expired, oldest first.
 pub async fn claim(
     db: &Db,
@@ -223,7 +277,7 @@ impl NamedJob {
     pub fn wrote(&self, content: &str) -> bool {
         match &self.tree_fingerprint {
             Some(wrote) => wrote == content,
-            None => self.status == PENDING || self.commit_id.is_some(),
+            None => self.status == PENDING || self.status == STAGED || self.commit_id.is_some(),
         }
     }
 }

@@ -150,7 +150,7 @@ pub(crate) fn commit_message(prepared: &[&Prepared]) -> String {
 }
 
 /// Builds a commit message with the trailers later tools parse (`Tenant-Id:`, `Change-Id:`).
-pub(super) fn message(subject: &str, body: &[String], trailers: &[(&str, String)]) -> String {
+pub(crate) fn message(subject: &str, body: &[String], trailers: &[(&str, String)]) -> String {
     let mut msg = subject.trim().to_string();
     msg.push('\n');
     if !body.is_empty() {

@@ -69,22 +69,35 @@ pub(super) async fn commit_and_push(
         handles.metrics.gitops_commits.inc();
     }
     gitops.set_health(|h| h.commit_error = None);
-    let head = head.to_string();
     let started = std::time::Instant::now();
-    let pushed = gitops
-        .with_remote("push", |repo, remote| repo.push(remote, 5))
-        .await;
+    let pushed = push(gitops, head.to_string()).await;
     // Without a remote nothing was pushed: no sample.
-    if !matches!(pushed, Ok(None)) {
+    if gitops.remote.is_some() {
         handles
             .metrics
             .push_seconds
             .observe(started.elapsed().as_secs_f64());
     }
     let revision = match pushed {
+        Ok(revision) => revision,
+        Err(msg) => {
+            handles.metrics.gitops_push_failures.inc();
+            return Err(msg);
+        }
+    };
+    Ok(Committed { revision, contents })
+}
+
+/// Pushes main (whose tip is `head`) when a remote is configured, recording the outcome in the
+/// repository's health. Returns the revision main is at (the remote's tip after a re-apply).
+pub(crate) async fn push(gitops: &gitops::GitOps, head: String) -> Result<String, String> {
+    let pushed = gitops
+        .with_remote("push", |repo, remote| repo.push(remote, 5))
+        .await;
+    match pushed {
         Ok(None) => {
             gitops.set_health(|h| h.last_commit = Some(head.clone()));
-            head
+            Ok(head)
         }
         Ok(Some(gitops::PushOutcome::Pushed(tip) | gitops::PushOutcome::UpToDate(tip))) => {
             let tip = tip.to_string();
@@ -93,19 +106,17 @@ pub(super) async fn commit_and_push(
                 h.last_push_at = Some(db::ts(Utc::now()));
                 h.remote_error = None;
             });
-            tip
+            Ok(tip)
         }
         Err(err) => {
-            handles.metrics.gitops_push_failures.inc();
             let msg = format!("push to the GitOps remote failed: {err}");
             gitops.set_health(|h| {
                 h.last_commit = Some(head.clone());
                 h.remote_error = Some(msg.clone());
             });
-            return Err(msg);
+            Err(msg)
         }
-    };
-    Ok(Committed { revision, contents })
+    }
 }
 
 /// Folds the jobs' changes into one commit on main. Returns main's tip, what each job's tenant

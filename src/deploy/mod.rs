@@ -3,7 +3,9 @@
 
 pub mod behind;
 mod changes;
-mod commit;
+/// The commit message format (subject, body, trailers) rollouts write too.
+pub(crate) use changes::message;
+pub(crate) mod commit;
 /// What a tenant's files are at a revision: shared with review, which owns it.
 pub use crate::review::content;
 pub mod demo;
@@ -36,7 +38,28 @@ pub async fn load_spec(
     handles: &DeployHandles,
     customer_id: &str,
 ) -> anyhow::Result<(TenantSpec, SealedValues)> {
-    let pool = &handles.db.pool;
+    let backup = BackupSealing {
+        sealing: &handles.sealing,
+        config: &handles.settings.backup,
+    };
+    load_tenant(&handles.db, backup, customer_id).await
+}
+
+/// What sealing the backup uploader's credential into a tenant that lacks it takes.
+#[derive(Clone, Copy)]
+pub struct BackupSealing<'a> {
+    pub sealing: &'a crate::seal::SealingKey,
+    pub config: &'a crate::config::BackupConfig,
+}
+
+/// Loads what the renderer needs for one tenant from the database, sealing the backup
+/// credential first if backups are on and the tenant has none yet.
+pub async fn load_tenant(
+    db: &db::Db,
+    backup: BackupSealing<'_>,
+    customer_id: &str,
+) -> anyhow::Result<(TenantSpec, SealedValues)> {
+    let pool = &db.pool;
     let customer = accounts::customer_by_id(pool, customer_id)
         .await?
         .with_context(|| format!("customer {customer_id} not found"))?;
@@ -44,9 +67,9 @@ pub async fn load_spec(
         .await?
         .with_context(|| format!("customer {customer_id} has no subscription"))?;
     let mut encrypted = db::secrets::all(pool, customer_id).await?;
-    if let Some(credentials) = handles.settings.backup.credentials()? {
+    if let Some(credentials) = backup.config.credentials()? {
         let missing = crate::secrets::missing_backup_keys(
-            &handles.sealing,
+            backup.sealing,
             customer_id,
             &credentials,
             &encrypted,

@@ -137,6 +137,11 @@ fn start_workers(app: &SharedApp, mail: crate::notify::sender::Sender) {
     workers.spawn("lifecycle", move |stop| {
         crate::billing::lifecycle::run(billing.clone(), stop)
     });
+    let a = app.clone();
+    workers.spawn("rollouts", move |stop| {
+        let a = a.clone();
+        async move { crate::rollout::run(a.rollout_handles(), stop).await }
+    });
     let accounts = app.accounts.clone();
     workers.spawn("wal_checkpoints", move |stop| {
         let accounts = accounts.clone();

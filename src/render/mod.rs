@@ -248,6 +248,18 @@ impl Renderer {
         Self::from_sources(sources)
     }
 
+    /// One digest of every output template's source (and the helpers): two renderers with
+    /// the same fingerprint render the same files from the same inputs.
+    pub fn fingerprint(&self) -> String {
+        let parts: Vec<&[u8]> = self
+            .digests
+            .iter()
+            .flat_map(|(name, digest)| [name.as_bytes(), digest.as_bytes()])
+            .chain([RENDER_FORMAT.as_bytes()])
+            .collect();
+        sha256_hex(&parts)
+    }
+
     /// The templates embedded in the binary.
     pub fn builtin() -> Self {
         let sources = BUILTIN_TEMPLATES
