@@ -95,8 +95,18 @@ echo
 revision=$(git --git-dir "$DATA_DIR/gitops.git" rev-parse main)
 grep -q '"status":"committed"' status.json || fail "status is not committed"
 grep -q "\"committed_revision\":\"$revision\"" status.json || fail "status does not name commit $revision"
-billing tenant history "$id" | tee history.txt
+billing tenant history "$id" -o table | tee history.txt
 grep -q "^${revision:0:12} .*create (starter, trialing)" history.txt || fail "history does not list commit $revision"
+
+# 3b. The operator's view: the tenant in the list, a rollout dry run (nothing is behind on the
+# templates the tenant was rendered with), and the admin page's login form.
+billing tenant list -o table | tee list.txt
+grep -q "^$id .*ada@example.com" list.txt || fail "tenant list does not show $id"
+billing rollout start --dry-run -o table | tee dry-run.txt
+head -n 1 dry-run.txt | grep -q '^TENANTS' || fail "the dry run printed no table: $(cat dry-run.txt)"
+sed -n 2p dry-run.txt | grep -q '^0 ' || fail "the dry run counts tenants to change on unchanged templates"
+curl -sS "$BASE/admin/login" | grep -c csrf_token | tee login.txt
+[ "$(cat login.txt)" -ge 1 ] || fail "the admin login form has no CSRF token"
 
 # 4. The license verifies, over HTTP and offline with the CLI (same DATA_DIR, same keys).
 curl -sS -H 'content-type: application/json' -d "{\"license\":\"$jwt\"}" "$BASE/api/licenses/verify" | tee verify.json

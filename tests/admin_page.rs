@@ -3,7 +3,11 @@
 //! page, press Redeploy and see the new history row. Plus the refusals a browser cannot show
 //! (status codes, cookies, CSRF) over plain HTTP. Screenshots go to target/admin-page/.
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
+#[path = "common/rollout.rs"]
+mod rollouts;
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -313,4 +317,71 @@ async fn login_needs_the_token_and_the_form_s_csrf_token() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+/// A template change under ROLLOUT_POLICY=manual: the rollouts page shows the tenants behind,
+/// starts a rollout (canary 1, then the rest), and shows its waves advance as the cluster
+/// reports each ready, until it completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_and_watch_a_rollout_in_a_browser() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let (_work, templates, templates_text) = rollouts::own_templates();
+    let env = [
+        ("TEMPLATES_DIR", templates_text.as_str()),
+        ("ROLLOUT_POLICY", "manual"),
+        ("FLUX_WEBHOOK_SECRET", cluster::FLUX_SECRET),
+        ("WATCHER_KUBE_POLL", "off"),
+        ("WATCHER_STALL_SECONDS", "3600"),
+    ];
+    let mut s = TestServer::start_with(Backend::Sqlite, &env).await.unwrap();
+    rollouts::sign_up(&s, 3).await;
+    s.wait_queue_drained(Duration::from_secs(60)).await;
+    common::review::upgrade_quota_template(&templates, "admin page rollout");
+    s.restart().await;
+    let repo = git2::Repository::open_bare(s.data_dir().join("gitops.git")).unwrap();
+    let before = rollouts::head(&repo);
+
+    let browser = driver.browser().await;
+    log_in(&browser, &s, ADMIN_TOKEN).await;
+    browser.goto(&s.url("/admin/rollouts")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while text_of(&browser, "#behind").await != "3" {
+        assert!(Instant::now() < deadline, "the page never showed 3 tenants behind");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        browser.refresh().await.unwrap();
+    }
+    snap(&browser, "5-rollouts-behind").await;
+
+    let form = browser.find(Locator::Id("start-form")).await.unwrap();
+    form.find(Locator::Css("input[name=canary]")).await.unwrap().send_keys("1").await.unwrap();
+    form.find(Locator::Css("input[name=waves]")).await.unwrap().send_keys("100%").await.unwrap();
+    browser.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
+    let id = text_of(&browser, "#rollout-id").await;
+    assert_eq!(text_of(&browser, "#rollout-status").await, "running");
+
+    // Each wave as the repository holds it; the cluster reports its tenants ready.
+    let wave1 = rollouts::wave_commit(&s, &env, &repo, &id, 1, before, 1).await;
+    browser.refresh().await.unwrap();
+    assert!(text_of(&browser, "#waves").await.contains(&wave1.revision[..10]));
+    snap(&browser, "6-rollout-canary").await;
+    rollouts::ready(&s, &wave1).await;
+    let wave2 = rollouts::wave_commit(&s, &env, &repo, &id, 2, wave1.oid, 2).await;
+    rollouts::ready(&s, &wave2).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        browser.refresh().await.unwrap();
+        if text_of(&browser, "#rollout-status").await == "completed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rollout never completed on the page");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(text_of(&browser, "#waves").await.contains("passed"));
+    // Finished: the page offers a new rollout again.
+    browser.find(Locator::Id("start-form")).await.unwrap();
+    snap(&browser, "7-rollout-completed").await;
+    browser.close().await.unwrap();
+    s.stop();
 }

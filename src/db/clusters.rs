@@ -201,6 +201,13 @@ pub async fn lock_open_in_region(
     region: &str,
 ) -> Result<Vec<Cluster>, sqlx::Error> {
     // Lock first, then sum: a placement committed while we waited is then in the sums.
+    if backend == Backend::Sqlite {
+        // A read-then-write transaction on SQLite fails with SQLITE_BUSY when another writer
+        // got in between; a write statement first takes the lock (waiting for it) instead.
+        sqlx::query("UPDATE clusters SET state = state WHERE 1 = 0")
+            .execute(&mut **tx)
+            .await?;
+    }
     sqlx::query(&format!(
         "SELECT name FROM clusters WHERE region = $1 AND state = $2 ORDER BY name {}",
         backend.for_update()

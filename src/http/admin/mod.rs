@@ -4,6 +4,7 @@
 //! as the API's endpoints.
 
 mod pages;
+mod rollouts;
 mod session;
 mod tenants;
 
@@ -31,6 +32,10 @@ pub fn router() -> Router<SharedApp> {
         .route("/admin/tenants/{id}", get(tenants::show))
         .route("/admin/tenants/{id}/redeploy", post(tenants::redeploy))
         .route("/admin/tenants/{id}/rollback", post(tenants::rollback))
+        .route("/admin/rollouts", get(rollouts::show))
+        .route("/admin/rollouts/start", post(rollouts::start))
+        .route("/admin/rollouts/{id}/resume", post(rollouts::resume))
+        .route("/admin/rollouts/{id}/abort", post(rollouts::abort))
 }
 
 fn keys(app: &SharedApp) -> Option<AdminKeys> {

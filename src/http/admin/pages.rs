@@ -13,6 +13,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("templates/login.html")),
     ("tenants.html", include_str!("templates/tenants.html")),
     ("tenant.html", include_str!("templates/tenant.html")),
+    ("rollouts.html", include_str!("templates/rollouts.html")),
 ];
 
 fn environment() -> &'static Environment<'static> {
