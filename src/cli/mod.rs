@@ -13,10 +13,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::app::{key_paths, App};
-use output::{print_list, print_one, OutputArg};
-use rows::TickRow;
 use crate::config::Config;
 use crate::license::keys::{self, KeyRing};
+use output::{print_list, print_one, OutputArg};
+use rows::TickRow;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,13 +55,19 @@ pub enum Command {
   DATABASE_URL=sqlite://billing.db?mode=rwc billing migrate")]
     Migrate,
     /// License tools.
-    #[command(subcommand, after_help = "Examples:
-  billing license verify eyJhbGciOiJSUzI1NiIs... -o yaml")]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  billing license verify eyJhbGciOiJSUzI1NiIs... -o yaml"
+    )]
     License(LicenseCommand),
     /// License signing keys.
-    #[command(subcommand, after_help = "Examples:
+    #[command(
+        subcommand,
+        after_help = "Examples:
   billing keys generate
-  billing keys rotate")]
+  billing keys rotate"
+    )]
     Keys(KeysCommand),
     /// Create a GitOps repository with the tenant layout and an operator's README.
     #[command(after_help = "Examples:
@@ -73,18 +79,27 @@ pub enum Command {
         repo: Option<PathBuf>,
     },
     /// Tenants and their stacks: list, show, path, render, history, deploy, rollback, delete.
-    #[command(subcommand, after_help = "Examples:
+    #[command(
+        subcommand,
+        after_help = "Examples:
   billing tenant list --status ready -o table
   billing tenant show k3x9m2p7q4wz -o yaml
-  billing tenant deploy --all --wait")]
+  billing tenant deploy --all --wait"
+    )]
     Tenant(TenantCommand),
     /// The GitOps repository.
-    #[command(subcommand, after_help = "Examples:
-  billing gitops migrate-layout")]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  billing gitops migrate-layout"
+    )]
     Gitops(GitopsCommand),
     /// The subscription lifecycle scheduler.
-    #[command(subcommand, after_help = "Examples:
-  billing lifecycle tick -o table")]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  billing lifecycle tick -o table"
+    )]
     Lifecycle(LifecycleCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
@@ -321,4 +336,3 @@ async fn lifecycle_tick(
     }
     anyhow::bail!("another process has been running a lifecycle pass for 20 s; try again later")
 }
-

@@ -52,7 +52,9 @@ impl Progress {
         match &self.bar {
             Some(bar) => bar.set_position(self.done),
             None => {
-                let due = self.last_line.is_none_or(|(at, _)| at.elapsed() >= LOG_EVERY);
+                let due = self
+                    .last_line
+                    .is_none_or(|(at, _)| at.elapsed() >= LOG_EVERY);
                 if due {
                     self.log_line();
                 }

@@ -47,7 +47,14 @@ impl Tabular for TickRow {
 
 impl Tabular for crate::license::LicenseClaims {
     fn headers() -> Vec<&'static str> {
-        vec!["customer", "name", "plan", "subscription", "trial", "expires"]
+        vec![
+            "customer",
+            "name",
+            "plan",
+            "subscription",
+            "trial",
+            "expires",
+        ]
     }
 
     fn cells(&self) -> Vec<String> {

@@ -127,7 +127,11 @@ pub async fn list(app: &SharedApp, args: ListArgs, output: OutputArg) -> anyhow:
     let mut cursor = args.after;
     let mut more = false;
     loop {
-        let batch_len = if args.behind { SCAN_BATCH } else { args.limit + 1 };
+        let batch_len = if args.behind {
+            SCAN_BATCH
+        } else {
+            args.limit + 1
+        };
         let batch = tenants::list(&app.db.pool, &filter, cursor.as_deref(), batch_len).await?;
         let exhausted = (batch.len() as i64) < batch_len;
         cursor = batch.last().map(|r| r.id.clone());
@@ -148,7 +152,10 @@ pub async fn list(app: &SharedApp, args: ListArgs, output: OutputArg) -> anyhow:
         }
     }
     if let (true, Some(last)) = (more, rows.last()) {
-        eprintln!("more tenants match: add --after {} for the next page", last.id);
+        eprintln!(
+            "more tenants match: add --after {} for the next page",
+            last.id
+        );
     }
     let items: Vec<TenantItem> = rows.into_iter().map(Into::into).collect();
     print_list(&items, output.format())?;
@@ -210,7 +217,14 @@ pub async fn show(app: &SharedApp, id: &str, output: OutputArg) -> anyhow::Resul
 
 impl Tabular for HistoryItem {
     fn headers() -> Vec<&'static str> {
-        vec!["revision", "committed", "sync", "change", "author", "reason"]
+        vec![
+            "revision",
+            "committed",
+            "sync",
+            "change",
+            "author",
+            "reason",
+        ]
     }
 
     fn cells(&self) -> Vec<String> {

@@ -92,7 +92,10 @@ pub async fn list<'c>(
     let wanted = [
         ("d.status", filter.deployment.map(DeploymentStatus::as_str)),
         ("s.plan", filter.plan.as_deref()),
-        ("s.status", filter.subscription.map(SubscriptionStatus::as_str)),
+        (
+            "s.status",
+            filter.subscription.map(SubscriptionStatus::as_str),
+        ),
     ];
     for (column, value) in wanted {
         if let Some(value) = value {

@@ -1,9 +1,9 @@
 //! From the outbox to Git: claim render jobs, render each tenant (pure), fold the batch into
 //! one commit, push, then mark jobs done and move each deployment through the state machine.
 
+pub mod behind;
 mod changes;
 mod commit;
-pub mod behind;
 pub mod content;
 pub mod demo;
 pub mod drift;
