@@ -333,7 +333,7 @@ async fn tenant_list_filters_pages_and_formats(s: TestServer) {
     // Behind until rendered again with the new plan and status.
     assert_eq!(
         listed(&s, &["--behind"], &[]).0,
-        [pro.clone(), active.clone()]
+        [pro.as_str(), active.as_str()]
     );
     for id in [pro, active] {
         assert!(cli(&s, &["tenant", "deploy", id], &[]).0);
@@ -343,11 +343,11 @@ async fn tenant_list_filters_pages_and_formats(s: TestServer) {
     assert_eq!(listed(&s, &[], &[]).0, ids);
     assert_eq!(
         listed(&s, &["--plan", "professional"], &[]).0,
-        [pro.clone()]
+        [pro.as_str()]
     );
     assert_eq!(
         listed(&s, &["--subscription", "active"], &[]).0,
-        [active.clone()]
+        [active.as_str()]
     );
     assert_eq!(listed(&s, &["--subscription", "trialing"], &[]).0.len(), 3);
     assert_eq!(listed(&s, &["--status", "committed"], &[]).0, ids);
@@ -372,7 +372,7 @@ async fn tenant_list_filters_pages_and_formats(s: TestServer) {
     let plans_file = s.data_dir().join("plans-next.yaml");
     std::fs::write(&plans_file, plans).unwrap();
     let env = [("PLANS_FILE", plans_file.to_str().unwrap())];
-    assert_eq!(listed(&s, &["--behind"], &env).0, [pro.clone()]);
+    assert_eq!(listed(&s, &["--behind"], &env).0, [pro.as_str()]);
     assert!(listed(&s, &["--behind", "--after", pro], &env).0.is_empty());
 
     let (ok, yaml, err) = cli(&s, &["tenant", "list", "-o", "yaml"], &[]);
@@ -445,8 +445,8 @@ async fn tenant_show_and_delete(s: TestServer) {
     assert_eq!(common::count(&db, status, gone).await, 1);
     // The server's worker commits the removal, as after the API's deletion.
     s.wait_for_status(gone, "deleted", WAIT).await;
-    assert_eq!(listed(&s, &[], &[]).0, [kept.clone()]);
-    assert_eq!(listed(&s, &["--status", "deleted"], &[]).0, [gone.clone()]);
+    assert_eq!(listed(&s, &[], &[]).0, [kept.as_str()]);
+    assert_eq!(listed(&s, &["--status", "deleted"], &[]).0, [gone.as_str()]);
     assert_unknown_id(&s, &["tenant", "show", "zzzzzzzzzzzz"]);
     db.close().await;
 }
