@@ -73,6 +73,22 @@ async fn license_verify_command_prints_claims_or_why_not() {
     );
     let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(claims["customerName"], "Cli Co");
+    let verify_as = |format: &str| {
+        let out = s
+            .command()
+            .args(["license", "verify", license, "-o", format])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{format}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let yaml: serde_json::Value = serde_norway::from_str(&verify_as("yaml")).unwrap();
+    assert_eq!(yaml, claims);
+    let table = verify_as("table");
+    assert!(
+        table.starts_with("CUSTOMER ") && table.contains("Cli Co"),
+        "{table}"
+    );
 
     let out = s
         .command()
@@ -510,4 +526,25 @@ fn every_help_has_examples_and_the_top_one_names_the_shared_database() {
     for path in [vec![]].iter().chain(&paths) {
         assert!(help(path).contains("Examples:"), "billing {path:?} --help");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_tick_prints_its_rows_as_json() {
+    let s = TestServer::start(Backend::Sqlite).await.unwrap();
+    let id = s.signed_up("tick@acme.example", "Tick Co").await;
+    let after_trial = billing::db::ts(chrono::Utc::now() + chrono::Duration::days(15));
+    let args = [
+        "lifecycle",
+        "tick",
+        "--now",
+        after_trial.as_str(),
+        "-o",
+        "json",
+    ];
+    let (ok, out, err) = cli(&s, &args, &[]);
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).expect("only JSON on stdout");
+    let row = rows.iter().find(|r| r["customer_id"] == id.as_str());
+    assert_eq!(row.map(|r| &r["outcome"]), Some(&json!("changed")), "{out}");
+    assert!(err.contains("1 changed"), "the summary on stderr: {err}");
 }
