@@ -62,6 +62,8 @@ impl App {
     /// Connects, migrates, loads (or generates) keys and the plan catalogue.
     pub async fn start(config: Config) -> anyhow::Result<SharedApp> {
         let plans = Catalogue::load(config.plans_file.as_deref())?;
+        // Off-cluster backups without their credential would fail every night: refuse to start.
+        config.backup.credentials()?;
         let stripe_prices = config.stripe_price_map(&plans)?;
         let review = crate::review::Review::from_config(&config.review)?;
         let db = Db::connect(&config.database_url(), config.database_acquire_timeout()).await?;
@@ -150,6 +152,7 @@ pub fn renderer(config: &Config) -> anyhow::Result<Renderer> {
 pub fn render_settings(config: &Config) -> RenderSettings {
     RenderSettings {
         base_domain: config.base_domain.clone(),
+        backup_s3: config.backup.render_settings(),
         ..RenderSettings::default()
     }
 }

@@ -47,6 +47,10 @@ pub struct Resources {
     pub backup_storage: String,
     pub api_replicas: i64,
     pub dashboard_replicas: i64,
+    /// Days an off-cluster backup is kept (the newest always is); default 30. Left out of the
+    /// render inputs when unset, so plans without it render as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,7 +4,8 @@
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-use crate::render::{namespace_of, SECRET_NAME};
+use crate::config::BackupCredentials;
+use crate::render::{namespace_of, BACKUP_SECRET_KEYS, SECRET_NAME};
 use crate::seal::{self, SealingKey};
 
 pub const DATABASE_PASSWORD: &str = "DATABASE_PASSWORD";
@@ -47,4 +48,24 @@ pub fn initial(
         ),
         (LICENSE_KEY, seal_for(key, customer_id, license_jwt)?),
     ])
+}
+
+/// The off-cluster backup credential sealed for the tenant, for each of its keys the tenant's
+/// sealed values lack (tenants created before backups left the cluster get them on their next
+/// render).
+pub fn missing_backup_keys(
+    key: &SealingKey,
+    customer_id: &str,
+    credentials: &BackupCredentials<'_>,
+    present: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let [id_key, secret_key] = BACKUP_SECRET_KEYS;
+    [
+        (id_key, credentials.access_key_id),
+        (secret_key, credentials.secret_access_key),
+    ]
+    .into_iter()
+    .filter(|(name, _)| !present.contains_key(*name))
+    .map(|(name, plaintext)| Ok((name, seal_for(key, customer_id, plaintext)?)))
+    .collect()
 }

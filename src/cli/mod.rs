@@ -1,5 +1,6 @@
 //! The operator's subcommands.
 
+mod cluster;
 pub mod output;
 pub mod progress;
 mod rows;
@@ -101,6 +102,14 @@ pub enum Command {
   billing lifecycle tick -o table"
     )]
     Lifecycle(LifecycleCommand),
+    /// The clusters tenants are placed on: capacity, region, state.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  billing cluster add eu-1 --region eu --cpu 64 --memory 256Gi
+  billing cluster list -o table"
+    )]
+    Cluster(cluster::ClusterCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   billing completion bash > /etc/bash_completion.d/billing
@@ -275,6 +284,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tenant(command) => return tenant::run(config, command).await,
         Command::Gitops(command) => return tenant::run_gitops(config, command).await,
+        Command::Cluster(command) => return cluster::run(config, command).await,
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics on a write error (a closed pipe).

@@ -121,6 +121,7 @@ pub async fn list(app: &SharedApp, args: ListArgs, output: OutputArg) -> anyhow:
         deployment: args.status,
         plan: args.plan,
         subscription: args.subscription,
+        search: None,
     };
     let wanted = args.limit as usize;
     let mut rows: Vec<TenantRow> = Vec::new();

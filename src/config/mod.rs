@@ -3,10 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod backup;
 mod cluster;
 mod derived;
 mod login;
 
+pub use backup::{BackupConfig, BackupCredentials};
 use clap::Args;
 use secrecy::SecretString;
 
@@ -227,6 +229,10 @@ pub struct Config {
     /// Default: a local sealing key pair generated under `<data-dir>/sealing/`.
     #[arg(long, env = "SEALED_SECRETS_CERT", global = true)]
     pub sealed_secrets_cert: Option<PathBuf>,
+
+    /// Off-cluster copies of the tenants' nightly backups.
+    #[command(flatten)]
+    pub backup: BackupConfig,
 
     /// Directory of tenant templates. Default: the templates built into the binary.
     #[arg(long, env = "TEMPLATES_DIR", global = true)]

@@ -38,3 +38,28 @@ pub async fn record<'c>(
     .await?;
     Ok(())
 }
+
+/// One row of a customer's audit trail (without `details`, which may hold their email).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AuditRow {
+    pub at: String,
+    pub action: String,
+    pub actor: String,
+    pub client_ip: Option<String>,
+}
+
+/// A customer's audit trail, newest first.
+pub async fn for_customer<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+    limit: i64,
+) -> Result<Vec<AuditRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT at, action, actor, client_ip FROM audit_log WHERE customer_id = $1 \
+         ORDER BY id DESC LIMIT $2",
+    )
+    .bind(customer_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod cancellations;
+pub mod clusters;
 pub mod deployments;
 pub mod erasure;
 pub mod licenses;

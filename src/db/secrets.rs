@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use sqlx::{Any, Executor};
 
+/// Stores a value, replacing the tenant's value of that name.
 pub async fn upsert<'c>(
     db: impl Executor<'c, Database = Any>,
     customer_id: &str,
@@ -11,17 +12,38 @@ pub async fn upsert<'c>(
     sealed_value: &str,
     now: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO tenant_secrets (customer_id, name, sealed_value, updated_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (customer_id, name) DO UPDATE SET sealed_value = excluded.sealed_value, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(customer_id)
-    .bind(name)
-    .bind(sealed_value)
-    .bind(now)
-    .execute(db)
-    .await?;
+    let on_conflict =
+        "DO UPDATE SET sealed_value = excluded.sealed_value, updated_at = excluded.updated_at";
+    store(db, on_conflict, [customer_id, name, sealed_value, now]).await
+}
+
+/// Stores a value unless the tenant already has one under that name (concurrent first renders
+/// then agree on one ciphertext).
+pub async fn insert_if_absent<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+    name: &str,
+    sealed_value: &str,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    store(db, "DO NOTHING", [customer_id, name, sealed_value, now]).await
+}
+
+/// Inserts (customer id, name, sealed value, time), doing `on_conflict` when the name exists.
+async fn store<'c>(
+    db: impl Executor<'c, Database = Any>,
+    on_conflict: &str,
+    values: [&str; 4],
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO tenant_secrets (customer_id, name, sealed_value, updated_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (customer_id, name) {on_conflict}"
+    );
+    values
+        .into_iter()
+        .fold(sqlx::query(&sql), |query, value| query.bind(value))
+        .execute(db)
+        .await?;
     Ok(())
 }
 

@@ -13,6 +13,8 @@ pub struct Filter {
     pub deployment: Option<DeploymentStatus>,
     pub plan: Option<String>,
     pub subscription: Option<SubscriptionStatus>,
+    /// The start of an id or of an email (case-insensitive), as the admin page's search box.
+    pub search: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -102,6 +104,19 @@ pub async fn list<'c>(
             binds.push(value.to_string());
             conditions.push(format!("{column} = ${}", binds.len()));
         }
+    }
+    if let Some(search) = &filter.search {
+        // A prefix match, with LIKE's own wildcards taken literally.
+        let escaped = search
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        binds.push(format!("{escaped}%"));
+        let n = binds.len();
+        conditions.push(format!(
+            "(c.id LIKE ${n} ESCAPE '\\' OR c.email_normalized LIKE ${n} ESCAPE '\\')"
+        ));
     }
     if let Some(after) = after {
         binds.push(after.to_string());

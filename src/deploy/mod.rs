@@ -38,7 +38,22 @@ pub async fn load_spec(app: &App, customer_id: &str) -> anyhow::Result<(TenantSp
     let subscription = accounts::subscription(pool, customer_id)
         .await?
         .with_context(|| format!("customer {customer_id} has no subscription"))?;
-    let encrypted = db::secrets::all(pool, customer_id).await?;
+    let mut encrypted = db::secrets::all(pool, customer_id).await?;
+    if let Some(credentials) = app.config.backup.credentials()? {
+        let missing = crate::secrets::missing_backup_keys(
+            &app.sealing,
+            customer_id,
+            &credentials,
+            &encrypted,
+        )?;
+        if !missing.is_empty() {
+            let now = db::ts(Utc::now());
+            for (name, sealed) in missing {
+                db::secrets::insert_if_absent(pool, customer_id, name, &sealed, &now).await?;
+            }
+            encrypted = db::secrets::all(pool, customer_id).await?;
+        }
+    }
     let spec = TenantSpec {
         id: customer.id,
         plan: subscription.plan,

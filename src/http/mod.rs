@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, middleware and the server loop. Handlers stay thin; the work lives
 //! in `accounts`, `license` and friends.
 
+pub mod admin;
 pub mod customers;
 pub mod deployments;
 pub mod extract;
@@ -73,6 +74,7 @@ pub fn router(app: SharedApp) -> Router {
         .route("/api/licenses/public-key", get(licenses::public_key))
         .route("/api/licenses/verify", post(licenses::verify))
         .route("/.well-known/jwks.json", get(licenses::jwks))
+        .merge(admin::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .layer(axum::middleware::map_response(
             rejections::json_error_bodies,

@@ -13,9 +13,20 @@ const MAX_REJECTION_BYTES: usize = 4096;
 
 /// Leaves successes and JSON errors alone; turns any other 4xx/5xx into the JSON body, keeping
 /// its status and headers (`Allow` on a 405) and its text as the message.
+/// The admin pages answer errors as pages: a browser shows them, no client parses them.
+fn is_html(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+}
+
 pub async fn json_error_bodies(response: Response) -> Response {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json(response.headers())
+        || is_html(response.headers())
+    {
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -5,8 +5,10 @@
 //! Customer text only ever reaches YAML through the JSON-escaping formatter (`escape`), and every
 //! rendered document is parsed back and checked (`check`) before anything is returned.
 
+mod backup;
 mod check;
 mod escape;
+pub mod footprint;
 mod objects;
 mod skeleton;
 mod spec;
@@ -23,6 +25,9 @@ use crate::plans::{Plan, Resources};
 use check::RenderedFile;
 use skeleton::{Skeletons, Split};
 
+pub use backup::{
+    endpoint_port, BackupS3, BACKUP_SECRET_KEYS, DEFAULT_RETENTION_DAYS, DEFAULT_UPLOAD_IMAGE,
+};
 pub use objects::parse_documents;
 pub use spec::{
     demo_sealed_values, demo_spec, flat_flux_kustomization_path, flat_tenant_dir,
@@ -170,6 +175,9 @@ struct Context<'a> {
     ingress_namespace: &'static str,
     monitoring_namespace: &'static str,
     resource_files: &'static [&'static str],
+    /// Off-cluster backups, when configured (absent from the inputs otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backup: Option<backup::BackupView<'a>>,
 }
 
 impl<'a> Context<'a> {
@@ -207,6 +215,10 @@ impl<'a> Context<'a> {
             ingress_namespace: INGRESS_NAMESPACE,
             monitoring_namespace: MONITORING_NAMESPACE,
             resource_files: TENANT_MANIFESTS,
+            backup: settings
+                .backup_s3
+                .as_ref()
+                .map(|s3| backup::BackupView::new(s3, &plan.resources, &spec.id)),
         }
     }
 }
@@ -378,8 +390,9 @@ impl Renderer {
     ) -> Result<RenderedTenant, RenderError> {
         validate::spec(spec)?;
         validate::settings(settings, &spec.id)?;
+        backup::validate(settings)?;
         validate::resources(&plan.resources)?;
-        validate::sealed(sealed)?;
+        validate::sealed(sealed, settings.backup_s3.is_some())?;
 
         let ctx = Context::new(spec, plan, settings, sealed);
         let inputs = inputs_digest(&ctx);

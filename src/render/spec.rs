@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{REQUIRED_SECRET_KEYS, SECRET_NAME};
+use super::{BackupS3, REQUIRED_SECRET_KEYS, SECRET_NAME};
 
 /// Everything about one tenant that the manifests depend on. Customer text: company_name, email,
 /// full_name.
@@ -62,6 +62,10 @@ pub struct RenderSettings {
     /// ServiceAccount Flux impersonates (in flux-system), also the namespace-admin account
     /// created inside each tenant namespace.
     pub reconciler_service_account: String,
+    /// Off-cluster backups; None keeps dumps on the tenant's claim only. Left out of the render
+    /// inputs when None, so tenants rendered before it existed keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_s3: Option<BackupS3>,
 }
 
 impl Default for RenderSettings {
@@ -74,6 +78,7 @@ impl Default for RenderSettings {
             storage_class: None,
             gitops_source_name: "tenants".into(),
             reconciler_service_account: "tenant-reconciler".into(),
+            backup_s3: None,
         }
     }
 }

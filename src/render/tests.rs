@@ -662,3 +662,40 @@ proptest::proptest! {
         proptest::prop_assert_eq!(check_fields_agree(&RENDERER, &spec), files);
     }
 }
+
+#[test]
+fn every_plan_stack_fits_its_own_quota_and_bigger_plans_ask_for_more() {
+    let catalogue = Catalogue::builtin().unwrap();
+    let renderer = Renderer::builtin();
+    let mut by_quota = Vec::new();
+    for (name, plan) in &catalogue.plans {
+        let spec = TenantSpec {
+            plan: name.clone(),
+            ..demo_spec()
+        };
+        let rendered = renderer
+            .render(
+                &spec,
+                plan,
+                &RenderSettings::default(),
+                &demo_sealed_values(),
+            )
+            .unwrap();
+        let need = footprint::footprint(&rendered.files).unwrap();
+        let r = &plan.resources;
+        let cpu = crate::quantity::cpu_millis(&r.quota_cpu).unwrap();
+        let memory = crate::quantity::bytes(&r.quota_memory).unwrap();
+        assert!(
+            need.cpu_millis > 0 && need.memory_bytes > 0,
+            "{name}: {need:?}"
+        );
+        // The ResourceQuota counts requests too: a stack above it would never schedule.
+        assert!(need.cpu_millis <= cpu, "{name}: {need:?} > {cpu}m");
+        assert!(need.memory_bytes <= memory, "{name}: {need:?} > {memory}");
+        by_quota.push((cpu, memory, need));
+    }
+    by_quota.sort_by_key(|(cpu, memory, _)| (*cpu, *memory));
+    for pair in by_quota.windows(2) {
+        assert!(pair[0].2.cpu_millis <= pair[1].2.cpu_millis, "{by_quota:?}");
+    }
+}

@@ -7,7 +7,8 @@ use crate::billing::subscription::SubscriptionStatus;
 use crate::plans::Resources;
 
 use super::{
-    RenderError, RenderSettings, SealedValues, TenantSpec, REQUIRED_SECRET_KEYS, SECRET_NAME,
+    RenderError, RenderSettings, SealedValues, TenantSpec, BACKUP_SECRET_KEYS,
+    REQUIRED_SECRET_KEYS, SECRET_NAME,
 };
 
 /// Longest tenant id: keeps `customer-<id>` and `tenant-<id>` within the 63-character label limit.
@@ -228,6 +229,16 @@ pub(super) fn resources(r: &Resources) -> Result<(), RenderError> {
             return Err(err(field, format!("{q:?} is not a Kubernetes quantity")));
         }
     }
+    if let Some(days) = r
+        .backup_retention_days
+        .filter(|d| *d > super::backup::MAX_RETENTION_DAYS)
+    {
+        let max = super::backup::MAX_RETENTION_DAYS;
+        return Err(err(
+            "backup_retention_days",
+            format!("{days} is outside 0..={max}"),
+        ));
+    }
     let counts = [
         ("quota_pods", r.quota_pods, 1),
         ("api_replicas", r.api_replicas, 1),
@@ -241,7 +252,8 @@ pub(super) fn resources(r: &Resources) -> Result<(), RenderError> {
     Ok(())
 }
 
-pub(super) fn sealed(s: &SealedValues) -> Result<(), RenderError> {
+/// `with_backup`: the uploader's keys are read too (off-cluster backups are on).
+pub(super) fn sealed(s: &SealedValues, with_backup: bool) -> Result<(), RenderError> {
     // Strict-scope sealing binds the ciphertext to the Secret name the workloads reference.
     if s.secret_name != SECRET_NAME {
         return Err(spec_err(
@@ -249,8 +261,9 @@ pub(super) fn sealed(s: &SealedValues) -> Result<(), RenderError> {
             format!("{:?}: workloads read Secret {SECRET_NAME:?}", s.secret_name),
         ));
     }
-    for key in REQUIRED_SECRET_KEYS {
-        if !s.encrypted.contains_key(key) {
+    let backup_keys = BACKUP_SECRET_KEYS.iter().filter(|_| with_backup);
+    for key in REQUIRED_SECRET_KEYS.iter().chain(backup_keys) {
+        if !s.encrypted.contains_key(*key) {
             return Err(spec_err("sealed.encrypted", format!("missing key {key}")));
         }
     }

@@ -86,6 +86,7 @@ pub fn billing_command(data_dir: &Path, database_url: &str) -> Command {
         "GITOPS_REMOTE",
         "SEALED_SECRETS_CERT",
         "TEMPLATES_DIR",
+        "BACKUP_S3_BUCKET",
     ] {
         cmd.env_remove(var);
     }
@@ -260,6 +261,10 @@ impl TestServer {
     /// Everything the server has written to stdout and stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone()
     }
 
     pub fn url(&self, path: &str) -> String {
