@@ -339,7 +339,8 @@ async fn lifecycle_tick_prints_its_rows_as_json() {
     let s = TestServer::start(Backend::Sqlite).await.unwrap();
     let id = s.signed_up("tick@acme.example", "Tick Co").await;
     // The server's own writes done first: two SQLite writers may refuse one another.
-    s.wait_queue_drained(std::time::Duration::from_secs(60)).await;
+    s.wait_queue_drained(std::time::Duration::from_secs(60))
+        .await;
     let after_trial = billing::db::ts(chrono::Utc::now() + chrono::Duration::days(15));
     let args = [
         "lifecycle",
