@@ -1,5 +1,7 @@
 //! The operator's commands: key generation, rotation (old licenses keep verifying), license
-//! verification from the command line, and admin endpoints without a configured token.
+//! verification from the command line (`-o json|yaml|table`), admin endpoints without a
+//! configured token, `lifecycle tick -o json`, shell completions and the examples of every
+//! `--help`. The tenant commands are in cli_tenants.rs.
 
 mod common;
 
@@ -73,6 +75,22 @@ async fn license_verify_command_prints_claims_or_why_not() {
     );
     let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(claims["customerName"], "Cli Co");
+    let verify_as = |format: &str| {
+        let out = s
+            .command()
+            .args(["license", "verify", license, "-o", format])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{format}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let yaml: serde_json::Value = serde_norway::from_str(&verify_as("yaml")).unwrap();
+    assert_eq!(yaml, claims);
+    let table = verify_as("table");
+    assert!(
+        table.starts_with("CUSTOMER ") && table.contains("Cli Co"),
+        "{table}"
+    );
 
     let out = s
         .command()
@@ -253,4 +271,89 @@ fn tenant_path_prints_the_sharded_directory_or_refuses_a_bad_id() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a customer id"));
+}
+
+#[test]
+fn completion_scripts_for_bash_zsh_and_fish() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef billing"),
+        ("fish", "complete -c billing"),
+    ] {
+        let out = billing_command(dir.path(), "sqlite::memory:")
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("rollback") && script.contains("behind"),
+            "{shell}"
+        );
+    }
+}
+
+/// Every command's path below `billing` (groups and leaves).
+fn command_paths(cmd: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
+    for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+        let mut path = prefix.to_vec();
+        path.push(sub.get_name().to_string());
+        out.push(path.clone());
+        command_paths(sub, &path, out);
+    }
+}
+
+#[test]
+fn every_help_has_examples_and_the_top_one_names_the_shared_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = |path: &[String]| {
+        let out = billing_command(dir.path(), "sqlite::memory:")
+            .args(path)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{path:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = help(&[]);
+    assert!(
+        top.contains("same database and GitOps repository as the server"),
+        "{top}"
+    );
+    let mut paths = Vec::new();
+    command_paths(
+        &<billing::cli::Cli as clap::CommandFactory>::command(),
+        &[],
+        &mut paths,
+    );
+    assert!(paths.len() > 15, "{paths:?}");
+    for path in [vec![]].iter().chain(&paths) {
+        assert!(help(path).contains("Examples:"), "billing {path:?} --help");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_tick_prints_its_rows_as_json() {
+    let s = TestServer::start(Backend::Sqlite).await.unwrap();
+    let id = s.signed_up("tick@acme.example", "Tick Co").await;
+    // The server's own writes done first: two SQLite writers may refuse one another.
+    s.wait_queue_drained(std::time::Duration::from_secs(60))
+        .await;
+    let after_trial = billing::db::ts(chrono::Utc::now() + chrono::Duration::days(15));
+    let args = [
+        "lifecycle",
+        "tick",
+        "--now",
+        after_trial.as_str(),
+        "-o",
+        "json",
+    ];
+    let (ok, out, err) = common::cli::run(&s, &args, &[]);
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).expect("only JSON on stdout");
+    let row = rows.iter().find(|r| r["customer_id"] == id.as_str());
+    assert_eq!(row.map(|r| &r["outcome"]), Some(&json!("changed")), "{out}");
+    assert!(err.contains("1 changed"), "the summary on stderr: {err}");
 }

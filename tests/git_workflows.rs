@@ -205,11 +205,16 @@ async fn hand_edits_and_reverts_drift_force_reapplies_and_rollback_reverts() {
     );
     let out = s
         .command()
-        .args(["tenant", "history", &id])
+        .args(["tenant", "history", &id, "-o", "table"])
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(printed.lines().count(), 7, "{printed}");
+    assert_eq!(
+        printed.lines().count(),
+        1 + 7,
+        "a header and 7 commits: {printed}"
+    );
+    assert!(printed.starts_with("REVISION "), "{printed}");
     assert!(
         printed.contains(&hand[..12]) && printed.contains("alice"),
         "{printed}"

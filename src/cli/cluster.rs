@@ -16,7 +16,7 @@ use crate::quantity::{self, Cpu, Memory};
 pub enum ClusterCommand {
     /// Add a cluster with the CPU and memory it offers tenants.
     #[command(
-        after_help = "Example:\n  billing cluster add eu-1 --region eu --cpu 64 --memory 256Gi --label tier=gold"
+        after_help = "Examples:\n  billing cluster add eu-1 --region eu --cpu 64 --memory 256Gi --label tier=gold"
     )]
     Add {
         /// A DNS label: it names the cluster's sync root, clusters/<name>/.
@@ -34,26 +34,26 @@ pub enum ClusterCommand {
         labels: Vec<(String, String)>,
     },
     /// List clusters with their capacity, what is allocated and how many tenants they hold.
-    #[command(after_help = "Example:\n  billing cluster list -o yaml")]
+    #[command(after_help = "Examples:\n  billing cluster list -o yaml")]
     List {
         #[command(flatten)]
         output: OutputArg,
     },
     /// Show one cluster.
-    #[command(after_help = "Example:\n  billing cluster show eu-1 -o json")]
+    #[command(after_help = "Examples:\n  billing cluster show eu-1 -o json")]
     Show {
         name: String,
         #[command(flatten)]
         output: OutputArg,
     },
     /// Take no new tenants (the ones there stay).
-    #[command(after_help = "Example:\n  billing cluster cordon eu-1")]
+    #[command(after_help = "Examples:\n  billing cluster cordon eu-1")]
     Cordon { name: String },
     /// Take new tenants again.
-    #[command(after_help = "Example:\n  billing cluster uncordon eu-1")]
+    #[command(after_help = "Examples:\n  billing cluster uncordon eu-1")]
     Uncordon { name: String },
     /// Remove a cluster that holds no tenant.
-    #[command(after_help = "Example:\n  billing cluster remove eu-1")]
+    #[command(after_help = "Examples:\n  billing cluster remove eu-1")]
     Remove { name: String },
 }
 

@@ -12,6 +12,7 @@ use sqlx::AnyPool;
 #[path = "../tools/skip.rs"]
 pub mod skip;
 
+pub mod cli;
 pub mod git_cli;
 pub mod localstripe;
 pub mod pg;
