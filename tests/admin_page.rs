@@ -348,23 +348,44 @@ async fn start_and_watch_a_rollout_in_a_browser() {
     browser.goto(&s.url("/admin/rollouts")).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while text_of(&browser, "#behind").await != "3" {
-        assert!(Instant::now() < deadline, "the page never showed 3 tenants behind");
+        assert!(
+            Instant::now() < deadline,
+            "the page never showed 3 tenants behind"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
         browser.refresh().await.unwrap();
     }
     snap(&browser, "5-rollouts-behind").await;
 
     let form = browser.find(Locator::Id("start-form")).await.unwrap();
-    form.find(Locator::Css("input[name=canary]")).await.unwrap().send_keys("1").await.unwrap();
-    form.find(Locator::Css("input[name=waves]")).await.unwrap().send_keys("100%").await.unwrap();
-    browser.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
+    form.find(Locator::Css("input[name=canary]"))
+        .await
+        .unwrap()
+        .send_keys("1")
+        .await
+        .unwrap();
+    form.find(Locator::Css("input[name=waves]"))
+        .await
+        .unwrap()
+        .send_keys("100%")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("start"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let id = text_of(&browser, "#rollout-id").await;
     assert_eq!(text_of(&browser, "#rollout-status").await, "running");
 
     // Each wave as the repository holds it; the cluster reports its tenants ready.
     let wave1 = rollouts::wave_commit(&s, &env, &repo, &id, 1, before, 1).await;
     browser.refresh().await.unwrap();
-    assert!(text_of(&browser, "#waves").await.contains(&wave1.revision[..10]));
+    assert!(text_of(&browser, "#waves")
+        .await
+        .contains(&wave1.revision[..10]));
     snap(&browser, "6-rollout-canary").await;
     rollouts::ready(&s, &wave1).await;
     let wave2 = rollouts::wave_commit(&s, &env, &repo, &id, 2, wave1.oid, 2).await;
@@ -375,7 +396,10 @@ async fn start_and_watch_a_rollout_in_a_browser() {
         if text_of(&browser, "#rollout-status").await == "completed" {
             break;
         }
-        assert!(Instant::now() < deadline, "the rollout never completed on the page");
+        assert!(
+            Instant::now() < deadline,
+            "the rollout never completed on the page"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(text_of(&browser, "#waves").await.contains("passed"));

@@ -19,12 +19,11 @@ pub enum RolloutCommand {
     /// tenants whose files they change, in waves: each wave one commit, the next only once
     /// the cluster reports every tenant of the last one ready.
     ///
-    /// Example: billing rollout start --dry-run
-    ///
-    /// Example: billing rollout start --canary 2 --waves 10%,100% --auto-rollback --order trials-first
-    ///
     /// Works on the server's database and repository: run it with the server's configuration
     /// (TEMPLATES_DIR, PLANS_FILE, BASE_DOMAIN, DATABASE_URL, DATA_DIR or GITOPS_REPO).
+    #[command(after_help = "Examples:
+  billing rollout start --dry-run
+  billing rollout start --canary 2 --waves 10%,100% --auto-rollback --order trials-first")]
     Start {
         /// Print how many tenants change, which files, and a sample diff; commit nothing.
         #[arg(long)]
@@ -49,8 +48,8 @@ pub enum RolloutCommand {
     },
     /// Show a rollout (default: the active one, else the newest): its waves, failed and
     /// skipped tenants, and how many tenants are behind the current templates.
-    ///
-    /// Example: billing rollout status -o yaml
+    #[command(after_help = "Examples:
+  billing rollout status -o yaml")]
     Status {
         id: Option<String>,
         #[command(flatten)]
@@ -58,16 +57,16 @@ pub enum RolloutCommand {
     },
     /// Go on with a paused rollout: its failed tenants stay as they are and no longer hold
     /// their wave.
-    ///
-    /// Example: billing rollout resume ro-1a2b3c4d5e
+    #[command(after_help = "Examples:
+  billing rollout resume ro-1a2b3c4d5e")]
     Resume {
         id: String,
         #[command(flatten)]
         output: OutputArg,
     },
     /// Stop a rollout; with --rollback the server reverts every wave it committed.
-    ///
-    /// Example: billing rollout abort ro-1a2b3c4d5e --rollback
+    #[command(after_help = "Examples:
+  billing rollout abort ro-1a2b3c4d5e --rollback")]
     Abort {
         id: String,
         #[arg(long)]

@@ -15,7 +15,12 @@ use crate::app::SharedApp;
 use crate::rollout::{self, RolloutError, StartOptions, WavePlan};
 
 /// The page, with `error` from a refused button (and its status).
-async fn rollouts_page(app: &SharedApp, admin: &AdminPage, status: StatusCode, error: Option<String>) -> Response {
+async fn rollouts_page(
+    app: &SharedApp,
+    admin: &AdminPage,
+    status: StatusCode,
+    error: Option<String>,
+) -> Response {
     match rollout::status(&app.rollout_handles(), None).await {
         Ok(report) => page(
             status,
@@ -38,7 +43,10 @@ async fn refused(app: &SharedApp, admin: &AdminPage, err: RolloutError) -> Respo
         RolloutError::BadWaves(_) | RolloutError::BadOrder(_) => StatusCode::BAD_REQUEST,
         _ => {
             tracing::error!(error = %err, "admin page: rollout action failed");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "the rollout action failed; see the log")
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the rollout action failed; see the log",
+            )
                 .into_response();
         }
     };
@@ -53,7 +61,10 @@ fn done() -> Response {
 fn options(form: &HashMap<String, String>) -> Result<StartOptions, RolloutError> {
     let field = |name: &str| form.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
     let canary = field("canary")
-        .map(|n| n.parse::<u64>().map_err(|_| RolloutError::BadWaves(format!("canary {n:?}"))))
+        .map(|n| {
+            n.parse::<u64>()
+                .map_err(|_| RolloutError::BadWaves(format!("canary {n:?}")))
+        })
         .transpose()?;
     let waves = field("waves").map(str::parse::<WavePlan>).transpose()?;
     Ok(StartOptions {
