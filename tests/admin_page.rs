@@ -356,6 +356,12 @@ async fn start_and_watch_a_rollout_in_a_browser() {
         browser.refresh().await.unwrap();
     }
     snap(&browser, "5-rollouts-behind").await;
+    assert_eq!(s.metric("billing_rollout_tenants_behind").await, 3);
+    assert_eq!(
+        s.metric("billing_rollout_waves").await,
+        0,
+        "no rollout runs yet"
+    );
 
     let form = browser.find(Locator::Id("start-form")).await.unwrap();
     form.find(Locator::Css("input[name=canary]"))
@@ -387,6 +393,8 @@ async fn start_and_watch_a_rollout_in_a_browser() {
         .await
         .contains(&wave1.revision[..10]));
     snap(&browser, "6-rollout-canary").await;
+    assert_eq!(s.metric("billing_rollout_wave").await, 1);
+    assert_eq!(s.metric("billing_rollout_waves").await, 2);
     rollouts::ready(&s, &wave1).await;
     let wave2 = rollouts::wave_commit(&s, &env, &repo, &id, 2, wave1.oid, 2).await;
     rollouts::ready(&s, &wave2).await;

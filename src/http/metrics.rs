@@ -41,5 +41,18 @@ pub async fn metrics(State(app): State<SharedApp>, _: MetricsReader) -> Result<i
     Metrics::set_states(&m.tenants_by_subscription_state, &subscriptions);
     let limited = crate::accounts::account_limit::limited_count(&app.accounts, now).await?;
     m.login_accounts_limited.set(limited);
+    // Read at each scrape from the rollouts' own state, as `billing rollout status` reads it.
+    let report = crate::rollout::status(&app.rollout_handles(), None)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let active = report.rollout.as_ref().filter(|r| {
+        use crate::db::rollouts::RolloutStatus::{Paused, RollingBack, Running};
+        matches!(r.status, Running | Paused | RollingBack)
+    });
+    let wave = |n: i64| u32::try_from(n).unwrap_or(0);
+    m.set_rollout_progress(
+        u64::try_from(report.behind.unwrap_or(0)).unwrap_or(0),
+        active.map(|r| (wave(r.current_wave), wave(r.wave_count))),
+    );
     Ok(([(CONTENT_TYPE, OPENMETRICS)], m.render()))
 }
