@@ -27,7 +27,7 @@ async fn rollouts_page(
             "rollouts.html",
             context! { csrf_token => admin.csrf_token(), report, error },
         ),
-        Err(err) => refused(app, admin, err).await,
+        Err(err) => failed(err),
     }
 }
 
@@ -41,16 +41,19 @@ async fn refused(app: &SharedApp, admin: &AdminPage, err: RolloutError) -> Respo
         RolloutError::NotFound(_) => StatusCode::NOT_FOUND,
         RolloutError::WrongState { .. } | RolloutError::OtherTemplates(_) => StatusCode::CONFLICT,
         RolloutError::BadWaves(_) | RolloutError::BadOrder(_) => StatusCode::BAD_REQUEST,
-        _ => {
-            tracing::error!(error = %err, "admin page: rollout action failed");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the rollout action failed; see the log",
-            )
-                .into_response();
-        }
+        _ => return failed(err),
     };
-    Box::pin(rollouts_page(app, admin, status, Some(err.to_string()))).await
+    rollouts_page(app, admin, status, Some(err.to_string())).await
+}
+
+/// A failure that is not the operator's to fix (the database, Git): logged, never shown.
+fn failed(err: RolloutError) -> Response {
+    tracing::error!(error = %err, "admin page: rollout action failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the rollout action failed; see the log",
+    )
+        .into_response()
 }
 
 fn done() -> Response {
