@@ -249,7 +249,11 @@ async fn kills_during_pushes(backend: Backend, remote_url: &str, remote_dir: &Pa
         );
     }
 
-    // No lock of a dead process is left to block the next commit or push.
+    // No lock of a dead process is left to block the next commit or push. The live server takes
+    // short ref locks of its own (the drift scan's `refs/billing/scanned`), so it is stopped first:
+    // a graceful stop finishes its Git work, and what remains can only be a dead process's.
+    let exit = s.terminate(Duration::from_secs(60)).await;
+    assert!(exit.is_some_and(|e| e.success()), "graceful stop: {exit:?}");
     assert_eq!(lock_files(&local), Vec::<String>::new());
     common::assert_git_fsck_strict(&local);
     assert_eq!(lock_files(&remote_dir.join("refs")), Vec::<String>::new());
