@@ -29,6 +29,7 @@ fn spec(i: usize, company: &str) -> TenantSpec {
         company_name: company.into(),
         email: format!("ops{i}@example.com"),
         full_name: None,
+        restore_from: None,
     }
 }
 

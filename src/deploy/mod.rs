@@ -89,6 +89,7 @@ pub async fn load_tenant(
         company_name: customer.company_name,
         email: customer.email,
         full_name: customer.full_name,
+        restore_from: None,
     };
     Ok((
         spec,

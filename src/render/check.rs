@@ -16,7 +16,11 @@ use super::{
 const FLUX_KUSTOMIZATION_API: &str = "kustomize.toolkit.fluxcd.io/v1";
 
 /// (kind, name) of every object a tenant renders to.
-pub(super) fn expected_objects(id: &str, settings: &RenderSettings) -> BTreeSet<(String, String)> {
+pub(super) fn expected_objects(
+    spec: &TenantSpec,
+    settings: &RenderSettings,
+) -> BTreeSet<(String, String)> {
+    let id = spec.id.as_str();
     let sa = &settings.reconciler_service_account;
     let fixed = [
         ("Namespace", namespace_of(id)),
@@ -55,6 +59,10 @@ pub(super) fn expected_objects(id: &str, settings: &RenderSettings) -> BTreeSet<
         "suspended",
         "backup",
     ];
+    let moving = spec
+        .restore_from
+        .into_iter()
+        .flat_map(super::restore::job_names);
     fixed
         .into_iter()
         .map(|(kind, name)| (kind.to_string(), name))
@@ -63,6 +71,7 @@ pub(super) fn expected_objects(id: &str, settings: &RenderSettings) -> BTreeSet<
                 .iter()
                 .map(|p| ("NetworkPolicy".to_string(), p.to_string())),
         )
+        .chain(moving.map(|name| ("Job".to_string(), name)))
         .collect()
 }
 
@@ -158,7 +167,7 @@ pub(super) fn rendered(
         }
     }
 
-    let expected = expected_objects(&spec.id, settings);
+    let expected = expected_objects(spec, settings);
     if seen != expected {
         let missing: Vec<_> = expected.difference(&seen).collect();
         let unexpected: Vec<_> = seen.difference(&expected).collect();

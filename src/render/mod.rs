@@ -10,6 +10,7 @@ mod check;
 mod escape;
 pub mod footprint;
 mod objects;
+mod restore;
 mod skeleton;
 mod spec;
 mod validate;
@@ -29,6 +30,7 @@ pub use backup::{
     endpoint_port, BackupS3, BACKUP_SECRET_KEYS, DEFAULT_RETENTION_DAYS, DEFAULT_UPLOAD_IMAGE,
 };
 pub use objects::parse_documents;
+pub use restore::RESTORED_MARKER;
 pub use spec::{
     demo_sealed_values, demo_spec, flat_flux_kustomization_path, flat_tenant_dir,
     flux_kustomization_path, namespace_of, tenant_dir, tenant_of_path, tenant_shard, Images,
@@ -178,6 +180,9 @@ struct Context<'a> {
     /// Off-cluster backups, when configured (absent from the inputs otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     backup: Option<backup::BackupView<'a>>,
+    /// A move in progress (absent from the inputs otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restore: Option<restore::RestoreView>,
 }
 
 impl<'a> Context<'a> {
@@ -219,6 +224,7 @@ impl<'a> Context<'a> {
                 .backup_s3
                 .as_ref()
                 .map(|s3| backup::BackupView::new(s3, &plan.resources, &spec.id)),
+            restore: spec.restore_from.map(restore::RestoreView::new),
         }
     }
 }
@@ -403,6 +409,7 @@ impl Renderer {
         validate::spec(spec)?;
         validate::settings(settings, &spec.id)?;
         backup::validate(settings)?;
+        restore::validate(spec, settings)?;
         validate::resources(&plan.resources)?;
         validate::sealed(sealed, settings.backup_s3.is_some())?;
 

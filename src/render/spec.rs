@@ -18,6 +18,10 @@ pub struct TenantSpec {
     pub company_name: String,
     pub email: String,
     pub full_name: Option<String>,
+    /// Set while the tenant moves in to a new cluster: its database is restored from the newest
+    /// off-cluster dump taken at or after this instant before its API starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Container images of a tenant stack; each must carry a tag other than `latest` or a digest.
@@ -235,6 +239,7 @@ pub fn demo_spec() -> TenantSpec {
         company_name: "Demo Industries".into(),
         email: "demo@example.com".into(),
         full_name: None,
+        restore_from: None,
     }
 }
 
