@@ -255,8 +255,8 @@ async fn main() {
         format!(
             "t_hash {:.1} ms, floor {:.1} s, burst / floor {:.2}× (runs: {}); server CPU during the burst {:.1} s, {:.1} s of it hashing",
             of(|r| r.t_hash) * 1e3,
-            of(|r| floor(r)),
-            of(|r| r.committed / floor(r)),
+            median(all.iter().map(floor).collect::<Vec<_>>()),
+            median(all.iter().map(|r| r.committed / floor(r)).collect::<Vec<_>>()),
             all.iter()
                 .map(|r| format!("{:.2}", r.committed / floor(r)))
                 .collect::<Vec<_>>()
