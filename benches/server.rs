@@ -3,12 +3,15 @@
 //! TEST_DATABASE_URL), a burst of signups until every one is committed (group commit), and the
 //! server's peak RSS once it holds many tenants. `cargo bench --bench server`;
 //! BENCH_BURST (default 1000) and BENCH_RSS_TENANTS (default 10000) size the runs, BENCH_RUNS
-//! (default 3) repeats each measurement; every figure is the median of the runs.
+//! (default 3) repeats each measurement; every figure is the median of the runs;
+//! BENCH_LATENCY=0 leaves the latency rows out.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "shared/ids.rs"]
 mod ids;
+#[path = "shared/memory.rs"]
+mod memory;
 
 use std::time::{Duration, Instant};
 
@@ -121,25 +124,63 @@ struct Run {
     accepted: f64,
     committed: f64,
     commits: usize,
+    /// One argon2id hash with the service's parameters, timed in this process around the burst.
+    t_hash: f64,
+    /// The server's CPU seconds (its threads and its git children) during the burst.
+    burst_cpu: f64,
     rss_mb: f64,
+    peak: memory::Peak,
     fill: f64,
     repo_mb: f64,
+}
+
+/// The median time of one argon2id hash as the service computes it (`accounts::password`),
+/// on one thread of this process, while the server is idle.
+fn time_hashes(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            billing::accounts::password::hash("bench-password-1").unwrap();
+            t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+/// CPU seconds `pid` has used, its reaped children included (utime, stime, cutime, cstime).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime is the 14th field of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    // SAFETY: sysconf only reads a constant of the system.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
 async fn burst_and_fill(burst: usize, rss_tenants: usize) -> Run {
     let s = TestServer::start(Backend::Sqlite).await.unwrap();
     let repo_path = s.data_dir().join("gitops.git");
     let commits_before = count_commits(&repo_path);
+    let pid = s.pid();
+    let sampler = memory::Sampler::start(pid, &["burst", "fill", "list"]);
+    let mut hashes = time_hashes(5);
+    let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
     let (_, accepted) = signups(&s, "burst", burst, 50).await;
     s.wait_queue_drained(DRAIN_TIMEOUT).await;
     let committed = started.elapsed();
+    let burst_cpu = cpu_seconds(pid) - cpu_before;
     let commits = count_commits(&repo_path) - commits_before;
+    hashes.extend(time_hashes(5));
+    sampler.phase(1);
 
     // Tenants beyond the burst are inserted directly (hashing 10,000 passwords would measure
     // argon2, not the server), then the worker renders them all. Their ids are spread like
     // generated ones: `r0000…` ids would all share one directory of the layout.
-    let pid = s.pid();
     let db = s.db().await;
     let started = Instant::now();
     let existing =
@@ -153,15 +194,21 @@ async fn burst_and_fill(burst: usize, rss_tenants: usize) -> Run {
     }
     s.post_json("/api/customers/signup", &serde_json::json!({"email": "wake@bench.example", "password": "bench-password-1", "company_name": "Wake"})).await;
     s.wait_queue_drained(DRAIN_TIMEOUT).await;
+    let fill = started.elapsed();
+    sampler.phase(2);
     let _ = s
         .get_json("/api/customers?limit=1000", Some(ADMIN_TOKEN))
         .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     Run {
         accepted: accepted.as_secs_f64(),
         committed: committed.as_secs_f64(),
         commits,
+        t_hash: median(hashes),
+        burst_cpu,
         rss_mb: peak_rss_mb(pid),
-        fill: started.elapsed().as_secs_f64(),
+        peak: sampler.finish(),
+        fill: fill.as_secs_f64(),
         repo_mb: dir_size(&repo_path) as f64 / 1e6,
     }
 }
@@ -182,14 +229,17 @@ async fn main() {
     );
     println!("| measure | value |");
     println!("| --- | --- |");
-    latency_rows(Backend::Sqlite, "SQLite", runs).await;
-    latency_rows(Backend::Postgres, "PostgreSQL", runs).await;
+    if std::env::var("BENCH_LATENCY").map_or(true, |v| v != "0") {
+        latency_rows(Backend::Sqlite, "SQLite", runs).await;
+        latency_rows(Backend::Postgres, "PostgreSQL", runs).await;
+    }
 
     let mut all = Vec::new();
     for _ in 0..runs {
         all.push(burst_and_fill(burst, rss_tenants).await);
     }
     let of = |f: fn(&Run) -> f64| median(all.iter().map(f).collect());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     row(
         &format!("burst of {burst} signups (50 clients), SQLite"),
         format!(
@@ -197,6 +247,22 @@ async fn main() {
             of(|r| r.accepted),
             of(|r| r.committed),
             of(|r| r.commits as f64)
+        ),
+    );
+    let floor = |r: &Run| burst as f64 * r.t_hash / cores;
+    row(
+        &format!("burst against its floor, {burst} × t_hash / {cores} cores"),
+        format!(
+            "t_hash {:.1} ms, floor {:.1} s, burst / floor {:.2}× (runs: {}); server CPU during the burst {:.1} s, {:.1} s of it hashing",
+            of(|r| r.t_hash) * 1e3,
+            median(all.iter().map(floor).collect::<Vec<_>>()),
+            median(all.iter().map(|r| r.committed / floor(r)).collect::<Vec<_>>()),
+            all.iter()
+                .map(|r| format!("{:.2}", r.committed / floor(r)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            of(|r| r.burst_cpu),
+            of(|r| r.t_hash) * burst as f64,
         ),
     );
     row(
@@ -214,6 +280,25 @@ async fn main() {
     row(
         "GitOps repository on disk",
         format!("{:.1} MB", of(|r| r.repo_mb)),
+    );
+    let mid = all
+        .iter()
+        .find(|r| r.rss_mb == of(|r| r.rss_mb))
+        .expect("the median is a run's");
+    let parts: Vec<String> = mid
+        .peak
+        .by_mapping
+        .iter()
+        .map(|(name, kb)| format!("{name} {}", memory::mb(*kb)))
+        .collect();
+    row(
+        "resident memory at the sampled peak (MB)",
+        format!(
+            "{} in the {} phase: {}",
+            memory::mb(mid.peak.rss_kb),
+            mid.peak.phase,
+            parts.join(", ")
+        ),
     );
 }
 
