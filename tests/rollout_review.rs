@@ -237,7 +237,7 @@ async fn each_wave_is_one_pull_request_a_closed_one_pauses_and_abort_closes_it(b
     let branch1 = format!("rollout/{id}/wave-1");
     assert_eq!(rollout["waves"][0]["review"]["branch"], branch1.as_str());
     let canary = check_proposal(&forge, &remote, 1, (&id, 1, &branch1), sizes[0]);
-    assert_eq!(pushed, [branch1.clone()]);
+    assert_eq!(pushed, std::slice::from_ref(&branch1));
     assert_eq!(
         remote
             .refname_to_id(&format!("refs/heads/{branch1}"))
