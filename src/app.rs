@@ -265,6 +265,14 @@ impl Parts {
 }
 
 impl App {
+    /// Whether template changes wait for review (review mode): each rollout wave is then one
+    /// pull request.
+    fn templates_reviewed(&self) -> bool {
+        self.review
+            .policy
+            .reviewed(crate::db::outbox::Action::Update, None)
+    }
+
     /// The handles the rollout workflow takes, borrowed from here.
     pub fn rollout_handles(&self) -> crate::rollout::Handles<'_> {
         crate::rollout::Handles {
@@ -274,10 +282,7 @@ impl App {
             plans: &self.plans,
             render_settings: &self.render_settings,
             policy: self.config.rollout.rollout_policy,
-            templates_reviewed: self
-                .review
-                .policy
-                .reviewed(crate::db::outbox::Action::Update, None),
+            review: self.templates_reviewed().then_some(&self.deploy.review),
             worker_id: &self.worker_id,
             backup: crate::deploy::BackupSealing {
                 sealing: &self.sealing,

@@ -53,6 +53,9 @@ pub struct Metrics {
     pub rollout_wave: Gauge,
     /// How many waves the running rollout has (0 when none runs).
     pub rollout_waves: Gauge,
+    /// 1 while the active rollout's current wave waits for its pull request to be merged
+    /// (review mode), else 0.
+    pub rollout_wave_in_review: Gauge,
     /// Failed or refused logins by `reason` (see `accounts::login::Failure`).
     pub login_failures: Family<Label, Counter>,
     /// Emails (with an account or not) over the per-account login limit, as of the last scrape.
@@ -81,6 +84,7 @@ impl Default for Metrics {
             rollout_tenants_behind: Gauge::default(),
             rollout_wave: Gauge::default(),
             rollout_waves: Gauge::default(),
+            rollout_wave_in_review: Gauge::default(),
             login_failures: Family::default(),
             login_accounts_limited: Gauge::default(),
             worker_restarts: Family::default(),
@@ -173,6 +177,12 @@ impl Metrics {
             "rollout_waves",
             "How many waves the running rollout has, 0 when none runs",
             self.rollout_waves.clone(),
+        );
+        r.register(
+            "rollout_wave_in_review",
+            "1 while the active rollout's wave waits for its pull request to be merged (review \
+             mode), else 0",
+            self.rollout_wave_in_review.clone(),
         );
         r.register(
             "login_failures",

@@ -169,6 +169,8 @@ async fn github_pull_requests_merged_squashed_cherry_picked_superseded_and_close
         ("GITHUB_REPO", "acme/tenants"),
         ("GITHUB_TOKEN", "ghp_test_token"),
         ("TEMPLATES_DIR", templates_text.as_str()),
+        // Per-tenant proposals (the admin redeploy), not a rollout's waves.
+        ("ROLLOUT_POLICY", "manual"),
     ];
     let mut s = TestServer::start_with(Backend::Sqlite, &env).await.unwrap();
     let mut ids = Vec::new();
@@ -367,6 +369,8 @@ async fn gitlab_merge_request_opened_and_fast_forward_detected() {
         ("GITLAB_PROJECT", "acme/tenants"),
         ("GITLAB_TOKEN", "glpat-test"),
         ("TEMPLATES_DIR", templates_text.as_str()),
+        // Per-tenant proposals (the admin redeploy), not a rollout's waves.
+        ("ROLLOUT_POLICY", "manual"),
     ];
     let mut s = TestServer::start_with(Backend::Sqlite, &env).await.unwrap();
     let id = s.signed_up("gl@acme.example", "Lab Co").await;
@@ -416,6 +420,8 @@ async fn without_a_forge_deleting_the_branch_abandons_the_change() {
         ("GITOPS_FETCH_INTERVAL_SECONDS", "1"),
         ("COMMIT_MODE_OVERRIDES", "template=review"),
         ("TEMPLATES_DIR", templates_text.as_str()),
+        // Per-tenant proposals (the admin redeploy), not a rollout's waves.
+        ("ROLLOUT_POLICY", "manual"),
     ];
     let mut s = TestServer::start_with(Backend::Sqlite, &env).await.unwrap();
     let id = s.signed_up("noforge@acme.example", "Plain Git Co").await;

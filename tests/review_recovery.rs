@@ -38,6 +38,8 @@ async fn an_empty_remote_a_failing_push_a_dead_lock_and_a_closed_signup(backend:
     let env = [
         ("GITOPS_REMOTE", url.as_str()),
         ("COMMIT_MODE", "review"),
+        // Per-tenant proposals, not a rollout's waves.
+        ("ROLLOUT_POLICY", "manual"),
         ("GITOPS_FETCH_INTERVAL_SECONDS", "1"),
         ("GITOPS_STALE_LOCK_SECONDS", "3"),
     ];
@@ -168,6 +170,8 @@ async fn a_squash_while_down_with_the_repository_lost_is_a_merge(backend: Backen
     let env = [
         ("GITOPS_REMOTE", url.as_str()),
         ("COMMIT_MODE", "review"),
+        // Per-tenant proposals, not a rollout's waves.
+        ("ROLLOUT_POLICY", "manual"),
         ("GITOPS_FETCH_INTERVAL_SECONDS", "1"),
     ];
     let Some(mut s) = TestServer::start_with(backend, &env).await else {
@@ -202,6 +206,8 @@ async fn a_squash_is_no_drift_and_a_copied_change_id_is(backend: Backend) {
     let env = [
         ("GITOPS_REMOTE", url.as_str()),
         ("COMMIT_MODE", "review"),
+        // Per-tenant proposals, not a rollout's waves.
+        ("ROLLOUT_POLICY", "manual"),
         ("COMMIT_MODE_OVERRIDES", "signup=direct"),
         ("GITOPS_FETCH_INTERVAL_SECONDS", "1"),
         ("TEMPLATES_DIR", templates_text.as_str()),

@@ -209,13 +209,20 @@ fn rollout_table(v: &RolloutView) -> String {
                 w.ready.to_string(),
                 w.failed.to_string(),
                 w.waiting.to_string(),
+                // Review mode: the wave's pull request (or its branch before one is open).
+                w.review
+                    .as_ref()
+                    .map_or("-".to_string(), |p| match p.number {
+                        Some(n) => format!("#{n} {}", p.state),
+                        None => format!("{} {}", p.branch, p.state),
+                    }),
             ]
         })
         .collect();
     text.push('\n');
     text.push_str(&table(
         &[
-            "wave", "size", "status", "revision", "ready", "failed", "waiting",
+            "wave", "size", "status", "revision", "ready", "failed", "waiting", "review",
         ],
         &waves,
     ));

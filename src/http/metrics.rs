@@ -54,5 +54,11 @@ pub async fn metrics(State(app): State<SharedApp>, _: MetricsReader) -> Result<i
         u64::try_from(report.behind.unwrap_or(0)).unwrap_or(0),
         active.map(|r| (wave(r.current_wave), wave(r.wave_count))),
     );
+    let in_review = active.is_some_and(|r| {
+        r.waves.iter().any(|w| {
+            w.wave == r.current_wave && w.status == crate::db::rollouts::WaveStatus::InReview
+        })
+    });
+    m.rollout_wave_in_review.set(i64::from(in_review));
     Ok(([(CONTENT_TYPE, OPENMETRICS)], m.render()))
 }

@@ -18,7 +18,7 @@ use crate::status::Event;
 
 pub(crate) const ROLLOUT_ID: &str = "Rollout-Id";
 pub(crate) const ROLLOUT_WAVE: &str = "Rollout-Wave";
-const ROLLOUT_ACTION: &str = "Rollout-Action";
+pub(crate) const ROLLOUT_ACTION: &str = "Rollout-Action";
 
 /// What a rollout commit does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,11 +207,45 @@ pub(crate) async fn push(h: &Handles<'_>, revision: &str) -> String {
             return revision.to_string();
         }
     };
-    // Best effort, as after the worker's pushes: the cluster's interval is the fallback.
+    poke(h, &pushed).await;
+    pushed
+}
+
+/// Tells the cluster that main moved to `revision`. Best effort, as after the worker's
+/// pushes: the cluster's interval is the fallback.
+pub(crate) async fn poke(h: &Handles<'_>, revision: &str) {
     if let Some(p) = &h.poke {
-        if let Err(err) = crate::poke::poke(p.http, &p.target, p.branch, &pushed).await {
+        if let Err(err) = crate::poke::poke(p.http, &p.target, p.branch, revision).await {
             tracing::warn!(error = %format!("{err:#}"), "sync webhook poke failed");
         }
     }
-    pushed
+}
+
+/// A commit on main that took in a wave proposed for review (review mode): the jobs its
+/// tenants' parts were staged as, and what each tenant holds there.
+pub(crate) async fn made_at(
+    h: &Handles<'_>,
+    revision: String,
+    change_ids: Vec<String>,
+    tenants: Vec<String>,
+) -> Result<Made, RolloutError> {
+    let at = Oid::from_str(&revision).map_err(gitops::GitOpsError::from)?;
+    let fingerprints = h
+        .gitops
+        .run(
+            move |repo| -> Result<BTreeMap<String, String>, RolloutError> {
+                let mut fingerprints = BTreeMap::new();
+                for id in tenants {
+                    let content = crate::deploy::content::fingerprint(repo, at, &id)?;
+                    fingerprints.insert(id, content);
+                }
+                Ok(fingerprints)
+            },
+        )
+        .await?;
+    Ok(Made {
+        revision,
+        change_ids,
+        fingerprints,
+    })
 }

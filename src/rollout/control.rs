@@ -179,7 +179,8 @@ pub async fn resume(h: &Handles<'_>, id: &str) -> Result<RolloutView, RolloutErr
 }
 
 /// Stops a rollout for good. With `rollback`, the worker reverts every wave it committed
-/// (one commit restoring exactly the files they changed).
+/// (one commit restoring exactly the files they changed). In review mode a wave's open pull
+/// request is closed by the worker.
 pub async fn abort(h: &Handles<'_>, id: &str, rollback: bool) -> Result<RolloutView, RolloutError> {
     let r = find(h, id).await?;
     let now = rollouts::now();
@@ -197,6 +198,12 @@ pub async fn abort(h: &Handles<'_>, id: &str, rollback: bool) -> Result<RolloutV
             status: r.status,
             what: "it has ended",
         });
+    }
+    // Review mode: the server's worker closes the open pull request (the forge is its to call,
+    // and it retries while the forge refuses).
+    let closing = rollouts::close_requested(&h.db.pool, id, &now).await?;
+    if closing > 0 {
+        tracing::info!(rollout = %id, closing, "the aborted rollout's pull request will be closed");
     }
     audited(h, "rollout.aborted", id, rollback).await?;
     view(h, &find(h, id).await?).await

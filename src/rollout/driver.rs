@@ -1,11 +1,13 @@
 //! The server's rollout worker (supervised as `rollouts`): once a second it applies the policy
 //! to new templates, then moves the active rollout on under its lease: commits the current
-//! wave, judges its health, passes to the next wave, pauses, or reverts.
+//! wave (review mode: proposes it and waits for its merge), judges its health, passes to the
+//! next wave, pauses, or reverts.
 
 use std::time::Duration;
 
 use super::health::{judge, Verdict};
 use super::revert::revert;
+use super::review::{self, Settled};
 use super::wave::{commit_wave, Outcome};
 use super::{policy, templates_digest, Handles, RolloutError};
 use crate::db::rollouts::{self, RolloutRow, RolloutStatus, WaveRow, WaveStatus, WaveUpdate};
@@ -35,6 +37,9 @@ pub async fn run(h: Handles<'_>, stop: tokio_util::sync::CancellationToken) {
 /// One pass: the policy, then as many steps of the active rollout as can be taken now.
 pub async fn tick(h: &Handles<'_>) -> Result<(), RolloutError> {
     policy::apply(h).await?;
+    if let Some(rh) = h.review {
+        review::withdraw(h, rh).await?;
+    }
     let Some(r) = rollouts::current(&h.db.pool, false).await? else {
         return Ok(());
     };
@@ -76,11 +81,22 @@ async fn step(h: &Handles<'_>, r: &RolloutRow) -> Result<bool, RolloutError> {
     };
     match w.status() {
         WaveStatus::Pending | WaveStatus::Committing => match commit_wave(h, r, w).await {
-            Ok(Outcome::Committed(_)) => Ok(true),
+            Ok(Outcome::Committed(_) | Outcome::Proposed) => Ok(true),
             Ok(Outcome::Empty) => pass(h, r, w).await,
             Err(RolloutError::Render(why)) => pause(h, r, &why).await,
             Err(err) => Err(err),
         },
+        WaveStatus::InReview => {
+            let Some(rh) = h.review else {
+                let why = "a wave waits for its pull request, and this server is not in review mode (COMMIT_MODE)";
+                return pause(h, r, why).await;
+            };
+            match review::settle(h, rh, r, w).await? {
+                Settled::Open => Ok(false),
+                Settled::Merged | Settled::Again => Ok(true),
+                Settled::Closed(why) => pause(h, r, &why).await,
+            }
+        }
         WaveStatus::Waiting => {
             if h.gitops.remote.is_some() && h.gitops.health().remote_error.is_some() {
                 if let Some(revision) = &w.revision {

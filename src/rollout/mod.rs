@@ -18,6 +18,7 @@ mod plan;
 mod policy;
 mod render;
 mod revert;
+mod review;
 mod view;
 mod wave;
 mod waves;
@@ -26,7 +27,7 @@ pub use control::{abort, resume, start, status, StartOptions, Started};
 pub use driver::{run, tick};
 pub use order::Order;
 pub use plan::{FileCount, Plan, Skipped};
-pub use view::{RolloutView, StatusReport, TenantNote, WaveView};
+pub use view::{RolloutView, StatusReport, TenantNote, WaveReviewView, WaveView};
 pub use waves::WavePlan;
 
 use crate::config::rollout::RolloutPolicy;
@@ -45,8 +46,9 @@ pub struct Handles<'a> {
     pub plans: &'a Catalogue,
     pub render_settings: &'a RenderSettings,
     pub policy: RolloutPolicy,
-    /// Template changes wait for review (review mode): the policy starts no rollout itself.
-    pub templates_reviewed: bool,
+    /// Review mode's parts (the forge, the branch pull requests target) when template changes
+    /// wait for review: each wave is then one pull request.
+    pub review: Option<&'a crate::review::ReviewHandles>,
     /// This process's name on the rollouts' lease.
     pub worker_id: &'a str,
     /// Seals the backup credential into tenants that lack it, as the deploy worker does.

@@ -36,7 +36,8 @@ pub(crate) async fn apply(h: &Handles<'_>) -> Result<(), RolloutError> {
             }
             tx.commit().await?;
         }
-        RolloutPolicy::Waves if !h.templates_reviewed => {
+        // In review mode too: the canary's pull request is opened by itself.
+        RolloutPolicy::Waves => {
             let opts = StartOptions {
                 auto_rollback: true,
                 ..StartOptions::default()
@@ -49,10 +50,7 @@ pub(crate) async fn apply(h: &Handles<'_>) -> Result<(), RolloutError> {
                 create(h, &planned, &opts, "policy", Some(("waves", behind))).await?;
             }
         }
-        RolloutPolicy::Waves | RolloutPolicy::Manual => {
-            if h.policy == RolloutPolicy::Waves {
-                tracing::warn!("template changes are reviewed (COMMIT_MODE): no rollout starts by itself; run `billing rollout start`");
-            }
+        RolloutPolicy::Manual => {
             let planned = plan(h, &Default::default(), &Default::default()).await?;
             let behind = planned.tenants as i64;
             rollouts::insert_check(&h.db.pool, &digest, h.policy.as_str(), behind, None, &now)

@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use super::{short, Handles, RolloutError};
-use crate::db::rollouts::{self, RolloutRow, RolloutStatus, TenantStatus, WaveStatus};
+use crate::db::rollouts::{
+    self, RolloutRow, RolloutStatus, TenantStatus, WaveReviewState, WaveStatus,
+};
 
 /// `rollout status`: the policy, the templates this process renders, and a rollout.
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +62,19 @@ pub struct WaveView {
     pub waiting: i64,
     pub committed_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Review mode: the wave's pull request (its latest proposal), if proposed.
+    pub review: Option<WaveReviewView>,
+}
+
+/// A wave's proposal in review mode: its branch, its pull request and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveReviewView {
+    pub branch: String,
+    pub state: WaveReviewState,
+    pub number: Option<i64>,
+    pub url: Option<String>,
+    /// The commit on main that took it in.
+    pub merged_revision: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,10 +103,25 @@ pub(crate) async fn view(h: &Handles<'_>, r: &RolloutRow) -> Result<RolloutView,
             })
             .collect::<Vec<_>>()
     };
+    let reviews = rollouts::reviews_of(&h.db.pool, &r.id).await?;
+    // The latest proposal of each wave (they come by wave and attempt).
+    let review_of = |wave: i64| {
+        reviews
+            .iter()
+            .rfind(|p| p.wave == wave)
+            .map(|p| WaveReviewView {
+                branch: p.branch.clone(),
+                state: p.state(),
+                number: p.forge_number,
+                url: p.forge_url.clone(),
+                merged_revision: p.merged_revision.clone(),
+            })
+    };
     let waves = rollouts::waves(&h.db.pool, &r.id)
         .await?
         .into_iter()
         .map(|w| WaveView {
+            review: review_of(w.wave),
             wave: w.wave,
             size: w.size,
             status: w.status(),

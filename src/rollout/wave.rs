@@ -1,12 +1,14 @@
 //! Committing one wave: its tenants checked again (drifted, under review, a change queued or
 //! deleted since the plan: skipped and listed), rendered with the current templates, and
-//! committed together as one commit naming the rollout and the wave.
+//! committed together as one commit naming the rollout and the wave (in review mode, on the
+//! wave's own branch, as one pull request: `review`).
 
 use std::collections::BTreeMap;
 
 use super::commit::{self, find_or_commit, Kind, Marks};
 use super::plan::skip_reason;
 use super::render::render;
+use super::review;
 use super::{Handles, RolloutError};
 use crate::db::outbox::Action;
 use crate::db::rollouts::{self, RolloutRow, TenantStatus, WaveRow, WaveStatus, WaveUpdate};
@@ -19,6 +21,8 @@ pub(crate) enum Outcome {
     Committed(String),
     /// None of its tenants still needed a change: nothing to wait for.
     Empty,
+    /// Review mode: committed on its own branch, offered as a pull request.
+    Proposed,
 }
 
 pub(crate) async fn commit_wave(
@@ -33,7 +37,8 @@ pub(crate) async fn commit_wave(
         .filter(|t| t.status() == TenantStatus::Pending)
         .collect();
     let ids: Vec<String> = tenants.iter().map(|t| t.customer_id.clone()).collect();
-    if w.status() == WaveStatus::Committing {
+    // Review mode finds a crashed proposal by its branch, in `review::propose`.
+    if w.status() == WaveStatus::Committing && h.review.is_none() {
         // A crash after the commit and before its bookkeeping: the commit is in Git.
         let found = find_or_commit(h, w.base_revision.clone(), marks(), None, ids.clone()).await?;
         if let Some(made) = found {
@@ -123,6 +128,16 @@ pub(crate) async fn commit_wave(
     let mut changes = Changes::new();
     for c in renders.changed {
         changes.extend(c.changes);
+    }
+    if let Some(rh) = h.review {
+        let proposal = review::Proposal {
+            changes,
+            message,
+            subject,
+            change_ids,
+            base,
+        };
+        return review::propose(h, rh, r, w, proposal).await;
     }
     let tenants = change_ids.keys().cloned().collect();
     match find_or_commit(h, base, marks(), Some((changes, message)), tenants).await? {

@@ -3,10 +3,15 @@
 //! driving worker's lease.
 
 mod candidates;
+mod reviews;
 mod status;
 
 pub use candidates::{candidates, check, insert_check, Candidate, Check};
-pub use status::{RolloutStatus, TenantStatus, WaveStatus};
+pub use reviews::{
+    close_requested, closing, insert_review, review_of, reviews_of, set_review_forge,
+    set_review_state, touch_review, WaveReview,
+};
+pub use status::{RolloutStatus, TenantStatus, WaveReviewState, WaveStatus};
 
 use sqlx::{Any, Executor, FromRow};
 

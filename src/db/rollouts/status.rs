@@ -55,6 +55,8 @@ text_enum!(
         Pending = "pending",
         /// Its commit is being made (found again by its trailers after a crash).
         Committing = "committing",
+        /// Review mode: committed on its own branch, its pull request waiting for a merge.
+        InReview = "in_review",
         /// Committed: waiting for the cluster to report every tenant ready.
         Waiting = "waiting",
         Passed = "passed",
@@ -77,5 +79,21 @@ text_enum!(
         Unchanged = "unchanged",
         /// Its wave was reverted: held at its previous files until a later rollout.
         RolledBack = "rolled_back",
+    }
+);
+
+text_enum!(
+    /// Where the pull request of a wave (review mode) is.
+    WaveReviewState {
+        /// Its branch is pushed, waiting for a person to merge it.
+        Open = "open",
+        /// Main took it in: the wave waits for the cluster.
+        Merged = "merged",
+        /// Closed unmerged by a person: the rollout paused.
+        Closed = "closed",
+        /// The rollout was aborted: the worker closes the pull request and deletes its branch.
+        Closing = "closing",
+        /// Closed by the service after an abort.
+        Withdrawn = "withdrawn",
     }
 );
