@@ -24,7 +24,7 @@ pub use branches::DiffStat;
 pub use changes::{Changes, Entry};
 pub use history::CommitInfo;
 pub use push::{PushAuth, PushOutcome, Remote};
-pub use shared::{GitHealth, GitOps};
+pub use shared::GitOps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitOpsError {
@@ -126,13 +126,8 @@ fn set_libgit2_fsync(on: bool) -> Result<()> {
     Ok(())
 }
 
-/// Sets libgit2's process-wide memory limits once, before a repository is opened. Trees of any
-/// size may be cached (its default caches trees up to 4 KiB, so a large directory would be
-/// parsed again for every path looked up under it), but the whole cache stays under 8 MiB (its
-/// default, 256 MiB, let a server holding 10,000 tenants keep every tree it ever read). At most
-/// 128 packs are open at once: every commit adds a small pack until the next repack. The pack
-/// windows keep their defaults: with 2 MiB windows, 4 MiB at most, its indexer rejected a
-/// sound 1.8-million-object pack, and 4 / 16 MiB made that repack twice as slow.
+/// Sets libgit2's process-wide memory limits once, before a repository is opened: trees of any
+/// size cached, the whole cache under 8 MiB, at most 128 packs open (docs/internals.md, "Memory").
 fn limit_libgit2_memory() -> Result<()> {
     const CACHE: isize = 8 << 20;
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
@@ -152,8 +147,7 @@ fn limit_libgit2_memory() -> Result<()> {
 }
 
 /// Bounds every fetch and push: connecting, and each wait for the remote to send or take
-/// data, give up after `timeout` (libgit2 waits forever by default, so a remote that accepts
-/// a connection and never answers held a push for good). Process-wide; call at start-up.
+/// data, give up after `timeout` (libgit2 waits forever by default). Process-wide; at start-up.
 pub fn limit_network_waits(timeout: Duration) -> Result<()> {
     let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
     // SAFETY: global options read by libgit2 as one int each; set before network use.
@@ -164,16 +158,15 @@ pub fn limit_network_waits(timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-/// A repository setting this code wrote for a while (`core.fsyncObjectFiles`): libgit2 ORs it
-/// with its own option, so it would keep syncing with `GITOPS_FSYNC=false`, and git warns that
-/// it is deprecated. Removed on open.
+/// A setting older versions wrote: libgit2 ORs it with its own option (so `GITOPS_FSYNC=false`
+/// would still sync) and git warns it is deprecated. Removed on open.
 const OLD_FSYNC_CONFIG: &str = "core.fsyncObjectFiles";
 
 /// The top-level README that the first commit puts in a new repository.
 const OPERATOR_README: &str = include_str!("operator_readme.md");
 
 impl GitOpsRepo {
-    fn new(repo: Repository, path: &Path, branch: &str, author: Author) -> Self {
+    fn new(repo: Repository, path: &Path, branch: &str, author: Author, stale: Duration) -> Self {
         GitOpsRepo {
             repo,
             path: path.to_path_buf(),
@@ -181,7 +174,7 @@ impl GitOpsRepo {
             author,
             unpacked: Cell::new(0),
             fsync: fsync_on(),
-            stale_lock_after: DEFAULT_STALE_LOCK_AFTER,
+            stale_lock_after: stale,
         }
     }
 
@@ -189,12 +182,10 @@ impl GitOpsRepo {
     /// thread's), with the fsync setting in force.
     fn opener(&self) -> impl Fn() -> Result<GitOpsRepo> + Send + Sync + 'static {
         let (path, branch) = (self.path.clone(), self.branch.clone());
-        let (author, stale_lock_after) = (self.author.clone(), self.stale_lock_after);
+        let (author, stale) = (self.author.clone(), self.stale_lock_after);
         move || {
             let repo = Repository::open_bare(&path)?;
-            let mut handle = GitOpsRepo::new(repo, &path, &branch, author.clone());
-            handle.stale_lock_after = stale_lock_after;
-            Ok(handle)
+            Ok(GitOpsRepo::new(repo, &path, &branch, author.clone(), stale))
         }
     }
 
@@ -222,7 +213,7 @@ impl GitOpsRepo {
                 local.set_i64(key, value)?;
             }
         }
-        let mut this = GitOpsRepo::new(repo, path, branch, author);
+        let mut this = GitOpsRepo::new(repo, path, branch, author, DEFAULT_STALE_LOCK_AFTER);
         this.set_fsync(true)?;
         // More than one pack: leftovers of an earlier process, for the first idle repack.
         this.unpacked
@@ -235,13 +226,9 @@ impl GitOpsRepo {
         Ok(this)
     }
 
-    /// Whether commits are durable against a crash of the machine, not only of the process: on
-    /// (the default), libgit2's indexer syncs each commit's pack and index before the branch
-    /// moves, the ref update is synced, and so are the consolidated packs before what they
-    /// supersede is deleted. Off is for scratch repositories. It is libgit2's process-wide
-    /// option, so this sets it for every repository of the process; `core.fsyncObjectFiles`
-    /// would do it per repository, but makes every git command on the repository warn that the
-    /// setting is deprecated.
+    /// Whether commits are durable against a crash of the machine (on by default; off for
+    /// scratch repositories). libgit2's option is process-wide: this sets it for every
+    /// repository of the process (docs/internals.md, "fsync").
     pub fn set_fsync(&mut self, on: bool) -> Result<()> {
         set_libgit2_fsync(on)?;
         if self.fsync != on {
@@ -257,7 +244,7 @@ impl GitOpsRepo {
     }
 
     /// Runs `attempt`, and once more when a lock blocked it (libgit2's `Locked`, or a path
-    /// remote's refusal) and a dead writer's lock was removed (see `removed_stale_locks`).
+    /// remote's refusal) and a dead writer's lock was removed.
     fn unlocked<T>(&self, remote: Option<&Remote>, attempt: impl Fn() -> Result<T>) -> Result<T> {
         match attempt() {
             Err(e)
@@ -271,9 +258,8 @@ impl GitOpsRepo {
         }
     }
 
-    /// Removes the lock files older than the stale age here and, for a path remote, there: a
-    /// live writer holds one for milliseconds, so an old one is a dead writer's. Says whether
-    /// it removed any: the caller then tries once more.
+    /// Removes the lock files older than the stale age here and, for a path remote, there (a
+    /// live writer holds one for milliseconds). Says whether it removed any.
     fn removed_stale_locks(&self, remote: Option<&Remote>) -> bool {
         let dirs = [Some(self.path.clone()), remote.and_then(Remote::local_dir)];
         let mut removed = false;
@@ -290,11 +276,6 @@ impl GitOpsRepo {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The branch the service works on (`main`).
-    pub fn branch(&self) -> &str {
-        &self.branch
     }
 
     pub fn branch_ref(&self) -> String {
@@ -331,35 +312,27 @@ impl GitOpsRepo {
         changes: &Changes,
         message: &str,
     ) -> Result<Option<Oid>> {
-        self.unlocked(None, || self.commit_once(branch, start, changes, message))
-    }
-
-    fn commit_once(
-        &self,
-        branch: &str,
-        start: Option<Oid>,
-        changes: &Changes,
-        message: &str,
-    ) -> Result<Option<Oid>> {
-        let current = self.tip(branch)?;
-        let parent = match current {
-            Some(tip) => Some(tip),
-            None => start.or(self.head()?),
-        };
-        let sig = Signature::now(&self.author.name, &self.author.email)?;
-        let Some(commit) = self.write_commit(parent, changes, message, &sig, &sig)? else {
-            return Ok(None);
-        };
-        let refname = branch_refname(branch);
-        let subject = message.lines().next().unwrap_or("commit");
-        // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
-        match current {
-            Some(old) => self
-                .repo
-                .reference_matching(&refname, commit, true, old, subject)?,
-            None => self.repo.reference(&refname, commit, false, subject)?,
-        };
-        Ok(Some(commit))
+        let (refname, subject) = (branch_refname(branch), message.lines().next());
+        self.unlocked(None, || {
+            let current = self.tip(branch)?;
+            let parent = match current {
+                Some(tip) => Some(tip),
+                None => start.or(self.head()?),
+            };
+            let sig = Signature::now(&self.author.name, &self.author.email)?;
+            let Some(commit) = self.write_commit(parent, changes, message, &sig, &sig)? else {
+                return Ok(None);
+            };
+            let subject = subject.unwrap_or("commit");
+            // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
+            match current {
+                Some(old) => self
+                    .repo
+                    .reference_matching(&refname, commit, true, old, subject)?,
+                None => self.repo.reference(&refname, commit, false, subject)?,
+            };
+            Ok(Some(commit))
+        })
     }
 
     /// Whether committing `changes` would leave the main branch's tree as it is. Hashes only:

@@ -1,25 +1,23 @@
-//! The files of `objects/pack`, kept sound across kills. A reader trusts an index (`.idx`) to
-//! mean its pack (`.pack`) is there: libgit2's indexer renames the index into place first and
-//! the pack after it, so a kill between the two leaves an index whose objects libgit2 believes
-//! it has and cannot read. [`install`] writes the pack as git does instead: indexed in a staging
-//! directory, then the pack moved into place, then its index. [`repair`] removes what a killed
-//! writer left: an index without its pack, temporary packs, stale pack-index locks.
+//! The files of `objects/pack`, kept sound across kills. libgit2's indexer renames a pack's
+//! index into place before the pack, so a kill between the two leaves an index whose objects
+//! cannot be read. [`install`] writes a pack as git does instead; [`repair`] removes what a
+//! killed writer left.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use git2::Indexer;
 
+use super::locks::older_than;
 use super::Result;
 
-/// Where packs are indexed before they are moved into `objects/pack`: beside it, so the moves
-/// are renames, and outside it, so no reader (nor `git count-objects`) sees a half-made pack.
+/// Where packs are indexed: beside `objects/pack` (so the moves are renames) and outside it (so
+/// no reader sees a half-made pack).
 const STAGING: &str = "billing-incoming";
 
-/// Writes the whole pack `bytes` into the repository at `gitdir`:
-/// indexed in the staging directory, then the pack renamed into `objects/pack`, then its
-/// index, so that no instant shows an index without its pack. With `fsync`, the indexer has
-/// synced both files, and each rename is synced before the next step.
+/// Writes the whole pack `bytes` into the repository at `gitdir`: indexed in the staging
+/// directory, then moved into `objects/pack` pack first, index second, so that no instant shows
+/// an index without its pack. With `fsync`, each rename is synced before the next.
 pub(super) fn install(gitdir: &Path, bytes: &[u8], fsync: bool) -> Result<()> {
     let staging_root = gitdir.join("objects").join(STAGING);
     std::fs::create_dir_all(&staging_root)?;
@@ -30,7 +28,6 @@ pub(super) fn install(gitdir: &Path, bytes: &[u8], fsync: bool) -> Result<()> {
     std::io::Write::write_all(&mut indexer, bytes)?;
     let name = format!("pack-{}", indexer.commit()?);
     let dir = gitdir.join("objects/pack");
-    // The pack first: a pack without its index is invisible to every reader.
     for ext in ["pack", "idx"] {
         let file = format!("{name}.{ext}");
         std::fs::rename(staging.path().join(&file), dir.join(&file))?;
@@ -44,8 +41,7 @@ pub(super) fn install(gitdir: &Path, bytes: &[u8], fsync: bool) -> Result<()> {
 /// What [`repair`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Repaired {
-    /// Indexes whose pack was missing (their objects were never reachable from a ref: the ref
-    /// moves only after the pack is whole).
+    /// Indexes whose pack was missing (never reachable: a ref moves only once its pack is whole).
     pub orphan_indexes: Vec<PathBuf>,
     /// Temporary packs and indexes, pack-index locks and staging directories of dead writers.
     pub leftovers: Vec<PathBuf>,
@@ -57,24 +53,17 @@ impl Repaired {
     }
 }
 
-/// Removes from the repository at `gitdir` what killed writers left in `objects/pack`, once
-/// older than `age` (younger ones may be a live writer's, mid-way): an index without its pack
-/// (or a reverse index, bitmap or keep file without one), a pack without its index, libgit2's
-/// and git's temporary packs (`pack_git2_*`, `tmp_pack_*`, `tmp_idx_*`), pack-index locks, and
-/// this module's staging directories. For our own repository at start-up `age` is zero; for a
-/// repository others write too (a path remote), the stale-lock age. Logs what it removed.
+/// Removes what killed writers left in `objects/pack` once older than `age` (a younger one may
+/// be a live writer's): an index (or reverse index, bitmap, keep file) without its pack, a pack
+/// without its index, temporary packs, pack-index locks, our staging directories. `age` is zero
+/// for our own repository at start-up, the stale-lock age where others write too. Logged.
 pub fn repair(gitdir: &Path, age: Duration) -> std::io::Result<Repaired> {
     let mut repaired = Repaired::default();
-    let old = |path: &Path| {
-        std::fs::symlink_metadata(path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= age))
-    };
     let dir = gitdir.join("objects/pack");
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let path = entry.path();
         let kind = classify(&dir, &entry.file_name().to_string_lossy());
-        if kind == Kind::Sound || !old(&path) {
+        if kind == Kind::Sound || !older_than(&path, age) {
             continue;
         }
         match std::fs::remove_file(&path) {
@@ -86,7 +75,7 @@ pub fn repair(gitdir: &Path, age: Duration) -> std::io::Result<Repaired> {
     }
     let staging = gitdir.join("objects").join(STAGING);
     for entry in std::fs::read_dir(&staging).into_iter().flatten().flatten() {
-        if old(&entry.path()) && std::fs::remove_dir_all(entry.path()).is_ok() {
+        if older_than(&entry.path(), age) && std::fs::remove_dir_all(entry.path()).is_ok() {
             repaired.leftovers.push(entry.path());
         }
     }
