@@ -18,8 +18,7 @@ pub struct CommitInfo {
     pub author_email: String,
     /// Author time, seconds since the epoch.
     pub time: i64,
-    /// On the branch's first-parent line (where a merge, squash or cherry-pick lands), not
-    /// brought in by a merge.
+    /// On the branch's first-parent line, not brought in by a merge.
     pub mainline: bool,
 }
 
@@ -81,15 +80,13 @@ impl GitOpsRepo {
             .collect()
     }
 
-    /// Whether this repository has the commit `revision` (it may have been lost with a local
-    /// repository).
+    /// Whether this repository has the commit `revision`.
     pub fn has_commit(&self, revision: Oid) -> bool {
         self.repo.find_commit(revision).is_ok()
     }
 
-    /// The main branch's commits that changed any of `paths`, newest first, at most `limit`. A
-    /// merge commit counts only where it differs from every parent (its conflict resolution);
-    /// the merged commits are listed themselves.
+    /// The main branch's commits that changed any of `paths`, newest first, at most `limit`; a
+    /// merge only where it differs from every parent (the merged commits are listed themselves).
     pub fn log_paths(&self, paths: &[String], limit: usize) -> Result<Vec<CommitInfo>> {
         let Some(head) = self.head()? else {
             return Ok(Vec::new());
@@ -127,8 +124,7 @@ impl GitOpsRepo {
         Ok(false)
     }
 
-    /// The commits on the main branch after `since` (all of them when None), oldest first,
-    /// those merged in included (`mainline` false).
+    /// The main branch's commits after `since` (or all), oldest first, merged ones included.
     pub fn commits_since(&self, since: Option<Oid>) -> Result<Vec<CommitInfo>> {
         let Some(head) = self.head()? else {
             return Ok(Vec::new());

@@ -38,37 +38,20 @@ pub(super) fn install(gitdir: &Path, bytes: &[u8], fsync: bool) -> Result<()> {
     Ok(())
 }
 
-/// What [`repair`] removed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Repaired {
-    /// Indexes whose pack was missing (never reachable: a ref moves only once its pack is whole).
-    pub orphan_indexes: Vec<PathBuf>,
-    /// Temporary packs and indexes, pack-index locks and staging directories of dead writers.
-    pub leftovers: Vec<PathBuf>,
-}
-
-impl Repaired {
-    pub fn is_empty(&self) -> bool {
-        self.orphan_indexes.is_empty() && self.leftovers.is_empty()
-    }
-}
-
 /// Removes what killed writers left in `objects/pack` once older than `age` (a younger one may
 /// be a live writer's): an index (or reverse index, bitmap, keep file) without its pack, a pack
 /// without its index, temporary packs, pack-index locks, our staging directories. `age` is zero
 /// for our own repository at start-up, the stale-lock age where others write too. Logged.
-pub fn repair(gitdir: &Path, age: Duration) -> std::io::Result<Repaired> {
-    let mut repaired = Repaired::default();
+pub fn repair(gitdir: &Path, age: Duration) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
     let dir = gitdir.join("objects/pack");
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        let kind = classify(&dir, &entry.file_name().to_string_lossy());
-        if kind == Kind::Sound || !older_than(&path, age) {
+        if !left_over(&dir, &entry.file_name().to_string_lossy()) || !older_than(&path, age) {
             continue;
         }
         match std::fs::remove_file(&path) {
-            Ok(()) if kind == Kind::OrphanIndex => repaired.orphan_indexes.push(path),
-            Ok(()) => repaired.leftovers.push(path),
+            Ok(()) => removed.push(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -76,42 +59,31 @@ pub fn repair(gitdir: &Path, age: Duration) -> std::io::Result<Repaired> {
     let staging = gitdir.join("objects").join(STAGING);
     for entry in std::fs::read_dir(&staging).into_iter().flatten().flatten() {
         if older_than(&entry.path(), age) && std::fs::remove_dir_all(entry.path()).is_ok() {
-            repaired.leftovers.push(entry.path());
+            removed.push(entry.path());
         }
     }
-    if !repaired.is_empty() {
-        tracing::warn!(
-            repository = %gitdir.display(),
-            orphan_indexes = ?repaired.orphan_indexes,
-            leftovers = ?repaired.leftovers,
-            "removed what killed writers left in objects/pack"
-        );
+    if !removed.is_empty() {
+        let repository = gitdir.display();
+        tracing::warn!(%repository, ?removed, "removed what killed writers left in objects/pack");
     }
-    Ok(repaired)
+    Ok(removed)
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Kind {
-    Sound,
-    OrphanIndex,
-    Leftover,
-}
-
-/// What `name` in the pack directory `dir` is.
-fn classify(dir: &Path, name: &str) -> Kind {
+/// Whether `name` in the pack directory `dir` is a dead writer's: a temporary file, a lock, or
+/// a pack's file without its pack (or a pack without its index).
+fn left_over(dir: &Path, name: &str) -> bool {
     let temporary = ["pack_git2_", "tmp_pack_", "tmp_idx_", "tmp_billing_"];
     if temporary.iter().any(|t| name.starts_with(t)) || name.ends_with(".lock") {
-        return Kind::Leftover;
+        return true;
     }
     let Some((stem, ext)) = name.rsplit_once('.') else {
-        return Kind::Sound;
+        return false;
     };
     let has = |ext: &str| dir.join(format!("{stem}.{ext}")).exists();
     match ext {
-        "idx" if !has("pack") => Kind::OrphanIndex,
-        "rev" | "bitmap" | "keep" | "promisor" | "mtimes" if !has("pack") => Kind::Leftover,
-        "pack" if !has("idx") => Kind::Leftover,
-        _ => Kind::Sound,
+        "idx" | "rev" | "bitmap" | "keep" | "promisor" | "mtimes" => !has("pack"),
+        "pack" => !has("idx"),
+        _ => false,
     }
 }
 

@@ -41,9 +41,8 @@ fn attach_store(scratch: &Repository, disk: &Repository) -> Result<()> {
 }
 
 impl GitOpsRepo {
-    /// Builds the commit of `changes` on `parent` (or on nothing) and writes what it created as
-    /// one pack, counted for the next repack. None, and nothing written, when the tree would
-    /// not change.
+    /// Builds the commit of `changes` on `parent` and writes what it created as one pack. None,
+    /// and nothing written, when the tree would not change.
     pub(super) fn write_commit(
         &self,
         parent: Option<Oid>,
@@ -55,7 +54,6 @@ impl GitOpsRepo {
         let disk = &self.repo;
         let scratch = scratch_in_memory(disk)?;
         let mut candidates = Vec::new();
-        // What each changed path becomes: a blob, a whole tree, or nothing.
         let mut written = Vec::with_capacity(changes.len());
         for (path, entry) in changes {
             check_path(path)?;
