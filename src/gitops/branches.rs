@@ -32,8 +32,7 @@ impl GitOpsRepo {
         }
     }
 
-    /// Pushes `refspec`, a refusal being an error; a dead writer's lock in the way (older than
-    /// the stale age, here or in a path remote) is removed and the push tried once more.
+    /// Pushes `refspec`, a refusal being an error (tried once more without a stale lock).
     fn push_forced(&self, remote: &Remote, refspec: &str) -> Result<()> {
         self.unlocked(Some(remote), || {
             match self.push_refspec(remote, refspec)? {

@@ -31,28 +31,21 @@ pub(super) fn file_at(repo: &Repository, root: &Tree<'_>, path: &str) -> Result<
 /// Whether `root` already holds exactly `entry` at `path` (hashing, writing nothing).
 pub(super) fn same(repo: &Repository, root: &Tree<'_>, path: &str, entry: &Entry) -> Result<bool> {
     let current = root.get_path(Path::new(path)).found()?;
+    let blob_id = |bytes: &[u8]| Oid::hash_object(ObjectType::Blob, bytes);
     Ok(
         match (entry, current.map(|found| (found.id(), found.kind()))) {
             (Entry::Removed, None) => true,
             (Entry::Dir(files), None) => files.is_empty(),
             (Entry::File(bytes), Some((id, Some(ObjectType::Blob)))) => id == blob_id(bytes)?,
             (Entry::Dir(files), Some((id, Some(ObjectType::Tree)))) => {
-                files_of(repo, id)? == hashed(files)?
+                let hashed = files
+                    .iter()
+                    .map(|(name, bytes)| Ok((name.clone(), blob_id(bytes)?)));
+                files_of(repo, id)? == hashed.collect::<Result<BTreeMap<_, _>>>()?
             }
             _ => false,
         },
     )
-}
-
-fn blob_id(bytes: &[u8]) -> Result<Oid> {
-    Ok(Oid::hash_object(ObjectType::Blob, bytes)?)
-}
-
-fn hashed(files: &BTreeMap<String, Vec<u8>>) -> Result<BTreeMap<String, Oid>> {
-    files
-        .iter()
-        .map(|(name, bytes)| Ok((name.clone(), blob_id(bytes)?)))
-        .collect()
 }
 
 /// Every file under the tree `id`, by its path below it.
@@ -60,10 +53,8 @@ pub(super) fn files_of(repo: &Repository, id: Oid) -> Result<BTreeMap<String, Oi
     let mut files = BTreeMap::new();
     repo.find_tree(id)?
         .walk(git2::TreeWalkMode::PreOrder, |dir, e| {
-            if e.kind() == Some(ObjectType::Blob) {
-                if let Some(name) = e.name() {
-                    files.insert(format!("{dir}{name}"), e.id());
-                }
+            if let (Some(ObjectType::Blob), Some(name)) = (e.kind(), e.name()) {
+                files.insert(format!("{dir}{name}"), e.id());
             }
             git2::TreeWalkResult::Ok
         })?;

@@ -1,6 +1,5 @@
 //! Reading the main branch's history: which commits changed given paths, which owned files a
-//! commit changed itself, what paths held at a revision, and marks of how far the service has
-//! looked (refs under `refs/billing/`, so they live and move with the repository).
+//! commit changed, what paths held at a revision, and marks of how far the service has looked.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -19,8 +18,7 @@ pub struct CommitInfo {
     pub author_email: String,
     /// Author time, seconds since the epoch.
     pub time: i64,
-    /// On the branch's first-parent line (where a merge, squash or cherry-pick lands), not
-    /// brought in by a merge.
+    /// On the branch's first-parent line, not brought in by a merge.
     pub mainline: bool,
 }
 
@@ -38,8 +36,8 @@ impl CommitInfo {
         }
     }
 
-    /// The values of the message's `key: value` lines. Anywhere in the message, indented or
-    /// not: a squash merge quotes the squashed commits' trailers in its body.
+    /// The values of the message's `key: value` lines, anywhere and indented or not: a squash
+    /// merge quotes the squashed commits' trailers in its body.
     pub fn trailers(&self, key: &str) -> Vec<String> {
         self.message
             .lines()
@@ -52,10 +50,7 @@ impl CommitInfo {
 
 /// What is at `path` in `tree` (None when nothing is, or without a tree).
 fn entry_at(tree: Option<&Tree<'_>>, path: &str) -> Result<Option<TreeEntry<'static>>> {
-    match tree {
-        Some(tree) => tree.get_path(Path::new(path)).found(),
-        None => Ok(None),
-    }
+    tree.map_or(Ok(None), |tree| tree.get_path(Path::new(path)).found())
 }
 
 fn entry_id(tree: Option<&Tree<'_>>, path: &str) -> Result<Option<Oid>> {
@@ -76,8 +71,7 @@ impl GitOpsRepo {
         Ok(object.peel_to_commit()?.id())
     }
 
-    /// What each of `paths` is at `revision` (the id of its blob or tree; None where nothing
-    /// is): the same ids mean the same files, whoever committed them.
+    /// The id of each of `paths`' blob or tree at `revision` (None where nothing is).
     pub fn entry_ids(&self, revision: Oid, paths: &[String]) -> Result<Vec<Option<Oid>>> {
         let tree = self.repo.find_commit(revision)?.tree()?;
         paths
@@ -86,15 +80,13 @@ impl GitOpsRepo {
             .collect()
     }
 
-    /// Whether this repository has the commit `revision` (a review branch's may be missing
-    /// here after the local repository was lost).
+    /// Whether this repository has the commit `revision`.
     pub fn has_commit(&self, revision: Oid) -> bool {
         self.repo.find_commit(revision).is_ok()
     }
 
-    /// The main branch's commits that changed any of `paths`, newest first, at most `limit`. A
-    /// merge commit counts only where it differs from every parent (its conflict resolution);
-    /// the merged commits are listed themselves.
+    /// The main branch's commits that changed any of `paths`, newest first, at most `limit`; a
+    /// merge only where it differs from every parent (the merged commits are listed themselves).
     pub fn log_paths(&self, paths: &[String], limit: usize) -> Result<Vec<CommitInfo>> {
         let Some(head) = self.head()? else {
             return Ok(Vec::new());
@@ -115,8 +107,7 @@ impl GitOpsRepo {
         Ok(found)
     }
 
-    /// Whether `commit` changed any of `paths` against every parent (a root commit against
-    /// nothing).
+    /// Whether `commit` changed any of `paths` against every parent.
     fn changed_any(&self, commit: &Commit<'_>, paths: &[String]) -> Result<bool> {
         let tree = commit.tree()?;
         let parents = parent_trees(commit)?;
@@ -133,8 +124,7 @@ impl GitOpsRepo {
         Ok(false)
     }
 
-    /// The commits on the main branch after `since` (all of them when None), oldest first,
-    /// those merged in included (`mainline` false).
+    /// The main branch's commits after `since` (or all), oldest first, merged ones included.
     pub fn commits_since(&self, since: Option<Oid>) -> Result<Vec<CommitInfo>> {
         let Some(head) = self.head()? else {
             return Ok(Vec::new());
@@ -161,8 +151,8 @@ impl GitOpsRepo {
         Ok(out)
     }
 
-    /// Owned files the commit `revision` changed against its parent; for a merge, those it
-    /// changed against every parent (what the merge itself did).
+    /// Owned files the commit `revision` changed against its parent (for a merge: against every
+    /// parent, what the merge itself did).
     pub fn owned_paths_changed(&self, revision: Oid) -> Result<Vec<String>> {
         let commit = self.repo.find_commit(revision)?;
         let tree = commit.tree()?;
@@ -186,8 +176,7 @@ impl GitOpsRepo {
             .collect())
     }
 
-    /// The changes that put each of `paths` back as it was at `revision`: a directory whole, a
-    /// file, or its removal where it did not exist.
+    /// The changes that put each of `paths` back as it was at `revision` (removed where absent).
     pub fn restore(&self, revision: Oid, paths: &[String]) -> Result<Changes> {
         let tree = self.repo.find_commit(revision)?.tree()?;
         let mut changes = Changes::new();
@@ -202,7 +191,7 @@ impl GitOpsRepo {
         Ok(changes)
     }
 
-    /// Every file below the tree `id` with its bytes, by its path below it.
+    /// Every file below the tree `id` with its bytes.
     fn files_under(&self, id: Oid) -> Result<BTreeMap<String, Vec<u8>>> {
         super::changes::files_of(&self.repo, id)?
             .into_iter()
@@ -210,7 +199,7 @@ impl GitOpsRepo {
             .collect()
     }
 
-    /// The tree at `dir` on the main branch (None when there is no directory there).
+    /// The tree at `dir` on the main branch, if there is one.
     fn head_dir(&self, dir: &str) -> Result<Option<Oid>> {
         let root = self.head_tree()?;
         let entry = entry_at(root.as_ref(), dir)?;
@@ -229,19 +218,17 @@ impl GitOpsRepo {
         Ok(names.collect())
     }
 
-    /// The whole tree at `dir` on the main branch, as files by their path below it (None when
-    /// there is no directory there).
+    /// The files under `dir` on the main branch by their path below it (None without `dir`).
     pub fn read_dir(&self, dir: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
         self.head_dir(dir)?
             .map(|id| self.files_under(id))
             .transpose()
     }
 
-    /// The commit the mark `name` points at (`refs/billing/<name>`), if set.
+    /// The commit the mark `name` points at, if set: a ref, so it moves with the repository.
     pub fn mark(&self, name: &str) -> Result<Option<Oid>> {
-        self.repo
-            .refname_to_id(&format!("refs/billing/{name}"))
-            .found()
+        let refname = format!("refs/billing/{name}");
+        self.repo.refname_to_id(&refname).found()
     }
 
     pub fn set_mark(&self, name: &str, oid: Oid) -> Result<()> {

@@ -1,25 +1,17 @@
 //! Lock files a killed process leaves behind. Git and libgit2 take a ref, the config or a pack
 //! index by creating `<name>.lock` and renaming it into place; a SIGKILL between the two leaves
-//! the lock, and every later writer fails (libgit2's `GIT_ELOCKED`) until someone removes it.
-//! Git never removes them by itself: this module does, when it is safe.
+//! the lock, and every later writer fails (`GIT_ELOCKED`). Git never removes them; this does.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Every lock file under a repository directory (refs, packed-refs, config, HEAD, pack indexes).
 fn lock_files(gitdir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![gitdir.to_path_buf()];
+    let (mut found, mut stack) = (Vec::new(), vec![gitdir.to_path_buf()]);
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();
-            if kind.is_dir() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
                 // Loose objects never carry locks; their 256 directories need no walk.
                 if !(dir.ends_with("objects") && path.file_name().is_some_and(|n| n.len() == 2)) {
                     stack.push(path);
@@ -32,9 +24,15 @@ fn lock_files(gitdir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Removes every lock file in our own repository. Only for start-up, before any thread of this
-/// process writes: the service is the only writer of its local repository, so a lock found then
-/// belongs to a process that died. Returns what it removed.
+/// Whether the file at `path` was last changed at least `age` ago.
+pub(super) fn older_than(path: &Path, age: Duration) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= age))
+}
+
+/// Removes every lock file in our own repository. Only at start-up, before this process
+/// writes: the service is its only writer, so a lock found then is a dead process's.
 pub fn remove_all(gitdir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     for lock in lock_files(gitdir) {
@@ -47,18 +45,12 @@ pub fn remove_all(gitdir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(removed)
 }
 
-/// Removes the lock files under `gitdir` older than `stale_after` (a live writer holds one
-/// for milliseconds, so an old one is a dead writer's); returns what it removed. Younger
-/// locks are other writers' and are left alone.
+/// Removes the lock files under `gitdir` older than `stale_after` (a live writer holds one for
+/// milliseconds, so an old one is a dead writer's); returns what it removed.
 pub fn remove_stale(gitdir: &Path, stale_after: Duration) -> Vec<PathBuf> {
     lock_files(gitdir)
         .into_iter()
-        .filter(|lock| {
-            std::fs::metadata(lock)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= stale_after))
-        })
-        .filter(|lock| std::fs::remove_file(lock).is_ok())
+        .filter(|lock| older_than(lock, stale_after) && std::fs::remove_file(lock).is_ok())
         .collect()
 }
 

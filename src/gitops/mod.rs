@@ -1,6 +1,5 @@
-//! The GitOps repository: a bare repository written with libgit2's own parts (see `write`).
-//! It knows Git, not HTTP and not customers: it takes "these paths, these bytes, this message"
-//! on a branch and returns a revision.
+//! The GitOps repository, bare, written with libgit2's own parts. It knows Git, not HTTP nor
+//! customers: it takes "these paths, these bytes, this message" and returns a revision.
 
 mod branches;
 mod changes;
@@ -24,7 +23,7 @@ pub use branches::DiffStat;
 pub use changes::{Changes, Entry};
 pub use history::CommitInfo;
 pub use push::{PushAuth, PushOutcome, Remote};
-pub use shared::{GitHealth, GitOps};
+pub use shared::GitOps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitOpsError {
@@ -33,13 +32,11 @@ pub enum GitOpsError {
     /// The remote refused or kept rejecting the push.
     #[error("{0}")]
     Remote(String),
-    /// There is no commit on the branch to push.
     #[error("nothing to push: the branch is empty")]
     EmptyBranch,
     /// A git command (`git repack`) could not run or failed.
     #[error("{0}")]
     Tool(String),
-    /// A revision that names no commit here.
     #[error("no commit {0:?} in the GitOps repository")]
     UnknownRevision(String),
     #[error("io: {0}")]
@@ -52,7 +49,7 @@ pub enum GitOpsError {
 pub type Result<T, E = GitOpsError> = std::result::Result<T, E>;
 
 impl GitOpsError {
-    /// A lock file was in the way (libgit2's `GIT_ELOCKED`), told by its code.
+    /// A lock file was in the way (libgit2's `GIT_ELOCKED`).
     pub fn is_locked(&self) -> bool {
         matches!(self, GitOpsError::Git(e) if e.code() == git2::ErrorCode::Locked)
     }
@@ -73,7 +70,6 @@ impl<T> Found<T> for std::result::Result<T, git2::Error> {
     }
 }
 
-/// Who commits.
 #[derive(Debug, Clone)]
 pub struct Author {
     pub name: String,
@@ -87,57 +83,41 @@ pub struct GitOpsRepo {
     author: Author,
     /// Commits not yet in a pack written by [`GitOpsRepo::repack`].
     unpacked: Cell<usize>,
-    /// The fsync setting this handle was opened with (see [`GitOpsRepo::set_fsync`]).
+    /// The fsync setting this handle was opened with.
     fsync: bool,
-    /// A lock file older than this is a dead writer's and is removed when it blocks us.
+    /// A lock file older than this is a dead writer's, removed when it blocks us.
     stale_lock_after: Duration,
 }
 
-/// How old a lock file must be before it is taken for a dead writer's (a live one holds it for
-/// milliseconds).
+/// The age at which a lock file is taken for a dead writer's (a live one holds it for ms).
 pub const DEFAULT_STALE_LOCK_AFTER: Duration = Duration::from_secs(60);
 
-/// libgit2's process-wide fsync option as last set: off, libgit2's default, until then.
+/// libgit2's process-wide fsync option as last set (off, its default, until then); our own
+/// renames follow it.
 static FSYNC: Mutex<bool> = Mutex::new(false);
 
-/// Whether libgit2's fsync option is on: our own renames follow it.
 fn fsync_on() -> bool {
     *FSYNC.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Sets libgit2's process-wide fsync option, only when it changes: the service sets it once at
-/// start-up, before any thread writes.
+/// Sets libgit2's fsync option, only when it changes: the service sets it once at start-up.
 fn set_libgit2_fsync(on: bool) -> Result<()> {
     let mut current = FSYNC.lock().unwrap_or_else(PoisonError::into_inner);
-    if *current != on {
-        // SAFETY: this option takes exactly one int (settings.c reads `va_arg(ap, int)`);
-        // libgit2 was initialised by git2 when a repository was opened.
-        let status = unsafe {
-            libgit2_sys::git_libgit2_opts(
-                libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as c_int,
-                c_int::from(on),
-            )
-        };
-        if status < 0 {
-            return Err(git2::Error::from_str("libgit2 refused its fsync option").into());
-        }
-        *current = on;
+    let option = libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as c_int;
+    // SAFETY: this option takes exactly one int; libgit2 was initialised by git2 on open.
+    if *current != on && unsafe { libgit2_sys::git_libgit2_opts(option, c_int::from(on)) } < 0 {
+        return Err(git2::Error::from_str("libgit2 refused its fsync option").into());
     }
+    *current = on;
     Ok(())
 }
 
-/// Sets libgit2's process-wide memory limits once, before a repository is opened. Trees of any
-/// size may be cached (its default caches trees up to 4 KiB, so a large directory would be
-/// parsed again for every path looked up under it), but the whole cache stays under 8 MiB (its
-/// default, 256 MiB, let a server holding 10,000 tenants keep every tree it ever read). At most
-/// 128 packs are open at once: every commit adds a small pack until the next repack. The pack
-/// windows keep their defaults: with 2 MiB windows, 4 MiB at most, its indexer rejected a
-/// sound 1.8-million-object pack, and 4 / 16 MiB made that repack twice as slow.
+/// Sets libgit2's process-wide memory limits once, before a repository is opened: trees of any
+/// size cached, the whole cache under 8 MiB, at most 128 packs open (docs/internals.md, "Memory").
 fn limit_libgit2_memory() -> Result<()> {
     const CACHE: isize = 8 << 20;
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-    // SAFETY: global options read by libgit2 as (int, size_t), (ssize_t) and (size_t); set
-    // once, before this process opens a repository.
+    // SAFETY: options read as (int, size_t), (ssize_t) and (size_t), set before any open.
     let set = || unsafe {
         git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 4 << 20)?;
         git2::opts::set_mwindow_file_limit(128)?;
@@ -152,8 +132,7 @@ fn limit_libgit2_memory() -> Result<()> {
 }
 
 /// Bounds every fetch and push: connecting, and each wait for the remote to send or take
-/// data, give up after `timeout` (libgit2 waits forever by default, so a remote that accepts
-/// a connection and never answers held a push for good). Process-wide; call at start-up.
+/// data, give up after `timeout` (libgit2 waits forever by default). Process-wide; at start-up.
 pub fn limit_network_waits(timeout: Duration) -> Result<()> {
     let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
     // SAFETY: global options read by libgit2 as one int each; set before network use.
@@ -164,16 +143,15 @@ pub fn limit_network_waits(timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-/// A repository setting this code wrote for a while (`core.fsyncObjectFiles`): libgit2 ORs it
-/// with its own option, so it would keep syncing with `GITOPS_FSYNC=false`, and git warns that
-/// it is deprecated. Removed on open.
+/// A setting older versions wrote: libgit2 ORs it with its own option (so `GITOPS_FSYNC=false`
+/// would still sync) and git warns it is deprecated. Removed on open.
 const OLD_FSYNC_CONFIG: &str = "core.fsyncObjectFiles";
 
-/// The top-level README that the first commit puts in a new repository.
+/// The README of a new repository's first commit.
 const OPERATOR_README: &str = include_str!("operator_readme.md");
 
 impl GitOpsRepo {
-    fn new(repo: Repository, path: &Path, branch: &str, author: Author) -> Self {
+    fn new(repo: Repository, path: &Path, branch: &str, author: Author, stale: Duration) -> Self {
         GitOpsRepo {
             repo,
             path: path.to_path_buf(),
@@ -181,20 +159,17 @@ impl GitOpsRepo {
             author,
             unpacked: Cell::new(0),
             fsync: fsync_on(),
-            stale_lock_after: DEFAULT_STALE_LOCK_AFTER,
+            stale_lock_after: stale,
         }
     }
 
-    /// How to open a second handle on this repository as this one is set up (the network
-    /// thread's), with the fsync setting in force.
+    /// How to open a second handle (the network thread's) set up like this one.
     fn opener(&self) -> impl Fn() -> Result<GitOpsRepo> + Send + Sync + 'static {
         let (path, branch) = (self.path.clone(), self.branch.clone());
-        let (author, stale_lock_after) = (self.author.clone(), self.stale_lock_after);
+        let (author, stale) = (self.author.clone(), self.stale_lock_after);
         move || {
             let repo = Repository::open_bare(&path)?;
-            let mut handle = GitOpsRepo::new(repo, &path, &branch, author.clone());
-            handle.stale_lock_after = stale_lock_after;
-            Ok(handle)
+            Ok(GitOpsRepo::new(repo, &path, &branch, author.clone(), stale))
         }
     }
 
@@ -210,8 +185,8 @@ impl GitOpsRepo {
                 Repository::init_opts(path, &opts)?
             }
         };
-        // Another process may be writing (the CLI beside the server): only what is older than
-        // a live writer's work is repaired here; `serve` repairs everything before it starts.
+        // Another process may be writing (the CLI beside the server): only what is older than a
+        // live writer's work is repaired here; `serve` repairs everything before it starts.
         pack_dir::repair(path, DEFAULT_STALE_LOCK_AFTER)?;
         if let Ok(mut local) = repo.config()?.open_level(git2::ConfigLevel::Local) {
             if local.get_entry(OLD_FSYNC_CONFIG).is_ok() {
@@ -222,9 +197,9 @@ impl GitOpsRepo {
                 local.set_i64(key, value)?;
             }
         }
-        let mut this = GitOpsRepo::new(repo, path, branch, author);
+        let mut this = GitOpsRepo::new(repo, path, branch, author, DEFAULT_STALE_LOCK_AFTER);
         this.set_fsync(true)?;
-        // More than one pack: leftovers of an earlier process, for the first idle repack.
+        // More than one pack: an earlier process's leftovers, for the first idle repack.
         this.unpacked
             .set(pack::pack_count(path).saturating_sub(1).min(1));
         if this.head()?.is_none() {
@@ -235,13 +210,9 @@ impl GitOpsRepo {
         Ok(this)
     }
 
-    /// Whether commits are durable against a crash of the machine, not only of the process: on
-    /// (the default), libgit2's indexer syncs each commit's pack and index before the branch
-    /// moves, the ref update is synced, and so are the consolidated packs before what they
-    /// supersede is deleted. Off is for scratch repositories. It is libgit2's process-wide
-    /// option, so this sets it for every repository of the process; `core.fsyncObjectFiles`
-    /// would do it per repository, but makes every git command on the repository warn that the
-    /// setting is deprecated.
+    /// Whether commits are durable against a crash of the machine (on by default; off for
+    /// scratch repositories). libgit2's option is process-wide: this sets it for every
+    /// repository of the process (docs/internals.md, "fsync").
     pub fn set_fsync(&mut self, on: bool) -> Result<()> {
         set_libgit2_fsync(on)?;
         if self.fsync != on {
@@ -257,7 +228,7 @@ impl GitOpsRepo {
     }
 
     /// Runs `attempt`, and once more when a lock blocked it (libgit2's `Locked`, or a path
-    /// remote's refusal) and a dead writer's lock was removed (see `removed_stale_locks`).
+    /// remote's refusal) and a dead writer's lock was removed.
     fn unlocked<T>(&self, remote: Option<&Remote>, attempt: impl Fn() -> Result<T>) -> Result<T> {
         match attempt() {
             Err(e)
@@ -271,9 +242,8 @@ impl GitOpsRepo {
         }
     }
 
-    /// Removes the lock files older than the stale age here and, for a path remote, there: a
-    /// live writer holds one for milliseconds, so an old one is a dead writer's. Says whether
-    /// it removed any: the caller then tries once more.
+    /// Removes the lock files older than the stale age here and, for a path remote, there (a
+    /// live writer holds one for milliseconds). Says whether it removed any.
     fn removed_stale_locks(&self, remote: Option<&Remote>) -> bool {
         let dirs = [Some(self.path.clone()), remote.and_then(Remote::local_dir)];
         let mut removed = false;
@@ -292,11 +262,6 @@ impl GitOpsRepo {
         &self.path
     }
 
-    /// The branch the service works on (`main`).
-    pub fn branch(&self) -> &str {
-        &self.branch
-    }
-
     pub fn branch_ref(&self) -> String {
         branch_refname(&self.branch)
     }
@@ -310,20 +275,17 @@ impl GitOpsRepo {
         self.tip(&self.branch)
     }
 
-    /// The tip of `branch`, or None when it does not exist.
     pub fn tip(&self, branch: &str) -> Result<Option<Oid>> {
         self.repo.refname_to_id(&branch_refname(branch)).found()
     }
 
-    /// Commits `changes` on top of the main branch. Returns None, and writes no commit, when
-    /// the resulting tree is the tip's tree: re-applying what is already there is free.
+    /// Commits `changes` on the main branch; None, and no commit, when the tree stays the same.
     pub fn commit(&mut self, changes: &Changes, message: &str) -> Result<Option<Oid>> {
         let branch = self.branch.clone();
         self.commit_on(&branch, None, changes, message)
     }
 
-    /// Commits `changes` on `branch`; a branch that does not exist yet starts at `start` (or
-    /// at the main branch's tip). The commit's new objects are written as one pack.
+    /// Commits `changes` on `branch`, a new one starting at `start` (or the main branch's tip).
     pub fn commit_on(
         &mut self,
         branch: &str,
@@ -331,39 +293,30 @@ impl GitOpsRepo {
         changes: &Changes,
         message: &str,
     ) -> Result<Option<Oid>> {
-        self.unlocked(None, || self.commit_once(branch, start, changes, message))
+        let (refname, subject) = (branch_refname(branch), message.lines().next());
+        self.unlocked(None, || {
+            let current = self.tip(branch)?;
+            let parent = match current {
+                Some(tip) => Some(tip),
+                None => start.or(self.head()?),
+            };
+            let sig = Signature::now(&self.author.name, &self.author.email)?;
+            let Some(commit) = self.write_commit(parent, changes, message, &sig, &sig)? else {
+                return Ok(None);
+            };
+            let subject = subject.unwrap_or("commit");
+            // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
+            match current {
+                Some(old) => self
+                    .repo
+                    .reference_matching(&refname, commit, true, old, subject)?,
+                None => self.repo.reference(&refname, commit, false, subject)?,
+            };
+            Ok(Some(commit))
+        })
     }
 
-    fn commit_once(
-        &self,
-        branch: &str,
-        start: Option<Oid>,
-        changes: &Changes,
-        message: &str,
-    ) -> Result<Option<Oid>> {
-        let current = self.tip(branch)?;
-        let parent = match current {
-            Some(tip) => Some(tip),
-            None => start.or(self.head()?),
-        };
-        let sig = Signature::now(&self.author.name, &self.author.email)?;
-        let Some(commit) = self.write_commit(parent, changes, message, &sig, &sig)? else {
-            return Ok(None);
-        };
-        let refname = branch_refname(branch);
-        let subject = message.lines().next().unwrap_or("commit");
-        // Compare-and-swap on the tip: if it moved meanwhile the update fails, nothing is lost.
-        match current {
-            Some(old) => self
-                .repo
-                .reference_matching(&refname, commit, true, old, subject)?,
-            None => self.repo.reference(&refname, commit, false, subject)?,
-        };
-        Ok(Some(commit))
-    }
-
-    /// Whether committing `changes` would leave the main branch's tree as it is. Hashes only:
-    /// writes nothing.
+    /// Whether committing `changes` would leave the main branch's tree as it is (hashes only).
     pub fn unchanged(&self, changes: &Changes) -> Result<bool> {
         let Some(root) = self.head_tree()? else {
             return Ok(changes.is_empty());
@@ -392,7 +345,6 @@ impl GitOpsRepo {
             .collect()
     }
 
-    /// The bytes of the blob `id`.
     fn blob(&self, id: Oid) -> Result<Vec<u8>> {
         Ok(self.repo.find_blob(id)?.content().to_vec())
     }

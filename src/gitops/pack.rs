@@ -20,14 +20,13 @@ pub struct Repacked {
 }
 
 impl GitOpsRepo {
-    /// Commits made since the last repack (or, for a handle just opened, one when the
-    /// repository has more than one pack).
+    /// Commits since the last repack (for a handle just opened: one if there are many packs).
     pub fn unpacked_commits(&self) -> usize {
         self.unpacked.get()
     }
 
-    /// Rolls the small packs into larger ones geometrically (`git repack --geometric=2 -d`).
-    /// Cheap when there is little to do: only the packs it merges are rewritten.
+    /// Rolls the small packs into larger ones geometrically: only the packs it merges are
+    /// rewritten.
     pub fn repack(&mut self) -> Result<Repacked> {
         self.run_repack(&["--geometric=2"])
     }
@@ -37,8 +36,7 @@ impl GitOpsRepo {
         self.run_repack(&["-a"])
     }
 
-    /// Runs `git repack -d <how>`. No bitmaps: nobody serves fetches from this repository,
-    /// and they cost time on every full repack.
+    /// Runs `git repack -d <how>`; no bitmaps, as nobody serves fetches from here.
     fn run_repack(&mut self, how: &[&str]) -> Result<Repacked> {
         super::pack_dir::repair(&self.path, self.stale_lock_after)?;
         let packs_before = pack_count(&self.path);
@@ -56,8 +54,7 @@ impl GitOpsRepo {
             let why = format!("git repack {}: {}", out.status, stderr.trim());
             return Err(GitOpsError::Tool(why));
         }
-        // libgit2 keeps every pack it has seen open, deleted or not; a fresh handle lets go
-        // of the removed ones.
+        // A fresh handle lets go of the removed packs libgit2 keeps open.
         self.repo = Repository::open_bare(&self.path)?;
         self.unpacked.set(0);
         Ok(Repacked {

@@ -31,8 +31,7 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// The remote's directory when it is a repository on this machine (a path or a `file://`
-    /// URL), which the service tidies as it tidies its own (`GitOpsRepo::tidy_remote`).
+    /// The remote's directory when it is a repository on this machine (a path or `file://`).
     pub fn local_dir(&self) -> Option<PathBuf> {
         let path = match self.url.strip_prefix("file://") {
             Some(path) => path,
@@ -96,8 +95,7 @@ impl GitOpsRepo {
         format!("refs/remotes/origin/{}", self.branch)
     }
 
-    /// Removes what killed writers left in a path remote's `objects/pack` (see
-    /// `pack_dir::repair`), once older than the stale-lock age: other writers share it.
+    /// Repairs a path remote's `objects/pack` (`pack_dir::repair`), at the stale-lock age.
     pub fn tidy_remote(&self, remote: &Remote) -> Result<()> {
         if let Some(dir) = remote.local_dir() {
             super::pack_dir::repair(&dir, self.stale_lock_after)?;
@@ -105,7 +103,7 @@ impl GitOpsRepo {
         Ok(())
     }
 
-    /// Fetches the remote branch; returns its tip (None when the remote branch does not exist).
+    /// Fetches the remote branch; returns its tip, if it exists.
     pub fn fetch(&self, remote: &Remote) -> Result<Option<Oid>> {
         let refspec = format!("+{}:{}", self.branch_ref(), self.remote_tracking_ref());
         self.unlocked(Some(remote), || {
@@ -117,8 +115,8 @@ impl GitOpsRepo {
         })
     }
 
-    /// Pushes `refspec`. Ok(Some(why)) when it was refused: by libgit2's own non-fast-forward
-    /// check (told by its code) or by the remote, through the push-update-reference callback.
+    /// Pushes `refspec`. Ok(Some(why)) when libgit2's non-fast-forward check (by its code) or
+    /// the remote (through the push-update-reference callback) refused it.
     pub(super) fn push_refspec(&self, remote: &Remote, refspec: &str) -> Result<Option<String>> {
         let rejection = RefCell::new(None);
         let mut opts = PushOptions::new();
@@ -136,30 +134,29 @@ impl GitOpsRepo {
     }
 
     /// Pushes the branch. On a non-fast-forward, fetches, re-applies our commits on the remote
-    /// tip and tries again (up to `max_rebases` times).
+    /// tip and tries again (up to `max_rebases` times). Every update of the local branch is a
+    /// compare-and-swap on the tip read before: this runs beside the handle that commits.
     pub fn push(&self, remote: &Remote, max_rebases: usize) -> Result<PushOutcome> {
-        self.unlocked(Some(remote), || self.push_once(remote, max_rebases))
+        let refspec = format!("{0}:{0}", self.branch_ref());
+        self.unlocked(Some(remote), || {
+            self.push_once(remote, &refspec, max_rebases)
+        })
     }
 
-    /// One push, re-applying on the remote's tip up to `max_rebases` times. Every update of
-    /// the local branch is a compare-and-swap on the tip read before: this may run on a handle
-    /// of its own beside the one that commits.
-    fn push_once(&self, remote: &Remote, max_rebases: usize) -> Result<PushOutcome> {
-        let refspec = format!("{0}:{0}", self.branch_ref());
+    fn push_once(&self, remote: &Remote, refspec: &str, max_rebases: usize) -> Result<PushOutcome> {
         let mut last_rejection = String::new();
         for _ in 0..=max_rebases {
             let Some(tip) = self.head()? else {
                 return Err(GitOpsError::EmptyBranch);
             };
-            last_rejection = match self.push_refspec(remote, &refspec) {
+            last_rejection = match self.push_refspec(remote, refspec) {
                 Ok(None) => {
                     self.repo
                         .reference(&self.remote_tracking_ref(), tip, true, "pushed")?;
                     return Ok(PushOutcome::Pushed(tip));
                 }
-                // Another writer moved the branch first (fetch, re-apply, try again), or, in a
-                // path remote, a dead writer's lock holds it (removed once stale). Whatever the
-                // wording, the attempts are bounded by `max_rebases`.
+                // Another writer moved the branch first, or a dead writer's lock holds it in a
+                // path remote: whatever the wording, the attempts are bounded.
                 Ok(Some(why)) => {
                     self.removed_stale_locks(Some(remote));
                     why
@@ -186,9 +183,8 @@ impl GitOpsRepo {
         )))
     }
 
-    /// Brings the local branch up to date with the remote before new work (start-up, replicas).
-    /// A remote without the branch (a first run on an empty remote) is given ours: review
-    /// branches need a base to be merged into, and a forge one for its pull requests.
+    /// Brings the local branch up to date with the remote. A remote without the branch is given
+    /// ours: review branches and a forge's pull requests need a base.
     pub fn sync_from(&self, remote: &Remote) -> Result<Option<Oid>> {
         let Some(upstream) = self.fetch(remote)? else {
             if self.head()?.is_some() {

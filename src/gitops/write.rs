@@ -1,9 +1,6 @@
-//! One commit, one pack, all from libgit2's own parts. The commit's objects are built in memory
-//! (a mempack backend, with the repository's object store attached behind it for reads once the
-//! new blobs are in): blobs, the directories replaced whole, then `TreeUpdateBuilder` rewrites
-//! only the trees on the changed paths. Exactly the objects the commit created are then inserted
-//! one by one into a `PackBuilder` and written as one pack (`pack_dir::install`): nothing
-//! loose, never the whole tree.
+//! One commit, one pack, from libgit2's own parts: the commit's objects are built in memory,
+//! `TreeUpdateBuilder` rewrites only the trees on the changed paths, and exactly the objects
+//! the commit created are written as one pack. Nothing loose, never the whole tree.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -17,9 +14,8 @@ use super::{Changes, Entry, GitOpsRepo, Result};
 /// An object the commit may have created, with its file name (a delta-compression hint).
 type Candidate = (Oid, Option<String>);
 
-/// A repository whose writes go to memory; [`attach_store`] later lets its reads fall through
-/// to `disk`'s objects. It is opened on `disk`'s directory for its configuration: the
-/// `PackBuilder` takes its settings from there (see [`DELTA_WINDOW_MEMORY`]).
+/// A repository whose writes go to memory, opened on `disk`'s directory for its configuration
+/// (the `PackBuilder` reads [`DELTA_WINDOW_MEMORY`] there).
 fn scratch_in_memory(disk: &Repository) -> Result<Repository> {
     let odb = Odb::new()?;
     // The mempack backend is owned (and freed) by the odb; the handle is not needed.
@@ -29,17 +25,12 @@ fn scratch_in_memory(disk: &Repository) -> Result<Repository> {
     Ok(scratch)
 }
 
-/// `pack.windowMemory`, which libgit2's `PackBuilder` honours as git does: with a budget of one
-/// byte each object is tried as a delta against the object before it only (libgit2 fixes the
-/// window at 10 otherwise). Objects are sorted by file name and size, so the one before is the
-/// same file of another tenant: a cold 10,000-tenant commit takes 6.5 s instead of 9.2 s for
-/// a pack 0.4% larger.
+/// Each object delta-tried against the one before it only: the same file of another tenant
+/// (docs/internals.md, "Commits").
 pub(super) const DELTA_WINDOW_MEMORY: (&str, i64) = ("pack.windowMemory", 1);
 
-/// Adds `disk`'s object store behind the scratch repository's memory. Done only once the
-/// commit's new blobs and whole directories are written: libgit2 checks each new object against
-/// every backend and, on a miss, rescans `objects/pack` first, which cost more than a
-/// 10,000-tenant commit's whole tree building.
+/// Adds `disk`'s object store behind the scratch repository's memory, only once the new blobs
+/// are written: before, every new object would rescan `objects/pack` on its miss.
 fn attach_store(scratch: &Repository, disk: &Repository) -> Result<()> {
     let objects = disk.path().join("objects");
     let objects = objects
@@ -50,9 +41,8 @@ fn attach_store(scratch: &Repository, disk: &Repository) -> Result<()> {
 }
 
 impl GitOpsRepo {
-    /// Builds the commit of `changes` on `parent` (or on nothing) in memory and writes what it
-    /// created as one pack, counted for the next repack. None, and nothing written, when the
-    /// tree would not change.
+    /// Builds the commit of `changes` on `parent` and writes what it created as one pack. None,
+    /// and nothing written, when the tree would not change.
     pub(super) fn write_commit(
         &self,
         parent: Option<Oid>,
@@ -64,7 +54,6 @@ impl GitOpsRepo {
         let disk = &self.repo;
         let scratch = scratch_in_memory(disk)?;
         let mut candidates = Vec::new();
-        // What each changed path becomes: a blob, a whole tree, or nothing.
         let mut written = Vec::with_capacity(changes.len());
         for (path, entry) in changes {
             check_path(path)?;
@@ -131,9 +120,7 @@ fn write_pack(scratch: &Repository, disk: &Repository, candidates: &[Candidate])
     if builder.object_count() == 0 {
         return Ok(());
     }
-    // The pack is made whole before the indexer sees it: fed chunk by chunk as
-    // `PackBuilder::foreach` makes them, the indexer remaps the growing file for nearly every
-    // object (4.8 s of a 10,000-tenant commit, against 0.25 s for the whole pack at once).
+    // Whole, not chunk by chunk: the indexer would remap the growing file for every object.
     let mut pack = git2::Buf::new();
     builder.write_buf(&mut pack)?;
     pack_dir::install(disk.path(), &pack, super::fsync_on())?;

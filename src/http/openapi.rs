@@ -138,7 +138,7 @@ pub struct Readiness {
     pub reason: Option<String>,
     /// `ok` or `storage_full`.
     pub database: String,
-    pub gitops: crate::gitops::GitHealth,
+    pub gitops: crate::model::git::GitHealth,
     /// Each background worker's state, by name.
     #[schema(value_type = Object)]
     pub workers: BTreeMap<String, serde_json::Value>,
