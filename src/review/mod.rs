@@ -12,6 +12,9 @@ pub mod merge;
 pub use config::{ChangeKind, CommitMode, Policy, ReviewConfig};
 pub use handles::ReviewHandles;
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use chrono::Utc;
 
 use crate::db::{self, reviews};
@@ -20,6 +23,10 @@ use crate::db::{self, reviews};
 pub struct Review {
     pub policy: Policy,
     pub forge: Option<forge::Forge>,
+    /// Changes whose pull request this process is opening: the proposal and the fetch loop's
+    /// settling may both find one without a number at the same moment, and only one may open
+    /// it (a second request would be a duplicate pull request).
+    opening: Mutex<HashSet<String>>,
 }
 
 impl Review {
@@ -27,7 +34,32 @@ impl Review {
         Ok(Review {
             policy: config.policy()?,
             forge: config.forge()?,
+            opening: Mutex::default(),
         })
+    }
+}
+
+/// A change's place in [`Review::opening`], given back when dropped.
+struct Opening<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    change_id: String,
+}
+
+impl<'a> Opening<'a> {
+    /// None when another task of this process is opening the change's pull request now.
+    fn claim(set: &'a Mutex<HashSet<String>>, change_id: &str) -> Option<Self> {
+        let mut held = set.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(change_id.to_string()).then(|| Opening {
+            set,
+            change_id: change_id.to_string(),
+        })
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        let mut held = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        held.remove(&self.change_id);
     }
 }
 
@@ -96,6 +128,18 @@ pub(crate) async fn open_request(handles: &ReviewHandles, review: &reviews::Revi
     };
     if review.forge_number.is_some() {
         return;
+    }
+    let Some(_opening) = Opening::claim(&handles.mode.opening, &review.change_id) else {
+        return;
+    };
+    // The other opener may have recorded its number since `review` was read.
+    match reviews::open_of(&handles.db.pool, &review.customer_id).await {
+        Ok(Some(now)) if now.change_id == review.change_id && now.forge_number.is_none() => {}
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the review before opening its pull request failed");
+            return;
+        }
     }
     let proposal = forge::Proposal {
         branch: &review.branch,
