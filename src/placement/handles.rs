@@ -34,9 +34,9 @@ pub struct PlacementHandles {
 /// Why a tenant cannot be placed as asked.
 #[derive(Debug, thiserror::Error)]
 pub enum PlacementError {
-    #[error("unknown region {region:?}: the known regions are {}", known.join(", "))]
+    #[error("unknown region {region:?}: the known regions are {}", .known.join(", "))]
     UnknownRegion { region: String, known: Vec<String> },
-    #[error("region is required (no DEFAULT_REGION is set): the known regions are {}", known.join(", "))]
+    #[error("region is required (no DEFAULT_REGION is set): the known regions are {}", .known.join(", "))]
     MissingRegion { known: Vec<String> },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
