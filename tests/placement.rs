@@ -193,8 +193,14 @@ async fn plan_change_beyond_room(backend: Backend) {
     };
     let sealed = demo_sealed_values();
     let starter = handles.footprint(&spec("starter"), &sealed).await.unwrap();
-    let enterprise = handles.footprint(&spec("enterprise"), &sealed).await.unwrap();
-    assert!(enterprise.cpu_millis > starter.cpu_millis, "{enterprise:?} {starter:?}");
+    let enterprise = handles
+        .footprint(&spec("enterprise"), &sealed)
+        .await
+        .unwrap();
+    assert!(
+        enterprise.cpu_millis > starter.cpu_millis,
+        "{enterprise:?} {starter:?}"
+    );
     // Room for the starter stack and a little more, not for the enterprise one.
     add(&db, "tight", "eu", starter.cpu_millis as i64 + 1, 64).await;
     let mut tx = db.pool.begin().await.unwrap();
@@ -207,14 +213,22 @@ async fn plan_change_beyond_room(backend: Backend) {
         .unwrap();
     tx.commit().await.unwrap();
     let warning = warning.expect("no room: a warning");
-    assert!(warning.contains("tight") && warning.contains("enterprise"), "{warning}");
+    assert!(
+        warning.contains("tight") && warning.contains("enterprise"),
+        "{warning}"
+    );
     let p = clusters::placement(&db.pool, &id).await.unwrap().unwrap();
     assert_eq!(p.cluster.as_deref(), Some("tight"), "it stays where it is");
     assert_eq!(p.cpu_millis, starter.cpu_millis as i64, "not overbooked");
     let cluster = clusters::get(&db.pool, "tight").await.unwrap().unwrap();
-    assert!(cluster.allocated_cpu_millis <= cluster.cpu_millis, "{cluster:?}");
+    assert!(
+        cluster.allocated_cpu_millis <= cluster.cpu_millis,
+        "{cluster:?}"
+    );
     assert_eq!(
-        billing::db::placements::warning(&db.pool, &id).await.unwrap(),
+        billing::db::placements::warning(&db.pool, &id)
+            .await
+            .unwrap(),
         Some(warning)
     );
     let pool = server.db().await;
@@ -235,7 +249,9 @@ async fn plan_change_beyond_room(backend: Backend) {
     tx.commit().await.unwrap();
     assert_eq!(warning, None);
     assert_eq!(
-        billing::db::placements::warning(&db.pool, &id).await.unwrap(),
+        billing::db::placements::warning(&db.pool, &id)
+            .await
+            .unwrap(),
         None
     );
 }

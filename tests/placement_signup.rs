@@ -85,7 +85,10 @@ fn status_of<'a>(list: &'a Value, id: &str) -> &'a Value {
 }
 
 async fn fill_wait_and_place(backend: Backend) {
-    let env = [("DEFAULT_REGION", "eu"), ("PLACEMENT_INTERVAL_SECONDS", "1")];
+    let env = [
+        ("DEFAULT_REGION", "eu"),
+        ("PLACEMENT_INTERVAL_SECONDS", "1"),
+    ];
     let Some(s) = TestServer::start_with(backend, &env).await else {
         return;
     };
@@ -135,7 +138,10 @@ async fn fill_wait_and_place(backend: Backend) {
 
     for (id, ..) in &eu[..5] {
         let body = s.wait_for_status(id, "committed", WAIT).await;
-        assert!(body["cluster"].as_str().unwrap().starts_with("eu-"), "{body}");
+        assert!(
+            body["cluster"].as_str().unwrap().starts_with("eu-"),
+            "{body}"
+        );
     }
     // Held out of Git: nothing committed for the waiting tenants, and they say why.
     for id in [&waiting_eu, &waiting_us] {
@@ -221,7 +227,11 @@ async fn concurrent_signups_on_two_replicas_never_overbook_on_postgres() {
     let mut placed_count = 0;
     for task in tasks {
         let (_, status, cluster) = task.await.unwrap();
-        assert_eq!(status == "unplaced", cluster.is_none(), "{status} {cluster:?}");
+        assert_eq!(
+            status == "unplaced",
+            cluster.is_none(),
+            "{status} {cluster:?}"
+        );
         placed_count += cluster.is_some() as usize;
     }
     assert_eq!(placed_count, 20);
@@ -234,7 +244,12 @@ async fn concurrent_signups_on_two_replicas_never_overbook_on_postgres() {
             "{c}"
         );
     }
-    let tenants: i64 = all.as_array().unwrap().iter().map(|c| c["tenants"].as_i64().unwrap()).sum();
+    let tenants: i64 = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["tenants"].as_i64().unwrap())
+        .sum();
     assert_eq!(tenants, 21, "20 and the probe: {all}");
     assert_eq!(servers[0].metric("billing_tenants_unplaced").await, 30);
 }
