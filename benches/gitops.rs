@@ -3,11 +3,14 @@
 //! into one commit (cold, and after one template changed), and the repository's size on disk.
 //! Run with `cargo bench --bench gitops` (BENCH_TENANTS overrides 10,000; BENCH_HUGE_TENANTS=100000
 //! adds one-tenant commit rows at that size; BENCH_REPACK_CYCLES overrides the 1,000 commits,
-//! each repacked, after which a one-tenant commit is timed again). Prints a table;
-//! every figure is a median over repeated runs.
+//! each repacked, after which a one-tenant commit is timed again; BENCH_PLACEMENT_ONLY=1 prints
+//! only the placement row: one signup's placement at 10,000 tenants over 200 clusters). Prints a
+//! table; every figure is a median over repeated runs.
 
 #[path = "shared/ids.rs"]
 mod ids;
+#[path = "shared/placement.rs"]
+mod placement;
 
 use std::path::Path;
 use std::process::Command;
@@ -289,7 +292,21 @@ fn cli_commit(ctx: &Ctx, bare: &Path, scratch: &Path, rounds: usize) -> Option<D
     Some(median(times))
 }
 
+/// The placement row: one signup's placement at 10,000 tenants over 200 clusters.
+fn placement_row() {
+    let (tenants, clusters) = (10_000, 200);
+    let per = placement::per_signup(tenants, clusters);
+    println!(
+        "| placement of one signup at {tenants} tenants over {clusters} clusters (SQLite, own transaction) | {} |",
+        ms(per)
+    );
+}
+
 fn main() {
+    if std::env::var("BENCH_PLACEMENT_ONLY").is_ok_and(|v| v == "1") {
+        placement_row();
+        return;
+    }
     let big: usize = std::env::var("BENCH_TENANTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -521,4 +538,5 @@ fn main() {
         ms(after),
         ms(longest)
     );
+    placement_row();
 }

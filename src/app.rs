@@ -149,6 +149,15 @@ impl Parts {
     /// and wakers.
     fn wire(self, workers: crate::supervisor::Supervisor) -> App {
         let config = &self.config;
+        let placement = crate::placement::PlacementHandles::new(
+            self.db.clone(),
+            self.renderer.clone(),
+            self.render_settings.clone(),
+            self.plans.clone(),
+            config.default_region.clone(),
+            self.worker_wake.clone(),
+            std::time::Duration::from_secs(config.placement_interval_seconds.max(1)),
+        );
         let accounts = AccountsHandles {
             db: self.db.clone(),
             settings: Arc::new(AccountSettings {
@@ -165,6 +174,7 @@ impl Parts {
             metrics: self.metrics.clone(),
             worker_wake: self.worker_wake.clone(),
             wal_scrub: self.wal_scrub.clone(),
+            placement,
         };
         let billing = BillingHandles {
             db: self.db.clone(),

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub login_failures: Family<Label, Counter>,
     /// Emails (with an account or not) over the per-account login limit, as of the last scrape.
     pub login_accounts_limited: Gauge,
+    /// Tenants waiting for a cluster with room (`unplaced`), as of the last scrape.
+    pub tenants_unplaced: Gauge,
     /// Background workers restarted after a panic, by `worker` (see `supervisor`).
     pub worker_restarts: crate::supervisor::Restarts,
 }
@@ -87,6 +89,7 @@ impl Default for Metrics {
             rollout_wave_in_review: Gauge::default(),
             login_failures: Family::default(),
             login_accounts_limited: Gauge::default(),
+            tenants_unplaced: Gauge::default(),
             worker_restarts: Family::default(),
         }
         .registered()
@@ -194,6 +197,11 @@ impl Metrics {
             "login_accounts_limited",
             "Emails over the per-account login limit (LOGIN_ACCOUNT_FAILURES in its window)",
             self.login_accounts_limited.clone(),
+        );
+        r.register(
+            "tenants_unplaced",
+            "Tenants waiting for a cluster of their region with room (held out of Git)",
+            self.tenants_unplaced.clone(),
         );
         r.register(
             "worker_restarts",

@@ -29,6 +29,9 @@ pub enum DeploymentStatus {
     /// The tenant's proposal was closed unmerged and nothing of it is on main: nothing is
     /// deployed until a new change is proposed and merged (review mode).
     Abandoned,
+    /// Signed up while no cluster of its region has room: its stack waits, held out of Git,
+    /// until a cluster is found (`cluster add`, `uncordon`, a tenant leaving).
+    Unplaced,
 }
 
 /// What happened to a tenant's deployment.
@@ -61,10 +64,12 @@ pub enum Event {
     ReviewClosed,
     /// Likewise, for a tenant of which main has nothing (its signup's review was closed).
     ReviewClosedNothingOnMain,
+    /// A cluster was found for an unplaced tenant: its held change goes to Git.
+    Placed,
 }
 
 impl DeploymentStatus {
-    pub const ALL: [DeploymentStatus; 9] = [
+    pub const ALL: [DeploymentStatus; 10] = [
         Self::Pending,
         Self::Committed,
         Self::Ready,
@@ -74,6 +79,7 @@ impl DeploymentStatus {
         Self::Drifted,
         Self::AwaitingReview,
         Self::Abandoned,
+        Self::Unplaced,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +93,7 @@ impl DeploymentStatus {
             Self::Drifted => "drifted",
             Self::AwaitingReview => "awaiting_review",
             Self::Abandoned => "abandoned",
+            Self::Unplaced => "unplaced",
         }
     }
 
@@ -95,10 +102,11 @@ impl DeploymentStatus {
     /// reported it ready yet) → `deploying`, ready → `deployed`, failed and stalled → `failed`
     /// (stalled carries its timeout as the error), deleted → `deleted`; drifted (running what
     /// Git holds, by hand) → `deployed`; awaiting review → `deploying`; abandoned (nothing
-    /// deployed, its proposal closed) → `failed`, with the closing as its error.
+    /// deployed, its proposal closed) → `failed`, with the closing as its error; unplaced
+    /// (waiting for a cluster with room) → `pending`.
     pub fn legacy_name(self) -> &'static str {
         match self {
-            Self::Pending => "pending",
+            Self::Pending | Self::Unplaced => "pending",
             Self::Committed | Self::AwaitingReview => "deploying",
             Self::Ready | Self::Drifted => "deployed",
             Self::Failed | Self::Stalled | Self::Abandoned => "failed",
@@ -114,6 +122,11 @@ impl DeploymentStatus {
             (Deleted, Event::Queued) => Some(Pending),
             (Deleted, Event::Removed) => Some(Deleted),
             (Deleted, _) => None,
+            (Unplaced, Event::Placed) => Some(Pending),
+            (_, Event::Placed) => None,
+            // Nothing of it is in Git: only a removal (its deletion) moves it.
+            (Unplaced, Event::Removed) => Some(Deleted),
+            (Unplaced, _) => None,
             (_, Event::Drifted) => Some(Drifted),
             (_, Event::Proposed) => Some(AwaitingReview),
             (AwaitingReview, Event::ReviewClosed) => Some(Committed),
@@ -234,6 +247,15 @@ mod tests {
     }
 
     #[test]
+    fn an_unplaced_tenant_waits_for_its_cluster() {
+        assert_eq!(Unplaced.on(Event::Placed), Some(Pending));
+        assert_eq!(Unplaced.on(Event::Queued), None, "still waiting");
+        assert_eq!(Unplaced.on(Event::Synced), None);
+        assert_eq!(Unplaced.on(Event::Removed), Some(Deleted));
+        assert_eq!(Ready.on(Event::Placed), None);
+    }
+
+    #[test]
     fn parses_what_it_prints() {
         for s in DeploymentStatus::ALL {
             assert_eq!(s.as_str().parse::<DeploymentStatus>().unwrap(), s);
@@ -258,7 +280,8 @@ mod tests {
                 "deleted",
                 "deployed",
                 "deploying",
-                "failed"
+                "failed",
+                "pending"
             ]
         );
     }

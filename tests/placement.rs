@@ -154,3 +154,114 @@ async fn concurrent_placements_never_overbook_on_postgres() {
         30
     );
 }
+
+/// A plan change whose bigger footprint the tenant's cluster has no room for: the tenant stays
+/// there, its booking is not raised past the cluster's capacity, and the warning says so (on
+/// the placement, for the status, and in the audit trail). With room, the new footprint is
+/// booked and the warning goes.
+async fn plan_change_beyond_room(backend: Backend) {
+    use billing::placement::{resize, PlacementHandles};
+    use billing::render::{demo_sealed_values, RenderSettings, Renderer, TenantSpec};
+    use std::sync::Arc;
+
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let db = connect(&server).await;
+    let id = signups(&server, 1).await.remove(0);
+    for (name, value) in &demo_sealed_values().encrypted {
+        billing::db::secrets::upsert(&db.pool, &id, name, value, "2026-01-01T00:00:00.000000Z")
+            .await
+            .unwrap();
+    }
+    let handles = PlacementHandles::new(
+        db.clone(),
+        Arc::new(Renderer::builtin()),
+        Arc::new(RenderSettings::default()),
+        Arc::new(billing::plans::Catalogue::builtin().unwrap()),
+        None,
+        Arc::new(tokio::sync::Notify::new()),
+        std::time::Duration::from_secs(1),
+    );
+    let spec = |plan: &str| TenantSpec {
+        id: id.clone(),
+        plan: plan.into(),
+        subscription_status: "active".into(),
+        company_name: "Placed".into(),
+        email: "p0@place.example".into(),
+        full_name: None,
+    };
+    let sealed = demo_sealed_values();
+    let starter = handles.footprint(&spec("starter"), &sealed).await.unwrap();
+    let enterprise = handles
+        .footprint(&spec("enterprise"), &sealed)
+        .await
+        .unwrap();
+    assert!(
+        enterprise.cpu_millis > starter.cpu_millis,
+        "{enterprise:?} {starter:?}"
+    );
+    // Room for the starter stack and a little more, not for the enterprise one.
+    add(&db, "tight", "eu", starter.cpu_millis as i64 + 1, 64).await;
+    let mut tx = db.pool.begin().await.unwrap();
+    let now = "2026-01-02T00:00:00.000000Z";
+    placement::place(&mut tx, db.backend, &id, "eu", starter, now)
+        .await
+        .unwrap();
+    let warning = resize::refit(&handles, &mut tx, &spec("enterprise"), now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let warning = warning.expect("no room: a warning");
+    assert!(
+        warning.contains("tight") && warning.contains("enterprise"),
+        "{warning}"
+    );
+    let p = clusters::placement(&db.pool, &id).await.unwrap().unwrap();
+    assert_eq!(p.cluster.as_deref(), Some("tight"), "it stays where it is");
+    assert_eq!(p.cpu_millis, starter.cpu_millis as i64, "not overbooked");
+    let cluster = clusters::get(&db.pool, "tight").await.unwrap().unwrap();
+    assert!(
+        cluster.allocated_cpu_millis <= cluster.cpu_millis,
+        "{cluster:?}"
+    );
+    assert_eq!(
+        billing::db::placements::warning(&db.pool, &id)
+            .await
+            .unwrap(),
+        Some(warning)
+    );
+    let pool = server.db().await;
+    assert_eq!(
+        common::count(
+            &pool,
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'placement.no_room' AND customer_id = $1",
+            &id
+        )
+        .await,
+        1
+    );
+    // Back to starter: it fits, is booked, and the warning goes.
+    let mut tx = db.pool.begin().await.unwrap();
+    let warning = resize::refit(&handles, &mut tx, &spec("starter"), now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(warning, None);
+    assert_eq!(
+        billing::db::placements::warning(&db.pool, &id)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_change_beyond_the_room_keeps_the_tenant_and_says_so_on_sqlite() {
+    plan_change_beyond_room(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_change_beyond_the_room_keeps_the_tenant_and_says_so_on_postgres() {
+    plan_change_beyond_room(Backend::Postgres).await;
+}

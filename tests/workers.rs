@@ -12,7 +12,7 @@ use common::{Backend, TestServer};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Every worker `http::serve` starts.
-const WORKERS: [&str; 8] = [
+const WORKERS: [&str; 9] = [
     "deploy",
     "drift_scan",
     "stripe_cancellations",
@@ -21,6 +21,7 @@ const WORKERS: [&str; 8] = [
     "kube_poller",
     "lifecycle",
     "rollouts",
+    "placement",
 ];
 
 fn restarts(worker: &str) -> String {

@@ -176,9 +176,18 @@ pub async fn delete(
         },
     )
     .await?;
+    // A tenant still waiting for a cluster has nothing in Git: its held changes go, and it
+    // waits no more. A placed one keeps its room until its removal is committed.
+    if let Some(waiting) = db::clusters::placement(&mut *tx, customer_id).await? {
+        if waiting.cluster.is_none() {
+            outbox::drop_held(&mut *tx, customer_id).await?;
+            db::clusters::remove_placement(&mut *tx, customer_id).await?;
+        }
+    }
     tx.commit().await?;
     handles.worker_wake.notify_one();
     handles.wal_scrub.notify_one();
+    handles.placement.wake.notify_one();
     Ok(Deleted {
         message: "Customer deleted; the tenant's removal is queued",
         customer_id: customer_id.to_string(),

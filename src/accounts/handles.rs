@@ -11,6 +11,7 @@ use crate::config::LoginConfig;
 use crate::db::Db;
 use crate::license::keys::KeyRing;
 use crate::metrics::Metrics;
+use crate::placement::PlacementHandles;
 use crate::plans::Catalogue;
 use crate::seal::SealingKey;
 
@@ -28,6 +29,8 @@ pub struct AccountsHandles {
     pub worker_wake: Arc<Notify>,
     /// Woken after an erasure, so no copy of the erased data waits in SQLite's WAL.
     pub wal_scrub: Arc<Notify>,
+    /// Where a new tenant goes (its region, a cluster with room): signup places it.
+    pub placement: PlacementHandles,
 }
 
 /// The settings the account workflows read.

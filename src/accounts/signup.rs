@@ -14,6 +14,9 @@ use crate::db::outbox;
 use crate::db::{self, accounts, audit, licenses};
 use crate::license::{self, LicenseSubject};
 use crate::model::subscription::SubscriptionStatus;
+use crate::placement::{self, PlacementError};
+use crate::render::{SealedValues, TenantSpec, SECRET_NAME};
+use crate::status::DeploymentStatus;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -24,6 +27,9 @@ pub struct SignupRequest {
     pub password: String,
     pub company_name: String,
     pub full_name: Option<String>,
+    /// Where the tenant should run; `DEFAULT_REGION` when absent (checked against the cluster
+    /// catalogue at signup).
+    pub region: Option<String>,
 }
 
 impl SignupRequest {
@@ -37,11 +43,16 @@ impl SignupRequest {
             .map(|n| parse_name("full_name", &n, 200))
             .transpose()?
             .filter(|n| !n.is_empty());
+        let region = f
+            .optional("region")?
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty());
         Ok(SignupRequest {
             email,
             password,
             company_name,
             full_name,
+            region,
         })
     }
 }
@@ -78,6 +89,12 @@ pub async fn signup(
     req: SignupRequest,
     meta: &RequestMeta,
 ) -> Result<SignupResponse, AccountError> {
+    // Before any work: an unknown region is the customer's mistake, answered at once.
+    let region = handles
+        .placement
+        .region_for(req.region.as_deref())
+        .await
+        .map_err(refused_region)?;
     let password = req.password;
     let password_hash = super::password::HASHING
         .run(move || password::hash(&password))
@@ -106,6 +123,31 @@ pub async fn signup(
     )?;
     let sealed_secrets = crate::secrets::initial(&handles.sealing, id.as_str(), &issued.jwt)?;
     let instance_url = crate::config::instance_url(&handles.settings.base_domain, id.as_str());
+    let footprint = match &region {
+        Some(_) => Some(
+            handles
+                .placement
+                .footprint(
+                    &TenantSpec {
+                        id: id.as_str().to_string(),
+                        plan: plan_name.to_string(),
+                        subscription_status: status.to_string(),
+                        company_name: req.company_name.clone(),
+                        email: req.email.display.clone(),
+                        full_name: req.full_name.clone(),
+                    },
+                    &SealedValues {
+                        secret_name: SECRET_NAME.to_string(),
+                        encrypted: sealed_secrets
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.clone()))
+                            .collect(),
+                    },
+                )
+                .await?,
+        ),
+        None => None,
+    };
     let subscription = accounts::SubscriptionRow {
         plan: plan_name.to_string(),
         status: status.to_string(),
@@ -136,6 +178,7 @@ pub async fn signup(
             "trial_ends_at": subscription.trial_ends_at,
             "license_jti": issued.claims.jti,
             "license_kid": issued.kid,
+            "region": region,
         }),
     };
 
@@ -162,12 +205,38 @@ pub async fn signup(
     }
     accounts::insert_subscription(&mut *tx, id.as_str(), &subscription, &now_text).await?;
     licenses::insert(&mut *tx, &license_record).await?;
-    accounts::insert_deployment(&mut *tx, id.as_str(), "pending", &instance_url, &now_text).await?;
+    // Placed in this transaction, with the region's clusters locked: concurrent signups on
+    // several replicas never overbook a cluster.
+    let cluster = match (&region, footprint) {
+        (Some(region), Some(need)) => {
+            let backend = handles.db.backend;
+            placement::place(&mut tx, backend, id.as_str(), region, need, &now_text).await?
+        }
+        _ => None,
+    };
+    let unplaced = region.is_some() && cluster.is_none();
+    let deployment_status = if unplaced {
+        DeploymentStatus::Unplaced
+    } else {
+        DeploymentStatus::Pending
+    };
+    accounts::insert_deployment(
+        &mut *tx,
+        id.as_str(),
+        deployment_status.as_str(),
+        &instance_url,
+        &now_text,
+    )
+    .await?;
     for (name, sealed) in &sealed_secrets {
         db::secrets::upsert(&mut *tx, id.as_str(), name, sealed, &now_text).await?;
     }
     // The outbox job commits with the customer: a 201 always comes with a stack to build.
     outbox::enqueue(&mut *tx, id.as_str(), outbox::Action::Create, now).await?;
+    if unplaced {
+        // Not in Git until a cluster has room for it (the placement worker releases it).
+        outbox::hold_for(&mut *tx, id.as_str()).await?;
+    }
     let trial_end_day = trial_ends_at.format("%Y-%m-%d").to_string();
     crate::notify::queue(
         &mut *tx,
@@ -189,6 +258,7 @@ pub async fn signup(
     tracing::info!(
         customer_id = id.as_str(),
         plan = plan_name,
+        cluster = cluster.as_deref().unwrap_or("-"),
         "customer signed up"
     );
 
@@ -217,13 +287,30 @@ pub async fn signup(
             limits: Some(plan.limits.clone()),
         },
         deployment: DeploymentView {
-            status: "pending".into(),
+            status: deployment_status.as_str().into(),
             instance_url,
             committed_revision: None,
             error: None,
             updated_at: now_text,
+            region,
+            cluster,
         },
     })
+}
+
+/// A region the catalogue does not know is the customer's mistake: a 400 naming the known
+/// regions (field `region`).
+fn refused_region(err: PlacementError) -> AccountError {
+    match err {
+        PlacementError::UnknownRegion { .. } => {
+            AccountError::validation("unknown_region", "region", err.to_string())
+        }
+        PlacementError::MissingRegion { .. } => {
+            AccountError::validation("region_required", "region", err.to_string())
+        }
+        PlacementError::Database(e) => AccountError::Database(e),
+        PlacementError::Internal(e) => AccountError::Internal(e),
+    }
 }
 
 /// Gives the live customers stored before emails had a skeleton theirs, at start. Of two

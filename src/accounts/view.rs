@@ -48,6 +48,10 @@ pub struct DeploymentView {
     pub committed_revision: Option<String>,
     pub error: Option<String>,
     pub updated_at: String,
+    /// The region the tenant was placed in (null without a cluster catalogue).
+    pub region: Option<String>,
+    /// Its cluster; null while it waits for room (`unplaced`) or without a catalogue.
+    pub cluster: Option<String>,
 }
 
 /// Everything `me`, login and the admin view return about a customer.
@@ -100,6 +104,8 @@ pub fn deployment_view(d: accounts::DeploymentRow) -> DeploymentView {
         committed_revision: d.committed_revision,
         error: d.error,
         updated_at: d.updated_at,
+        region: None,
+        cluster: None,
     }
 }
 
@@ -127,9 +133,15 @@ pub async fn load(
             expires_at: l.expires_at,
         }
     });
+    let placement = crate::db::clusters::placement(pool, customer_id).await?;
     let deployment = accounts::deployment(pool, customer_id)
         .await?
-        .map(deployment_view);
+        .map(deployment_view)
+        .map(|d| DeploymentView {
+            region: placement.as_ref().map(|p| p.region.clone()),
+            cluster: placement.and_then(|p| p.cluster),
+            ..d
+        });
     Ok(AccountView {
         customer: customer.into(),
         subscription,

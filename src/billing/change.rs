@@ -47,7 +47,12 @@ pub struct Change<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Something changed; a render job `change_id` commits it with `reason`.
-    Applied { reason: String, change_id: String },
+    Applied {
+        reason: String,
+        change_id: String,
+        /// The tenant's cluster lacks room for its new footprint: it stays there.
+        placement_warning: Option<String>,
+    },
     /// The event agrees with what is held already.
     Unchanged,
     /// The event does not apply (out of order, or not in this status).
@@ -129,6 +134,7 @@ pub async fn apply(
     )
     .await?;
     let jti = reissue_license(handles, tx, customer_id, &next, now).await?;
+    let placement_warning = refit(handles, tx, customer_id, &next, &now_text).await?;
     tell_customer(handles, tx, customer_id, &held, &next, change, now).await?;
     let change_id = outbox::enqueue_because(
         &mut **tx,
@@ -155,12 +161,40 @@ pub async fn apply(
                 "reference": change.reference,
                 "license_jti": jti,
                 "change_id": change_id,
+                "placement_warning": placement_warning,
             }),
             ..Default::default()
         },
     )
     .await?;
-    Ok(Outcome::Applied { reason, change_id })
+    Ok(Outcome::Applied {
+        reason,
+        change_id,
+        placement_warning,
+    })
+}
+
+/// Books the tenant's footprint in its new state on its cluster (see `placement::resize`);
+/// returns the warning when the cluster lacks room for it.
+async fn refit(
+    handles: &BillingHandles,
+    tx: &mut Tx<'_>,
+    customer_id: &str,
+    next: &subscriptions::SubscriptionState,
+    now: &str,
+) -> anyhow::Result<Option<String>> {
+    let customer = accounts::customer_by_id(&mut **tx, customer_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("customer {customer_id} not found"))?;
+    let spec = crate::render::TenantSpec {
+        id: customer_id.to_string(),
+        plan: next.plan.clone(),
+        subscription_status: next.status.as_str().to_string(),
+        company_name: customer.company_name,
+        email: customer.email,
+        full_name: customer.full_name,
+    };
+    crate::placement::resize::refit(&handles.accounts.placement, tx, &spec, now).await
 }
 
 /// Queues the email a change calls for: a suspension, or a failed payment that made the

@@ -17,8 +17,8 @@ use crate::status::DeploymentStatus;
 /// `tenant list`'s filters and page.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// Only tenants in this deployment state (pending, committed, ready, failed, stalled,
-    /// drifted, awaiting_review, abandoned, deleted). Deleted customers show only here.
+    /// Only tenants in this deployment state (unplaced, pending, committed, ready, failed,
+    /// stalled, drifted, awaiting_review, abandoned, deleted). Deleted customers show only here.
     #[arg(long, value_name = "STATE", value_parser = parse_typed::<DeploymentStatus>)]
     pub status: Option<DeploymentStatus>,
     /// Only tenants on this plan (a name of the plan file, e.g. starter).
@@ -54,6 +54,8 @@ pub struct TenantItem {
     pub plan: Option<String>,
     pub subscription: Option<&'static str>,
     pub status: Option<&'static str>,
+    /// The cluster it is placed on (none without a catalogue, or while unplaced).
+    pub cluster: Option<String>,
     pub committed_revision: Option<String>,
     pub applied_revision: Option<String>,
     pub message: Option<String>,
@@ -70,6 +72,7 @@ impl From<TenantRow> for TenantItem {
             plan: r.plan,
             subscription: r.subscription.map(SubscriptionStatus::as_str),
             status: r.deployment.map(DeploymentStatus::as_str),
+            cluster: None,
             committed_revision: r.committed_revision,
             applied_revision: r.applied_revision,
             message: r.message,
@@ -94,6 +97,7 @@ impl Tabular for TenantItem {
             "plan",
             "subscription",
             "status",
+            "cluster",
             "committed",
             "applied",
             "email",
@@ -106,6 +110,7 @@ impl Tabular for TenantItem {
             or_dash(self.plan.as_deref()),
             or_dash(self.subscription),
             or_dash(self.status),
+            or_dash(self.cluster.as_deref()),
             short(self.committed_revision.as_deref()),
             short(self.applied_revision.as_deref()),
             self.email.clone(),
@@ -158,7 +163,18 @@ pub async fn list(app: &SharedApp, args: ListArgs, output: OutputArg) -> anyhow:
             last.id
         );
     }
-    let items: Vec<TenantItem> = rows.into_iter().map(Into::into).collect();
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let clusters = crate::db::placements::clusters_of(&app.db.pool, &ids).await?;
+    let items: Vec<TenantItem> = rows
+        .into_iter()
+        .map(|r| {
+            let cluster = clusters.get(&r.id).cloned();
+            TenantItem {
+                cluster,
+                ..r.into()
+            }
+        })
+        .collect();
     print_list(&items, output.format())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -177,6 +193,7 @@ impl Tabular for TenantDetail {
             "plan",
             "subscription",
             "status",
+            "cluster",
             "committed",
             "applied",
             "pending",
@@ -193,6 +210,7 @@ impl Tabular for TenantDetail {
             or_dash(sub.map(|s| s.plan.as_str())),
             or_dash(sub.map(|s| s.status.as_str())),
             d.status.clone(),
+            or_dash(d.cluster.as_deref()),
             short(d.committed_revision.as_deref()),
             short(d.applied_revision.as_deref()),
             d.pending_changes.to_string(),

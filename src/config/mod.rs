@@ -78,6 +78,21 @@ pub struct Config {
     )]
     pub base_domain: String,
 
+    /// The region a signup without `region` is placed in, once the cluster catalogue has
+    /// clusters (`billing cluster add`). Unset: such a signup must name its region.
+    #[arg(long, env = "DEFAULT_REGION", global = true)]
+    pub default_region: Option<String>,
+
+    /// Seconds between the placement worker's looks for room for unplaced tenants (a cluster
+    /// added, uncordoned or freed by another process sharing the database).
+    #[arg(
+        long,
+        env = "PLACEMENT_INTERVAL_SECONDS",
+        default_value_t = 2,
+        global = true
+    )]
+    pub placement_interval_seconds: u64,
+
     /// Address the HTTP API listens on.
     #[arg(
         long,

@@ -296,3 +296,56 @@ pub async fn remove_placement<'c>(
         .await?;
     Ok(())
 }
+
+/// Whether the catalogue has any cluster: without one, signups are not placed at all (a
+/// single-cluster install works as before).
+pub async fn any<'c>(db: impl Executor<'c, Database = Any>) -> Result<bool, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT name FROM clusters LIMIT 1")
+        .fetch_optional(db)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Locks one cluster (whatever its state) until `tx` ends and reads what is placed on it.
+pub async fn lock_one(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    name: &str,
+) -> Result<Option<Cluster>, sqlx::Error> {
+    if backend == Backend::Sqlite {
+        // As in `lock_open_in_region`: take SQLite's write lock before reading.
+        sqlx::query("UPDATE clusters SET state = state WHERE 1 = 0")
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query(&format!(
+        "SELECT name FROM clusters WHERE name = $1 {}",
+        backend.for_update()
+    ))
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await?;
+    get(&mut **tx, name).await
+}
+
+/// A summary of the room on offer (open clusters' capacity, placed footprints): while it stays
+/// the same, a tenant that did not fit still does not, and the placement worker skips its
+/// pass.
+pub async fn room_signature<'c>(
+    db: impl Executor<'c, Database = Any>,
+) -> Result<(i64, i64, i64, i64, i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT \
+         (SELECT COUNT(*) FROM clusters WHERE state = $1), \
+         (SELECT CAST(COALESCE(SUM(cpu_millis), 0) AS BIGINT) FROM clusters WHERE state = $1), \
+         (SELECT CAST(COALESCE(SUM(memory_bytes), 0) AS BIGINT) FROM clusters WHERE state = $1), \
+         (SELECT COUNT(*) FROM placements WHERE cluster IS NOT NULL), \
+         (SELECT CAST(COALESCE(SUM(cpu_millis), 0) AS BIGINT) FROM placements \
+            WHERE cluster IS NOT NULL), \
+         (SELECT CAST(COALESCE(SUM(memory_bytes), 0) AS BIGINT) FROM placements \
+            WHERE cluster IS NOT NULL)",
+    )
+    .bind(ClusterState::Open.as_str())
+    .fetch_one(db)
+    .await
+}

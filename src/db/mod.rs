@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod login_throttle;
 pub mod notifications;
 pub mod outbox;
+pub mod placements;
 pub mod queue;
 pub mod reviews;
 pub mod rollouts;

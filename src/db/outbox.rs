@@ -59,6 +59,9 @@ pub enum JobStatus {
     /// Written by a rollout wave whose commit is being made: never claimed by the worker,
     /// taken at its word by the drift scan like a pending job, done once the commit exists.
     Staged,
+    /// The tenant waits for a cluster with room (unplaced): never claimed; pending again once
+    /// the tenant is placed ([`release_placed`]).
+    Held,
 }
 
 impl JobStatus {
@@ -68,12 +71,14 @@ impl JobStatus {
             JobStatus::Done => "done",
             JobStatus::Failed => "failed",
             JobStatus::Staged => "staged",
+            JobStatus::Held => "held",
         }
     }
 }
 
 const PENDING: &str = JobStatus::Pending.as_str();
 const STAGED: &str = JobStatus::Staged.as_str();
+const HELD: &str = JobStatus::Held.as_str();
 
 /// The render jobs' queue. Attempts are `GITOPS_MAX_ATTEMPTS` (see [`retry`]).
 const JOBS: Queue = Queue {
@@ -414,4 +419,89 @@ pub async fn enqueue_all_live<'c>(
     .execute(db)
     .await?
     .rows_affected())
+}
+
+/// Holds the not yet claimed jobs of a tenant that waits for a cluster (its signup's, in the
+/// signup's transaction).
+pub async fn hold_for<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE render_jobs SET status = $1 WHERE customer_id = $2 AND status = $3 \
+         AND lease_owner IS NULL",
+    )
+    .bind(HELD)
+    .bind(customer_id)
+    .bind(PENDING)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// Holds a claimed job whose tenant turned out to wait for a cluster, giving its lease back;
+/// false when `owner` no longer holds it or the tenant is placed after all.
+pub async fn hold_claimed<'c>(
+    db: impl Executor<'c, Database = Any>,
+    job: &Job,
+    owner: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE render_jobs SET status = $1, lease_owner = NULL, lease_until = NULL \
+         WHERE id = $2 AND lease_owner = $3 AND status = $4 AND EXISTS (SELECT 1 FROM placements p \
+         WHERE p.customer_id = render_jobs.customer_id AND p.cluster IS NULL)",
+    )
+    .bind(HELD)
+    .bind(job.id)
+    .bind(owner)
+    .bind(PENDING)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sends the held jobs of every placed tenant (or one whose placement is gone) back to the
+/// queue: run where a tenant is placed, and by the placement worker on every pass, so a job
+/// held while its tenant was being placed elsewhere never stays held.
+pub async fn release_placed<'c>(db: impl Executor<'c, Database = Any>) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE render_jobs SET status = $1 WHERE status = $2 AND customer_id NOT IN \
+         (SELECT customer_id FROM placements WHERE cluster IS NULL)",
+    )
+    .bind(PENDING)
+    .bind(HELD)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// Forgets the held jobs of a tenant deleted before it was placed: nothing of it is in Git.
+pub async fn drop_held<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM render_jobs WHERE customer_id = $1 AND status = $2")
+            .bind(customer_id)
+            .bind(HELD)
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// Sends one placed tenant's held jobs back to the queue (in the placing transaction).
+pub async fn release_held_of<'c>(
+    db: impl Executor<'c, Database = Any>,
+    customer_id: &str,
+) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("UPDATE render_jobs SET status = $1 WHERE customer_id = $2 AND status = $3")
+            .bind(PENDING)
+            .bind(customer_id)
+            .bind(HELD)
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
 }

@@ -231,6 +231,10 @@ pub async fn process_batch(handles: &DeployHandles) -> anyhow::Result<usize> {
         return Ok(0);
     }
     let claimed = jobs.len();
+    // A tenant waiting for a cluster with room has nothing in Git yet: its changes (but not its
+    // removal) are held until the placement worker finds it one.
+    let ids: Vec<String> = jobs.iter().map(|j| j.customer_id.clone()).collect();
+    let unplaced = db::placements::unplaced_among(&handles.db.pool, &ids).await?;
 
     let mut specs = Vec::with_capacity(jobs.len());
     // Rollbacks are read from Git, not rendered.
@@ -248,6 +252,8 @@ pub async fn process_batch(handles: &DeployHandles) -> anyhow::Result<usize> {
                 }),
                 Err(err) => give_up_or_retry(handles, &job, &format!("{err:#}")).await?,
             },
+            _ if unplaced.contains(&job.customer_id)
+                && outbox::hold_claimed(&handles.db.pool, &job, &handles.worker_id).await? => {}
             _ if action != Action::Force && drift::holds(handles, &job).await? => {}
             _ => {
                 let data = load_spec(handles, &job.customer_id).await.map(Some);
@@ -333,6 +339,10 @@ pub async fn process_batch(handles: &DeployHandles) -> anyhow::Result<usize> {
                 Action::Rollback => (Event::Drifted, Some(rollback::note(&p.summary))),
                 _ => (Event::Committed, None),
             };
+            if p.action == Action::Delete {
+                // Its stack leaves Git with this commit: its room on the cluster is free.
+                db::clusters::remove_placement(&mut *tx, &p.job.customer_id).await?;
+            }
             deployments::apply_event(
                 &mut tx,
                 &p.job.customer_id,

@@ -29,6 +29,12 @@ pub struct DeploymentStatusView {
     pub message: Option<String>,
     pub error: Option<String>,
     pub updated_at: String,
+    /// The region the tenant was placed in (null without a cluster catalogue).
+    pub region: Option<String>,
+    /// Its cluster; null while it waits for room (`unplaced`) or without a catalogue.
+    pub cluster: Option<String>,
+    /// Its cluster lacks room for its current footprint (after a plan change); it stays there.
+    pub placement_warning: Option<String>,
     /// Jobs of this tenant not yet in Git.
     pub pending_changes: i64,
     /// The branch of the change waiting for review (`tenant/<id>/<change-id>`), if any.
@@ -75,6 +81,8 @@ pub async fn status(
     let review = db::reviews::open_of(&handles.db.pool, customer_id).await?;
     let watch = deployments::watch_row(&handles.db.pool, customer_id).await?;
     let history = deployments::history(&handles.db.pool, customer_id, HISTORY_SHOWN).await?;
+    let placement = db::clusters::placement(&handles.db.pool, customer_id).await?;
+    let placement_warning = db::placements::warning(&handles.db.pool, customer_id).await?;
     let (applied_revision, health, message, deployed_at) = watch
         .map(|w| {
             (
@@ -111,6 +119,9 @@ pub async fn status(
         message,
         error: row.error,
         updated_at: row.updated_at,
+        region: placement.as_ref().map(|p| p.region.clone()),
+        cluster: placement.and_then(|p| p.cluster),
+        placement_warning,
         pending_changes: pending,
         review_branch: review.as_ref().map(|r| r.branch.clone()),
         review_url: review.and_then(|r| r.forge_url),

@@ -41,6 +41,8 @@ pub async fn metrics(State(app): State<SharedApp>, _: MetricsReader) -> Result<i
     Metrics::set_states(&m.tenants_by_subscription_state, &subscriptions);
     let limited = crate::accounts::account_limit::limited_count(&app.accounts, now).await?;
     m.login_accounts_limited.set(limited);
+    m.tenants_unplaced
+        .set(crate::db::placements::unplaced_count(&app.db.pool).await?);
     // Read at each scrape from the rollouts' own state, as `billing rollout status` reads it.
     let report = crate::rollout::status(&app.rollout_handles(), None)
         .await

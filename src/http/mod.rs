@@ -142,6 +142,10 @@ fn start_workers(app: &SharedApp, mail: crate::notify::sender::Sender) {
         let a = a.clone();
         async move { crate::rollout::run(a.rollout_handles(), stop).await }
     });
+    let placement = app.accounts.placement.clone();
+    workers.spawn("placement", move |stop| {
+        crate::placement::waiting::run(placement.clone(), stop)
+    });
     let accounts = app.accounts.clone();
     workers.spawn("wal_checkpoints", move |stop| {
         let accounts = accounts.clone();

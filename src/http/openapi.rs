@@ -209,6 +209,9 @@ pub struct SignupBody {
     pub password: String,
     pub company_name: String,
     pub full_name: Option<String>,
+    /// Where the tenant runs (a region of the cluster catalogue); `DEFAULT_REGION` when
+    /// absent. An unknown one is a 400 `unknown_region` naming the known regions.
+    pub region: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

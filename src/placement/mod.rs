@@ -3,6 +3,12 @@
 //! inside the caller's transaction, with the region's clusters locked, so concurrent signups on
 //! several replicas never overbook a cluster.
 
+mod handles;
+pub mod resize;
+pub mod waiting;
+
+pub use handles::{PlacementError, PlacementHandles};
+
 use std::cmp::Ordering;
 
 use crate::db::clusters::{self, Cluster, Placement};

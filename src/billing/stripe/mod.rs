@@ -27,6 +27,9 @@ pub struct Receipt {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub customer_id: Option<String>,
+    /// The tenant's cluster lacks room for its new footprint (it stays there, said here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement_warning: Option<String>,
 }
 
 /// The Stripe API client, when `STRIPE_SECRET_KEY` is set.
@@ -70,6 +73,7 @@ pub async fn receive(
         outcome: "duplicate",
         reason: None,
         customer_id: None,
+        placement_warning: None,
     };
 
     let mut facts = event.facts(&handles.stripe_prices);
@@ -108,7 +112,14 @@ pub async fn receive(
         }
     };
     (receipt.outcome, receipt.reason) = match outcome {
-        Outcome::Applied { reason, .. } => ("applied", Some(reason)),
+        Outcome::Applied {
+            reason,
+            placement_warning,
+            ..
+        } => {
+            receipt.placement_warning = placement_warning;
+            ("applied", Some(reason))
+        }
         Outcome::Unchanged => ("unchanged", None),
         Outcome::Ignored(why) => ("ignored", Some(why)),
     };
