@@ -54,5 +54,19 @@ pub async fn metrics(State(app): State<SharedApp>, _: MetricsReader) -> Result<i
         u64::try_from(report.behind.unwrap_or(0)).unwrap_or(0),
         active.map(|r| (wave(r.current_wave), wave(r.wave_count))),
     );
+    let clusters = crate::db::clusters::list(&app.db.pool).await?;
+    let figures: Vec<_> = clusters
+        .iter()
+        .map(|c| crate::metrics::ClusterFigures {
+            name: &c.name,
+            region: &c.region,
+            cpu_capacity_millis: c.cpu_millis,
+            memory_capacity_bytes: c.memory_bytes,
+            cpu_allocated_millis: c.allocated_cpu_millis,
+            memory_allocated_bytes: c.allocated_memory_bytes,
+            tenants: c.tenants,
+        })
+        .collect();
+    m.set_clusters(&figures);
     Ok(([(CONTENT_TYPE, OPENMETRICS)], m.render()))
 }
