@@ -155,4 +155,18 @@ mod tests {
             "a pass replaces the list"
         );
     }
+
+    #[test]
+    fn each_cluster_s_poller_replaces_only_its_own_pods() {
+        let store = PodStore::default();
+        store.replace_from("eu-1", by_tenant(&fixture()));
+        store.replace_from("us-1", by_tenant(&serde_json::json!({"items": []})));
+        assert_eq!(
+            store.of("k3x9m2p7q4wz").len(),
+            4,
+            "us-1's empty pass kept eu-1's pods"
+        );
+        store.replace_from("eu-1", HashMap::new());
+        assert!(store.of("k3x9m2p7q4wz").is_empty());
+    }
 }
