@@ -93,6 +93,10 @@ impl App {
             Some(secret) => SessionKeys::from_secret(secret.expose_secret().as_bytes())?,
             None => SessionKeys::load_or_generate(&config.keys_dir().join("session.key"))?,
         };
+        let event_key = crate::event_secret::EventKey::configured(
+            config.cluster.cluster_secrets_key.as_ref(),
+            &config.keys_dir(),
+        )?;
         let gitops = open_gitops(&config)?;
         let sealing =
             SealingKey::load_or_generate(config.sealed_secrets_cert.as_deref(), &config.data_dir)?;
@@ -115,6 +119,7 @@ impl App {
             http: reqwest::Client::new(),
             metrics: Arc::new(metrics),
             pods: Arc::new(PodStore::default()),
+            event_key: Arc::new(event_key),
             stripe_prices: Arc::new(stripe_prices),
             review: Arc::new(review),
         };
@@ -140,6 +145,7 @@ struct Parts {
     http: reqwest::Client,
     metrics: Arc<crate::metrics::Metrics>,
     pods: Arc<PodStore>,
+    event_key: Arc<crate::event_secret::EventKey>,
     stripe_prices: Arc<std::collections::BTreeMap<String, String>>,
     review: Arc<Review>,
 }
@@ -240,6 +246,7 @@ impl Parts {
             smtp_from: config.smtp_from.clone(),
             gitops: self.gitops.clone(),
             pods: self.pods.clone(),
+            event_key: self.event_key.clone(),
         };
         let mail = SenderHandles {
             db: self.db.clone(),

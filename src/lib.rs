@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod deploy;
+pub mod event_secret;
 pub mod gitops;
 pub mod http;
 pub mod license;

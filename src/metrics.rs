@@ -13,6 +13,20 @@ pub type Label = [(&'static str, &'static str); 1];
 /// Two labels: `[("source", "stripe"), ("result", "accepted")]`.
 pub type Labels = [(&'static str, &'static str); 2];
 
+/// A cluster's labels: `[("cluster", "eu-1"), ("region", "eu")]`.
+pub type ClusterLabels = [(&'static str, String); 2];
+
+/// One cluster's figures, as the catalogue has them at a scrape.
+pub struct ClusterFigures<'a> {
+    pub name: &'a str,
+    pub region: &'a str,
+    pub cpu_capacity_millis: i64,
+    pub memory_capacity_bytes: i64,
+    pub cpu_allocated_millis: i64,
+    pub memory_allocated_bytes: i64,
+    pub tenants: i64,
+}
+
 /// 1 ms to about a minute, doubling: renders take milliseconds, pushes to a slow remote seconds.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -62,6 +76,12 @@ pub struct Metrics {
     pub login_accounts_limited: Gauge,
     /// Tenants waiting for a cluster with room (`unplaced`), as of the last scrape.
     pub tenants_unplaced: Gauge,
+    /// Per cluster (labels cluster, region), set at each scrape from the catalogue.
+    pub cluster_cpu_capacity: Family<ClusterLabels, Gauge>,
+    pub cluster_memory_capacity: Family<ClusterLabels, Gauge>,
+    pub cluster_cpu_allocated: Family<ClusterLabels, Gauge>,
+    pub cluster_memory_allocated: Family<ClusterLabels, Gauge>,
+    pub cluster_tenants: Family<ClusterLabels, Gauge>,
     /// Background workers restarted after a panic, by `worker` (see `supervisor`).
     pub worker_restarts: crate::supervisor::Restarts,
 }
@@ -90,6 +110,11 @@ impl Default for Metrics {
             login_failures: Family::default(),
             login_accounts_limited: Gauge::default(),
             tenants_unplaced: Gauge::default(),
+            cluster_cpu_capacity: Family::default(),
+            cluster_memory_capacity: Family::default(),
+            cluster_cpu_allocated: Family::default(),
+            cluster_memory_allocated: Family::default(),
+            cluster_tenants: Family::default(),
             worker_restarts: Family::default(),
         }
         .registered()
@@ -204,6 +229,31 @@ impl Metrics {
             self.tenants_unplaced.clone(),
         );
         r.register(
+            "cluster_cpu_capacity_millicores",
+            "CPU a cluster offers tenants, in millicores, by cluster and region",
+            self.cluster_cpu_capacity.clone(),
+        );
+        r.register(
+            "cluster_memory_capacity_bytes",
+            "Memory a cluster offers tenants, in bytes, by cluster and region",
+            self.cluster_memory_capacity.clone(),
+        );
+        r.register(
+            "cluster_cpu_allocated_millicores",
+            "CPU the footprints of a cluster's tenants request, in millicores",
+            self.cluster_cpu_allocated.clone(),
+        );
+        r.register(
+            "cluster_memory_allocated_bytes",
+            "Memory the footprints of a cluster's tenants request, in bytes",
+            self.cluster_memory_allocated.clone(),
+        );
+        r.register(
+            "cluster_tenants",
+            "Tenants placed on a cluster",
+            self.cluster_tenants.clone(),
+        );
+        r.register(
             "worker_restarts",
             "Background workers restarted after a panic, by worker",
             self.worker_restarts.clone(),
@@ -231,6 +281,36 @@ impl Metrics {
         family.clear();
         for (state, n) in counts {
             family.get_or_create(&[("state", state)]).set(*n);
+        }
+    }
+
+    /// Replaces every per-cluster gauge with `clusters` (clusters removed are dropped).
+    pub fn set_clusters(&self, clusters: &[ClusterFigures<'_>]) {
+        let families = [
+            &self.cluster_cpu_capacity,
+            &self.cluster_memory_capacity,
+            &self.cluster_cpu_allocated,
+            &self.cluster_memory_allocated,
+            &self.cluster_tenants,
+        ];
+        for family in families {
+            family.clear();
+        }
+        for c in clusters {
+            let labels = [
+                ("cluster", c.name.to_string()),
+                ("region", c.region.to_string()),
+            ];
+            let values = [
+                c.cpu_capacity_millis,
+                c.memory_capacity_bytes,
+                c.cpu_allocated_millis,
+                c.memory_allocated_bytes,
+                c.tenants,
+            ];
+            for (family, value) in families.iter().zip(values) {
+                family.get_or_create(&labels).set(value);
+            }
         }
     }
 

@@ -237,6 +237,26 @@ async fn log_in_find_a_signup_and_redeploy_it_in_a_browser() {
         "the redeploy is audited"
     );
     snap(&browser, "4-redeployed").await;
+
+    // The clusters page, linked from the nav: the catalogue as `billing cluster list` has it.
+    let add = [
+        "cluster", "add", "eu-1", "--region", "eu", "--cpu", "2", "--memory", "4Gi",
+    ];
+    let (ok, _, err) = common::cli::run(&s, &add, &[]);
+    assert!(ok, "{err}");
+    browser
+        .find(Locator::LinkText("Clusters"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(rows(&browser, "clusters").await, 1);
+    let row = text_of(&browser, "#cluster-eu-1").await;
+    for cell in ["eu-1", "open", "4Gi"] {
+        assert!(row.contains(cell), "{cell} not in {row:?}");
+    }
+    snap(&browser, "6-clusters").await;
     browser.close().await.unwrap();
 }
 

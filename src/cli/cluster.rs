@@ -10,6 +10,7 @@ use super::output::{print_list, print_one, OutputArg, Tabular};
 use crate::config::Config;
 use crate::db::clusters::{self, Cluster, ClusterState, NewCluster};
 use crate::db::Db;
+use crate::event_secret::{self, EventKey};
 use crate::quantity::{self, Cpu, Memory};
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +53,12 @@ pub enum ClusterCommand {
     /// Take new tenants again.
     #[command(after_help = "Examples:\n  billing cluster uncordon eu-1")]
     Uncordon { name: String },
+    /// Give the cluster a new event secret (printed once); the old one stops working at once.
+    #[command(
+        name = "rotate-secret",
+        after_help = "Examples:\n  billing cluster rotate-secret eu-1\n  kubectl -n flux-system create secret generic billing-events --from-literal=token=<printed secret> --dry-run=client -o yaml | kubectl apply -f -"
+    )]
+    RotateSecret { name: String },
     /// Remove a cluster that holds no tenant.
     #[command(after_help = "Examples:\n  billing cluster remove eu-1")]
     Remove { name: String },
@@ -130,6 +137,12 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 pub async fn run(config: Config, command: ClusterCommand) -> anyhow::Result<ExitCode> {
     let db = Db::connect(&config.database_url(), config.database_acquire_timeout()).await?;
     db.migrate().await?;
+    let event_key = || {
+        EventKey::configured(
+            config.cluster.cluster_secrets_key.as_ref(),
+            &config.keys_dir(),
+        )
+    };
     let now = crate::db::ts(chrono::Utc::now());
     match command {
         ClusterCommand::Add {
@@ -150,15 +163,22 @@ pub async fn run(config: Config, command: ClusterCommand) -> anyhow::Result<Exit
                 memory_bytes: i64::try_from(memory)?,
                 labels: &labels,
             };
+            let key = event_key()?;
+            let secret = event_secret::generate();
+            // Added with its secret in one transaction: no cluster ever exists without one.
+            let mut tx = db.pool.begin().await?;
             anyhow::ensure!(
-                clusters::insert(&db.pool, &cluster, &now).await?,
+                clusters::insert(&mut *tx, &cluster, &now).await?,
                 "cluster {name} exists"
             );
+            clusters::set_event_secret(&mut *tx, &name, &key.seal(&name, &secret), &now).await?;
+            tx.commit().await?;
             println!(
                 "cluster {name} added in region {region}: {} CPU, {}",
                 Cpu(cpu),
                 Memory(memory)
             );
+            print_secret(&name, &secret);
         }
         ClusterCommand::List { output } => {
             print_list(&clusters::list(&db.pool).await?, output.format())?;
@@ -170,6 +190,17 @@ pub async fn run(config: Config, command: ClusterCommand) -> anyhow::Result<Exit
         }
         ClusterCommand::Cordon { name } => set_state(&db, &name, ClusterState::Cordoned).await?,
         ClusterCommand::Uncordon { name } => set_state(&db, &name, ClusterState::Open).await?,
+        ClusterCommand::RotateSecret { name } => {
+            let key = event_key()?;
+            let secret = event_secret::generate();
+            anyhow::ensure!(
+                clusters::set_event_secret(&db.pool, &name, &key.seal(&name, &secret), &now)
+                    .await?,
+                "no cluster {name}"
+            );
+            println!("cluster {name} has a new event secret; the old one no longer works");
+            print_secret(&name, &secret);
+        }
         ClusterCommand::Remove { name } => {
             let cluster = clusters::get(&db.pool, &name).await?;
             let cluster = cluster.ok_or_else(|| anyhow::anyhow!("no cluster {name}"))?;
@@ -182,6 +213,19 @@ pub async fn run(config: Config, command: ClusterCommand) -> anyhow::Result<Exit
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The secret, shown this once (only its ciphertext is kept), and where it goes.
+fn print_secret(name: &str, secret: &str) {
+    println!("event secret (shown once): {secret}");
+    println!(
+        "  Flux: Provider generic-hmac, address <billing>/api/gitops/clusters/{name}/flux/events, \
+         its Secret's token = the event secret"
+    );
+    println!(
+        "  Argo CD: webhook to <billing>/api/gitops/clusters/{name}/argocd/events with \
+         Authorization: Bearer <the event secret>"
+    );
 }
 
 async fn set_state(db: &Db, name: &str, state: ClusterState) -> anyhow::Result<()> {

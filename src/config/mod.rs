@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 mod backup;
 mod cluster;
-pub use cluster::ClusterConfig;
+pub use cluster::{ClusterConfig, KubeContexts};
 mod derived;
 mod login;
 pub use login::LoginConfig;

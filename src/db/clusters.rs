@@ -349,3 +349,35 @@ pub async fn room_signature<'c>(
     .fetch_one(db)
     .await
 }
+
+/// Stores a cluster's (encrypted) event secret, replacing the one before; false when there is no
+/// such cluster.
+pub async fn set_event_secret<'c>(
+    db: impl Executor<'c, Database = Any>,
+    name: &str,
+    sealed: &str,
+    now: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE clusters SET event_secret = $1, event_secret_set_at = $2 WHERE name = $3",
+    )
+    .bind(sealed)
+    .bind(now)
+    .bind(name)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A cluster's encrypted event secret: None when there is no such cluster, Some(None) when it
+/// has none yet (added before per-cluster secrets).
+pub async fn event_secret<'c>(
+    db: impl Executor<'c, Database = Any>,
+    name: &str,
+) -> Result<Option<Option<String>>, sqlx::Error> {
+    let row = sqlx::query("SELECT event_secret FROM clusters WHERE name = $1")
+        .bind(name)
+        .fetch_optional(db)
+        .await?;
+    row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()
+}

@@ -82,6 +82,7 @@ pub async fn apply_event(
                 state: next.as_str(),
                 message: error,
                 at: now,
+                cluster: None,
             },
         )
         .await?;
@@ -220,6 +221,7 @@ pub async fn time_out(
             state: next.as_str(),
             message: Some(message),
             at: now,
+            cluster: None,
         },
     )
     .await?;
@@ -252,6 +254,8 @@ pub struct HistoryEntry<'a> {
     pub state: &'a str,
     pub message: Option<&'a str>,
     pub at: &'a str,
+    /// The cluster that reported (per-cluster endpoints and pollers), else None.
+    pub cluster: Option<&'a str>,
 }
 
 pub async fn insert_history<'c>(
@@ -259,8 +263,8 @@ pub async fn insert_history<'c>(
     e: &HistoryEntry<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO deployment_history (customer_id, revision, source, state, message, at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO deployment_history (customer_id, revision, source, state, message, at, \
+         cluster) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(e.customer_id)
     .bind(e.revision)
@@ -268,6 +272,7 @@ pub async fn insert_history<'c>(
     .bind(e.state)
     .bind(e.message)
     .bind(e.at)
+    .bind(e.cluster)
     .execute(db)
     .await?;
     Ok(())
@@ -281,6 +286,8 @@ pub struct HistoryRow {
     pub state: String,
     pub message: Option<String>,
     pub at: String,
+    /// The cluster that reported it, when a per-cluster endpoint or poller did.
+    pub cluster: Option<String>,
 }
 
 /// The newest history row of a tenant, whoever wrote it: a report repeating it (same source,
@@ -290,7 +297,7 @@ pub async fn newest_history<'c>(
     customer_id: &str,
 ) -> Result<Option<HistoryRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT revision, source, state, message, at FROM deployment_history \
+        "SELECT revision, source, state, message, at, cluster FROM deployment_history \
          WHERE customer_id = $1 ORDER BY id DESC LIMIT 1",
     )
     .bind(customer_id)
@@ -305,7 +312,7 @@ pub async fn history<'c>(
     limit: i64,
 ) -> Result<Vec<HistoryRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT revision, source, state, message, at FROM deployment_history \
+        "SELECT revision, source, state, message, at, cluster FROM deployment_history \
          WHERE customer_id = $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(customer_id)

@@ -53,6 +53,7 @@ pub(super) async fn holds(handles: &DeployHandles, job: &Job) -> anyhow::Result<
                 state: DeploymentStatus::Drifted.as_str(),
                 message: Some(&note),
                 at: &at,
+                cluster: None,
             },
         )
         .await?;

@@ -62,5 +62,19 @@ pub async fn metrics(State(app): State<SharedApp>, _: MetricsReader) -> Result<i
         })
     });
     m.rollout_wave_in_review.set(i64::from(in_review));
+    let clusters = crate::db::clusters::list(&app.db.pool).await?;
+    let figures: Vec<_> = clusters
+        .iter()
+        .map(|c| crate::metrics::ClusterFigures {
+            name: &c.name,
+            region: &c.region,
+            cpu_capacity_millis: c.cpu_millis,
+            memory_capacity_bytes: c.memory_bytes,
+            cpu_allocated_millis: c.allocated_cpu_millis,
+            memory_allocated_bytes: c.allocated_memory_bytes,
+            tenants: c.tenants,
+        })
+        .collect();
+    m.set_clusters(&figures);
     Ok(([(CONTENT_TYPE, OPENMETRICS)], m.render()))
 }

@@ -68,6 +68,14 @@ pub fn router(app: SharedApp) -> Router {
             "/api/gitops/argocd/events",
             post(gitops_events::argocd_event),
         )
+        .route(
+            "/api/gitops/clusters/{name}/flux/events",
+            post(gitops_events::cluster_flux_event),
+        )
+        .route(
+            "/api/gitops/clusters/{name}/argocd/events",
+            post(gitops_events::cluster_argocd_event),
+        )
         // Its own, larger limit: the route's layer runs inside the router's and so overrides it.
         .route(
             "/api/webhooks/stripe",
@@ -129,10 +137,31 @@ fn start_workers(app: &SharedApp, mail: crate::notify::sender::Sender) {
     workers.spawn("stall_sweep", move |stop| {
         crate::watcher::stall::run(watcher.clone(), stop)
     });
-    let watcher = app.watcher.clone();
-    workers.spawn("kube_poller", move |stop| {
-        crate::watcher::poller::run(watcher.clone(), stop)
-    });
+    match &app.config.cluster.kube_contexts {
+        None => {
+            let watcher = app.watcher.clone();
+            workers.spawn("kube_poller", move |stop| {
+                crate::watcher::poller::run(watcher.clone(), stop)
+            });
+        }
+        Some(contexts) => {
+            for (context, cluster) in &contexts.0 {
+                // Worker names are static: leaked once per configured context, at start.
+                let name: &'static str =
+                    Box::leak(format!("kube_poller:{cluster}").into_boxed_str());
+                let (watcher, context, cluster) =
+                    (app.watcher.clone(), context.clone(), cluster.clone());
+                workers.spawn(name, move |stop| {
+                    crate::watcher::poller::run_context(
+                        watcher.clone(),
+                        context.clone(),
+                        cluster.clone(),
+                        stop,
+                    )
+                });
+            }
+        }
+    }
     let billing = app.billing.clone();
     workers.spawn("lifecycle", move |stop| {
         crate::billing::lifecycle::run(billing.clone(), stop)

@@ -46,6 +46,8 @@ use super::{customers, deployments, gitops_events, health, licenses, metrics, st
         deployments::delete,
         gitops_events::flux_event,
         gitops_events::argocd_event,
+        gitops_events::cluster_flux_event,
+        gitops_events::cluster_argocd_event,
         stripe::webhook,
         subscriptions::checkout,
         subscriptions::portal,

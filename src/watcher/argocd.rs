@@ -110,6 +110,7 @@ impl AppStatus {
             state,
             health: Some(self.health_status.clone()).filter(|h| !h.is_empty()),
             message: Some(message),
+            cluster: None,
         })
     }
 }

@@ -171,6 +171,7 @@ pub fn event_report(event: &Event) -> Result<Report, &'static str> {
         state,
         health: Some(health_of(state).to_string()),
         message: with_reason(&event.reason, &event.message),
+        cluster: None,
     })
 }
 
@@ -220,6 +221,7 @@ pub fn kustomization_report(object: &Value) -> Option<Report> {
         state,
         health: Some(health_of(state).to_string()),
         message: with_reason(reason, field(ready, "message")),
+        cluster: None,
     })
 }
 

@@ -18,4 +18,6 @@ pub struct WatcherHandles {
     pub gitops: Arc<GitOps>,
     /// Tenant pods as the Kubernetes poller last listed them.
     pub pods: Arc<PodStore>,
+    /// Opens each cluster's event secret (the per-cluster endpoints).
+    pub event_key: Arc<crate::event_secret::EventKey>,
 }

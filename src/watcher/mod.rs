@@ -11,6 +11,7 @@
 
 pub mod ancestry;
 pub mod argocd;
+pub mod clusters;
 pub mod flux;
 mod handles;
 pub mod pods;
@@ -79,6 +80,19 @@ pub struct Report {
     /// Health in Argo CD's words (Healthy, Progressing, Degraded, ...).
     pub health: Option<String>,
     pub message: Option<String>,
+    /// The cluster that spoke (per-cluster endpoints, per-context pollers); None for the
+    /// single-cluster endpoints and the context-less poller.
+    pub cluster: Option<String>,
+}
+
+impl Report {
+    /// The same report, as said by `cluster`.
+    pub fn said_by(self, cluster: Option<&str>) -> Report {
+        Report {
+            cluster: cluster.map(str::to_string),
+            ..self
+        }
+    }
 }
 
 /// What became of a report; the webhook answers say it.
@@ -201,6 +215,7 @@ pub async fn record(handles: &WatcherHandles, report: &Report) -> anyhow::Result
                 && h.revision.as_deref() == Some(commit.as_str())
                 && h.state == state
                 && h.message == message
+                && h.cluster == report.cluster
         }) {
             return Ok(Outcome::Ignored {
                 reason: "repeats the newest report",
@@ -249,13 +264,14 @@ pub async fn record(handles: &WatcherHandles, report: &Report) -> anyhow::Result
                 state,
                 message: message.as_deref(),
                 at: &now,
+                cluster: report.cluster.as_deref(),
             },
         )
         .await?;
         tx.commit().await?;
         tracing::info!(
             customer_id = %report.customer_id, source = report.source.as_str(), state,
-            revision = %commit, status = %status, "sync report recorded"
+            cluster = report.cluster.as_deref().unwrap_or(""), revision = %commit, status = %status, "sync report recorded"
         );
         return Ok(Outcome::Recorded {
             status: status.to_string(),

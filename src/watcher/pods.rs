@@ -65,19 +65,34 @@ pub fn by_tenant(list: &Value) -> HashMap<String, Vec<PodView>> {
     out
 }
 
-/// The newest pod list, replaced whole by each poller pass.
+/// The newest pod list of each poller (one per cluster), each replaced whole by its passes.
 #[derive(Debug, Default)]
-pub struct PodStore(RwLock<HashMap<String, Vec<PodView>>>);
+pub struct PodStore(RwLock<HashMap<String, HashMap<String, Vec<PodView>>>>);
 
 impl PodStore {
+    /// Replaces what the context-less poller listed.
     pub fn replace(&self, pods: HashMap<String, Vec<PodView>>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = pods;
+        self.replace_from("", pods);
     }
 
-    /// The tenant's pods as last listed; empty when none were (or no poller runs).
+    /// Replaces what the poller of `cluster` listed, leaving the other clusters' pods alone.
+    pub fn replace_from(&self, cluster: &str, pods: HashMap<String, Vec<PodView>>) {
+        let mut all = self.0.write().unwrap_or_else(|e| e.into_inner());
+        all.insert(cluster.to_string(), pods);
+    }
+
+    /// The tenant's pods as last listed, whichever cluster runs them; empty when none were (or
+    /// no poller runs).
     pub fn of(&self, customer_id: &str) -> Vec<PodView> {
-        let pods = self.0.read().unwrap_or_else(|e| e.into_inner());
-        pods.get(customer_id).cloned().unwrap_or_default()
+        let all = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let mut pods: Vec<PodView> = all
+            .values()
+            .filter_map(|by_tenant| by_tenant.get(customer_id))
+            .flatten()
+            .cloned()
+            .collect();
+        pods.sort_by(|a, b| a.name.cmp(&b.name));
+        pods
     }
 }
 
@@ -139,5 +154,19 @@ mod tests {
             store.of("k3x9m2p7q4wz").is_empty(),
             "a pass replaces the list"
         );
+    }
+
+    #[test]
+    fn each_cluster_s_poller_replaces_only_its_own_pods() {
+        let store = PodStore::default();
+        store.replace_from("eu-1", by_tenant(&fixture()));
+        store.replace_from("us-1", by_tenant(&serde_json::json!({"items": []})));
+        assert_eq!(
+            store.of("k3x9m2p7q4wz").len(),
+            4,
+            "us-1's empty pass kept eu-1's pods"
+        );
+        store.replace_from("eu-1", HashMap::new());
+        assert!(store.of("k3x9m2p7q4wz").is_empty());
     }
 }

@@ -7,6 +7,12 @@
 //! `WATCHER_KUBE_POLL=auto` and kube finds a kubeconfig (KUBECONFIG, ~/.kube/config) or an
 //! in-cluster service account.
 //!
+//! With `KUBE_CONTEXTS=context=cluster,...` one poller runs per kubeconfig context, each its
+//! own supervised worker (`kube_poller:<cluster>`), its reports labelled with its cluster and
+//! held to the tenants placed there. Every API call has a timeout
+//! (`WATCHER_KUBE_TIMEOUT_SECONDS`, on the client and around each list), so one cluster's
+//! hanging API server delays only its own poller.
+//!
 //! The core of a pass is pure ([`reports`] over a list response as JSON), so a recorded
 //! KustomizationList or ApplicationList can be replayed without a cluster.
 
@@ -112,14 +118,38 @@ pub struct Pass {
     pub recorded: usize,
 }
 
-/// Records each report; one tenant's failure does not stop the others.
-pub async fn record_reports(handles: &WatcherHandles, reports: &[Report]) -> Pass {
+/// Records each report; one tenant's failure does not stop the others. With a cluster, reports
+/// about tenants placed elsewhere are skipped (and logged), as the per-cluster endpoints refuse
+/// them.
+pub async fn record_reports(
+    handles: &WatcherHandles,
+    cluster: Option<&str>,
+    reports: &[Report],
+) -> Pass {
     let mut pass = Pass {
         reports: reports.len(),
         ..Pass::default()
     };
     for report in reports {
-        match record(handles, report).await {
+        let report = report.clone().said_by(cluster);
+        if let Some(cluster) = cluster {
+            match super::clusters::placed(handles, &report.customer_id, cluster).await {
+                Ok(super::clusters::Placed::Elsewhere(placed_on)) => {
+                    tracing::warn!(
+                        cluster, customer_id = %report.customer_id,
+                        placed_on = placed_on.as_deref().unwrap_or("none"),
+                        "poller report skipped: the tenant is not placed on this cluster"
+                    );
+                    continue;
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(customer_id = %report.customer_id, error = %format!("{err:#}"), "poller report failed");
+                    continue;
+                }
+            }
+        }
+        match record(handles, &report).await {
             Ok(Outcome::Recorded { .. }) => pass.recorded += 1,
             Ok(Outcome::Ignored { reason }) => {
                 tracing::trace!(customer_id = %report.customer_id, reason, "poller report ignored")
@@ -132,39 +162,68 @@ pub async fn record_reports(handles: &WatcherHandles, reports: &[Report]) -> Pas
     pass
 }
 
+/// `work`, abandoned after `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| anyhow::anyhow!("{what} took longer than {}s", limit.as_secs()))?
+}
+
 /// Lists every kind once and records what it says; refreshes the pod list first, so a failing
 /// kind does not keep stale pods (and a failing pod list empties it rather than go stale).
-pub async fn pass(handles: &WatcherHandles, client: &Client) -> anyhow::Result<Pass> {
-    match list_pods(client).await {
-        Ok(list) => handles
-            .pods
-            .replace(list.as_ref().map(pods::by_tenant).unwrap_or_default()),
+/// `cluster` labels the reports (None: the context-less poller).
+pub async fn pass(
+    handles: &WatcherHandles,
+    client: &Client,
+    cluster: Option<&str>,
+) -> anyhow::Result<Pass> {
+    let limit = Duration::from_secs(handles.cluster.watcher_kube_timeout_seconds.max(1));
+    let store = cluster.unwrap_or("");
+    match bounded(limit, "listing tenant pods", list_pods(client)).await {
+        Ok(list) => handles.pods.replace_from(
+            store,
+            list.as_ref().map(pods::by_tenant).unwrap_or_default(),
+        ),
         Err(err) => {
-            handles.pods.replace(Default::default());
-            tracing::warn!(error = %format!("{err:#}"), "listing tenant pods failed");
+            handles.pods.replace_from(store, Default::default());
+            tracing::warn!(cluster = store, error = %format!("{err:#}"), "listing tenant pods failed");
         }
     }
     let mut total = Pass::default();
     for kind in Kind::ALL {
-        let Some(list) = list(client, kind).await? else {
+        let Some(list) = bounded(limit, "a list", list(client, kind)).await? else {
             tracing::debug!(?kind, "CRD not installed; skipped");
             continue;
         };
-        let done = record_reports(handles, &reports(kind, &list)).await;
+        let done = record_reports(handles, cluster, &reports(kind, &list)).await;
         total.reports += done.reports;
         total.recorded += done.recorded;
     }
     Ok(total)
 }
 
-/// The poller task: finds the cluster configuration once, then polls until the process ends.
+/// Request timeouts on the client itself, so a hung connection is dropped, not only abandoned.
+fn client_of(mut config: kube::Config, handles: &WatcherHandles) -> anyhow::Result<Client> {
+    let limit = Duration::from_secs(handles.cluster.watcher_kube_timeout_seconds.max(1));
+    config.connect_timeout = Some(limit);
+    config.read_timeout = Some(limit);
+    config.write_timeout = Some(limit);
+    Ok(Client::try_from(config)?)
+}
+
+/// The context-less poller task: finds the cluster configuration once (KUBECONFIG's current
+/// context or in-cluster), then polls until the process ends. Not started with KUBE_CONTEXTS.
 pub async fn run(handles: WatcherHandles, stop: tokio_util::sync::CancellationToken) {
     if handles.cluster.watcher_kube_poll == KubePoll::Off {
         tracing::info!("Kubernetes poller off (WATCHER_KUBE_POLL=off)");
         return;
     }
     let client = match kube::Config::infer().await {
-        Ok(config) => match Client::try_from(config) {
+        Ok(config) => match client_of(config, &handles) {
             Ok(client) => client,
             Err(err) => {
                 tracing::warn!(error = %err, "Kubernetes poller off: cannot build a client");
@@ -176,12 +235,71 @@ pub async fn run(handles: WatcherHandles, stop: tokio_util::sync::CancellationTo
             return;
         }
     };
+    poll(&handles, &client, None, stop).await
+}
+
+/// The poller of one kubeconfig context, its reports labelled `cluster`. A context that cannot
+/// be loaded is retried every interval (and said so in the log), never given up.
+pub async fn run_context(
+    handles: WatcherHandles,
+    context: String,
+    cluster: String,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    if handles.cluster.watcher_kube_poll == KubePoll::Off {
+        tracing::info!(cluster, "Kubernetes poller off (WATCHER_KUBE_POLL=off)");
+        return;
+    }
     let every = Duration::from_secs(handles.cluster.watcher_poll_interval_seconds.max(1));
-    tracing::info!(interval_s = every.as_secs(), "Kubernetes poller on");
+    let options = kube::config::KubeConfigOptions {
+        context: Some(context.clone()),
+        ..Default::default()
+    };
     loop {
-        match pass(&handles, &client).await {
-            Ok(p) => tracing::debug!(reports = p.reports, recorded = p.recorded, "poller pass"),
-            Err(err) => tracing::warn!(error = %format!("{err:#}"), "poller pass failed"),
+        let config = kube::Config::from_kubeconfig(&options).await;
+        match config
+            .map_err(anyhow::Error::from)
+            .and_then(|c| client_of(c, &handles))
+        {
+            Ok(client) => return poll(&handles, &client, Some(&cluster), stop).await,
+            Err(err) => {
+                tracing::warn!(cluster, context, error = %format!("{err:#}"), "Kubernetes poller cannot load its context; retrying");
+            }
+        }
+        if stop
+            .run_until_cancelled(tokio::time::sleep(every))
+            .await
+            .is_none()
+        {
+            return;
+        }
+    }
+}
+
+async fn poll(
+    handles: &WatcherHandles,
+    client: &Client,
+    cluster: Option<&str>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let every = Duration::from_secs(handles.cluster.watcher_poll_interval_seconds.max(1));
+    let label = cluster.unwrap_or("");
+    tracing::info!(
+        cluster = label,
+        interval_s = every.as_secs(),
+        "Kubernetes poller on"
+    );
+    loop {
+        match pass(handles, client, cluster).await {
+            Ok(p) => tracing::debug!(
+                cluster = label,
+                reports = p.reports,
+                recorded = p.recorded,
+                "poller pass"
+            ),
+            Err(err) => {
+                tracing::warn!(cluster = label, error = %format!("{err:#}"), "poller pass failed")
+            }
         }
         if stop
             .run_until_cancelled(tokio::time::sleep(every))

@@ -136,3 +136,29 @@ fn reads_a_recorded_application_list() {
     );
     assert!(reports(Kind::Application, &serde_json::json!({"items": null})).is_empty());
 }
+
+/// An API server that accepts and never answers: the list is abandoned after its limit, so one
+/// cluster's hung API server delays only its own poller's pass.
+#[tokio::test]
+async fn a_hanging_api_server_is_abandoned_after_the_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            open.push(socket); // kept open, never answered
+        }
+    });
+    let config = kube::Config::new(format!("http://{addr}").parse::<axum::http::Uri>().unwrap());
+    let client = Client::try_from(config).unwrap();
+    let err = bounded(
+        std::time::Duration::from_secs(1),
+        "a list",
+        list(&client, Kind::Kustomization),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("took longer than 1s"), "{err:#}");
+    held.abort();
+}

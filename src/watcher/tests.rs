@@ -26,6 +26,7 @@ fn report(state: SyncState) -> Report {
         state,
         health: None,
         message: Some("HealthCheckFailed: timeout".into()),
+        cluster: None,
     }
 }
 

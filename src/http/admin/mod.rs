@@ -3,6 +3,7 @@
 //! session cookie; every form carries the session's CSRF token. Buttons call the same code
 //! as the API's endpoints.
 
+mod clusters;
 mod pages;
 mod rollouts;
 mod session;
@@ -32,6 +33,7 @@ pub fn router() -> Router<SharedApp> {
         .route("/admin/tenants/{id}", get(tenants::show))
         .route("/admin/tenants/{id}/redeploy", post(tenants::redeploy))
         .route("/admin/tenants/{id}/rollback", post(tenants::rollback))
+        .route("/admin/clusters", get(clusters::list))
         .route("/admin/rollouts", get(rollouts::show))
         .route("/admin/rollouts/start", post(rollouts::start))
         .route("/admin/rollouts/{id}/resume", post(rollouts::resume))

@@ -14,6 +14,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("tenants.html", include_str!("templates/tenants.html")),
     ("tenant.html", include_str!("templates/tenant.html")),
     ("rollouts.html", include_str!("templates/rollouts.html")),
+    ("clusters.html", include_str!("templates/clusters.html")),
 ];
 
 fn environment() -> &'static Environment<'static> {
