@@ -146,8 +146,14 @@ fn every_cluster_root_builds_into_exactly_its_tenants() {
     );
 
     let head = repo.head().unwrap().unwrap();
-    let message = repo.repository().find_commit(head).unwrap();
-    assert_eq!(message.message().unwrap(), "tenant b00000000002");
+    let message = repo
+        .repository()
+        .find_commit(head)
+        .unwrap()
+        .message()
+        .unwrap()
+        .to_string();
+    assert_eq!(message, "tenant b00000000002");
     let out = tmp.path().join("checkout");
     checkout(&git_dir, &out);
     assert!(
