@@ -8,7 +8,7 @@
 use crate::db::{self, clusters};
 use crate::gitops::{self, Changes, Entry, GitOpsRepo};
 use crate::render::{cluster_index_path, cluster_kustomization_path, flux_kustomization_path};
-use crate::render::{tenant_of_path, CLUSTER_TENANTS};
+use crate::render::{tenant_dir, tenant_of_path, CLUSTER_TENANTS};
 
 /// Where a tenant's Kustomization belongs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,8 @@ pub fn place(
     }
     let flux = flux_kustomization_path(id);
     let rendered = changes.remove(&flux);
-    let removal = matches!(rendered, Some(Entry::Removed));
+    // A deletion removes the tenant's directory too; placing twice changes nothing more.
+    let removal = matches!(changes.get(&tenant_dir(id)), Some(Entry::Removed));
     let target = match (root.cluster(), removal) {
         (Some(cluster), false) => Some((cluster, cluster_kustomization_path(cluster, id))),
         _ => None,
@@ -68,6 +69,9 @@ pub fn place(
         _ => None,
     };
     if let Some((_, path)) = &target {
+        if let (None, Some(Entry::File(placed))) = (&bytes, changes.get(path)) {
+            bytes = Some(placed.clone());
+        }
         if repo.read(path)?.is_some() {
             // Already in its root (and so in no other): the index lists it already, and only
             // adding or removing a name changes it.
