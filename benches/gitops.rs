@@ -300,6 +300,7 @@ fn main() {
     let huge: Option<usize> = std::env::var("BENCH_HUGE_TENANTS")
         .ok()
         .and_then(|v| v.parse().ok());
+    let huge_size = huge;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let ctx = Ctx {
         renderer: Renderer::from_dir(&root.join("templates")).unwrap(),
@@ -527,7 +528,7 @@ fn main() {
         ms(after),
         ms(longest)
     );
-    cluster_rows(&ctx, scratch.path(), big, huge);
+    cluster_rows(&ctx, scratch.path(), big, huge_size);
 }
 
 /// The one-tenant commit with cluster roots at 100, `big` and (when set) `huge` tenants over
