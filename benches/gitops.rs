@@ -5,8 +5,12 @@
 //! adds one-tenant commit rows at that size; BENCH_REPACK_CYCLES overrides the 1,000 commits,
 //! each repacked, after which a one-tenant commit is timed again; BENCH_PLACEMENT_ONLY=1 prints
 //! only the placement row: one signup's placement at 10,000 tenants over 200 clusters). Prints a
-//! table; every figure is a median over repeated runs.
+//! table; every figure is a median over repeated runs. The last rows are the same one-tenant
+//! commit with cluster roots (`clusters/<name>/`, 200 clusters); BENCH_ONLY=clusters prints only
+//! those.
 
+#[path = "shared/cluster_roots.rs"]
+mod cluster_roots;
 #[path = "shared/ids.rs"]
 mod ids;
 #[path = "shared/placement.rs"]
@@ -315,6 +319,7 @@ fn main() {
     let huge: Option<usize> = std::env::var("BENCH_HUGE_TENANTS")
         .ok()
         .and_then(|v| v.parse().ok());
+    let huge_size = huge;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let ctx = Ctx {
         renderer: Renderer::from_dir(&root.join("templates")).unwrap(),
@@ -341,6 +346,10 @@ fn main() {
         ctx.changes(0, "x").len() + 12
     );
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("clusters") {
+        cluster_rows(&ctx, scratch.path(), big, huge);
+        return;
+    }
     let render_times: Vec<Duration> = (0..500)
         .map(|i| {
             let started = Instant::now();
@@ -539,4 +548,47 @@ fn main() {
         ms(longest)
     );
     placement_row();
+    cluster_rows(&ctx, scratch.path(), big, huge_size);
+}
+
+/// The one-tenant commit with cluster roots at 100, `big` and (when set) `huge` tenants over
+/// 200 clusters, fsync on (the service's default), each against the 100-tenant figure.
+fn cluster_rows(ctx: &Ctx, scratch: &Path, big: usize, huge: Option<usize>) {
+    let dir = scratch.join("clusters");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sizes: Vec<usize> = [Some(100), Some(big), huge].into_iter().flatten().collect();
+    let mut repos: Vec<GitOpsRepo> = sizes
+        .iter()
+        .map(|&n| {
+            cluster_roots::build(&dir, n, author(), |range| {
+                ctx.all_changes(range, "Bench Co", &[])
+            })
+        })
+        .collect();
+    let mut times = vec![Vec::new(); sizes.len()];
+    for round in 0..COMMIT_ROUNDS {
+        for (repo, times) in repos.iter_mut().zip(&mut times) {
+            settle();
+            times.push(cluster_roots::one_tenant_commit(
+                repo,
+                60,
+                round,
+                |i, company| (spec(i, company).id, ctx.changes(i, company)),
+            ));
+            repo.repack().unwrap();
+        }
+    }
+    let medians: Vec<Duration> = times.into_iter().map(median).collect();
+    println!(
+        "| measure (cluster roots, {} clusters) | value |",
+        cluster_roots::CLUSTERS
+    );
+    println!("| --- | --- |");
+    for (n, at) in sizes.iter().zip(&medians) {
+        println!(
+            "| commit one tenant's change into its cluster root (render excluded), {n} tenants | {} ({:.2}x the 100-tenant figure) |",
+            ms(*at),
+            at.as_secs_f64() / medians[0].as_secs_f64()
+        );
+    }
 }

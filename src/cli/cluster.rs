@@ -119,7 +119,7 @@ impl Tabular for Cluster {
 }
 
 /// A cluster name is a DNS label: it becomes a directory and a Kubernetes name.
-fn check_name(name: &str) -> anyhow::Result<()> {
+pub(super) fn check_name(name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -235,4 +235,56 @@ async fn set_state(db: &Db, name: &str, state: ClusterState) -> anyhow::Result<(
     );
     println!("cluster {name} is {}", state.as_str());
     Ok(())
+}
+
+/// `billing gitops migrate-layout --cluster <name>`: places every tenant of the single-cluster
+/// root on `cluster` in the database (in one transaction, first: the placement is what the next
+/// render follows), then moves the root under `clusters/<name>/` in one commit. Says whether it
+/// committed.
+pub async fn migrate_under(
+    config: &Config,
+    repo: &mut crate::gitops::GitOpsRepo,
+    cluster: &str,
+) -> anyhow::Result<bool> {
+    use crate::deploy::layout;
+    let db = Db::connect(&config.database_url(), config.database_acquire_timeout()).await?;
+    db.migrate().await?;
+    let found = clusters::get(&db.pool, cluster).await?;
+    let found = found.ok_or_else(|| {
+        anyhow::anyhow!("no cluster {cluster} in the catalogue (add it first: billing cluster add)")
+    })?;
+    let tenants = layout::single_root_tenants(repo)?;
+    if tenants.is_empty() {
+        println!("nothing to move: flux-tenants/ is empty");
+        return Ok(false);
+    }
+    let now = crate::db::ts(chrono::Utc::now());
+    let mut tx = db.pool.begin().await?;
+    for id in &tenants {
+        if !crate::db::tenants::exists(&mut *tx, id).await? {
+            continue;
+        }
+        // The footprint stays what was recorded (none yet: zero until the next render).
+        let old = clusters::placement(&mut *tx, id).await?;
+        let placement = clusters::Placement {
+            customer_id: id.clone(),
+            region: found.region.clone(),
+            cluster: Some(cluster.to_string()),
+            cpu_millis: old.as_ref().map_or(0, |p| p.cpu_millis),
+            memory_bytes: old.as_ref().map_or(0, |p| p.memory_bytes),
+        };
+        clusters::upsert_placement(&mut tx, &placement, &now).await?;
+    }
+    tx.commit().await?;
+    let moved = layout::migrate_to_cluster(repo, cluster, &tenants)?;
+    match moved.revision {
+        Some(revision) => {
+            println!(
+                "moved {} tenants under clusters/{cluster}/ in {revision}",
+                moved.tenants.len()
+            );
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }

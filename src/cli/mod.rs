@@ -1,5 +1,6 @@
 //! The operator's subcommands.
 
+mod bootstrap;
 mod cluster;
 pub mod output;
 pub mod progress;
@@ -71,14 +72,20 @@ pub enum Command {
   billing keys rotate"
     )]
     Keys(KeysCommand),
-    /// Create a GitOps repository with the tenant layout and an operator's README.
+    /// Create a GitOps repository with the tenant layout and an operator's README; with
+    /// --cluster, print what bootstraps that cluster's Flux on its sync root instead.
     #[command(after_help = "Examples:
   billing init
-  billing init --repo /srv/tenants.git")]
+  billing init --repo /srv/tenants.git
+  billing init --cluster eu-1 > eu-1-flux.yaml")]
     Init {
         /// Where to create it (bare). Default: GITOPS_REPO.
         #[arg(long)]
         repo: Option<PathBuf>,
+        /// Print the GitRepository and root Kustomization (`path: ./clusters/<name>`) an
+        /// operator applies on that cluster (with kubectl apply -f -).
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// Tenants and their stacks: list, show, path, render, history, deploy, rollback, delete.
     #[command(
@@ -280,7 +287,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 public.display()
             );
         }
-        Command::Init { repo } => {
+        Command::Init {
+            cluster: Some(cluster),
+            ..
+        } => {
+            cluster::check_name(&cluster)?;
+            // A remote on this machine is no use to a cluster: the placeholder stays.
+            let url = crate::app::remote(&config)
+                .filter(|remote| remote.local_dir().is_none())
+                .map(|remote| remote.url);
+            print!("{}", bootstrap::cluster_sync(&cluster, url.as_deref()));
+        }
+        Command::Init {
+            repo,
+            cluster: None,
+        } => {
             let mut config = config;
             if repo.is_some() {
                 config.gitops_repo = repo;

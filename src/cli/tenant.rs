@@ -136,14 +136,20 @@ pub enum TenantCommand {
 #[derive(Debug, Subcommand)]
 pub enum GitopsCommand {
     /// Move tenants of the flat layout of older versions (`tenants/<id>/`) to the sharded one
-    /// (`tenants/a/b/c/<id>/`) in one commit, and push it when a remote is configured.
+    /// (`tenants/a/b/c/<id>/`) in one commit, and push it when a remote is configured. With
+    /// --cluster, move the single-cluster root (`flux-tenants/`) under that cluster's sync root
+    /// (`clusters/<name>/`) in one more commit, every tenant placed on it in the database.
     #[command(after_help = "Examples:
   billing gitops migrate-layout
-  billing gitops migrate-layout --repo /srv/tenants.git")]
+  billing gitops migrate-layout --repo /srv/tenants.git
+  billing gitops migrate-layout --cluster eu-1")]
     MigrateLayout {
         /// The bare repository. Default: GITOPS_REPO.
         #[arg(long)]
         repo: Option<PathBuf>,
+        /// The first cluster (already in the catalogue: `billing cluster add`).
+        #[arg(long)]
+        cluster: Option<String>,
     },
 }
 
@@ -324,18 +330,24 @@ async fn redeploy_all(app: &SharedApp, full: bool, wait: bool) -> anyhow::Result
 
 pub async fn run_gitops(config: Config, command: GitopsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        GitopsCommand::MigrateLayout { repo } => {
+        GitopsCommand::MigrateLayout { repo, cluster } => {
             let mut config = config;
             if repo.is_some() {
                 config.gitops_repo = repo;
             }
             let mut repo = crate::app::open_repo(&config)?;
             let moved = crate::deploy::layout::migrate(&mut repo)?;
-            let Some(revision) = moved.revision else {
-                println!("nothing to move: every tenant is in the sharded layout");
+            let mut pushable = moved.revision.is_some();
+            match moved.revision {
+                Some(revision) => println!("moved {} tenants in {revision}", moved.tenants.len()),
+                None => println!("nothing to move: every tenant is in the sharded layout"),
+            }
+            if let Some(cluster) = cluster {
+                pushable |= super::cluster::migrate_under(&config, &mut repo, &cluster).await?;
+            }
+            if !pushable {
                 return Ok(ExitCode::SUCCESS);
-            };
-            println!("moved {} tenants in {revision}", moved.tenants.len());
+            }
             if let Some(remote) = crate::app::remote(&config) {
                 repo.push(&remote, 5)?;
                 println!("pushed to {}", remote.url);

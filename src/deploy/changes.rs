@@ -82,6 +82,10 @@ pub fn describe_changes(changes: &Changes) -> String {
                 .iter()
                 .for_each(|(name, bytes)| emit(&format!("{path}/{name}"), bytes)),
             Entry::Removed => {}
+            Entry::Index { dir } => emit(
+                path,
+                format!("# (the index of {dir}/, computed at commit)\n").as_bytes(),
+            ),
         }
     }
     out
@@ -93,6 +97,9 @@ pub(super) struct Prepared {
     pub action: Action,
     pub changes: Changes,
     pub summary: String,
+    /// The sync root of the tenant's Kustomization (`roots::place` applies it in the Git
+    /// thread).
+    pub root: super::roots::Root,
 }
 
 /// The commit message of a batch: what changed per tenant, one `Tenant-Id:` trailer per tenant
@@ -116,7 +123,11 @@ pub(crate) fn commit_message(prepared: &[&Prepared]) -> String {
                 // the action does.
                 (_, Some(reason)) => format!("tenant {id}: {reason}"),
                 (action, None) => format!("tenant {id}: {} ({})", action.as_str(), p.summary),
-            },
+            } + &p
+                .root
+                .cluster()
+                .map(|c| format!(" on cluster {c}"))
+                .unwrap_or_default(),
         );
     }
     let mut trailers: Vec<(&str, String)> = tenants
@@ -128,6 +139,11 @@ pub(crate) fn commit_message(prepared: &[&Prepared]) -> String {
             .iter()
             .map(|p| ("Change-Id", p.job.change_id.clone())),
     );
+    // The cluster each tenant's root belongs to (`Cluster: <name>`, once per cluster).
+    let mut clusters: Vec<&str> = prepared.iter().filter_map(|p| p.root.cluster()).collect();
+    clusters.sort_unstable();
+    clusters.dedup();
+    trailers.extend(clusters.iter().map(|c| ("Cluster", c.to_string())));
     if let [only] = tenants.as_slice() {
         return message(&described[only], &[], &trailers);
     }

@@ -128,6 +128,10 @@ fn commit_locally(
     // Jobs whose change is already in Git (a retry after a crash between commit and
     // bookkeeping) are done without being named again: each change is in exactly one commit.
     let mut effective = Vec::new();
+    for p in prepared.iter_mut() {
+        super::roots::place(repo, &p.job.customer_id, &p.root, &mut p.changes)
+            .map_err(|e| e.to_string())?;
+    }
     for (i, p) in prepared.iter().enumerate() {
         if !repo.unchanged(&p.changes).map_err(|e| e.to_string())? {
             effective.push(i);

@@ -87,3 +87,73 @@ pub fn migrate(repo: &mut GitOpsRepo) -> gitops::Result<Moved> {
     let revision = repo.commit(&changes, &message)?;
     Ok(Moved { tenants, revision })
 }
+
+/// Ids of the tenants whose Kustomization the single-cluster root holds
+/// (`flux-tenants/a/b/c/<id>.yaml`).
+pub fn single_root_tenants(repo: &GitOpsRepo) -> gitops::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut dirs = vec![("flux-tenants".to_string(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        for (name, is_dir) in repo.list_dir(&dir)? {
+            let path = format!("{dir}/{name}");
+            if is_dir && depth < 3 {
+                dirs.push((path, depth + 1));
+            } else if let Some(id) = crate::render::tenant_of_path(&path) {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// Moves the single-cluster root (`flux-tenants/`) under the sync root of a first cluster,
+/// `clusters/<cluster>/`, in one commit: each Kustomization keeps its bytes (the diff reviews
+/// as renames) and the root's index lists them all. The tenants' own directories stay. The
+/// caller places `tenants` on the cluster in the database first: the placement is the truth
+/// the next render follows.
+pub fn migrate_to_cluster(
+    repo: &mut GitOpsRepo,
+    cluster: &str,
+    tenants: &[String],
+) -> gitops::Result<Moved> {
+    let mut changes = Changes::new();
+    let mut moved = Vec::new();
+    let paths: Vec<String> = tenants
+        .iter()
+        .map(|id| flux_kustomization_path(id))
+        .collect();
+    for ((id, from), bytes) in tenants.iter().zip(&paths).zip(repo.read_many(&paths)?) {
+        let Some(bytes) = bytes else { continue };
+        let to = crate::render::cluster_kustomization_path(cluster, id);
+        changes.insert(to, Entry::File(bytes));
+        changes.insert(from.clone(), Entry::Removed);
+        moved.push(id.clone());
+    }
+    if moved.is_empty() {
+        return Ok(Moved {
+            tenants: moved,
+            revision: None,
+        });
+    }
+    changes.insert(
+        crate::render::cluster_index_path(cluster),
+        super::roots::index(),
+    );
+    let message = super::changes::message(
+        &format!(
+            "gitops: move {} tenants under the sync root of cluster {cluster}",
+            moved.len()
+        ),
+        &[format!("flux-tenants/ -> clusters/{cluster}/tenants/")],
+        &[
+            (TRAILER, format!("cluster {cluster}")),
+            ("Cluster", cluster.to_string()),
+        ],
+    );
+    let revision = repo.commit(&changes, &message)?;
+    Ok(Moved {
+        tenants: moved,
+        revision,
+    })
+}

@@ -3,6 +3,7 @@
 
 pub mod behind;
 mod changes;
+pub mod roots;
 /// The commit message format (subject, body, trailers) rollouts write too.
 pub(crate) use changes::message;
 pub(crate) mod commit;
@@ -195,12 +196,19 @@ async fn render_locks(
             !matches!(action, Action::Rebuild | Action::Force) && matches!(data, Ok(Some(_)))
         })
         .collect();
-    let paths: Vec<String> = specs
-        .iter()
-        .zip(&wanted)
-        .filter(|(_, wanted)| **wanted)
-        .map(|((job, ..), _)| crate::render::render_lock_path(&job.customer_id))
-        .collect();
+    // With each lock, where the tenant's Kustomization belongs when it is placed on a
+    // cluster: not there yet (a first placement, or back from unplaced) means a complete
+    // render, so the Kustomization is written whatever templates changed.
+    let mut paths = Vec::new();
+    for ((job, ..), _) in specs.iter().zip(&wanted).filter(|(_, wanted)| **wanted) {
+        let id = &job.customer_id;
+        paths.push(crate::render::render_lock_path(id));
+        let root = roots::root_of(&handles.db, id).await?;
+        paths.push(match root.cluster() {
+            Some(cluster) => crate::render::cluster_kustomization_path(cluster, id),
+            None => crate::render::render_lock_path(id),
+        });
+    }
     let read = handles
         .gitops
         .run(move |repo| anyhow::Ok(repo.read_many(&paths)?))
@@ -209,8 +217,12 @@ async fn render_locks(
     Ok(wanted
         .into_iter()
         .map(|wanted| {
-            let bytes = if wanted { read.next().flatten() } else { None };
-            bytes.and_then(|b| RenderLock::from_bytes(&b))
+            let (lock, placed) = match wanted {
+                true => (read.next().flatten(), read.next().flatten()),
+                false => (None, None),
+            };
+            let lock = lock.filter(|_| placed.is_some());
+            lock.and_then(|b| RenderLock::from_bytes(&b))
         })
         .collect())
 }
@@ -249,6 +261,7 @@ pub async fn process_batch(handles: &DeployHandles) -> anyhow::Result<usize> {
                     action,
                     changes,
                     summary,
+                    root: roots::Root::Single,
                 }),
                 Err(err) => give_up_or_retry(handles, &job, &format!("{err:#}")).await?,
             },
@@ -277,6 +290,7 @@ pub async fn process_batch(handles: &DeployHandles) -> anyhow::Result<usize> {
                 action,
                 changes,
                 summary,
+                root: roots::Root::Single,
             }),
             Err(err) => give_up_or_retry(handles, &job, &format!("{err:#}")).await?,
         }
@@ -286,6 +300,10 @@ pub async fn process_batch(handles: &DeployHandles) -> anyhow::Result<usize> {
     }
     // Job order decides which change of a tenant wins.
     prepared.sort_by_key(|p| p.job.id);
+    // The placement (the database's truth) decides which sync root applies each tenant.
+    for p in &mut prepared {
+        p.root = roots::root_of(&handles.db, &p.job.customer_id).await?;
+    }
     let mut direct = Vec::with_capacity(prepared.len());
     for p in prepared {
         if handles

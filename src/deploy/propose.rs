@@ -25,7 +25,12 @@ pub(super) async fn propose(
     let (p, outcome) = handles
         .gitops
         .run(move |repo| {
-            let outcome = commit_branch(repo, &branch2, &p, &message2);
+            let mut p = p;
+            // In its cluster's root on the branch too (idempotent: main's commit places again).
+            let root = p.root.clone();
+            let outcome = super::roots::place(repo, &p.job.customer_id, &root, &mut p.changes)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| commit_branch(repo, &branch2, &p, &message2));
             Ok::<_, GitOpsError>((p, outcome))
         })
         .await?;

@@ -7,12 +7,15 @@ use git2::{ObjectType, Oid, Repository, Tree};
 
 use super::{Found, Result};
 
-/// The new content at one path: a file, a whole directory (replacing what was there), or nothing.
+/// The new content at one path: a file, a whole directory (replacing what was there), nothing,
+/// or a directory index (see `index`): a file listing every `*.yaml` under `dir` (relative to
+/// the index's own directory), computed from the tree the commit produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     File(Vec<u8>),
     Dir(BTreeMap<String, Vec<u8>>),
     Removed,
+    Index { dir: String },
 }
 
 /// What a commit changes: repo-relative path -> new entry.
@@ -30,6 +33,10 @@ pub(super) fn file_at(repo: &Repository, root: &Tree<'_>, path: &str) -> Result<
 
 /// Whether `root` already holds exactly `entry` at `path` (hashing, writing nothing).
 pub(super) fn same(repo: &Repository, root: &Tree<'_>, path: &str, entry: &Entry) -> Result<bool> {
+    if let Entry::Index { dir } = entry {
+        let bytes = super::index::compute(repo, root, path, dir)?;
+        return Ok(file_at(repo, root, path)?.as_deref() == Some(bytes.as_slice()));
+    }
     let current = root.get_path(Path::new(path)).found()?;
     let blob_id = |bytes: &[u8]| Oid::hash_object(ObjectType::Blob, bytes);
     Ok(

@@ -4,6 +4,7 @@
 mod branches;
 mod changes;
 mod history;
+pub mod index;
 pub mod locks;
 pub mod pack;
 pub mod pack_dir;

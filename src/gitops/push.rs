@@ -1,8 +1,9 @@
 //! Pushing to the remote the cluster syncs from. A non-fast-forward (libgit2's local check or
 //! the server's, reported through the push-update-reference callback) is resolved by fetching
 //! and re-applying our own commits on the new tip: we own only the tenant directories under
-//! `tenants/` and the Kustomizations under `flux-tenants/`, so another writer's changes
-//! elsewhere are kept as they are.
+//! `tenants/`, the Kustomizations under `flux-tenants/` and the sync roots under `clusters/`,
+//! so another writer's changes elsewhere are kept as they are; directory indexes are recomputed
+//! on the new tip (see `index`).
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -14,7 +15,9 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{Changes, Entry, Found, GitOpsError, GitOpsRepo, Result};
 
 /// The directories whose children the service owns (one child per tenant).
-pub const OWNED_DIRS: [&str; 2] = ["tenants", "flux-tenants"];
+/// `clusters/` holds one sync root per cluster (its tenants' Kustomizations and the directory
+/// index listing them).
+pub const OWNED_DIRS: [&str; 3] = ["tenants", "flux-tenants", "clusters"];
 
 #[derive(Debug, Clone, Default)]
 pub struct PushAuth {
@@ -242,7 +245,15 @@ impl GitOpsRepo {
             };
             let entry = match delta.status() {
                 git2::Delta::Deleted => Entry::Removed,
-                _ => Entry::File(self.blob(delta.new_file().id())?),
+                _ => {
+                    let bytes = self.blob(delta.new_file().id())?;
+                    // An index is recomputed on the new tip, never replayed as stale bytes:
+                    // another writer's files in its directory stay listed.
+                    match super::index::indexed_dir(&bytes) {
+                        Some(dir) => Entry::Index { dir },
+                        None => Entry::File(bytes),
+                    }
+                }
             };
             changes.insert(path.to_string(), entry);
         }

@@ -67,6 +67,8 @@ impl GitOpsRepo {
                     FileMode::Tree,
                 )),
                 Entry::Dir(_) | Entry::Removed => None,
+                // Computed below, from the tree the other changes make.
+                Entry::Index { .. } => continue,
             };
             written.push((path, object));
         }
@@ -85,7 +87,8 @@ impl GitOpsRepo {
                 None => &mut update,
             };
         }
-        let tree = update.create_updated(&scratch, &base)?;
+        let mut tree = update.create_updated(&scratch, &base)?;
+        tree = self.write_indexes(&scratch, tree, changes, &mut candidates)?;
         if parent.is_some() && tree == base.id() {
             return Ok(None);
         }
@@ -102,6 +105,35 @@ impl GitOpsRepo {
         write_pack(&scratch, disk, &candidates)?;
         self.unpacked.set(self.unpacked.get() + 1);
         Ok(Some(commit))
+    }
+}
+
+impl GitOpsRepo {
+    /// The tree `tree` with every directory index among `changes` recomputed from its listing
+    /// there (see `index`).
+    fn write_indexes(
+        &self,
+        scratch: &Repository,
+        tree: Oid,
+        changes: &Changes,
+        candidates: &mut Vec<Candidate>,
+    ) -> Result<Oid> {
+        let mut update = TreeUpdateBuilder::new();
+        let mut any = false;
+        let listed = scratch.find_tree(tree)?;
+        for (path, entry) in changes {
+            if let Entry::Index { dir } = entry {
+                check_path(dir)?;
+                let bytes = super::index::compute(scratch, &listed, path, dir)?;
+                let id = blob(scratch, &bytes, path, candidates)?;
+                update.upsert(path.as_str(), id, FileMode::Blob);
+                any = true;
+            }
+        }
+        if !any {
+            return Ok(tree);
+        }
+        Ok(update.create_updated(scratch, &listed)?)
     }
 }
 

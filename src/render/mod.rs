@@ -32,10 +32,10 @@ pub use backup::{
 pub use objects::parse_documents;
 pub use restore::RESTORED_MARKER;
 pub use spec::{
-    demo_sealed_values, demo_spec, flat_flux_kustomization_path, flat_tenant_dir,
-    flux_kustomization_path, namespace_of, tenant_dir, tenant_of_path, tenant_shard, Images,
-    LockedTemplate, RenderError, RenderLock, RenderSettings, RenderedTenant, SealedValues,
-    TenantSpec,
+    cluster_index_path, cluster_kustomization_path, cluster_root, demo_sealed_values, demo_spec,
+    flat_flux_kustomization_path, flat_tenant_dir, flux_kustomization_path, namespace_of,
+    tenant_dir, tenant_of_path, tenant_shard, Images, LockedTemplate, RenderError, RenderLock,
+    RenderSettings, RenderedTenant, SealedValues, TenantSpec, CLUSTER_TENANTS,
 };
 pub use validate::untransportable;
 

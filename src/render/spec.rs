@@ -196,10 +196,14 @@ pub fn tenant_dir(id: &str) -> String {
     format!("tenants/{}/{id}", tenant_shard(id))
 }
 
-/// The tenant a repository path belongs to, in the sharded layout: `tenants/a/b/c/<id>/…` or
-/// `flux-tenants/a/b/c/<id>.yaml` (None for anything else).
+/// The tenant a repository path belongs to, in the sharded layout: `tenants/a/b/c/<id>/…`,
+/// `flux-tenants/a/b/c/<id>.yaml` or `clusters/<name>/tenants/<id>.yaml` (None for anything
+/// else).
 pub fn tenant_of_path(path: &str) -> Option<&str> {
     let parts: Vec<&str> = path.split('/').collect();
+    if let ["clusters", _, CLUSTER_TENANTS, file] = parts.as_slice() {
+        return file.strip_suffix(".yaml").filter(|id| !id.is_empty());
+    }
     let id = match parts.as_slice() {
         ["tenants", _, _, _, id, _, ..] => *id,
         ["flux-tenants", _, _, _, file] => file.strip_suffix(".yaml")?,
@@ -223,6 +227,29 @@ pub fn namespace_of(id: &str) -> String {
 /// directory, spread the same way. `flux-tenants/` is the cluster's sync root.
 pub fn flux_kustomization_path(id: &str) -> String {
     format!("flux-tenants/{}/{id}.yaml", tenant_shard(id))
+}
+
+/// The directory of a cluster's sync root holding its tenants' Kustomizations.
+pub const CLUSTER_TENANTS: &str = "tenants";
+
+/// `clusters/<name>`: the sync root of one cluster, which its Flux applies (`path:
+/// ./clusters/<name>`) and `kubectl kustomize` builds into its tenants' Kustomizations.
+pub fn cluster_root(cluster: &str) -> String {
+    format!("clusters/{cluster}")
+}
+
+/// `clusters/<name>/tenants/<id>.yaml`: a placed tenant's Flux Kustomization (the same bytes as
+/// in `flux-tenants/`), inside its cluster's root because kustomize refuses files outside a
+/// kustomization's directory. Not sharded: a cluster runs tens of tenants, a few hundred at
+/// most, far under the 1,000 entries a Git host lists, and the root's index is then computed
+/// from one tree.
+pub fn cluster_kustomization_path(cluster: &str, id: &str) -> String {
+    format!("clusters/{cluster}/{CLUSTER_TENANTS}/{id}.yaml")
+}
+
+/// `clusters/<name>/kustomization.yaml`: the root's index, listing exactly its tenants.
+pub fn cluster_index_path(cluster: &str) -> String {
+    format!("clusters/{cluster}/kustomization.yaml")
 }
 
 /// `flux-tenants/<id>.yaml`: the flat layout's Kustomization path.

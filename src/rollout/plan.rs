@@ -155,7 +155,7 @@ async fn sample_diff(h: &Handles<'_>, customer_id: &str) -> Result<String, Rollo
                 .into_iter()
                 .map(|(name, bytes)| (format!("{path}/{name}"), bytes))
                 .collect(),
-            Entry::Removed => Vec::new(),
+            Entry::Removed | Entry::Index { .. } => Vec::new(),
         })
         .collect();
     let paths = r.files.clone();

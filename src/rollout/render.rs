@@ -119,8 +119,8 @@ pub(crate) fn changed_files(
                         .map(|name| format!("{path}/{name}")),
                 );
             }
-            Entry::Removed => {
-                let one = Changes::from([(path.clone(), Entry::Removed)]);
+            Entry::Removed | Entry::Index { .. } => {
+                let one = Changes::from([(path.clone(), entry.clone())]);
                 if !repo.unchanged(&one)? {
                     files.push(path.clone());
                 }
