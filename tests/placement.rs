@@ -190,6 +190,7 @@ async fn plan_change_beyond_room(backend: Backend) {
         company_name: "Placed".into(),
         email: "p0@place.example".into(),
         full_name: None,
+        restore_from: None,
     };
     let sealed = demo_sealed_values();
     let starter = handles.footprint(&spec("starter"), &sealed).await.unwrap();

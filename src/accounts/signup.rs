@@ -135,6 +135,7 @@ pub async fn signup(
                         company_name: req.company_name.clone(),
                         email: req.email.display.clone(),
                         full_name: req.full_name.clone(),
+                        restore_from: None,
                     },
                     &SealedValues {
                         secret_name: SECRET_NAME.to_string(),

@@ -193,6 +193,7 @@ async fn refit(
         company_name: customer.company_name,
         email: customer.email,
         full_name: customer.full_name,
+        restore_from: None,
     };
     crate::placement::resize::refit(&handles.accounts.placement, tx, &spec, now).await
 }
