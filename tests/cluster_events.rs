@@ -10,18 +10,11 @@ mod common;
 
 use std::time::Duration;
 
-use billing::db::Db;
-use billing::placement;
-use billing::render::footprint::Footprint;
 use cluster::{fixture, flux_signature, post};
 use common::{Backend, TestServer};
 use serde_json::Value;
 
 const PASSWORD: &str = "correct-horse-battery";
-const TENANT: Footprint = Footprint {
-    cpu_millis: 500,
-    memory_bytes: 1 << 30,
-};
 
 for_each_backend!(clusters_report_with_their_own_secrets);
 
@@ -41,8 +34,12 @@ fn secret_in(out: &str) -> String {
         .to_string()
 }
 
-async fn committed_tenant(s: &TestServer, email: &str) -> (String, String) {
-    let (code, body) = s.signup(email, PASSWORD, "Clusters Co").await;
+/// A signup in `region`, committed: its id, revision and the cluster it was placed on.
+async fn committed_tenant(s: &TestServer, email: &str, region: &str) -> (String, String, String) {
+    let signup = serde_json::json!({
+        "email": email, "password": PASSWORD, "company_name": "Clusters Co", "region": region,
+    });
+    let (code, body) = s.post_json("/api/customers/signup", &signup).await;
     assert_eq!(code, 201, "{body}");
     let id = body["customer"]["customer_id"]
         .as_str()
@@ -51,20 +48,12 @@ async fn committed_tenant(s: &TestServer, email: &str) -> (String, String) {
     let st = s
         .wait_for_status(&id, "committed", Duration::from_secs(30))
         .await;
-    (id, st["committed_revision"].as_str().unwrap().to_string())
-}
-
-async fn place(s: &TestServer, customer: &str, region: &str) -> String {
-    let db = Db::connect(&s.database_url(), Duration::from_secs(10))
-        .await
-        .unwrap();
-    let mut tx = db.pool.begin().await.unwrap();
-    let now = billing::db::ts(chrono::Utc::now());
-    let placed = placement::place(&mut tx, db.backend, customer, region, TENANT, &now)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    placed.expect("room for the tenant")
+    let cluster = st["cluster"].as_str().unwrap_or_default().to_string();
+    (
+        id,
+        st["committed_revision"].as_str().unwrap().to_string(),
+        cluster,
+    )
 }
 
 async fn flux(s: &TestServer, cluster: &str, body: &str, secret: &str) -> (u16, Value) {
@@ -111,10 +100,9 @@ async fn clusters_report_with_their_own_secrets(backend: Backend) {
     .await;
     assert_eq!(stored, 0, "the plain secret is in the database");
 
-    let (a, rev_a) = committed_tenant(&s, "a@clusters.example").await;
-    let (b, rev_b) = committed_tenant(&s, "b@clusters.example").await;
-    assert_eq!(place(&s, &a, "eu").await, "eu-1");
-    assert_eq!(place(&s, &b, "us").await, "us-1");
+    let (a, rev_a, on_a) = committed_tenant(&s, "a@clusters.example", "eu").await;
+    let (b, rev_b, on_b) = committed_tenant(&s, "b@clusters.example", "us").await;
+    assert_eq!((on_a.as_str(), on_b.as_str()), ("eu-1", "us-1"));
     let flux_a = fixture("flux-event-reconciliation-succeeded.json", &a, &rev_a);
     let argo_b = fixture("argocd-notification-deployed.json", &b, &rev_b);
 
@@ -183,16 +171,23 @@ async fn clusters_report_with_their_own_secrets(backend: Backend) {
 
     // /metrics: each cluster's capacity, allocation and tenants, labelled by cluster and region.
     let labels = |c: &str, r: &str| format!("{{cluster=\"{c}\",region=\"{r}\"}}");
+    // What a's footprint books on eu-1 (its only tenant).
+    let db = s.db().await;
+    let booked = |column: &str| format!("SELECT {column} FROM placements WHERE customer_id = $1");
+    let cpu = common::count(&db, &booked("cpu_millis"), &a).await;
+    let memory = common::count(&db, &booked("memory_bytes"), &a).await;
+    assert!(cpu > 0 && memory > 0, "{cpu} {memory}");
     for (name, value) in [
         ("billing_cluster_cpu_capacity_millicores", 4000),
         ("billing_cluster_memory_capacity_bytes", 8 << 30),
-        ("billing_cluster_cpu_allocated_millicores", 500),
-        ("billing_cluster_memory_allocated_bytes", 1 << 30),
+        ("billing_cluster_cpu_allocated_millicores", cpu),
+        ("billing_cluster_memory_allocated_bytes", memory),
         ("billing_cluster_tenants", 1),
     ] {
         assert_eq!(
-            s.metric(&format!("{name}{}", labels("eu-1", "eu"))).await,
-            value
+            s.metric(&format!("{name}{}", labels("eu-1", "eu"))).await as i64,
+            value,
+            "{name}"
         );
     }
     assert_eq!(

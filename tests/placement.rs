@@ -70,11 +70,12 @@ async fn fills_in_order(backend: Backend) {
         return;
     };
     let db = connect(&server).await;
+    // Signed up before the catalogue exists, so the server places nobody: this test places.
+    let ids = signups(&server, 7).await;
     // eu-a holds 2 tenants, eu-b 3 (by CPU); us-a 1.
     add(&db, "eu-a", "eu", 1000, 8).await;
     add(&db, "eu-b", "eu", 1500, 8).await;
     add(&db, "us-a", "us", 500, 8).await;
-    let ids = signups(&server, 7).await;
     let mut got = Vec::new();
     for id in &ids[..6] {
         got.push(place(&db, id, "eu").await);
@@ -125,10 +126,11 @@ async fn concurrent_placements_never_overbook_on_postgres() {
     };
     let replicas = [connect(&server).await, connect(&server).await];
     assert_eq!(replicas[0].backend, DbBackend::Postgres);
+    // Signed up before the catalogue exists, so the server places nobody: this test places.
+    let ids = signups(&server, 50).await;
     add(&replicas[0], "eu-a", "eu", 3000, 64).await; // 6 tenants
     add(&replicas[0], "eu-b", "eu", 5000, 64).await; // 10 tenants
     add(&replicas[0], "eu-c", "eu", 64_000, 4).await; // 4 tenants (memory)
-    let ids = signups(&server, 50).await;
     let mut tasks = Vec::new();
     for (i, id) in ids.into_iter().enumerate() {
         let db = replicas[i % 2].clone();
