@@ -62,22 +62,9 @@ fn run_job(
 #[tokio::test(flavor = "multi_thread")]
 async fn nightly_backup_ships_to_s3_restores_and_keeps_the_newest() {
     const WHAT: &str = "the off-cluster backup round trip";
-    if let Some(missing) = missing_tools() {
-        return skip::skip_unless_ci(
-            WHAT,
-            format!("missing {missing} (pip install 'moto[server]' awscli; PostgreSQL client)"),
-        );
-    }
-    let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-        return skip::skip_unless_ci(WHAT, "TEST_DATABASE_URL is not set");
+    let Some((admin_url, moto)) = peers(WHAT) else {
+        return;
     };
-    if !admin_url.starts_with("postgres") {
-        return skip::skip_unless_ci(WHAT, "TEST_DATABASE_URL is not PostgreSQL");
-    }
-    let Some(moto) = Moto::start() else {
-        return skip::skip_unless_ci(WHAT, "moto_server does not start");
-    };
-    create_bucket(&moto);
 
     // The tenant's database, with rows.
     let source = pg::TempDatabase::create(&admin_url).await;

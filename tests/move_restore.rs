@@ -153,22 +153,9 @@ fn only_a_move_renders_the_jobs_and_the_api_wait_and_they_validate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_move_restores_the_target_from_a_dump_taken_after_it_began() {
     const WHAT: &str = "the move's backup and restore";
-    if let Some(missing) = missing_tools() {
-        return skip::skip_unless_ci(
-            WHAT,
-            format!("missing {missing} (pip install 'moto[server]' awscli; PostgreSQL client)"),
-        );
-    }
-    let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-        return skip::skip_unless_ci(WHAT, "TEST_DATABASE_URL is not set");
+    let Some((admin_url, moto)) = peers(WHAT) else {
+        return;
     };
-    if !admin_url.starts_with("postgres") {
-        return skip::skip_unless_ci(WHAT, "TEST_DATABASE_URL is not PostgreSQL");
-    }
-    let Some(moto) = Moto::start() else {
-        return skip::skip_unless_ci(WHAT, "moto_server does not start");
-    };
-    create_bucket(&moto);
 
     let source = pg::TempDatabase::create(&admin_url).await;
     let target = pg::TempDatabase::create(&admin_url).await;

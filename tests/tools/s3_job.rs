@@ -306,3 +306,28 @@ pub fn cluster_env(admin_url: &str, db_url: &str, moto: &Moto) -> BTreeMap<&'sta
         ("BACKUP_S3_ENDPOINT", moto.url.clone()),
     ])
 }
+
+/// What the jobs run against: PostgreSQL (its admin URL) and a running moto holding the
+/// bucket. None when a tool or the database is missing (a failure under CI, see `skip`).
+pub fn peers(what: &str) -> Option<(String, Moto)> {
+    use super::skip::skip_unless_ci;
+    if let Some(missing) = missing_tools() {
+        let hint = "pip install 'moto[server]' awscli; PostgreSQL client";
+        skip_unless_ci(what, format!("missing {missing} ({hint})"));
+        return None;
+    }
+    let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+        skip_unless_ci(what, "TEST_DATABASE_URL is not set");
+        return None;
+    };
+    if !admin_url.starts_with("postgres") {
+        skip_unless_ci(what, "TEST_DATABASE_URL is not PostgreSQL");
+        return None;
+    }
+    let Some(moto) = Moto::start() else {
+        skip_unless_ci(what, "moto_server does not start");
+        return None;
+    };
+    create_bucket(&moto);
+    Some((admin_url, moto))
+}
