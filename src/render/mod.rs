@@ -30,7 +30,6 @@ pub use backup::{
     endpoint_port, BackupS3, BACKUP_SECRET_KEYS, DEFAULT_RETENTION_DAYS, DEFAULT_UPLOAD_IMAGE,
 };
 pub use objects::parse_documents;
-pub use restore::RESTORED_MARKER;
 pub use spec::{
     cluster_index_path, cluster_kustomization_path, cluster_root, demo_sealed_values, demo_spec,
     flat_flux_kustomization_path, flat_tenant_dir, flux_kustomization_path, namespace_of,

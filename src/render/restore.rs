@@ -12,7 +12,7 @@ use super::{RenderError, RenderSettings, TenantSpec};
 
 /// Table the restore leaves in the tenant database once it is done (or found data to keep);
 /// the API's init container waits for it.
-pub const RESTORED_MARKER: &str = "_billing_restored";
+const RESTORED_MARKER: &str = "_billing_restored";
 /// How long the restore waits for the source's fresh dump before its Job fails (and retries).
 const WAIT_SECONDS: u32 = 1800;
 
